@@ -1,0 +1,1 @@
+"""The CPython host agent: Linux semantics, Linux collectors, replay and cross-check."""

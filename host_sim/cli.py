@@ -1,0 +1,39 @@
+"""The `microagent` command: discovers subcommands in host_sim.commands."""
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from host_sim import commands
+
+
+class UsageError(Exception):
+    """A bad argument or input the user can fix; printed as one line, exit 2."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="microagent",
+        description="Security event agent for MicroPython boards and Linux IoT devices.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module("host_sim.commands." + info.name)
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UsageError as exc:
+        print("microagent: error: %s" % exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

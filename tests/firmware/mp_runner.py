@@ -1,0 +1,22 @@
+# Runs the test_* functions of one MicroPython-compatible test module inside MicroPython.
+# Usage: micropython mp_runner.py MODULE. Exit 1 if any test fails, naming it.
+import sys
+
+name = sys.argv[1]
+module = __import__(name)
+failed = 0
+ran = 0
+for attr in sorted(dir(module)):
+    if not attr.startswith("test_"):
+        continue
+    ran += 1
+    try:
+        getattr(module, attr)()
+        print("PASS", attr)
+    except Exception as exc:
+        failed += 1
+        print("FAIL", attr, repr(exc))
+        sys.print_exception(exc)
+print("%d ran, %d failed" % (ran, failed))
+if failed or not ran:
+    sys.exit(1)
