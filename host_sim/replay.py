@@ -6,9 +6,7 @@ import threading
 import sys
 import uuid
 
-from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
-from microagent.encode import MessageEncoder
-from microagent.engine import Engine
+from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
 from host_sim.engine import build_host_engine
@@ -46,28 +44,35 @@ def _in_process(engine_factory, trace, window_ms, on_message, on_warning):
     return replay
 
 
+# Firmware defaults (replay_main): the spec's 256 network entries, small process/login caches.
+FIRMWARE_CACHE_SIZES = (16, 256, 16)
+HOST_CACHE_SIZE = 256
+
+
 def replay_host(trace, window_ms, cache_size, on_message, on_warning, max_message_size=4096,
                 agent=None):
-    """Runs TRACE through the host engine (Linux semantics) in this process."""
+    """Runs TRACE through the host engine (Linux semantics) in this process; CACHE_SIZE None
+    means the spec default for every collector."""
     def factory(sink, warn):
-        return build_host_engine(cache_size, sink, warn, agent or agent_id(),
+        return build_host_engine(cache_size or HOST_CACHE_SIZE, sink, warn, agent or agent_id(),
                                  max_message_size)
     return _in_process(factory, trace, window_ms, on_message, on_warning)
 
 
 def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtime="micropython",
                     heap="64K", max_message_size=4096, agent=None):
-    """Runs TRACE through the firmware engine (RTOS semantics), inside MicroPython by default."""
+    """Runs TRACE through the firmware engine (RTOS semantics), inside MicroPython by default.
+    CACHE_SIZE sets every cache; None keeps the firmware defaults (FIRMWARE_CACHE_SIZES)."""
     agent = agent or agent_id()
+    sizes = (cache_size,) * 3 if cache_size else FIRMWARE_CACHE_SIZES
     if runtime == "cpython":
         def factory(sink, warn):
-            encoder = MessageEncoder(agent, sink, max_message_size)
-            return Engine(ProcessCache(cache_size), NetworkCache(cache_size),
-                          LoginCache(cache_size), DnsTable(cache_size), encoder, warn)
+            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return
-    args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--cache-size",
-            str(cache_size), "--max-message-size", str(max_message_size), "--agent-id", agent]
+    args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--process-cache",
+            str(sizes[0]), "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
+            "--max-message-size", str(max_message_size), "--agent-id", agent]
     argv, env = micropython_command("microagent.replay_main", args, heap)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, encoding="utf-8", errors="replace")
@@ -89,8 +94,9 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
     if proc.returncode == 0:
         return
     if any("MemoryError" in line for line in errors):
-        raise ReplayError("MicroPython ran out of heap (-X heapsize=%s) with caches of %d entries: "
-                          "raise --heap or lower --cache-size" % (heap, cache_size))
+        raise ReplayError("MicroPython ran out of heap (-X heapsize=%s) with caches of %s entries "
+                          "(process, network, login): raise --heap or lower --cache-size"
+                          % (heap, "/".join(str(n) for n in sizes)))
     for line in errors:
         if line.startswith("error: "):
             raise ReplayError(line[len("error: "):])

@@ -34,7 +34,7 @@ class Engine:
             self.warn("%s cache full (%d entries): %s this window; raise %s"
                       % (collector, cache.capacity,
                          "evicting oldest entries" if cache.evicted else "dropping new entries",
-                         events.CACHE_SIZE_KEYS[collector]))
+                         events.cache_size_key(collector)))
 
     def _cache_of(self, collector):
         return {events.PROCESS: self.process, events.CONNECTION: self.network,

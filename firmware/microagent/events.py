@@ -15,17 +15,11 @@ LOGIN_OPERATIONS = ("Login", "Logout", "LoginFailed")
 # Direction codes: 0 when the event did not say.
 DIRECTIONS = (None, "in", "out")
 
-# Collector names as they appear in DroppedEvents, and the config key that sizes each cache.
+# Collector names as they appear in DroppedEvents.
 PROCESS = "ProcessCreate"
 CONNECTION = "ConnectionCreate"
 LOGIN = "Login"
 DNS = "DNS"
-CACHE_SIZE_KEYS = {
-    PROCESS: "Process_CacheSize",
-    CONNECTION: "NetworkActivity_CacheSize",
-    LOGIN: "Login_CacheSize",
-    DNS: "NetworkActivity_CacheSize",
-}
 
 # Payload field order per event name (spec section 5); a None value omits an optional field.
 PROCESS_FIELDS = ("timestamp", "process_id", "parent_process_id", "user_id", "commandline",
@@ -36,21 +30,30 @@ CONNECTION_FIELDS = ("timestamp", "local_address", "remote_address", "local_port
 LOGIN_FIELDS = ("timestamp", "operation", "process_id", "user_name", "executable", "remote_address")
 DROPPED_FIELDS = ("timestamp", "collector", "cache_size", "dropped", "evicted", "unsupported")
 
-# Service port -> application protocol (remote port for outbound, local port for inbound).
-APPLICATION_PROTOCOLS = {
-    20: "FTP", 21: "FTP", 22: "SSH", 23: "TELNET", 25: "SMTP", 53: "DNS", 67: "DHCP", 68: "DHCP",
-    80: "HTTP", 110: "POP3", 123: "NTP", 143: "IMAP", 161: "SNMP", 389: "LDAP", 443: "HTTPS",
-    445: "SMB", 502: "MODBUS", 587: "SMTP", 636: "LDAPS", 993: "IMAPS", 1883: "MQTT",
-    3389: "RDP", 5671: "AMQP", 5672: "AMQP", 5683: "COAP", 8080: "HTTP", 8443: "HTTPS",
-    8883: "MQTT", 20000: "DNP3", 47808: "BACNET",
-}
-
-_DIRECTION_IN = 1
+# Service port -> application protocol (remote port for outbound, local port for inbound), as one
+# string constant rather than a dict: it costs the heap no table.
+_SERVICES = (" 20:FTP 21:FTP 22:SSH 23:TELNET 25:SMTP 53:DNS 67:DHCP 68:DHCP 80:HTTP 110:POP3"
+             " 123:NTP 143:IMAP 161:SNMP 389:LDAP 443:HTTPS 445:SMB 502:MODBUS 587:SMTP"
+             " 636:LDAPS 993:IMAPS 1883:MQTT 3389:RDP 5671:AMQP 5672:AMQP 5683:COAP 8080:HTTP"
+             " 8443:HTTPS 8883:MQTT 20000:DNP3 47808:BACNET ")
 
 
 def application_protocol(local_port, remote_port, direction):
-    port = local_port if direction == _DIRECTION_IN else remote_port
-    return APPLICATION_PROTOCOLS.get(port, "UNKNOWN")
+    port = local_port if direction == 1 else remote_port
+    at = _SERVICES.find(" %d:" % port)
+    if at < 0:
+        return "UNKNOWN"
+    start = _SERVICES.index(":", at) + 1
+    return _SERVICES[start:_SERVICES.index(" ", start)]
+
+
+def cache_size_key(collector):
+    """The config key that sizes COLLECTOR's cache (named in overflow warnings)."""
+    if collector == PROCESS:
+        return "Process_CacheSize"
+    if collector == LOGIN:
+        return "Login_CacheSize"
+    return "NetworkActivity_CacheSize"
 
 
 def cap_string(text):

@@ -89,7 +89,6 @@ class Replay:
         self.events = 0
         self.windows = 0
         self.messages = 0
-        self._scratch = bytearray(4)
         self._halves = [0, 0]
 
     def feed(self, line, where):
