@@ -31,9 +31,10 @@ def _zeros(typecode, length):
     return array(typecode, bytes(_ITEM_BYTES[typecode] * length))
 
 
-def _mix(h, x):
-    # Keeps every intermediate below 2**30 so 32-bit boards never make a big int.
-    return (((h & 0xFFFFF) << 9) ^ (h >> 21) ^ x) & _HASH_MASK
+def _spread(h):
+    # Folds high bits into the low ones the index uses; every value stays below 2**30, so
+    # 32-bit boards never make a big int.
+    return (h ^ (h >> 10) ^ (h >> 20)) & _HASH_MASK
 
 
 class _IndexedCache:
@@ -78,7 +79,7 @@ class ProcessCache(_IndexedCache):
         self.first_ms = _zeros("I", capacity)
 
     def record(self, offset_ms, commandline, uid, pid, ppid, type_code, executable, user_name):
-        h = _mix(hash(commandline) & _HASH_MASK, uid & 0xFFFF)
+        h = _spread((hash(commandline) & _HASH_MASK) ^ ((uid & 0xFFFF) << 5))
         mask = self._mask
         index = self._index
         b = h & mask
@@ -161,9 +162,11 @@ class NetworkCache(_IndexedCache):
     def record_packed(self, offset_ms, protocol, local_high, local_low, local_port, remote_high,
                       remote_low, remote_port, bytes_in, bytes_out, direction):
         """Records a connection given addresses as 16-bit halves (the board's hot path)."""
-        h = _mix(_mix(_mix(_mix(_mix(protocol, local_port), remote_port), local_high),
-                      local_low), remote_high)
-        h = _mix(h, remote_low)
+        # Inlined rather than calls: calls dominate the cost under MicroPython. Every term stays
+        # below 2**30, so 32-bit boards never make a big int.
+        h = (local_port ^ (remote_port << 5) ^ (remote_low << 3) ^ (remote_high << 11)
+             ^ (local_low << 7) ^ (local_high << 13) ^ (protocol << 17))
+        h = h ^ (h >> 10) ^ (h >> 20)
         mask = self._mask
         index = self._index
         addresses = self.addresses
@@ -241,7 +244,7 @@ class DnsTable(_IndexedCache):
         self._scratch = array("H", [0, 0])
 
     def _find(self, high, low):
-        h = _mix(high, low)
+        h = _spread((high << 13) ^ low)
         mask = self._mask
         index = self._index
         b = h & mask

@@ -1,0 +1,6 @@
+"""Runs every benchmark: `make bench` (or `python -m bench`)."""
+from bench import firmware_bench, host_bench
+
+if __name__ == "__main__":
+    firmware_bench.run()
+    host_bench.run()
