@@ -31,6 +31,13 @@ def _zeros(typecode, length):
     return array(typecode, bytes(_ITEM_BYTES[typecode] * length))
 
 
+def _clear(*columns):
+    # Drops the window's string references so the heap can reclaim them.
+    for column in columns:
+        for slot in range(len(column)):
+            column[slot] = None
+
+
 def _spread(h):
     # Folds high bits into the low ones the index uses; every value stays below 2**30, so
     # 32-bit boards never make a big int.
@@ -126,10 +133,7 @@ class ProcessCache(_IndexedCache):
 
     def reset(self):
         super().reset()
-        for slot in range(self.capacity):
-            self.commandline[slot] = None
-            self.executable[slot] = None
-            self.user_name[slot] = None
+        _clear(self.commandline, self.executable, self.user_name)
 
 
 class NetworkCache(_IndexedCache):
@@ -292,8 +296,7 @@ class DnsTable(_IndexedCache):
 
     def reset(self):
         super().reset()
-        for slot in range(self.capacity):
-            self.host_name[slot] = None
+        _clear(self.host_name)
 
 
 class LoginCache:
@@ -339,10 +342,7 @@ class LoginCache:
             yield row
 
     def reset(self):
-        for slot in range(self.capacity):
-            self.user_name[slot] = None
-            self.executable[slot] = None
-            self.remote_address[slot] = None
+        _clear(self.user_name, self.executable, self.remote_address)
         self.count = 0
         self.dropped = 0
         self.evicted = 0
