@@ -156,6 +156,9 @@ class Hub:
                     else:
                         granted.append(codec.SUBACK_FAILURE)
                 await session.send(codec.suback(message.packet_id, granted))
+                log.info("%s subscribed: %s", session.identity,
+                         ", ".join("%s (%s)" % (f, "QoS %d" % g if g != codec.SUBACK_FAILURE else "refused")
+                                   for (f, _), g in zip(message.filters, granted)))
             elif isinstance(message, codec.Unsubscribe):
                 session.subscriptions.difference_update(message.filters)
                 await session.send(codec.unsuback(message.packet_id))
