@@ -1,6 +1,7 @@
 """A paho-mqtt 2.x client acting as an IoT Hub device, with blocking helpers for tests."""
 import queue
 import threading
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -44,10 +45,9 @@ class PahoDevice:
     def publish(self, topic, payload, qos=1):
         """Publishes; for QoS 1 waits for the PUBACK. Returns True when acknowledged (or sent, QoS 0)."""
         info = self.client.publish(topic, payload, qos=qos)
-        try:
-            info.wait_for_publish(TIMEOUT if qos else 2)
-        except RuntimeError:  # paho: the connection went away first
-            return False
+        deadline = time.monotonic() + TIMEOUT
+        while not info.is_published() and not self.disconnected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
         return info.is_published()
 
     def subscribe(self, *filters):

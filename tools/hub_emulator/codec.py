@@ -38,15 +38,21 @@ class UnsupportedProtocol(ProtocolError):
     """A well-formed CONNECT for a protocol level other than 3.1.1; answered with CONNACK rc 1."""
 
 
-async def read_packet(reader, max_size=DEFAULT_MAX_PACKET):
+# What a client may send to an IoT Hub (no QoS 2 flow: PUBREC/PUBREL/PUBCOMP are errors too).
+CLIENT_PACKETS = (CONNECT, PUBLISH, PUBACK, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT)
+
+
+async def read_packet(reader, max_size=DEFAULT_MAX_PACKET, types=CLIENT_PACKETS):
     """Reads one packet: returns (type, flags, body) or None at a clean end of stream.
 
-    The body is read only once its announced length is known to be within max_size,
-    so an oversized packet costs the server nothing but its fixed header.
+    A type not in TYPES is refused at its first byte, and the body is read only once its
+    announced length is known to be within max_size, so junk costs the server next to nothing.
     """
     first = await reader.read(1)
     if not first:
         return None
+    if first[0] >> 4 not in types:
+        raise ProtocolError("unexpected packet type %d" % (first[0] >> 4))
     length = 0
     for shift in (0, 7, 14, 21):
         byte = (await reader.readexactly(1))[0]

@@ -81,7 +81,8 @@ class Hub:
                 pass
 
     async def _open_session(self, reader, writer):
-        packet = await asyncio.wait_for(codec.read_packet(reader, self.max_packet), CONNECT_TIMEOUT)
+        packet = await asyncio.wait_for(codec.read_packet(reader, self.max_packet, (codec.CONNECT,)),
+                                        CONNECT_TIMEOUT)
         if packet is None:
             return None
         try:
