@@ -77,7 +77,8 @@ def test_serve_announces_itself_and_stops_on_sigterm(tmp_path):
 def test_messages_table_and_json(hub):
     hub.add_device("dev2")
     for identity, topic, body in [
-            ("dev1", "%24.ct=application%2Fjson&%24.ce=utf-8", b'{"Events": [{"Name": "Login"}]}'),
+            ("dev1", "%24.ct=application%2Fjson&%24.ce=utf-8",
+             b'{"Events": [{"Name": "Login", "Payload": [{}, {}]}, {"Name": "SBoM", "Payload": []}]}'),
             ("dev2", "note=hello%20world", b"not json\nat all"),
             ("dev1", "", b"\xff\xfe")]:
         device = PahoDevice(hub, identity)
@@ -94,11 +95,12 @@ def test_messages_table_and_json(hub):
     starts = [lines[0].index(name) for name in ("TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
     for line in lines[1:4]:
         assert all(line[start - 2:start] == "  " and line[start] != " " for start in starts[:2])
+    assert lines[1].endswith("Login[2] SBoM[0]")  # a security message shows as its events
     assert "note=hello world" in lines[2] and "not json at all" in lines[2]
 
     rows = [json.loads(line) for line in microagent("messages", "--data", hub.data_dir, "--json").stdout.splitlines()]
     assert [r["device"] for r in rows] == ["dev1", "dev2", "dev1"]
-    assert rows[0]["body"] == {"Events": [{"Name": "Login"}]}
+    assert rows[0]["body"]["Events"][0] == {"Name": "Login", "Payload": [{}, {}]}
     assert rows[0]["properties"] == {"$.ct": "application/json", "$.ce": "utf-8"}
     assert rows[1]["body"] == "not json\nat all" and rows[2]["body"] == "\ufffd\ufffd"
     assert all(r["time"].endswith("Z") for r in rows)

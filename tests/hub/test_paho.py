@@ -199,3 +199,20 @@ def test_second_connection_with_same_id_closes_the_first(hub, devices):
     assert not second.disconnected.is_set()
     assert second.publish("devices/dev1/messages/events/", b"from the second")
     assert [m["payload"] for m in hub.messages()] == [b"from the second"]
+
+
+def test_module_identity(hub, devices):
+    module = "dev1/DefenderIotMicroAgent"
+    hub.add_device(module)
+    device = devices(hub, module)
+    assert not device.connect().is_failure
+    assert device.subscribe("$iothub/twin/res/#", "devices/dev1/modules/DefenderIotMicroAgent/inputs/#",
+                            "devices/dev1/messages/devicebound/#") == [1, 1, 0x80]
+    assert device.publish("devices/dev1/modules/DefenderIotMicroAgent/messages/events/a=1", b"{}")
+    assert [(m["device"], m["properties"]) for m in hub.messages()] == [(module, {"a": "1"})]
+    device.publish("$iothub/twin/PATCH/properties/reported/?$rid=1", b'{"m": 1}')
+    assert device.next_message()[0] == "$iothub/twin/res/204/?$rid=1&$version=2"
+    assert hub.twin(module)["reported"] == {"m": 1, "$version": 2} and hub.twin("dev1")["reported"] == {"$version": 1}
+    # the module may not publish as its device
+    assert not device.publish("devices/dev1/messages/events/", b"{}")
+    assert device.disconnected.wait(5)

@@ -1,14 +1,15 @@
 """The emulator's commands (serve, add-device, set-desired, messages).
 
 Shared by `python -m hub_emulator` and `microagent hub` (host_sim/commands/hub.py), which
-translates UsageError into its own. Heavy modules are imported by the command that needs them.
+translates UsageError into its own. The server (and with it `cryptography`) is imported only by serve.
 """
 import argparse
 import json
 import os
 import sys
 
-from hub_emulator import codec
+from hub_emulator import codec, registry, store, twin
+from hub_emulator.database import FILE_NAME, open_db
 
 
 class UsageError(Exception):
@@ -50,7 +51,6 @@ def _data(parser):
 
 
 def _existing_db(data_dir):
-    from hub_emulator.database import FILE_NAME, open_db
     if not os.path.exists(os.path.join(data_dir, FILE_NAME)):
         raise UsageError("%s holds no hub data (run `hub add-device --data %s ID` first)" % (data_dir, data_dir))
     return open_db(data_dir)
@@ -72,8 +72,6 @@ def run_serve(args):
 
 
 def run_add_device(args):
-    from hub_emulator import registry
-    from hub_emulator.database import open_db
     db = open_db(args.data)
     try:
         registry.add_device(db, args.id)
@@ -98,7 +96,6 @@ def parse_pairs(pairs):
 
 
 def run_set_desired(args):
-    from hub_emulator import registry, twin
     patch = parse_pairs(args.pairs)
     db = _existing_db(args.data)
     if registry.device_key(db, args.id) is None:
@@ -113,8 +110,16 @@ def _cut(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def _summary(payload):
+    """A security message as its events (`ProcessCreate[3] Login[1]`: name[payload items]), else the text."""
+    body = store.decode_body(payload)
+    events = body.get("Events") if isinstance(body, dict) else None
+    if isinstance(events, list) and events and all(isinstance(e, dict) and "Name" in e for e in events):
+        return " ".join("%s[%d]" % (e["Name"], len(e.get("Payload") or ())) for e in events)
+    return payload.decode("utf-8", errors="replace").replace("\n", " ")
+
+
 def run_messages(args):
-    from hub_emulator import store
     messages = store.read(_existing_db(args.data), args.device)
     if args.json:
         for m in messages:
@@ -124,9 +129,8 @@ def run_messages(args):
     rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
     for m in messages:
         properties = " ".join("%s=%s" % item for item in sorted(m["properties"].items()))
-        body = m["payload"].decode("utf-8", errors="replace").replace("\n", " ")
         rows.append((str(m["id"]), m["time"], m["device"], str(len(m["payload"])),
-                     _cut(properties, 48), _cut(body, 60)))
+                     _cut(properties, 48), _cut(_summary(m["payload"]), 60)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(w) if i in (0, 3) else cell.ljust(w)
