@@ -124,13 +124,14 @@ def test_keepalive_is_enforced_at_one_and_a_half_times(hub):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
-@given(garbage=st.binary(min_size=1, max_size=200), logged_in=st.booleans())
-def test_fuzz_the_running_server(hub, garbage, logged_in):
+@given(header=st.sampled_from([b"", b"\x10", b"\x30", b"\x32", b"\x34", b"\x82", b"\xa2"]),
+       garbage=st.binary(min_size=1, max_size=200), logged_in=st.booleans())
+def test_fuzz_the_running_server(hub, header, garbage, logged_in):
     client = RawClient(hub, timeout=1)
     if logged_in:
         client.login(hub)
     try:
-        client.send(garbage)
+        client.send(header + garbage)
         client.closed_by_server()  # closed, or still waiting for more bytes: both fine
     except (ConnectionError, socket.timeout):
         pass

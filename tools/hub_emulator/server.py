@@ -57,7 +57,7 @@ class Hub:
     async def handle(self, reader, writer):
         """A connection from accept to close; never lets an error escape into the server."""
         session = None
-        peer = writer.get_extra_info("peername")
+        peer = "%s:%d" % writer.get_extra_info("peername")[:2]
         try:
             session = await self._open_session(reader, writer)
             if session:
