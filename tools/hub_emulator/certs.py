@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 CA_CERT = "ca.pem"
+CA_DER = "ca.der"  # the same CA in DER: MicroPython's load_verify_locations(cadata=...) takes DER
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"
@@ -53,7 +54,7 @@ def _issue(subject, public_key, issuer, issuer_key, days, extensions):
 def ensure(data_dir, hub_name):
     """Creates the CA and server certificate in DATA_DIR unless present; returns (cert, key) paths."""
     server_cert, server_key = os.path.join(data_dir, SERVER_CERT), os.path.join(data_dir, SERVER_KEY)
-    if all(os.path.exists(os.path.join(data_dir, name)) for name in (CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY)):
+    if all(os.path.exists(os.path.join(data_dir, name)) for name in (CA_CERT, CA_DER, CA_KEY, SERVER_CERT, SERVER_KEY)):
         return server_cert, server_key
     os.makedirs(data_dir, exist_ok=True)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -72,6 +73,8 @@ def ensure(data_dir, hub_name):
     _write_private(os.path.join(data_dir, CA_KEY), ca_key)
     _write_private(server_key, key)
     _write_cert(server_cert, cert)
+    with open(os.path.join(data_dir, CA_DER), "wb") as out:
+        out.write(ca.public_bytes(serialization.Encoding.DER))
     # ca.pem last: its presence tells a waiting client the whole set is there.
     _write_cert(os.path.join(data_dir, CA_CERT), ca)
     return server_cert, server_key

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from hub_emulator import registry, sas, store, twin
+from hub_emulator import certs, registry, sas, store, twin
 from hub_emulator.database import hub_name, open_db
 from hub_emulator.server import STATE_FILE
 
@@ -90,7 +90,13 @@ class HubProcess:
 
     @property
     def ca(self):
-        return os.path.join(self.data_dir, "ca.pem")
+        """The CA certificate (PEM) clients must trust."""
+        return os.path.join(self.data_dir, certs.CA_CERT)
+
+    @property
+    def ca_der(self):
+        """The same CA in DER, as MicroPython's ssl wants it."""
+        return os.path.join(self.data_dir, certs.CA_DER)
 
     @property
     def hub_name(self):
