@@ -165,3 +165,11 @@ def test_messages_survive_a_kill_and_restart(tmp_path):
         assert again.publish("devices/dev1/messages/events/seq=200", b'{"seq": 200}')
         again.close()
         assert len(hub.messages()) == 201
+
+
+def test_empty_client_id_is_identifier_rejected(hub):
+    client = RawClient(hub)
+    client.send(raw_mqtt.connect("", hub.username("dev1"), hub.token("dev1")))
+    assert client.recv_exact(4) == b"\x20\x02\x00\x02"
+    assert client.closed_by_server()
+    client.close()
