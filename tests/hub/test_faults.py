@@ -153,10 +153,12 @@ def test_messages_survive_a_kill_and_restart(tmp_path):
         device.connect()
         for i in range(200):
             assert device.publish("devices/dev1/messages/events/seq=%d" % i, b'{"seq": %d}' % i)
+        ports = (hub.port, hub.plain_port)
         hub.kill()  # SIGKILL right after the last PUBACK: no chance to flush anything more
         assert device.disconnected.wait(5)
         device.close()
         hub.start()
+        assert (hub.port, hub.plain_port) == ports  # back at the same address
         assert [m["properties"]["seq"] for m in hub.messages()] == [str(i) for i in range(200)]
         with open(hub.ca, "rb") as f:
             assert f.read() == ca_before  # clients keep trusting the same CA

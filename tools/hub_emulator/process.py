@@ -23,22 +23,31 @@ class HubProcess:
     def __init__(self, data_dir, port=0, plain_port=0, host="127.0.0.1", extra_args=(), python=sys.executable):
         """PORT 0 picks a free port; PLAIN_PORT None serves TLS only."""
         self.data_dir = str(data_dir)
-        self.command = [python, "-m", "hub_emulator", "serve", "--data", self.data_dir, "--host", host,
-                        "--port", str(port)] + (["--plain-port", str(plain_port)] if plain_port is not None else [])
-        self.command += list(extra_args)
+        self.python, self.host, self.extra_args = python, host, list(extra_args)
+        self.ports = (port, plain_port)
         self.log_path = os.path.join(self.data_dir, "serve.log")
         self.proc = None
         self.state = None
         os.makedirs(self.data_dir, exist_ok=True)
         self.db = open_db(self.data_dir)
 
+    def command(self):
+        port, plain_port = self.ports
+        return ([self.python, "-m", "hub_emulator", "serve", "--data", self.data_dir, "--host", self.host,
+                 "--port", str(port)] + (["--plain-port", str(plain_port)] if plain_port is not None else [])
+                + self.extra_args)
+
     def start(self, timeout=30):
-        """Starts the server and waits until it listens (its DIR/hub.json names this process)."""
+        """Starts the server and waits until it listens (its DIR/hub.json names this process).
+
+        A restart listens on the ports the first start got, so clients reconnect to the same address.
+        """
         state_path = os.path.join(self.data_dir, STATE_FILE)
         if os.path.exists(state_path):
             os.unlink(state_path)  # left by a killed run
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -48,6 +57,7 @@ class HubProcess:
                     state = json.load(f)
                 if state["pid"] == self.proc.pid:
                     self.state = state
+                    self.ports = (state["port"], state["plain_port"])
                     return self
             time.sleep(0.05)
         self.kill()
