@@ -105,8 +105,8 @@ class Hub:
             log.info("%s connected again: closing its previous connection", identity)
             previous.writer.close()
         session = self.sessions[identity] = Session(identity, writer, connect.keepalive)
+        log.info("%s connected (keep-alive %ds)", identity, connect.keepalive)  # logged before the client knows
         await session.send(codec.connack(codec.ACCEPTED))
-        log.info("%s connected (keep-alive %ds)", identity, connect.keepalive)
         return session
 
     def _authenticate(self, connect):
