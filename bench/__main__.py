@@ -1,6 +1,7 @@
 """Runs every benchmark: `make bench` (or `python -m bench`)."""
-from bench import firmware_bench, host_bench
+from bench import firmware_bench, host_bench, hub_emulator
 
 if __name__ == "__main__":
     firmware_bench.run()
     host_bench.run()
+    hub_emulator.run(2000)
