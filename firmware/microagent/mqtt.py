@@ -118,9 +118,12 @@ def open_connection(host, port, ca_der=None, server_hostname=None, timeout_s=15)
             context.load_verify_locations(cadata=ca_der)
             try:
                 sock = context.wrap_socket(sock, server_hostname=server_hostname or host)
-            except OSError as exc:
-                reason = str(exc)
-                if "VERIFY" in reason.upper():
+            except (OSError, ValueError) as exc:
+                # mbedTLS on MicroPython reports a bad chain as ValueError("The certificate is not
+                # correctly signed by the trusted CA"), CPython as SSLCertVerificationError.
+                reason = str(exc).strip()
+                upper = reason.upper()
+                if "VERIF" in upper or "CERTIFICATE" in upper:
                     raise TLSError("TLS to %s:%d: server certificate not trusted: it does not chain "
                                    "to the given CA certificate or does not match host name %s (%s)"
                                    % (host, port, server_hostname or host, reason))
