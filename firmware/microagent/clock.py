@@ -5,6 +5,7 @@ import time
 try:
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
     sleep_ms = time.sleep_ms
 except AttributeError:  # CPython
     def ticks_ms():
@@ -12,6 +13,9 @@ except AttributeError:  # CPython
 
     def ticks_diff(end, start):
         return end - start
+
+    def ticks_add(ticks, delta):
+        return ticks + delta
 
     def sleep_ms(ms):
         time.sleep(ms / 1000)
