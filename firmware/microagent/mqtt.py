@@ -187,6 +187,8 @@ class MQTTClient:
         sock.setblocking(False)
         for i in range(self.max_inflight):
             self._inflight[i] = 0
+        if clean_session:  # a new session: no packet id is in use any more
+            self._next_pid = 0
         self._ping_sent = None
         try:
             self._send_connect(password, clean_session)
