@@ -49,6 +49,84 @@ def _rid_and_status(topic):
     return int(rid), int(status)
 
 
+class Twin:
+    """The module-twin exchange, independent of the MQTT client (the host transport uses it too).
+
+    request() gives the GET topic to publish after connecting; handle(topic, payload) consumes a
+    twin message and returns (topic, body) of the reported-properties PATCH to publish, or None.
+    Desired properties go through CONFIG.apply(); ON_CONFIG(applied) hears of changes.
+    """
+
+    def __init__(self, config, log=print, on_config=None):
+        self.config = config
+        self.log = log
+        self.on_config = on_config
+        self._rid = 0
+        self._get_rid = -1
+        self._report_rid = -1
+        self._reported_rejections = {}
+        self.received = False
+        self.last_report_status = 0
+
+    def _next_rid(self):
+        self._rid = self._rid % 999999 + 1
+        return self._rid
+
+    def request(self):
+        """Topic of a twin GET (publish it with an empty body)."""
+        self._get_rid = self._next_rid()
+        return "$iothub/twin/GET/?$rid=%d" % self._get_rid
+
+    def handle(self, topic, payload):
+        if topic.startswith(_TWIN_DESIRED_PREFIX):
+            return self._apply_desired(payload)
+        if not topic.startswith(_TWIN_RESPONSE_PREFIX):
+            return None
+        rid, status = _rid_and_status(topic)
+        if rid < 0:
+            return None
+        if rid == self._get_rid:
+            if status == 200:
+                self.received = True
+                return self._apply_desired(payload, "desired")
+            self.log("hub: twin GET answered with status %d" % status)
+        elif rid == self._report_rid:
+            self.last_report_status = status
+            if status != 204:
+                self.log("hub: reported properties refused with status %d" % status)
+        return None
+
+    def _apply_desired(self, payload, section=None):
+        try:
+            document = json.loads(bytes(payload))
+            if section is not None:
+                document = document.get(section, {})
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, AttributeError) as exc:
+            self.log("hub: desired properties ignored: not a JSON object (%s)" % exc)
+            return None
+        applied, rejected = self.config.apply(document)
+        for key in rejected:
+            self.log("hub: config %s rejected (%s); the previous value stays" % (key, rejected[key]))
+        if applied and self.on_config is not None:
+            self.on_config(applied)
+        return self.report(rejected)
+
+    def report(self, rejected):
+        """(topic, body) reporting the configuration in force and the rejected keys; keys
+        rejected before but not now are reported as null (removed from the twin)."""
+        cleared = {}
+        for key in self._reported_rejections:
+            if key not in rejected:
+                cleared[key] = None
+        cleared.update(rejected)
+        self._reported_rejections = dict(rejected)
+        body = json.dumps({"config": self.config.as_dict(), "config_rejected": cleared})
+        self._report_rid = self._next_rid()
+        return ("$iothub/twin/PATCH/properties/reported/?$rid=%d" % self._report_rid, body.encode())
+
+
 class HubSession:
     """Delivers the OUTBOX's messages to the IoT Hub of connection string CS and keeps CONFIG in
     step with the module twin.
@@ -70,7 +148,7 @@ class HubSession:
         self.ca_der = ca_der
         self.port = port
         self.log = log
-        self.on_config = on_config
+        self.twin = Twin(config, log, on_config)
         self._clock_s = clock_s
         self._open = opener
         self.tokens = SasTokenSource(cs.resource(), cs.key, sas_ttl_s, sas_renew_s, clock_s)
@@ -79,12 +157,6 @@ class HubSession:
         self.client.on_message = self._on_message
         # Message ids are unique per boot: a random prefix plus the outbox sequence number.
         self.boot_id = "".join("%02x" % b for b in os.urandom(4))
-        self._rid = 0
-        self._get_rid = -1
-        self._report_rid = -1
-        self._reported_rejections = {}
-        self.twin_received = False
-        self.last_report_status = 0
         self.connects = 0
         self.last_error = None
 
@@ -109,8 +181,7 @@ class HubSession:
         self.client.connect(sock, password=self.tokens.token())
         self.client.subscribe(TWIN_RESPONSES, 0)
         self.client.subscribe(TWIN_DESIRED, 0)
-        self._get_rid = self._next_rid()
-        self.client.publish("$iothub/twin/GET/?$rid=%d" % self._get_rid, b"")
+        self.client.publish(self.twin.request(), b"")
         self.outbox.requeue()
         self.outbox.succeeded()
         self.connects += 1
@@ -161,58 +232,10 @@ class HubSession:
             pid = self.client.publish(topic, self.outbox.payload(slot), qos=1)
             self.outbox.mark_sent(slot, pid)
 
-    # ---- module twin ------------------------------------------------------------------------
-
-    def _next_rid(self):
-        self._rid = self._rid % 999999 + 1
-        return self._rid
-
     def _on_message(self, topic, payload):
-        if topic.startswith(_TWIN_DESIRED_PREFIX):
-            self._apply_desired(payload)
-        elif topic.startswith(_TWIN_RESPONSE_PREFIX):
-            rid, status = _rid_and_status(topic)
-            if rid == self._get_rid and rid >= 0:
-                if status == 200:
-                    self.twin_received = True
-                    self._apply_desired(payload, "desired")
-                else:
-                    self.log("hub: twin GET answered with status %d" % status)
-            elif rid == self._report_rid and rid >= 0:
-                self.last_report_status = status
-                if status != 204:
-                    self.log("hub: reported properties refused with status %d" % status)
-
-    def _apply_desired(self, payload, section=None):
-        try:
-            document = json.loads(bytes(payload))
-            if section is not None:
-                document = document.get(section, {})
-            if not isinstance(document, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, AttributeError) as exc:
-            self.log("hub: desired properties ignored: not a JSON object (%s)" % exc)
-            return
-        applied, rejected = self.config.apply(document)
-        for key in rejected:
-            self.log("hub: config %s rejected (%s); the previous value stays" % (key, rejected[key]))
-        if applied and self.on_config is not None:
-            self.on_config(applied)
-        self.report_config(rejected)
-
-    def report_config(self, rejected):
-        """Sends the configuration in force and the rejected keys as reported properties.
-        Keys rejected before but not now are reported as null (removed from the twin)."""
-        cleared = {}
-        for key in self._reported_rejections:
-            if key not in rejected:
-                cleared[key] = None
-        cleared.update(rejected)
-        self._reported_rejections = dict(rejected)
-        body = json.dumps({"config": self.config.as_dict(), "config_rejected": cleared})
-        self._report_rid = self._next_rid()
-        self.client.publish("$iothub/twin/PATCH/properties/reported/?$rid=%d" % self._report_rid,
-                            body.encode())
+        reply = self.twin.handle(topic, payload)
+        if reply is not None:
+            self.client.publish(reply[0], reply[1])
 
     # ---- convenience for one-shot senders (replay) ------------------------------------------
 

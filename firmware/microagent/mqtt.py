@@ -65,37 +65,8 @@ def pem_to_der(pem):
     return binascii.a2b_base64(body)
 
 
-class _CPythonStream:
-    # CPython sockets lack MicroPython's stream methods; this gives them readinto/write that
-    # return None when the socket would block, as MicroPython's do.
-    def __init__(self, sock):
-        self._sock = sock
-
-    def readinto(self, buf):
-        try:
-            return self._sock.recv_into(buf)
-        except OSError as exc:
-            if _would_block(exc):
-                return None
-            raise
-
-    def write(self, buf):
-        try:
-            return self._sock.send(buf)
-        except OSError as exc:
-            if _would_block(exc):
-                return None
-            raise
-
-    def setblocking(self, flag):
-        self._sock.setblocking(flag)
-
-    def close(self):
-        self._sock.close()
-
-
 def _would_block(exc):
-    # CPython's ssl.SSLWantReadError/SSLWantWriteError carry SSL error numbers 2 and 3.
+    # MicroPython reports EAGAIN; CPython's ssl module its own SSLWantRead/WriteError.
     name = type(exc).__name__
     return exc.args and exc.args[0] == errno.EAGAIN or name in ("SSLWantReadError", "SSLWantWriteError")
 
@@ -131,8 +102,9 @@ def open_connection(host, port, ca_der=None, server_hostname=None, timeout_s=15)
     except BaseException:
         sock.close()
         raise
-    if not hasattr(sock, "readinto"):
-        sock = _CPythonStream(sock)
+    if not hasattr(sock, "readinto"):  # CPython: give it MicroPython's stream methods
+        from microagent.cpython_stream import CPythonStream
+        sock = CPythonStream(sock)
     return sock
 
 

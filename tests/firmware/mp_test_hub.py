@@ -106,7 +106,7 @@ def test_connect_sends_sas_subscribes_and_gets_twin():
 def test_twin_desired_applied_rejected_and_reported():
     session, opener, logs = _session()
     changes = []
-    session.on_config = changes.append
+    session.twin.on_config = changes.append
     session.step(now_ms=0)
     sock = opener.sockets[0]
     sock.sent = bytearray()
@@ -114,7 +114,7 @@ def test_twin_desired_applied_rejected_and_reported():
             "reported": {}}
     sock.feed(incoming_publish("$iothub/twin/res/200/?$rid=1", json.dumps(twin).encode()))
     session.step(now_ms=1)
-    assert session.twin_received and changes == [{"Process_CacheSize": 64}]
+    assert session.twin.received and changes == [{"Process_CacheSize": 64}]
     assert session.config["Process_CacheSize"] == 64 and session.config["Login_Disabled"] is False
     topic, pid, payload = publish_parts(*packets(sock.sent)[0])
     assert topic == "$iothub/twin/PATCH/properties/reported/?$rid=2"
@@ -126,7 +126,7 @@ def test_twin_desired_applied_rejected_and_reported():
     sock.sent = bytearray()
     sock.feed(incoming_publish("$iothub/twin/res/204/?$rid=2&$version=5", b""))
     session.step(now_ms=2)
-    assert session.last_report_status == 204
+    assert session.twin.last_report_status == 204
     sock.feed(incoming_publish("$iothub/twin/PATCH/properties/desired/?$version=4",
                                b'{"Login_Disabled": true, "$version": 4}'))
     session.step(now_ms=3)
