@@ -109,7 +109,6 @@ class Transport:
         self.client.on_message = self._on_message
         self._keepalive_s = keepalive_s
         self._acked = collections.deque()      # paho mids acknowledged (from paho's thread)
-        self._replies = collections.deque()    # twin reports to publish (from paho's thread)
         self._seq_by_mid = {}
         self._last_handed = 0
         self._running = False
@@ -157,8 +156,7 @@ class Transport:
 
     def pump(self):
         """Moves work between the outbox and paho: frees acknowledged messages, drops expired
-        ones, hands new ones to paho (at most WINDOW at a time), sends twin reports, renews the
-        SAS token. Call it regularly; send() and flush() do."""
+        ones, hands new ones to paho (at most WINDOW at a time), renews the SAS token. Call it regularly; send() and flush() do."""
         with self._pump_lock:
             while self._acked:
                 seq = self._seq_by_mid.pop(self._acked.popleft(), None)
@@ -168,9 +166,6 @@ class Transport:
             if expired:
                 self.log("transport: %d message(s) older than IothubModule_MessageTimeout (%d min) dropped"
                          % (expired, self.outbox.timeout_min))
-            while self._replies:
-                topic, body = self._replies.popleft()
-                self.client.publish(topic, body, qos=0)
             room = self.window - len(self._seq_by_mid)
             if room > 0:
                 for seq, mid, body in self.outbox.pending(room, self._last_handed):
@@ -233,4 +228,4 @@ class Transport:
             return
         reply = self.twin.handle(message.topic.encode(), message.payload)
         if reply is not None:
-            self._replies.append(reply)
+            client.publish(reply[0], reply[1], qos=0)
