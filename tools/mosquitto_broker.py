@@ -1,4 +1,5 @@
-"""A real mosquitto broker for the transport tests: TLS listener, password file, free port.
+"""A real mosquitto broker for tests and benchmarks: TLS listener (and optionally a plain one),
+password file, free ports. mosquitto is the "bring your own broker" target (Debian package).
 
 Certificates are made with `cryptography`: a CA, and a server certificate for 127.0.0.1 and
 localhost signed by it. A second, unrelated CA lets tests check that verification really fails.
@@ -82,12 +83,14 @@ def free_port():
 
 
 class Mosquitto:
-    """mosquitto with one TLS listener and a password file; start()/stop() may repeat (same port)."""
+    """mosquitto with one TLS listener and a password file; start()/stop() may repeat (same port).
+    With PLAIN, a second listener without TLS on .plain_port (same password file)."""
 
-    def __init__(self, directory, users):
+    def __init__(self, directory, users, plain=False):
         self.dir = directory
         self.certs = write_certs(directory)
         self.port = free_port()
+        self.plain_port = free_port() if plain else None
         self.passwd = os.path.join(directory, "passwd")
         open(self.passwd, "w").close()
         for user, password in users.items():
@@ -111,6 +114,8 @@ class Mosquitto:
                     "cafile %s\ncertfile %s\nkeyfile %s\n"
                     % (self.passwd, directory, self.port, self.certs["ca.pem"],
                        self.certs["server.pem"], self.certs["server.key"]))
+            if self.plain_port:
+                f.write("listener %d 127.0.0.1\n" % self.plain_port)
         self.proc = None
         self.log_path = os.path.join(directory, "mosquitto.log")
 
