@@ -159,6 +159,7 @@ class HubSession:
         self.boot_id = "".join("%02x" % b for b in os.urandom(4))
         self.connects = 0
         self.last_error = None
+        self._oversized_seen = 0
 
     def __repr__(self):
         return "<HubSession %s via %s:%d>" % (self.cs.client_id(), self.cs.connect_host(), self.port)
@@ -214,6 +215,10 @@ class HubSession:
             self._publish_unsent()
             self.client.poll(poll_ms)
             self.outbox.settle(self.client.pending)
+            if self.client.oversized != self._oversized_seen:
+                self._oversized_seen = self.client.oversized
+                self.log("hub: dropped an incoming message larger than the %d-byte MQTT buffer "
+                         "(a twin document? raise the board's buffer size)" % self.client.buf_size)
             return True
         except (mqtt.MQTTError, mqtt.TLSError, OSError) as exc:
             self.client.close()

@@ -125,6 +125,7 @@ class MQTTClient:
         self.keepalive_ms = keepalive_s * 1000
         self.timeout_ms = timeout_ms
         self.max_inflight = max_inflight
+        self.buf_size = buf_size
         self._clock = clock
         self._out = bytearray(buf_size)
         self._outv = memoryview(self._out)

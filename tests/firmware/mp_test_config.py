@@ -1,14 +1,9 @@
 # Configuration keys (microagent.config): defaults, validation per key, twin-style apply.
 # Runs on CPython and MicroPython.
 from microagent import config
+from mp_assert import raises
 
 
-def _raises(exc_type, fn, *args):
-    try:
-        fn(*args)
-    except exc_type as exc:
-        return str(exc)
-    raise AssertionError("expected %s" % exc_type.__name__)
 
 
 def test_defaults_follow_the_spec():
@@ -89,7 +84,7 @@ def test_intervals_parsing():
     assert config.parse_intervals("30,120,1440") == (30, 120, 1440)
     for bad, reason in (("0,1,2", "outside"), ("a,b,c", "not a whole number"),
                         ("1,2,3,4", "three"), ("1,2,99999", "outside"), ("-1,2,3", "not a whole")):
-        assert reason in _raises(ValueError, config.parse_intervals, bad), bad
+        assert reason in str(raises(ValueError, config.parse_intervals, bad)), bad
 
 
 def test_board_defaults_and_maxima():
@@ -97,9 +92,9 @@ def test_board_defaults_and_maxima():
     assert c["NetworkActivity_CacheSize"] == 64
     applied, rejected = c.apply({"NetworkActivity_CacheSize": 256})
     assert "outside 1..128" in rejected["NetworkActivity_CacheSize"]
-    assert "Process_CacheSize" in _raises(ValueError, config.Config, {"Process_CacheSize": 0})
-    assert "Nope" in _raises(ValueError, config.Config, None, {"Nope": 5})
-    assert "Process_Mode" in _raises(ValueError, config.Config, None, {"Process_Mode": 5})
+    assert "Process_CacheSize" in str(raises(ValueError, config.Config, {"Process_CacheSize": 0}))
+    assert "Nope" in str(raises(ValueError, config.Config, None, {"Nope": 5}))
+    assert "Process_Mode" in str(raises(ValueError, config.Config, None, {"Process_Mode": 5}))
 
 
 def test_as_dict_is_a_copy():

@@ -190,3 +190,13 @@ def test_token_renewed_before_expiry_reconnects():
     assert len(opener.sockets) == 2 and opener.sockets[0].closed
     token = sas.sas_token("myhub.azure-devices.net/devices/dev-01", sas.b64decode(KEY_B64), NOW + 540 + 600)
     assert token.encode() in bytes(opener.sockets[1].sent)
+
+
+def test_twin_larger_than_buffer_is_logged_not_fatal():
+    session, opener, logs = _session(buf_size=512)
+    session.step(now_ms=0)
+    big = json.dumps({"desired": {"Baseline_ChecksDisabled": "x" * 600}, "reported": {}}).encode()
+    opener.sockets[0].feed(incoming_publish("$iothub/twin/res/200/?$rid=1", big))
+    assert session.step(now_ms=1)
+    assert not session.twin.received and session.connected()
+    assert any("larger than the 512-byte MQTT buffer" in line for line in logs)

@@ -2,6 +2,7 @@
 # the receive parser's handling of good, split, oversized and malformed packets.
 # Runs on CPython and MicroPython.
 from microagent import mqtt
+from mp_assert import raises
 
 USER = "hub.example/dev-01/?api-version=2021-04-12"
 CONNACK_OK = b"\x20\x02\x00\x00"
@@ -63,12 +64,6 @@ def _connected(user=USER, **kwargs):
     return client, sock
 
 
-def _raises(exc_type, fn, *args):
-    try:
-        fn(*args)
-    except exc_type as exc:
-        return exc
-    raise AssertionError("expected %s" % exc_type.__name__)
 
 
 def test_connect_bytes():
@@ -90,7 +85,7 @@ def test_connect_without_credentials_and_persistent_session():
 def test_refused_connect_names_reason_not_password():
     sock = FakeSocket(b"\x20\x02\x00\x05")
     client = mqtt.MQTTClient("dev-01", user=USER)
-    exc = _raises(mqtt.MQTTRefused, client.connect, sock, "secret-token-value")
+    exc = raises(mqtt.MQTTRefused, client.connect, sock, "secret-token-value")
     assert exc.code == 5 and "not authorized" in str(exc)
     assert "secret-token-value" not in str(exc)
     assert sock.closed and not client.connected()
@@ -98,7 +93,7 @@ def test_refused_connect_names_reason_not_password():
 
 def test_connect_times_out_without_connack():
     client = mqtt.MQTTClient("dev-01", timeout_ms=30)
-    exc = _raises(mqtt.MQTTError, client.connect, FakeSocket())
+    exc = raises(mqtt.MQTTError, client.connect, FakeSocket())
     assert "CONNACK" in str(exc)
 
 
@@ -155,7 +150,7 @@ def test_subscribe_bytes_and_suback():
 def test_subscribe_refused():
     client, sock = _connected()
     sock.feed(b"\x90\x03\x00\x01\x80")
-    exc = _raises(mqtt.MQTTError, client.subscribe, "x/#", 0)
+    exc = raises(mqtt.MQTTError, client.subscribe, "x/#", 0)
     assert "refused" in str(exc)
 
 
@@ -209,7 +204,7 @@ def test_keepalive_pingreq_and_lost_connection():
     client.poll()
     assert bytes(sock.sent) == b"\xc0\x00\xc0\x00"
     clock.now = 20000
-    exc = _raises(mqtt.MQTTError, client.poll)
+    exc = raises(mqtt.MQTTError, client.poll)
     assert "PINGRESP" in str(exc) and sock.closed
 
 
@@ -228,7 +223,7 @@ def test_malformed_packets_close_the_connection():
     for data, reason in bad:
         client, sock = _connected()
         sock.feed(data)
-        exc = _raises(mqtt.MQTTError, client.poll)
+        exc = raises(mqtt.MQTTError, client.poll)
         assert reason in str(exc), (data, str(exc))
         assert sock.closed and not client.connected()
 
@@ -236,21 +231,21 @@ def test_malformed_packets_close_the_connection():
 def test_eof_and_truncated_packet():
     client, sock = _connected()
     sock.eof = True
-    assert "closed" in str(_raises(mqtt.MQTTError, client.poll))
+    assert "closed" in str(raises(mqtt.MQTTError, client.poll))
     client, sock = _connected(timeout_ms=30)
     sock.feed(b"\x30\x10\x00\x01")
-    assert "incomplete" in str(_raises(mqtt.MQTTError, client.poll))
+    assert "incomplete" in str(raises(mqtt.MQTTError, client.poll))
 
 
 def test_inflight_limit_and_packet_ids():
     client, sock = _connected(max_inflight=2)
     assert client.publish("t", b"", qos=1) == 1
     assert client.publish("t", b"", qos=1) == 2
-    _raises(mqtt.MQTTError, client.publish, "t", b"", 1)
+    raises(mqtt.MQTTError, client.publish, "t", b"", 1)
     sock.feed(b"\x40\x02\x00\x01")
     client.poll()
     assert client.publish("t", b"", qos=1) == 3
-    _raises(ValueError, client.publish, "t", b"", 2)
+    raises(ValueError, client.publish, "t", b"", 2)
 
 
 def test_packet_id_wraps_and_skips_ids_in_use():
@@ -265,7 +260,7 @@ def test_disconnect_bytes():
     client, sock = _connected()
     client.disconnect()
     assert bytes(sock.sent) == b"\xe0\x00" and sock.closed
-    _raises(mqtt.MQTTError, client.publish, "t", b"")
+    raises(mqtt.MQTTError, client.publish, "t", b"")
 
 
 def test_pem_to_der():
@@ -275,4 +270,4 @@ def test_pem_to_der():
     pem = b"-----BEGIN CERTIFICATE-----\n" + body[:40] + b"\n" + body[40:] + b"-----END CERTIFICATE-----\n"
     assert mqtt.pem_to_der(pem) == der
     assert mqtt.pem_to_der(pem.decode()) == der
-    _raises(ValueError, mqtt.pem_to_der, b"nothing here")
+    raises(ValueError, mqtt.pem_to_der, b"nothing here")
