@@ -95,3 +95,34 @@ def test_hub_session_sas_telemetry_and_twin(micropython, firmware_mpy, mosquitto
     finally:
         responder.close()
         subscriber.close()
+
+
+def test_firmware_client_on_cpython_over_tls(mosquitto_factory):
+    # The same client under CPython (the firmware engine's --runtime cpython), through the
+    # CPython stream adapter, with CPython's ssl verifying the certificate.
+    from microagent import mqtt
+    broker = mosquitto_factory({"device": "device-pass", "reader": "reader-pass"})
+    subscriber = Subscriber(broker.port, broker.certs["ca.pem"], "reader", "reader-pass", "cp/#")
+    with open(broker.certs["ca.pem"], "rb") as f:
+        ca_der = mqtt.pem_to_der(f.read())
+    client = mqtt.MQTTClient("cpython-fw", user="device", timeout_ms=5000)
+    try:
+        client.connect(mqtt.open_connection("127.0.0.1", broker.port, ca_der), password="device-pass")
+        pid = client.publish("cp/x", b"\x00payload\xff", qos=1)
+        for _ in range(200):
+            if not client.pending(pid):
+                break
+            client.poll(10)
+        assert not client.pending(pid)
+        assert subscriber.get() == ("cp/x", b"\x00payload\xff")
+        with open(broker.certs["other-ca.pem"], "rb") as f:
+            other = mqtt.pem_to_der(f.read())
+        try:
+            mqtt.open_connection("127.0.0.1", broker.port, other)
+        except mqtt.TLSError as exc:
+            assert "server certificate not trusted" in str(exc)
+        else:
+            raise AssertionError("a server certificate from another CA was accepted")
+    finally:
+        client.disconnect()
+        subscriber.close()
