@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 from mosquitto_broker import Mosquitto  # noqa: E402
-from mpy_bundle import compile_firmware  # noqa: E402
+from host_sim.runtime import compiled_firmware, micropython_binary  # noqa: E402
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transport_heap_probe.py")
 KEY_B64 = "c2VjcmV0LWRldmljZS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk="
@@ -28,9 +28,8 @@ NOW = 1800000000
 
 def _probe(mpy_dir, heap_kb, args, massif_out=None):
     """Runs the probe (under valgrind massif when MASSIF_OUT is given); its JSON result or None."""
-    micropython = os.path.join(os.path.dirname(sys.executable), "micropython")
     env = dict(os.environ, MICROPYPATH=mpy_dir + ":.frozen")
-    cmd = [micropython, "-X", "heapsize=%dK" % heap_kb, PROBE] + [str(a) for a in args]
+    cmd = [micropython_binary(), "-X", "heapsize=%dK" % heap_kb, PROBE] + [str(a) for a in args]
     if massif_out:
         # The `micropython` command runs the VM inside this Python process (a C extension), so
         # massif sees every C allocation: the GC heap block, CPython's, and mbedTLS's.
@@ -64,7 +63,7 @@ def measure():
     from microagent import hub
     from microagent.sas import ConnectionString, sas_token
     with tempfile.TemporaryDirectory() as work:
-        mpy_dir = compile_firmware(os.path.join(work, "mpy"))
+        mpy_dir = compiled_firmware()
         cs_text = ("HostName=bench.example;DeviceId=dev;SharedAccessKey=%s;GatewayHostName=127.0.0.1"
                    % KEY_B64)
         cs = ConnectionString(cs_text)

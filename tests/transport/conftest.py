@@ -9,7 +9,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 from mosquitto_broker import Mosquitto  # noqa: E402
-from mpy_bundle import compile_firmware  # noqa: E402
 
 
 def _require(tool):
@@ -35,9 +34,3 @@ def mosquitto_factory(tmp_path):
     yield start
     for broker in started:
         broker.stop()
-
-
-@pytest.fixture(scope="session")
-def firmware_mpy(tmp_path_factory):
-    """The firmware package cross-compiled to .mpy with mpy-cross, as a board would load it."""
-    return compile_firmware(str(tmp_path_factory.mktemp("mpy")))

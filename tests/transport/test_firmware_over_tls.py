@@ -14,8 +14,8 @@ KEY_B64 = "c2VjcmV0LWRldmljZS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk="
 NOW = 1800000000
 
 
-def _run(micropython, firmware_mpy, script, args, check=True, heap="64K"):
-    proc = micropython(os.path.join(HERE, script), args, path=[firmware_mpy], heap=heap,
+def _run(micropython, script, args, check=True, heap="64K"):
+    proc = micropython(os.path.join(HERE, script), args, source=False, heap=heap,
                        timeout=60, check=check)
     return proc, json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -26,12 +26,12 @@ def _payload_file(tmp_path, data):
     return str(path)
 
 
-def test_qos1_publish_over_tls_arrives_byte_exact(micropython, firmware_mpy, mosquitto_factory, tmp_path):
+def test_qos1_publish_over_tls_arrives_byte_exact(micropython, mosquitto_factory, tmp_path):
     broker = mosquitto_factory({"device": "device-pass", "reader": "reader-pass"})
     subscriber = Subscriber(broker.port, broker.certs["ca.pem"], "reader", "reader-pass", "fw/#")
     try:
         payload = bytes(range(256)) + "{\"é\": \"ü\"}".encode() + b"\x00" * 700
-        _, result = _run(micropython, firmware_mpy, "mp_publish.py",
+        _, result = _run(micropython, "mp_publish.py",
                          [broker.port, broker.certs["ca.pem"], "device", "device-pass", "fw/qos1",
                           _payload_file(tmp_path, payload), 1])
         assert result["acked"] is True and result["pid"] == 1
@@ -41,9 +41,9 @@ def test_qos1_publish_over_tls_arrives_byte_exact(micropython, firmware_mpy, mos
         subscriber.close()
 
 
-def test_untrusted_ca_is_a_clear_error(micropython, firmware_mpy, mosquitto_factory, tmp_path):
+def test_untrusted_ca_is_a_clear_error(micropython, mosquitto_factory, tmp_path):
     broker = mosquitto_factory({"device": "device-pass"})
-    proc, result = _run(micropython, firmware_mpy, "mp_publish.py",
+    proc, result = _run(micropython, "mp_publish.py",
                         [broker.port, broker.certs["other-ca.pem"], "device", "device-pass", "fw/x", _payload_file(tmp_path, b"x"), 1],
                         check=False)
     assert proc.returncode == 3
@@ -51,9 +51,9 @@ def test_untrusted_ca_is_a_clear_error(micropython, firmware_mpy, mosquitto_fact
                                       % broker.port), result
 
 
-def test_wrong_password_refused_without_echo(micropython, firmware_mpy, mosquitto_factory, tmp_path):
+def test_wrong_password_refused_without_echo(micropython, mosquitto_factory, tmp_path):
     broker = mosquitto_factory({"device": "device-pass"})
-    proc, result = _run(micropython, firmware_mpy, "mp_publish.py",
+    proc, result = _run(micropython, "mp_publish.py",
                         [broker.port, broker.certs["ca.pem"], "device", "not-the-password", "fw/x", _payload_file(tmp_path, b"x"), 1],
                         check=False)
     assert proc.returncode == 3
@@ -61,7 +61,7 @@ def test_wrong_password_refused_without_echo(micropython, firmware_mpy, mosquitt
     assert "not-the-password" not in proc.stdout + proc.stderr
 
 
-def test_hub_session_sas_telemetry_and_twin(micropython, firmware_mpy, mosquitto_factory, tmp_path):
+def test_hub_session_sas_telemetry_and_twin(micropython, mosquitto_factory, tmp_path):
     # mosquitto cannot check SAS signatures, so the test fixes the device clock: the token the
     # firmware mints is then known, and the broker's password file holds exactly that token.
     # 96 KB heap: the whole session (hub, config, outbox loaded as .mpy on the 64-bit unix port,
@@ -78,7 +78,7 @@ def test_hub_session_sas_telemetry_and_twin(micropython, firmware_mpy, mosquitto
     payload = json.dumps({"AgentId": "x", "Events": [{"Name": "ConnectionCreate"}]}).encode()
     payload_file.write_bytes(payload)
     try:
-        _, result = _run(micropython, firmware_mpy, "mp_hub_session.py",
+        _, result = _run(micropython, "mp_hub_session.py",
                          [broker.port, broker.certs["ca.pem"], cs_text, NOW, str(payload_file)], heap="96K")
         assert result["delivered"] is True, result
         topic, received = subscriber.get()
