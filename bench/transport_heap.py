@@ -46,7 +46,7 @@ def _massif_peak(path):
         return max(int(line.split("=")[1]) for line in f if line.startswith("mem_heap_B="))
 
 
-def _smallest_heap(mpy_dir, args, low=8, high=256):
+def _smallest_heap(mpy_dir, args, low=8, high=512):
     """Smallest heap (KB) for which the probe succeeds, by bisection (success is monotonic)."""
     if _probe(mpy_dir, high, args) is None:
         return None
@@ -77,14 +77,16 @@ def measure():
             modes = (("MQTT + SAS, plain TCP (baseline)", ["plain", broker.plain_port, ca, "bench", "bench-pass"]),
                      ("MQTT + SAS over TLS", ["tls", broker.port, ca, "bench", "bench-pass"]),
                      ("HubSession (TLS, twin, config, outbox)",
-                      ["hub", broker.port, ca, "-", "-", cs_text, NOW]))
+                      ["hub", broker.port, ca, "-", "-", cs_text, NOW]),
+                     ("engine (256 net entries) + HubSession",
+                      ["agent", broker.port, ca, "-", "-", cs_text, NOW]))
             rows = []
             for name, args in modes:
-                live = _probe(mpy_dir, 256, args)
+                live = _probe(mpy_dir, 512, args)
                 stages = dict(live["stages"]) if live else {}
                 if shutil.which("valgrind"):
                     massif = os.path.join(work, "massif.out")
-                    if _probe(mpy_dir, 256, args, massif):
+                    if _probe(mpy_dir, 512, args, massif):
                         stages["c_heap_peak"] = _massif_peak(massif)
                 rows.append((name, _smallest_heap(mpy_dir, args), stages))
             return rows
@@ -104,12 +106,12 @@ def run():
         c_extra = ("%.1f" % ((stages["c_heap_peak"] - base_c) / 1024)
                    if base_c and stages.get("c_heap_peak") else "n/a")
         print("%-40s %11s %6s %10s %12s %10s %14s %8s" % (
-            name, smallest if smallest else "> 256", ratio,
+            name, smallest if smallest else "> 512", ratio,
             stages.get("hub imports", stages.get("imports", "-")),
             stages.get("connected", "-"), stages.get("message acked", "-"), c_extra,
             "yes" if smallest and smallest <= 64 else "no"))
     print("min heap: smallest -X heapsize for connect + one acknowledged QoS 1 publish (bisection).\n"
-          "B: gc.mem_alloc() live bytes (heap 256K). C heap +KB: peak of C allocations outside the\n"
+          "B: gc.mem_alloc() live bytes (heap 512K). C heap +KB: peak of C allocations outside the\n"
           "MicroPython heap above the baseline (valgrind massif) -- on this unix build mbedTLS calls\n"
           "libc calloc, so the TLS handshake's own memory shows here, not in the GC heap; on boards\n"
           "whose mbedTLS allocates from the GC heap it adds to min heap.")

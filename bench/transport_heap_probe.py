@@ -1,7 +1,8 @@
 # Run inside MicroPython by bench/transport_heap.py: one MQTT session, reporting heap use.
 # Usage: micropython transport_heap_probe.py MODE PORT CA_PEM USER PASSWORD [CONNECTION_STRING NOW]
 # MODE: plain (MQTT + SAS, no TLS; the baseline), tls (MQTT + SAS over TLS), hub (HubSession:
-# SAS, TLS, twin topics, config, outbox). Prints one JSON line of gc.mem_alloc() figures.
+# SAS, TLS, twin topics, config, outbox), agent (the firmware engine with its replay cache sizes,
+# 256 network entries, plus the HubSession). Prints one JSON line of gc.mem_alloc() figures.
 import gc
 import json
 import sys
@@ -22,7 +23,12 @@ mark("imports")
 with open(ca_path, "rb") as f:
     ca_der = mqtt.pem_to_der(f.read())
 token = sas.sas_token("bench.example/devices/dev", b"0123456789abcdef0123456789abcdef", 1800000000)
-if mode == "hub":
+if mode in ("hub", "agent"):
+    if mode == "agent":
+        from microagent.replay_main import build_engine
+        engine = build_engine(16, 256, 16, 4096, "00000000-0000-4000-8000-000000000000",
+                              lambda buffer, length: None, lambda text: None)
+        mark("engine built")
     from microagent import hub
     from microagent.config import Config
     from microagent.outbox import Outbox

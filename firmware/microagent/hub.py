@@ -171,6 +171,18 @@ class HubSession:
         """Queues one JSON message (bytes) for delivery; returns its outbox sequence number."""
         return self.outbox.put(data, self._clock_s() if now_s is None else now_s)
 
+    def send_when_room(self, data, timeout_ms):
+        """Like send(), but first steps the session until the outbox has room for DATA without
+        dropping an older message (for senders that must lose nothing, such as replay). Returns
+        the sequence number, or -1 if there was no room within TIMEOUT_MS (nothing queued)."""
+        start = ticks_ms()
+        while not self.outbox.fits(len(data)):
+            if len(data) > self.outbox.max_bytes or ticks_diff(ticks_ms(), start) >= timeout_ms:
+                return -1
+            if not self.step(poll_ms=20):
+                sleep_ms(20)
+        return self.send(data)
+
     # ---- connection -------------------------------------------------------------------------
 
     def connect(self):

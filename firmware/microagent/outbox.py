@@ -81,6 +81,10 @@ class Outbox:
         self._next_seq = self._next_seq + 1 if self._next_seq < 0x3FFFFFFF else 1
         return self._seq[slot]
 
+    def fits(self, size):
+        """True when a message of SIZE bytes can be queued now without dropping another."""
+        return size <= self.max_bytes and self.count < self.max_messages and self._place(size) >= 0
+
     def _place(self, size):
         # Offset where SIZE contiguous free bytes start, or -1.
         if self.count == 0:

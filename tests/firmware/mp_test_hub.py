@@ -200,3 +200,17 @@ def test_twin_larger_than_buffer_is_logged_not_fatal():
     assert session.step(now_ms=1)
     assert not session.twin.received and session.connected()
     assert any("larger than the 512-byte MQTT buffer" in line for line in logs)
+
+
+def test_send_when_room_waits_for_acknowledgement_instead_of_dropping():
+    opener = Opener()
+    session = hub.HubSession(sas.ConnectionString(CS), Outbox(1, 256), Config(), log=lambda line: None,
+                             clock_s=lambda: NOW, opener=opener)
+    assert session.send_when_room(b"first", 100) == 1
+    session.step()
+    assert session.send_when_room(b"second", 50) == -1  # first not acknowledged yet
+    assert session.outbox.dropped == 0 and len(session.outbox) == 1
+    opener.sockets[0].feed(b"\x40\x02\x00\x03")  # PUBACK: pids 1, 2 went to the SUBSCRIBEs
+    assert session.send_when_room(b"second", 1000) == 2
+    assert session.outbox.dropped == 0 and session.outbox.delivered == 1
+    assert session.send_when_room(b"x" * 300, 1000) == -1  # larger than the outbox: never fits

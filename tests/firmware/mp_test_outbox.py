@@ -129,3 +129,13 @@ def test_stats():
     box.put(b"cd")
     assert box.stats() == {"queued": 1, "bytes": 2, "dropped": 1, "too_large": 0,
                            "expired": 0, "delivered": 0}
+
+
+def test_fits_says_when_put_would_drop():
+    box = Outbox(2, 10)
+    assert box.fits(10) and not box.fits(11)
+    box.put(b"aaaa")
+    assert box.fits(6) and not box.fits(7)
+    box.put(b"bb")
+    assert not box.fits(1)  # two messages already
+    assert box.dropped == 0
