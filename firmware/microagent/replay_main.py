@@ -2,7 +2,10 @@
 #   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
 #       [--process-cache N] [--network-cache N] [--login-cache N]
 #       [--max-message-size BYTES] [--agent-id GUID]
+#       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
 # Prints each message as one JSON line on stdout, warnings on stderr; exit 2 on a bad trace.
+# With --credentials (a file holding the device connection string, so the key is never on a
+# command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
 import gc
 import sys
 
@@ -17,7 +20,9 @@ def _options(argv):
     # caches: processes and logins are Linux collectors, rare on a microcontroller.
     options = {"--window-ms": "7200000", "--process-cache": "16", "--network-cache": "256",
                "--login-cache": "16", "--max-message-size": "4096",
-               "--agent-id": "00000000-0000-4000-8000-000000000000"}
+               "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
+               "--ca": None, "--port": "8883", "--outbox-messages": "8",
+               "--outbox-bytes": "32768", "--wait-ms": "30000"}
     trace = None
     i = 0
     while i < len(argv):
@@ -55,6 +60,55 @@ def build_engine(process_cache, network_cache, login_cache, max_message_size, ag
                   LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
 
 
+def _read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+class _Uplink:
+    """Sends each finished message through a HubSession; when the outbox stays full longer
+    than WAIT_MS (hub down), the outbox drops its oldest message and counts it."""
+
+    def __init__(self, options):
+        from microagent.config import Config
+        from microagent.hub import HubSession
+        from microagent.mqtt import pem_to_der
+        from microagent.outbox import Outbox
+        from microagent.sas import ConnectionString
+        cs = ConnectionString(_read(options["--credentials"]).strip())
+        ca = _read(options["--ca"], "rb")
+        ca_der = pem_to_der(ca) if b"-----BEGIN" in ca else ca
+        outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))
+        self.session = HubSession(cs, outbox, Config(), ca_der=ca_der,
+                                  port=int(options["--port"]), log=_info)
+        self.wait_ms = int(options["--wait-ms"])
+        from microagent.mqtt import MQTTRefused
+        try:
+            self.session.connect()
+        except MQTTRefused as exc:
+            # Bad credentials do not get better with retries: stop before replaying anything.
+            raise ValueError("the hub %s" % exc)
+        except OSError as exc:
+            _info("hub: %s; will retry" % exc)
+
+    def send(self, buffer, length):
+        data = memoryview(buffer)[:length]
+        if self.session.send_when_room(data, self.wait_ms) < 0:
+            self.session.send(bytes(data))
+
+    def finish(self):
+        delivered = self.session.flush(self.wait_ms * 4)
+        stats = self.session.outbox.stats()
+        _info("delivered %d messages; %d queued, %d dropped from the full outbox, %d too large"
+              % (stats["delivered"], stats["queued"], stats["dropped"], stats["too_large"]))
+        self.session.close()
+        return delivered and not stats["dropped"] and not stats["too_large"]
+
+
+def _info(text):
+    sys.stderr.write("info: %s\n" % text)
+
+
 def main(argv):
     try:
         trace, options = _options(argv)
@@ -66,22 +120,35 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
-    # The caches' large arrays are allocated before the trace reader is loaded: on a small heap
-    # they need contiguous room that loading more code would fragment.
+    # The caches' large arrays are allocated before the uplink and the trace reader are loaded:
+    # on a small heap they need contiguous room that loading more code would fragment.
     gc.collect()
     engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size, options["--agent-id"],
                           _write_message, _warn)
+    uplink = None
+    if options["--credentials"]:
+        try:
+            uplink = _Uplink(options)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write("error: cannot set up the uplink: %s\n" % exc)
+            return 2
+        engine.encoder.sink = uplink.send
     from microagent.trace import Replay, TraceError, replay_file
     replay = Replay(engine, window_ms)
+    status = 0
     try:
         replay_file(replay, trace)
     except TraceError as exc:
         sys.stderr.write("error: %s\n" % exc)
-        return 2
+        status = 2
     except OSError as exc:
         sys.stderr.write("error: cannot read trace %s: %s\n" % (trace, exc))
-        return 2
-    return 0
+        status = 2
+    # Whatever was collected before a bad line still goes out.
+    if uplink is not None and not uplink.finish():
+        sys.stderr.write("error: not every message reached the hub (see the counts above)\n")
+        status = status or 1
+    return status
 
 
 if __name__ == "__main__":
