@@ -125,6 +125,20 @@ class Engine:
         self._warned = set()
         return sent
 
+    def send_periodic(self, name, items, event_time_ms):
+        """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
+        SBoM) as one Periodic event, split over messages like any window; returns messages sent.
+        """
+        if not items:
+            return 0
+        enc = self.encoder
+        enc.begin(event_time_ms)
+        enc.event(name, "Periodic", "Security")
+        for item in items:
+            fields = sorted(item)
+            enc.item(fields, [item[f] for f in fields])
+        return enc.finish()
+
     def _flush_losses(self, window_start_ms):
         started = False
         values = self._values

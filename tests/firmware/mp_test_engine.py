@@ -187,3 +187,20 @@ def test_out_of_order_line_is_an_error():
     message = _error(run, json.dumps({"kind": "dns", "t": T0 + 5, "hostname": "a",
                                       "address": "1.1.1.1"}))
     assert "out of time order" in message
+
+
+def test_periodic_items_are_one_event_split_over_small_messages():
+    run = Run(max_size=1024)
+    packages = [{"name": "pkg-%d" % i, "version": "1.%d" % i, "vendor": "Vendor <v@example.org>"}
+                for i in range(40)]
+    sent = run.engine.send_periodic("SBoM", packages, 1767225600000)
+    assert sent == len(run.messages) > 2
+    assert run.items("SBoM") == packages
+    event = run.events("SBoM")[0]
+    assert event["Category"] == "Periodic" and event["EventType"] == "Security"
+    assert run.engine.send_periodic("SBoM", [], 1767225600000) == 0
+    nics = [{"type": "WIFI", "vlans": [], "vendor": "", "info": {"mac": "aa:bb:cc:dd:ee:ff",
+                                                                "ipv4_address": "10.0.0.2"}}]
+    run.engine.send_periodic("SystemInformation", [{"os_dist": "MicroPython", "nics": nics}],
+                             1767225600000)
+    assert run.items("SystemInformation")[0]["nics"] == nics
