@@ -82,6 +82,7 @@ class MessageEncoder:
         self._messages = 0
         self._stamp_local = None
         self._stamp_utc = None
+        self._limit = 0
 
     def begin(self, event_time_ms):
         self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
@@ -94,43 +95,64 @@ class MessageEncoder:
     def event(self, name, category, event_type):
         """Starts an event; its header is written with its first item (no empty events)."""
         if self._event_open:
+            self._limit = 0  # closing an event always fits: the closing bytes are reserved
             self._put(b"]}")
             self._event_open = False
         self._event = (name, category, event_type)
 
     def item(self, fields, values):
-        """Writes one payload item: FIELDS names, VALUES in the same order; None omits."""
-        body = _json_object(fields, values).encode()
-        closing = len(_CLOSING)
-        if self._event_open and self._length + 1 + len(body) + closing <= self.max_size:
-            self._put(b",")
-            self._put(body)
-            return
-        header = self._event_header()
-        if self._length and (self._event_open or self._length + 1 + len(header) + len(body)
-                             + closing > self.max_size):
-            self._close_message()
+        """Writes one payload item straight into the buffer: FIELDS names, VALUES in the same
+        order; None omits. An item that does not fit closes the message and goes in the next."""
         if self._length:
-            self._put(b",")
-        else:
-            self._put(self.envelope)
-        self._put(header)
-        self._event_open = True
-        self._put(body)
+            mark = self._length
+            if self._write_item(fields, values, self.max_size - len(_CLOSING)):
+                return
+            self._length = mark
+            self._close_message()
+        self._put(self.envelope)
+        self._write_item(fields, values, 0)
 
     def finish(self):
         if self._length:
             self._close_message()
         return self._messages
 
-    def _event_header(self):
+    def _write_item(self, fields, values, limit):
+        """Writes separator, event header if needed, and the item, piece by piece (no large
+        temporary string on a small heap). With a LIMIT, returns False as soon as the message
+        would pass it; with none, the buffer grows for an item larger than a message."""
+        self._limit = limit
+        try:
+            if self._event_open:
+                self._put(b",")
+            else:
+                if self._length > len(self.envelope):
+                    self._put(b",")
+                self._write_header()
+            separator = b"{"
+            for i in range(len(fields)):
+                value = values[i]
+                if value is not None:
+                    self._put(separator)
+                    self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
+                    separator = b","
+            self._put(b"}" if separator == b"," else b"{}")
+        except _NoRoom:
+            return False
+        self._event_open = True
+        return True
+
+    def _write_header(self):
         name, category, event_type = self._event
-        return ('{"Id":"%s","TimestampLocal":"%s","TimestampUTC":"%s","Category":"%s",'
-                '"Name":"%s","EventType":"%s","IsEmpty":false,"PayloadSchemaVersion":"%s",'
-                '"Payload":[' % (new_guid(), self._stamp_local, self._stamp_utc, category, name,
-                                 event_type, PAYLOAD_SCHEMA_VERSION)).encode()
+        self._put(b'{"Id":"')
+        self._put(new_guid().encode())
+        self._put(('","TimestampLocal":"%s","TimestampUTC":"%s","Category":"%s","Name":"%s",'
+                   % (self._stamp_local, self._stamp_utc, category, name)).encode())
+        self._put(('"EventType":"%s","IsEmpty":false,"PayloadSchemaVersion":"%s","Payload":['
+                   % (event_type, PAYLOAD_SCHEMA_VERSION)).encode())
 
     def _close_message(self):
+        self._limit = 0
         if self._event_open:
             self._put(b"]}")
         self._put(b"]}")
@@ -143,6 +165,8 @@ class MessageEncoder:
 
     def _put(self, data):
         end = self._length + len(data)
+        if self._limit and end > self._limit:
+            raise _NO_ROOM
         if end > len(self.buffer):
             # One item larger than a whole message: it goes alone in a message of its own size
             # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
@@ -152,6 +176,14 @@ class MessageEncoder:
             self.oversized += 1
         self.buffer[self._length:end] = data
         self._length = end
+
+
+class _NoRoom(Exception):
+    pass
+
+
+# Raised as one preallocated instance: running out of room in a message is routine.
+_NO_ROOM = _NoRoom()
 
 
 def _json_object(fields, values):

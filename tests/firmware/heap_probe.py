@@ -4,7 +4,9 @@ import gc
 import json
 import sys
 
-from microagent.replay_main import build_engine
+from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.encode import MessageEncoder
+from microagent.engine import Engine
 
 gc.collect()
 start = gc.mem_alloc()
@@ -19,7 +21,8 @@ def warn(text):
     pass
 
 
-engine = build_engine(16, capacity, 16, 4096, "00000000-0000-4000-8000-000000000000", sink, warn)
+engine = Engine(ProcessCache(16), NetworkCache(capacity), LoginCache(16), DnsTable(capacity),
+                MessageEncoder("00000000-0000-4000-8000-000000000000", sink, 4096), warn)
 gc.collect()
 engine_bytes = gc.mem_alloc() - start
 network = engine.network
