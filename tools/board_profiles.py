@@ -36,9 +36,13 @@ def validate(data, source, schema):
     """Raises ProfileError (one line: SOURCE, key, problem) when DATA breaks SCHEMA or the loader."""
     error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
     if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path)
-        where = "key '%s'" % key if key else "top level"
-        raise ProfileError("%s: %s: %s" % (source, where, error.message))
+        path = [str(p) for p in error.absolute_path]
+        message = error.message
+        if error.validator == "required":  # name the missing key itself, as the board does
+            path.append(next(k for k in error.validator_value if k not in error.instance))
+            message = "missing"
+        where = "key '%s'" % ".".join(path) if path else "top level"
+        raise ProfileError("%s: %s: %s" % (source, where, message))
     check(data, source)
 
 

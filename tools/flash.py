@@ -198,8 +198,11 @@ def start_agent(link, profile, files, seconds, report):
 
     started = link.tail(seconds, STARTED_LINE, show)
     if not started:
-        crashed = [line for line in lines if line.startswith("Traceback")]
-        why = "it crashed: " + lines[-1] if crashed and lines else "last line: %r" % (lines[-1:] or [""])[0]
+        said = [line for line in lines if line.strip("> ")]  # not the bare REPL prompt
+        if any(line.startswith("Traceback") for line in said):
+            why = "it crashed: " + said[-1]
+        else:
+            why = "last line: %r" % (said[-1:] or [""])[0]
         raise FlashError("the agent did not print '%s' within %gs (%s)" % (STARTED_LINE, seconds, why))
     report.event("started", "agent started", line=lines[-1])
     return True

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import time
 import tty
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -94,6 +95,25 @@ def _interrupt(proc, data):
         proc.send_signal(signal.SIGINT)
 
 
+def wait_for_prompt(board_fd, timeout=10.0):
+    """The console output up to the REPL's first prompt: until then the port is starting up and
+    a Ctrl-C (SIGINT) would end it instead of interrupting code."""
+    seen = b""
+    end = time.monotonic() + timeout
+    while not seen.endswith(b">>> "):
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([board_fd], [], [], left)[0]:
+            raise SystemExit("virtual_board: no REPL prompt from the unix port within %gs" % timeout)
+        try:
+            data = os.read(board_fd, CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            raise SystemExit("virtual_board: the unix port ended at start: %r" % seen[-200:])
+        seen += data
+    return seen
+
+
 def relay(proc, board_fd, client_fd):
     """Copies bytes both ways until the board process ends; returns its exit status."""
     os.set_blocking(client_fd, False)
@@ -161,6 +181,12 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        banner = wait_for_prompt(board_fd)
+    except SystemExit:
+        proc.kill()
+        raise
+    _write_all(client_fd, banner, drop_when_full=True)
     if args.link:
         if os.path.lexists(args.link):
             os.remove(args.link)

