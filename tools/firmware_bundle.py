@@ -121,12 +121,12 @@ def check_mpy_cross(profile):
 def parse_connection_string(text):
     """{part: value} of an IoT Hub device connection string; the key is never echoed in errors."""
     parts = {}
-    for item in text.split(";"):
+    for number, item in enumerate(text.split(";"), 1):
         if not item.strip():
             continue
         name, sep, value = item.partition("=")
-        if not sep:
-            raise BundleError("connection string: part '%s' is not NAME=VALUE" % name.strip()[:20])
+        if not sep:  # the part itself is not shown: it may be the key
+            raise BundleError("connection string: part %d is not NAME=VALUE" % number)
         parts[name.strip()] = value.strip()
     missing = [p for p in CONNECTION_STRING_PARTS if not parts.get(p)]
     if missing:

@@ -154,3 +154,15 @@ def tiny_firmware(tmp_path):
         "while True:\n"
         "    time.sleep_ms(50)\n")
     return root
+
+
+@pytest.fixture
+def rfc2217_board(virtual_board):
+    """The virtual board behind an RFC 2217 server: rfc2217://127.0.0.1:PORT."""
+    bridge = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "rfc2217_bridge.py"),
+                               virtual_board.port], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        tcp_port = int(bridge.stdout.readline())
+        yield Board("rfc2217://127.0.0.1:%d" % tcp_port, virtual_board.flash, bridge)
+    finally:
+        _stop(bridge)

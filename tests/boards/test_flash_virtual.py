@@ -166,6 +166,7 @@ def test_missing_port():
 @pytest.mark.parametrize("bad,message", [
     ("HostName=h;DeviceId=d", "missing SharedAccessKey"),
     ("HostName=h;DeviceId=d;SharedAccessKey=not*base64" + KEY[:8], "SharedAccessKey is not valid base64 (value not shown)"),
+    ("HostName=h;DeviceId=d;" + KEY.rstrip("="), "part 3 is not NAME=VALUE"),
 ])
 def test_bad_connection_string(bad, message):
     proc = run_tool("flash.py", "--board", "unix", "--dry-run", "--connection-string", bad)
@@ -203,3 +204,21 @@ def test_files_mode_leaves_other_files_alone(virtual_board, tiny_firmware, tmp_p
                     "%s:microagent/extra.txt" % extra)
     assert proc.returncode == 0, proc.stderr
     assert sorted(os.listdir(os.path.join(virtual_board.flash, "microagent"))) == ["extra.txt", "profile.mpy"]
+
+
+def test_space_check_counts_the_files_being_replaced():
+    import flash
+    files = [firmware_bundle.DeployFile("a.mpy", b"x" * 3000, "a"), firmware_bundle.DeployFile("b.json", b"y" * 1000, "b")]
+    flash.check_space({"free": 2000, "sizes": [2500, -1]}, files, "PORT")  # needs 4000 - 2500
+    with pytest.raises(flash.FlashError, match="no space left on the board at PORT: the files need 4000 more bytes, 2000 are free"):
+        flash.check_space({"free": 2000, "sizes": [-1, -1]}, files, "PORT")
+    flash.check_space({"free": None, "sizes": [-1, -1]}, files, "PORT")  # no statvfs: ENOSPC when writing
+
+
+def test_flash_over_rfc2217(rfc2217_board, tiny_firmware):
+    proc = run_tool("flash.py", "--board", "unix", "--port", rfc2217_board.port, "--json", "--firmware",
+                    tiny_firmware, "--connection-string", CONNECTION_STRING)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _events(proc)[-2] == {"event": "started", "line": "microagent: started board=unix"}
+    with open(os.path.join(rfc2217_board.flash, "microagent_device.json")) as f:
+        assert json.load(f) == {"connection_string": CONNECTION_STRING}
