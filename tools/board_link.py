@@ -12,10 +12,13 @@ import stat
 import time
 
 import serial
-from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+PACED_SLICE_BYTES = 32
+PACED_PAUSE_S = 0.003
+SEND_ATTEMPTS = 4
 
 # One line of Python repr, readable on every MicroPython from 1.9 (the micro:bit) on.
 PROBE = """import sys, os
@@ -77,6 +80,7 @@ class BoardLink:
     def __init__(self, port, timeout=10.0):
         self.port = port
         self.timeout = timeout
+        self.resent = 0  # commands sent again because they arrived garbled
         device = port
         if _is_local_device(port) and os.path.exists(port):
             real = os.path.realpath(port)  # a pty behind a link: mpremote treats /dev/pts/N as a pty
@@ -117,16 +121,39 @@ class BoardLink:
                             "(is it running MicroPython? last output: %r)"
                             % (self.port, self.timeout, seen[0][-60:]))
         self.transport.in_raw_repl = True
+        # The first command finds out whether the board has raw-paste mode (flow control); a
+        # tiny one, so a board without it is not sent a long unpaced burst.
+        self.exec("pass")
 
     def exec(self, code):
         """Runs CODE in the raw REPL; its stdout as bytes. LinkError with the device's last line."""
         try:
-            return self.transport.exec(code)
-        except TransportExecError as exc:
-            last = exc.error_output.strip().splitlines()[-1:] or ["(no message)"]
-            raise LinkError("the board failed running a command: %s" % last[0]) from None
+            if self.transport.use_raw_paste:
+                out, err = self.transport.exec_raw(code, timeout=self.timeout)
+            else:
+                out, err = self._exec_paced(code.encode() if isinstance(code, str) else code)
         except TransportError as exc:
             raise LinkError("lost the raw REPL on %s: %s" % (self.port, exc)) from None
+        if err:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
+            raise LinkError("the board failed running a command: %s" % last[0])
+        return out
+
+    def _exec_paced(self, code):
+        """The raw REPL without raw-paste mode (MicroPython before 1.14, e.g. the micro:bit's
+        1.9.2) has no flow control: a slow board drops bytes of a long burst, so the command goes
+        in small slices."""
+        transport = self.transport
+        if not transport.read_until(1, b">", timeout=self.timeout).endswith(b">"):
+            raise LinkError("lost the raw REPL on %s: no prompt" % self.port)
+        for i in range(0, len(code), PACED_SLICE_BYTES):
+            transport.serial.write(code[i:i + PACED_SLICE_BYTES])
+            time.sleep(PACED_PAUSE_S)
+        transport.serial.write(b"\x04")
+        answer = transport.serial.read(2)
+        if answer != b"OK":
+            raise LinkError("the board did not accept a command on %s (answered %r)" % (self.port, answer))
+        return transport.follow(self.timeout)
 
     def probe(self, root, paths):
         """Facts about the board: platform, version, mpy word, hashlib, free bytes, sizes of PATHS."""
@@ -153,21 +180,44 @@ class BoardLink:
     def remove(self, path):
         self.exec("import os\nos.remove(%r)" % path)
 
+    def _exec_intact(self, code):
+        """exec(CODE), sent again when it arrived garbled (a board without flow control can drop a
+        byte: the command then fails to parse, or prints 'garbled' from its own check)."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                out = self.exec(code)
+            except LinkError as exc:
+                if "SyntaxError" not in str(exc) or attempt == SEND_ATTEMPTS:
+                    raise
+                self.resent += 1
+                continue
+            if b"garbled" not in out:
+                return out
+            self.resent += 1
+        raise LinkError("the serial link to %s keeps losing bytes (%d attempts)" % (self.port, SEND_ATTEMPTS))
+
     def write(self, path, data, progress=None, chunk_size=256):
-        """Writes DATA to PATH on the board; a full flash is reported as such, the partial file removed."""
+        """Writes DATA to PATH on the board; a full flash is reported as such, the partial file
+        removed. Each chunk is written only once its length and byte sum arrived intact.
+        PROGRESS(bytes written, total) after each chunk."""
         try:
-            self.transport.fs_writefile(path, data, chunk_size=chunk_size, progress_callback=progress)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                try:
-                    self.exec("import os\nos.remove(%r)" % path)
-                except LinkError:
-                    pass
-                raise LinkError("no space left on the board at %s while writing %s (%d bytes)"
-                                % (self.port, path, len(data))) from None
-            raise LinkError("cannot write %s on the board: %s" % (path, os.strerror(exc.errno or 0))) from None
-        except TransportError as exc:
-            raise LinkError("lost the raw REPL on %s writing %s: %s" % (self.port, path, exc)) from None
+            self._exec_intact("f=open(%r,'wb')\nw=f.write" % path)
+            for start in range(0, len(data), chunk_size):
+                chunk = data[start:start + chunk_size]
+                self._exec_intact("d=%r\nif len(d)==%d and sum(d)==%d:\n w(d)\nelse:\n print('garbled')"
+                                  % (chunk, len(chunk), sum(chunk)))
+                if progress:
+                    progress(start + len(chunk), len(data))
+            self._exec_intact("f.close()")
+        except LinkError as exc:
+            if "ENOSPC" not in str(exc) and "OSError: 28" not in str(exc):
+                raise LinkError("cannot write %s on the board at %s: %s" % (path, self.port, exc)) from None
+            try:
+                self.exec("f.close()\nimport os\nos.remove(%r)" % path)
+            except LinkError:
+                pass
+            raise LinkError("no space left on the board at %s while writing %s (%d bytes)"
+                            % (self.port, path, len(data))) from None
 
     def sha256(self, path):
         """SHA-256 of PATH computed by the board's hashlib."""

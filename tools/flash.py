@@ -42,7 +42,8 @@ class Report:
 
     def __init__(self, as_json):
         self.as_json = as_json
-        self.console = Console(stderr=True, highlight=False)
+        # Wide enough for the file table when stderr is a file or a pipe (CI logs).
+        self.console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
     def event(self, kind, text, **fields):
         if self.as_json:
@@ -253,6 +254,9 @@ def flash(args, report):
         by_hash = profile["hashlib"] and facts["hashlib"]
         stale_folders = [] if args.files else package_folders(files, args.frozen)
         write_and_verify(link, profile, files, stale_folders, by_hash, report)
+        if link.resent:
+            report.event("resent", "the link lost bytes: %d commands were sent again (check the "
+                         "cable or lower the baud rate if this grows)" % link.resent, commands=link.resent)
         if not args.files:
             start_agent(link, profile, files, args.log_seconds, report)
     report.event("done", "done: %d files written and verified" % len(files), files=len(files))

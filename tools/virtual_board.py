@@ -27,17 +27,10 @@ import tty
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import board_profiles  # noqa: E402
+from host_sim.runtime import micropython_binary  # noqa: E402
 from microagent.profile import ProfileError  # noqa: E402
 
 CHUNK = 4096
-
-
-def micropython_binary():
-    candidate = os.path.join(os.path.dirname(sys.executable), "micropython")
-    found = candidate if os.path.exists(candidate) else shutil.which("micropython")
-    if not found:
-        raise SystemExit("virtual_board: the micropython unix port is not installed: run `make setup`")
-    return found
 
 
 def _raw_pty():
@@ -173,13 +166,18 @@ def main(argv=None):
         print("virtual_board: board %s is for the %s port; a virtual board runs the unix port "
               "(use --board unix)" % (profile["name"], profile["port"]), file=sys.stderr)
         return 2
+    try:
+        binary = args.micropython or micropython_binary()
+    except RuntimeError as exc:
+        print("virtual_board: %s" % exc, file=sys.stderr)
+        return 2
     scratch = None
     flash_dir = args.flash
     if flash_dir is None:
         flash_dir = scratch = tempfile.mkdtemp(prefix="microagent-flash-")
     os.makedirs(flash_dir, exist_ok=True)
     try:
-        status = serve(profile, flash_dir, args)
+        status = serve(profile, flash_dir, binary, args)
     finally:
         if args.link and os.path.islink(args.link):
             os.remove(args.link)
@@ -189,13 +187,13 @@ def main(argv=None):
     return 0 if status in (0, -signal.SIGKILL) else 1
 
 
-def serve(profile, flash_dir, args):
+def serve(profile, flash_dir, binary, args):
     """Runs the board until its process ends or we are stopped; the process's exit status."""
     # The serial side: a client opens this pty's slave by path; the relay holds the master and a
     # slave descriptor of its own, so a client may come and go without the pty hanging up.
     client_fd, client_slave = _raw_pty()
     port = os.ttyname(client_slave)
-    proc, board_fd = spawn(profile, flash_dir, args.micropython or micropython_binary())
+    proc, board_fd = spawn(profile, flash_dir, binary)
 
     def stop(_signum, _frame):
         proc.kill()

@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOOLS = os.path.join(REPO, "tools")
 sys.path.insert(0, TOOLS)
 
-from mpy import micropython_binary  # noqa: E402  (tests/ is on sys.path via tests/conftest.py)
+from host_sim.runtime import micropython_binary  # noqa: E402
 
 MICROBIT_PACKAGE = "firmware-microbit-micropython"
 START_TIMEOUT = 15

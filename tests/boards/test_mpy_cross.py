@@ -90,15 +90,24 @@ def test_version_mismatch_is_refused_before_touching_a_board(tmp_path):
 
 
 def test_bundle_imports_on_the_unix_port(tmp_path, micropython):
-    """The compiled firmware package really loads from .mpy files on the unix port."""
+    """Every module of the compiled firmware package loads from its .mpy file on the unix port
+    (scripts named *_main run on import, so they are only checked to be there)."""
     out = tmp_path / "bundle"
     proc = run_tool("build_bundle.py", "--board", "unix", "--out", out)
     assert proc.returncode == 0, proc.stderr
     compiled = sorted(p.name for p in (out / "microagent").iterdir())
-    assert compiled and all(name.endswith(".mpy") for name in compiled)
-    script = _source(tmp_path, "from microagent import profile\n"
-                     "print(profile.__file__)\n"
-                     "print(profile.load_profile(%r)['name'])\n" % str(out / "microagent_board.json"), "use.py")
-    # The bundle comes first on the path, so the .mpy files shadow firmware/ sources.
-    lines = micropython(script, path=[str(out)]).stdout.split()
-    assert lines[0].endswith("microagent/profile.mpy") and lines[1] == "unix"
+    sources = sorted(f for f in os.listdir(os.path.join(REPO, "firmware", "microagent")) if f.endswith(".py"))
+    assert compiled == [f[:-3] + ".mpy" for f in sources]
+    modules = [f[:-4] for f in compiled if f != "__init__.mpy" and not f.endswith("_main.mpy")]
+    script = _source(tmp_path, "for name in %r:\n"
+                     "    module = __import__('microagent.' + name, None, None, [name])\n"
+                     "    print(name, module.__file__)\n"
+                     "from microagent import profile\n"
+                     "print('loaded-board', profile.load_profile(%r)['name'])\n"
+                     % (modules, str(out / "microagent_board.json")), "use.py")
+    # The bundle comes first on the path, so its .mpy files shadow the firmware/ sources.
+    lines = micropython(script, path=[str(out)], heap="256K").stdout.splitlines()
+    loaded = dict(line.split(" ", 1) for line in lines)
+    assert loaded.pop("loaded-board") == "unix"
+    assert sorted(loaded) == sorted(modules)
+    assert all(path.endswith("microagent/%s.mpy" % name) for name, path in loaded.items())
