@@ -1,11 +1,14 @@
 """Boards for the tests: the virtual board (unix port behind our pty relay), the unix port behind
 socat, and a QEMU micro:bit. Each is started by a fixture, bounded in time, and always stopped."""
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tty
 from dataclasses import dataclass
 
 import pytest
@@ -166,3 +169,51 @@ def rfc2217_board(virtual_board):
         yield Board("rfc2217://127.0.0.1:%d" % tcp_port, virtual_board.flash, bridge)
     finally:
         _stop(bridge)
+
+
+@dataclass
+class LossyLink:
+    port: str
+    dropped: list
+
+
+@pytest.fixture
+def lossy_link(virtual_board):
+    """A serial line to the virtual board that loses one byte on its way to the board: the
+    2000th byte, and then every 5000th (a cable without flow control on a slow board)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    board = os.open(virtual_board.port, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(board)
+    dropped, stop = [], threading.Event()
+
+    def pump(source, target, lossy):
+        count = 0
+        while not stop.is_set():
+            if not select.select([source], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(source, 4096)
+            except OSError:
+                return
+            out = bytearray()
+            for byte in data:
+                count += 1
+                if lossy and (count == 2000 or (count > 2000 and (count - 2000) % 5000 == 0)):
+                    dropped.append(count)
+                    continue
+                out.append(byte)
+            os.write(target, bytes(out))
+
+    threads = [threading.Thread(target=pump, args=(master, board, True), daemon=True),
+               threading.Thread(target=pump, args=(board, master, False), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        yield LossyLink(os.ttyname(slave), dropped)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=2)
+        for fd in (master, slave, board):
+            os.close(fd)

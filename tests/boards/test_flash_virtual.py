@@ -222,3 +222,17 @@ def test_flash_over_rfc2217(rfc2217_board, tiny_firmware):
     assert _events(proc)[-2] == {"event": "started", "line": "microagent: started board=unix"}
     with open(os.path.join(rfc2217_board.flash, "microagent_device.json")) as f:
         assert json.load(f) == {"connection_string": CONNECTION_STRING}
+
+
+def test_bytes_lost_on_the_line_are_resent(lossy_link, virtual_board, tmp_path):
+    payload = os.urandom(6000)
+    local = tmp_path / "payload.bin"
+    local.write_bytes(payload)
+    proc = run_tool("flash.py", "--board", "unix", "--port", lossy_link.port, "--json", "--files",
+                    "%s:payload.bin" % local)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lossy_link.dropped  # the line really lost bytes
+    resent = [e for e in _events(proc) if e["event"] == "resent"]
+    assert resent and resent[0]["commands"] >= 1
+    with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
+        assert f.read() == payload
