@@ -20,7 +20,7 @@ PACED_SLICE_BYTES = 32
 PACED_PAUSE_S = 0.003
 SEND_ATTEMPTS = 4
 
-# One line of Python repr, readable on every MicroPython from 1.9 (the micro:bit) on.
+# Prints one line, a dict repr; runs on every MicroPython from 1.9 (the micro:bit's) on.
 PROBE = """import sys, os
 f = {'platform': sys.platform, 'version': tuple(sys.implementation.version)[:3]}
 f['mpy'] = getattr(sys.implementation, '_mpy', None)
@@ -32,7 +32,7 @@ except (ImportError, AttributeError):
     f['hashlib'] = False
 try:
     s = os.statvfs(%(root)r or '.')
-    f['free'] = s[0] * s[4]
+    f['free'] = s[1] * s[4]
 except (AttributeError, OSError):
     f['free'] = None
 z = []

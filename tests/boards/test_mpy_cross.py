@@ -111,3 +111,26 @@ def test_bundle_imports_on_the_unix_port(tmp_path, micropython):
     assert loaded.pop("loaded-board") == "unix"
     assert sorted(loaded) == sorted(modules)
     assert all(path.endswith("microagent/%s.mpy" % name) for name, path in loaded.items())
+
+
+# sys.implementation._mpy words as boards report them: version | sub_version << 8 | arch << 10.
+def _facts(platform, version, mpy_word):
+    return {"platform": platform, "version": version, "mpy": mpy_word, "hashlib": True, "free": None, "sizes": []}
+
+
+def test_board_checks_on_reported_mpy_words():
+    import flash
+    esp32 = board_profiles.load("esp32")
+    flash.check_board(esp32, _facts("esp32", (1, 24, 1), 6 | 3 << 8 | 10 << 10), "PORT", True)
+    # Like MicroPython's loader: the sub-version only matters to native code, so bytecode from
+    # mpy-cross v6.3 loads on 1.19 (v6.0).
+    flash.check_board(esp32, _facts("esp32", (1, 19, 1), 6 | 10 << 10), "PORT", True)
+    with pytest.raises(flash.FlashError, match=r"\.mpy version mismatch: the board at PORT \(MicroPython 1\.12\.0\) "
+                                               r"imports v5\.0, the firmware is compiled to v6\.3 for profile esp32"):
+        flash.check_board(esp32, _facts("esp32", (1, 12, 0), 5 | 10 << 10), "PORT", True)
+    with pytest.raises(flash.FlashError, match=r"cannot import \.mpy files, but profile esp32 says it imports v6"):
+        flash.check_board(esp32, _facts("esp32", (1, 9, 2), None), "PORT", True)
+    with pytest.raises(flash.FlashError, match=r"runs native code for xtensa, profile esp32 compiles for xtensawin"):
+        flash.check_board(esp32, _facts("esp32", (1, 24, 1), 6 | 3 << 8 | 9 << 10), "PORT", True)
+    # A port built without the native emitter reports no arch: bytecode still loads.
+    flash.check_board(esp32, _facts("esp32", (1, 24, 1), 6 | 3 << 8), "PORT", True)
