@@ -1,0 +1,295 @@
+"""Process collector: fork and exec events from the netlink process connector, /proc polling as fallback.
+
+    ProcessCollector(emit, root="/", mode="Auto", polling_interval=0.1)
+
+`mode` is the Defender config key `Process_Mode`: "Netlink" (the kernel's process connector,
+root only; sees every fork/exec, even of processes that live a millisecond), "Polling" (scan
+`<root>/proc` every `polling_interval` seconds, `Process_PollingInterval`; misses processes that
+start and end between two scans, and reports what it finds as `exec`), or "Auto" (netlink, and
+polling when netlink is not permitted, logged once).
+
+Driving (see runner.py): `open()`, then `fileno()` + `read()` in netlink mode (fileno() is None
+and poll_interval is set in polling mode), `poll()` every `poll_interval` seconds (None in netlink
+mode), or `start()` / `stop()` for a thread. `collector.mode` says which mode is in use after open().
+
+Events are raw trace events (spec section 1):
+    {"kind": "process", "t", "type": "fork"|"exec", "pid", "ppid", "uid", "commandline",
+     "executable", "user_name"}
+Thread creation is not reported (only new processes). A process that exits before its
+/proc entry could be read is still reported: its command line is then "[name]" (the name the
+kernel's COMM event gave at exec), uid -1, executable "" and the ppid from its fork event;
+`stats["unreadable"]` counts them.
+
+stats: "events" emitted; "lost" events the kernel dropped because our socket buffer overflowed
+(ENOBUFS), computed exactly from the connector's per-CPU sequence numbers; "overruns" the number
+of ENOBUFS errors; "unreadable" as above.
+"""
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+
+from host_sim.collectors import rootfs
+from host_sim.collectors.runner import EventCollector
+
+log = logging.getLogger(__name__)
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+PROC_EVENT_FORK = 0x00000001
+PROC_EVENT_EXEC = 0x00000002
+PROC_EVENT_COMM = 0x00000200
+PROC_EVENT_EXIT = 0x80000000
+NLMSG_DONE = 3
+
+NLMSGHDR = struct.Struct("=IHHII")          # len, type, flags, seq, pid
+CN_MSG = struct.Struct("=IIIIHH")            # idx, val, seq, ack, len, flags
+PROC_EVENT = struct.Struct("=IIQ")           # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
+FORK_DATA = struct.Struct("=IIII")           # parent pid, parent tgid, child pid, child tgid
+EXEC_DATA = struct.Struct("=II")             # pid, tgid
+HEADER_LEN = NLMSGHDR.size + CN_MSG.size
+EXIT_DATA = struct.Struct("=II")             # pid, tgid
+COMM_DATA = struct.Struct("=II16s")          # pid, tgid, comm (sent by exec, before EXEC)
+
+RECEIVE_BUFFER = 8 * 1024 * 1024
+
+
+def read_commandline(root, pid):
+    """/proc/PID/cmdline as one string: NUL separators become spaces, bad UTF-8 is replaced."""
+    raw = rootfs.read_bytes(root, "/proc/%d/cmdline" % pid)
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def read_status(root, pid):
+    """(ppid, real uid) from /proc/PID/status."""
+    ppid = uid = -1
+    for line in rootfs.read_bytes(root, "/proc/%d/status" % pid).split(b"\n"):
+        if line.startswith(b"PPid:"):
+            ppid = int(line.split()[1])
+        elif line.startswith(b"Uid:"):
+            uid = int(line.split()[1])
+            break
+    return ppid, uid
+
+
+def read_executable(root, pid):
+    try:
+        return os.readlink(rootfs.path(root, "/proc/%d/exe" % pid))
+    except OSError:
+        return ""
+
+
+class ProcessReader:
+    """Turns a pid into a process event by reading <root>/proc."""
+
+    def __init__(self, root="/"):
+        self.root = root
+        self.users = rootfs.UserNames(root)
+
+    def event(self, pid, kind, t, ppid_hint=-1):
+        """The event for `pid`, or None when the process is already gone."""
+        try:
+            commandline = read_commandline(self.root, pid)
+            ppid, uid = read_status(self.root, pid)
+        except (OSError, ValueError, IndexError):
+            return None
+        if not commandline:
+            commandline = "[%s]" % rootfs.read_first_line(self.root, "/proc/%d/comm" % pid)
+        return {"kind": "process", "t": t, "type": kind, "pid": pid,
+                "ppid": ppid if ppid >= 0 else ppid_hint, "uid": uid,
+                "commandline": commandline, "executable": read_executable(self.root, pid),
+                "user_name": self.users.name(uid)}
+
+
+def unreadable_event(pid, kind, t, ppid, comm):
+    """A process gone before /proc could be read: all we know is its name (comm) and parent."""
+    return {"kind": "process", "t": t, "type": kind, "pid": pid, "ppid": ppid, "uid": -1,
+            "commandline": "[%s]" % comm if comm else "", "executable": "", "user_name": ""}
+
+
+def list_pids(root):
+    return {int(name) for name in os.listdir(rootfs.path(root, "/proc")) if name.isdigit()}
+
+
+def start_time(root, pid):
+    """Field 22 of /proc/PID/stat (start time in clock ticks): tells a reused pid apart."""
+    raw = rootfs.read_bytes(root, "/proc/%d/stat" % pid)
+    return int(raw[raw.rindex(b")") + 2:].split()[19])
+
+
+def wall_clock(monotonic_ns):
+    """Epoch seconds of a CLOCK_MONOTONIC kernel timestamp (the connector's event time)."""
+    return time.time() - (time.monotonic_ns() - monotonic_ns) / 1e9
+
+
+class ProcessCollector(EventCollector):
+    def __init__(self, emit, root="/", mode="Auto", polling_interval=0.1):
+        super().__init__(emit)
+        if mode not in ("Auto", "Netlink", "Polling"):
+            raise ValueError("Process_Mode must be Auto, Netlink or Polling, not %r" % (mode,))
+        self.root = root
+        self.requested_mode = mode
+        self.mode = None
+        self.polling_interval = polling_interval
+        self.reader = ProcessReader(root)
+        self.stats.update(lost=0, overruns=0, unreadable=0)
+        self._sock = None
+        self._buffer = bytearray(65536)
+        self._last_seq = {}        # cpu -> last connector sequence number seen
+        self._parents = {}         # pid -> ppid from fork events, for processes gone too early
+        self._comms = {}           # pid -> name from the COMM event that exec sends
+        self._known = {}           # polling: pid -> start time
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self):
+        if self.requested_mode in ("Auto", "Netlink"):
+            try:
+                self._open_netlink()
+                self.mode = "Netlink"
+                return
+            except OSError as exc:
+                if self.requested_mode == "Netlink":
+                    raise
+                log.warning("process collector: netlink process connector not available (%s); "
+                            "falling back to polling /proc every %g s, which misses short-lived "
+                            "processes", exc.strerror or exc, self.polling_interval)
+        self.mode = "Polling"
+        self.poll_interval = self.polling_interval
+        self._known = self._snapshot()
+
+    def _open_netlink(self):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)   # SO_RCVBUFFORCE
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(self._control(PROC_CN_MCAST_LISTEN))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+
+    @staticmethod
+    def _control(op):
+        payload = struct.pack("=I", op)
+        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0)
+        return NLMSGHDR.pack(HEADER_LEN + len(payload), NLMSG_DONE, 0, 0, os.getpid()) + cn + payload
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.send(self._control(PROC_CN_MCAST_IGNORE))
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+
+    def fileno(self):
+        return self._sock.fileno() if self._sock is not None else None
+
+    # -- netlink -----------------------------------------------------------------------------
+    def read(self):
+        """Drain the connector socket; returns the number of events emitted."""
+        if self._sock is None:
+            return 0
+        emitted = 0
+        buf = self._buffer
+        while True:
+            try:
+                n = self._sock.recv_into(buf)
+            except BlockingIOError:
+                return emitted
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.stats["overruns"] += 1   # the lost count comes from the sequence gap
+                    continue
+                raise
+            emitted += self._handle(buf, n)
+
+    def _handle(self, buf, n):
+        if n < HEADER_LEN + PROC_EVENT.size:
+            return 0
+        seq = CN_MSG.unpack_from(buf, NLMSGHDR.size)[2]
+        what, cpu, stamp = PROC_EVENT.unpack_from(buf, HEADER_LEN)
+        last = self._last_seq.get(cpu)
+        if last is not None and seq > last + 1:
+            self.stats["lost"] += seq - last - 1
+        self._last_seq[cpu] = seq
+        data = HEADER_LEN + PROC_EVENT.size
+        if what == PROC_EVENT_FORK:
+            parent_pid, parent_tgid, child_pid, child_tgid = FORK_DATA.unpack_from(buf, data)
+            if child_pid != child_tgid:
+                return 0                                 # a new thread, not a process
+            self._parents[child_tgid] = parent_tgid
+            return self._report_fork(child_tgid, parent_tgid, stamp)
+        if what == PROC_EVENT_EXEC:
+            pid, tgid = EXEC_DATA.unpack_from(buf, data)
+            return self._report(tgid, "exec", stamp)
+        if what == PROC_EVENT_COMM:
+            pid, tgid, comm = COMM_DATA.unpack_from(buf, data)
+            if pid == tgid:
+                self._comms[tgid] = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+            return 0
+        if what == PROC_EVENT_EXIT:
+            pid, tgid = EXIT_DATA.unpack_from(buf, data)
+            if pid == tgid:
+                self._parents.pop(tgid, None)
+                self._comms.pop(tgid, None)
+        return 0
+
+    def _report_fork(self, child, parent, stamp_ns):
+        """A forked child is a copy of its parent: describe it from the parent, which is still
+        there, rather than from the child, which may be half-way through an exec already."""
+        t = wall_clock(stamp_ns)
+        event = self.reader.event(parent, "fork", t)
+        if event is None:
+            self.stats["unreadable"] += 1
+            event = unreadable_event(child, "fork", t, parent, self._comms.get(parent, ""))
+        event["pid"], event["ppid"] = child, parent
+        self._emit(event)
+        return 1
+
+    def _report(self, pid, kind, stamp_ns):
+        t = wall_clock(stamp_ns)
+        event = self.reader.event(pid, kind, t)
+        if event is None:
+            self.stats["unreadable"] += 1
+            event = unreadable_event(pid, kind, t, self._parents.get(pid, -1),
+                                     self._comms.get(pid, ""))
+        self._emit(event)
+        return 1
+
+    # -- polling -----------------------------------------------------------------------------
+    def _snapshot(self):
+        known = {}
+        for pid in list_pids(self.root):
+            try:
+                known[pid] = start_time(self.root, pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        return known
+
+    def poll(self):
+        """Polling mode: report processes that appeared since the last scan."""
+        if self.mode != "Polling":
+            return 0
+        now = time.time()
+        current = self._snapshot()
+        emitted = 0
+        for pid, started in current.items():
+            if self._known.get(pid) == started:
+                continue
+            event = self.reader.event(pid, "exec", now)
+            if event is not None:
+                self._emit(event)
+                emitted += 1
+        self._known = current
+        return emitted
