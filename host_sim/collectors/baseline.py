@@ -283,8 +283,8 @@ def file_mode(system, test):
         if test.get("missing_ok"):
             return
         raise CheckError("%s not found" % test["path"])
-    users = {int(row[2]): row[0] for row in _rows(system, "/etc/passwd") if len(row) > 2 and row[2].isdigit()}
-    groups = {int(row[2]): row[0] for row in _rows(system, "/etc/group") if len(row) > 2 and row[2].isdigit()}
+    users = _names_by_id(_rows(system, "/etc/passwd"))
+    groups = _names_by_id(_rows(system, "/etc/group"))
     max_mode = int(test["mode_max"], 8)
     problems = []
     for filename in matches:
@@ -301,6 +301,15 @@ def file_mode(system, test):
             problems.append("%s has group %s" % (shown, group))
     if problems:
         raise Failed("; ".join(problems))
+
+
+def _names_by_id(rows):
+    """{id: name} from account rows; the first name of an id wins, as in getpwuid()."""
+    names = {}
+    for row in rows:
+        if len(row) > 2 and row[2].isdigit():
+            names.setdefault(int(row[2]), row[0])
+    return names
 
 
 def _rows(system, absolute):
@@ -435,10 +444,12 @@ def accounts(system, test):
         bad += [r[0] for r in system.table("/etc/passwd") if len(r) >= 4 and r[3] in shadow_gids]
     elif rule in ("no_duplicate_uids", "no_duplicate_user_names"):
         column = 2 if rule == "no_duplicate_uids" else 0
-        bad = _duplicates(r[column] for r in system.table("/etc/passwd") if len(r) > column)
+        bad = ["duplicate " + d for d in
+               _duplicates(r[column] for r in system.table("/etc/passwd") if len(r) > column)]
     elif rule in ("no_duplicate_gids", "no_duplicate_group_names"):
         column = 2 if rule == "no_duplicate_gids" else 0
-        bad = _duplicates(r[column] for r in system.table("/etc/group") if len(r) > column)
+        bad = ["duplicate " + d for d in
+               _duplicates(r[column] for r in system.table("/etc/group") if len(r) > column)]
     else:
         raise CheckError("unknown accounts rule %r in the check data" % rule)
     if bad:

@@ -18,7 +18,9 @@ its bytes without counting a new hit). So every byte is counted once.
 Events (spec section 1): {"kind": "connection", "t", "protocol": "TCP"|"UDP", "local_address",
 "local_port", "remote_address", "remote_port", "bytes_in", "bytes_out", "direction": "in"|"out"}
 plus "continued": True on follow-ups. Direction: "in" when the local port is a listening port
-(TCP LISTEN socket, or an unconnected bound UDP socket) on this host, else "out". IPv4-mapped
+(TCP LISTEN socket, or an unconnected bound UDP socket) on this host, or - for a listener that
+came and went between two dumps - when the local port is outside the ephemeral port range and
+the remote port inside it; else "out". IPv4-mapped
 IPv6 addresses (::ffff:a.b.c.d, dual-stack servers) are reported as IPv4; genuine IPv6
 connections are emitted with IPv6 addresses (the engine counts them as unsupported).
 Only connected sockets are connections: unconnected UDP sockets (sendto() without connect())
@@ -139,6 +141,16 @@ def dump_request(family, protocol, seq):
                          NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
+def ephemeral_ports():
+    """The kernel's range of ports for outgoing connections (net.ipv4.ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = f.read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 class NetworkCollector(EventCollector):
     def __init__(self, emit, dump_interval=1.0):
         super().__init__(emit)
@@ -150,6 +162,7 @@ class NetworkCollector(EventCollector):
         self._seq = 0
         self._counted = {}          # cookie -> (bytes_in, bytes_out) already reported
         self._listening = set()     # (protocol, local port)
+        self._ephemeral = ephemeral_ports()
 
     def open(self):
         dump = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
@@ -241,12 +254,7 @@ class NetworkCollector(EventCollector):
                     continue
                 raise
             for kind, s in parse_messages(self._buffer, n):
-                if kind != SOCK_DIAG_BY_FAMILY or s.protocol not in PROTOCOLS:
-                    continue
-                if s.state == TCP_LISTEN or (s.protocol == socket.IPPROTO_UDP and s.remote_port == 0):
-                    self._listening.discard((s.protocol, s.local_port))
-                    continue
-                if self._is_connection(s):
+                if kind == SOCK_DIAG_BY_FAMILY and self._is_connection(s):
                     emitted += self._account(s, final=True)
 
     # -- accounting --------------------------------------------------------------------------
@@ -267,6 +275,17 @@ class NetworkCollector(EventCollector):
         elif s.protocol == socket.IPPROTO_UDP and s.remote_port == 0 and s.local_port != 0:
             self._listening.add((s.protocol, s.local_port))
 
+    def _direction(self, s):
+        """"in" when the local side listens: its port is a listening port seen in the last dump,
+        or (a listener that came and went between dumps) the local port is a fixed one and the
+        remote port an ephemeral one."""
+        if (s.protocol, s.local_port) in self._listening:
+            return "in"
+        low, high = self._ephemeral
+        if not low <= s.local_port <= high and low <= s.remote_port <= high:
+            return "in"
+        return "out"
+
     def _account(self, s, final):
         previous = self._counted.pop(s.cookie, None) if final else self._counted.get(s.cookie)
         if not final:
@@ -282,7 +301,7 @@ class NetworkCollector(EventCollector):
                  "local_address": s.local_address, "local_port": s.local_port,
                  "remote_address": s.remote_address, "remote_port": s.remote_port,
                  "bytes_in": bytes_in, "bytes_out": bytes_out,
-                 "direction": "in" if (s.protocol, s.local_port) in self._listening else "out"}
+                 "direction": self._direction(s)}
         if continued:
             event["continued"] = True
         self._emit(event)

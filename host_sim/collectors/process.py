@@ -2,11 +2,15 @@
 
     ProcessCollector(emit, root="/", mode="Auto", polling_interval=0.1)
 
-`mode` is the Defender config key `Process_Mode`: "Netlink" (the kernel's process connector,
-root only; sees every fork/exec, even of processes that live a millisecond), "Polling" (scan
+`mode` is the Defender config key `Process_Mode`: "Netlink" (the kernel's process connector;
+sees every fork/exec, even of processes that live a millisecond), "Polling" (scan
 `<root>/proc` every `polling_interval` seconds, `Process_PollingInterval`; misses processes that
 start and end between two scans, and reports what it finds as `exec`), or "Auto" (netlink, and
-polling when netlink is not permitted, logged once).
+polling when netlink is not available, logged once per open()).
+The connector needs CAP_NET_ADMIN before Linux 6.6, and works only from the initial user
+namespace: inside a container the kernel silently ignores the subscription. open() therefore
+waits for the kernel's acknowledgement of the subscription (2 s at most) and treats a refusal
+or a missing answer as "not available".
 
 Driving (see runner.py): `open()`, then `fileno()` + `read()` in netlink mode (fileno() is None
 and poll_interval is set in polling mode), `poll()` every `poll_interval` seconds (None in netlink
@@ -27,6 +31,8 @@ of ENOBUFS errors; "unreadable" as above.
 import errno
 import logging
 import os
+import random
+import select
 import socket
 import struct
 import time
@@ -41,6 +47,7 @@ CN_IDX_PROC = 1
 CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN = 1
 PROC_CN_MCAST_IGNORE = 2
+PROC_EVENT_NONE = 0x00000000                 # an acknowledgement of a subscription
 PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
 PROC_EVENT_COMM = 0x00000200
@@ -57,6 +64,7 @@ EXIT_DATA = struct.Struct("=II")             # pid, tgid
 COMM_DATA = struct.Struct("=II16s")          # pid, tgid, comm (sent by exec, before EXEC)
 
 RECEIVE_BUFFER = 8 * 1024 * 1024
+ACK_TIMEOUT = 2.0
 
 
 def read_commandline(root, pid):
@@ -170,17 +178,40 @@ class ProcessCollector(EventCollector):
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind((0, CN_IDX_PROC))
-            sock.send(self._control(PROC_CN_MCAST_LISTEN))
-            sock.setblocking(False)
+            self._sock = sock
+            self._subscribe()
         except OSError:
             sock.close()
+            self._sock = None
             raise
-        self._sock = sock
+
+    def _subscribe(self):
+        """Ask for events and wait for the kernel's answer: binding works for anyone, but
+        without CAP_NET_ADMIN the kernel refuses the subscription in an acknowledgement."""
+        seq = random.getrandbits(31)
+        self._sock.send(self._control(PROC_CN_MCAST_LISTEN, seq))
+        self._sock.setblocking(False)
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while time.monotonic() < deadline:
+            select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
+            try:
+                n = self._sock.recv_into(self._buffer)
+            except BlockingIOError:
+                continue
+            what = PROC_EVENT.unpack_from(self._buffer, HEADER_LEN)[0]
+            msg_ack = CN_MSG.unpack_from(self._buffer, NLMSGHDR.size)[3]
+            if what == PROC_EVENT_NONE and msg_ack == seq + 1:       # our acknowledgement
+                err = struct.unpack_from("=I", self._buffer, HEADER_LEN + PROC_EVENT.size)[0]
+                if err:
+                    raise OSError(err, "process connector: %s" % os.strerror(err))
+                return
+            self._handle(self._buffer, n)
+        raise OSError(errno.ETIMEDOUT, "process connector: no answer to the subscription")
 
     @staticmethod
-    def _control(op):
+    def _control(op, seq=0):
         payload = struct.pack("=I", op)
-        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0)
+        cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, seq, seq, len(payload), 0)
         return NLMSGHDR.pack(HEADER_LEN + len(payload), NLMSG_DONE, 0, 0, os.getpid()) + cn + payload
 
     def close(self):
