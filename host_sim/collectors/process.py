@@ -19,10 +19,11 @@ mode), or `start()` / `stop()` for a thread. `collector.mode` says which mode is
 Events are raw trace events (spec section 1):
     {"kind": "process", "t", "type": "fork"|"exec", "pid", "ppid", "uid", "commandline",
      "executable", "user_name"}
-Thread creation is not reported (only new processes). A process that exits before its
-/proc entry could be read is still reported: its command line is then "[name]" (the name the
-kernel's COMM event gave at exec), uid -1, executable "" and the ppid from its fork event;
-`stats["unreadable"]` counts them.
+Thread creation is not reported (only new processes). The connector's events carry
+only pids: the rest is read from /proc at once. A process that exited already but was not yet
+reaped (a zombie) shows as "[name]"; one that is gone entirely is still reported, with an empty
+command line, uid -1, executable "" and the ppid from its fork event; `stats["unreadable"]`
+counts those.
 
 stats: "events" emitted; "lost" events the kernel dropped because our socket buffer overflowed
 (ENOBUFS), computed exactly from the connector's per-CPU sequence numbers; "overruns" the number
@@ -50,7 +51,6 @@ PROC_CN_MCAST_IGNORE = 2
 PROC_EVENT_NONE = 0x00000000                 # an acknowledgement of a subscription
 PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
-PROC_EVENT_COMM = 0x00000200
 PROC_EVENT_EXIT = 0x80000000
 NLMSG_DONE = 3
 
@@ -61,7 +61,6 @@ FORK_DATA = struct.Struct("=IIII")           # parent pid, parent tgid, child pi
 EXEC_DATA = struct.Struct("=II")             # pid, tgid
 HEADER_LEN = NLMSGHDR.size + CN_MSG.size
 EXIT_DATA = struct.Struct("=II")             # pid, tgid
-COMM_DATA = struct.Struct("=II16s")          # pid, tgid, comm (sent by exec, before EXEC)
 
 RECEIVE_BUFFER = 8 * 1024 * 1024
 ACK_TIMEOUT = 2.0
@@ -75,14 +74,15 @@ def read_commandline(root, pid):
 
 def read_status(root, pid):
     """(ppid, real uid) from /proc/PID/status."""
-    ppid = uid = -1
-    for line in rootfs.read_bytes(root, "/proc/%d/status" % pid).split(b"\n"):
-        if line.startswith(b"PPid:"):
-            ppid = int(line.split()[1])
-        elif line.startswith(b"Uid:"):
-            uid = int(line.split()[1])
-            break
-    return ppid, uid
+    status = rootfs.read_bytes(root, "/proc/%d/status" % pid)
+    return _status_field(status, b"\nPPid:"), _status_field(status, b"\nUid:")
+
+
+def _status_field(status, name):
+    start = status.find(name)
+    if start < 0:
+        return -1
+    return int(status[start + len(name):status.index(b"\n", start + 1)].split()[0])
 
 
 def read_executable(root, pid):
@@ -106,18 +106,21 @@ class ProcessReader:
             ppid, uid = read_status(self.root, pid)
         except (OSError, ValueError, IndexError):
             return None
-        if not commandline:
-            commandline = "[%s]" % rootfs.read_first_line(self.root, "/proc/%d/comm" % pid)
+        if not commandline:                  # a kernel thread, or a zombie: show its name
+            name = rootfs.read_first_line(self.root, "/proc/%d/comm" % pid)
+            if not name:
+                return None
+            commandline = "[%s]" % name
         return {"kind": "process", "t": t, "type": kind, "pid": pid,
                 "ppid": ppid if ppid >= 0 else ppid_hint, "uid": uid,
                 "commandline": commandline, "executable": read_executable(self.root, pid),
                 "user_name": self.users.name(uid)}
 
 
-def unreadable_event(pid, kind, t, ppid, comm):
-    """A process gone before /proc could be read: all we know is its name (comm) and parent."""
+def unreadable_event(pid, kind, t, ppid):
+    """A process gone before /proc could be read: all we know is its pid and parent."""
     return {"kind": "process", "t": t, "type": kind, "pid": pid, "ppid": ppid, "uid": -1,
-            "commandline": "[%s]" % comm if comm else "", "executable": "", "user_name": ""}
+            "commandline": "", "executable": "", "user_name": ""}
 
 
 def list_pids(root):
@@ -150,7 +153,6 @@ class ProcessCollector(EventCollector):
         self._buffer = bytearray(65536)
         self._last_seq = {}        # cpu -> last connector sequence number seen
         self._parents = {}         # pid -> ppid from fork events, for processes gone too early
-        self._comms = {}           # pid -> name from the COMM event that exec sends
         self._known = {}           # polling: pid -> start time
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -205,7 +207,7 @@ class ProcessCollector(EventCollector):
                 if err:
                     raise OSError(err, "process connector: %s" % os.strerror(err))
                 return
-            self._handle(self._buffer, n)
+            self._parse(self._buffer, n, [], [], [])    # events before the answer: too early
         raise OSError(errno.ETIMEDOUT, "process connector: no answer to the subscription")
 
     @staticmethod
@@ -228,26 +230,39 @@ class ProcessCollector(EventCollector):
 
     # -- netlink -----------------------------------------------------------------------------
     def read(self):
-        """Drain the connector socket; returns the number of events emitted."""
+        """Drain the connector socket; returns the number of events emitted.
+
+        The connector's events carry no command line: it must be read from /proc before the
+        process ends. So the pending messages are taken off the socket first, exec events are
+        described next (their processes may be about to exit), then forks (described from the
+        parent, which lives on), and the batch is emitted in time order."""
         if self._sock is None:
             return 0
-        emitted = 0
+        execs, forks, exits = [], [], []
         buf = self._buffer
         while True:
             try:
                 n = self._sock.recv_into(buf)
             except BlockingIOError:
-                return emitted
+                break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     self.stats["overruns"] += 1   # the lost count comes from the sequence gap
                     continue
                 raise
-            emitted += self._handle(buf, n)
+            self._parse(buf, n, execs, forks, exits)
+        events = [self._describe(pid, "exec", stamp, pid) for pid, stamp in execs]
+        events += [self._describe(parent, "fork", stamp, child) for child, parent, stamp in forks]
+        for pid in exits:
+            self._parents.pop(pid, None)
+        events.sort(key=lambda e: e["t"])
+        for event in events:
+            self._emit(event)
+        return len(events)
 
-    def _handle(self, buf, n):
+    def _parse(self, buf, n, execs, forks, exits):
         if n < HEADER_LEN + PROC_EVENT.size:
-            return 0
+            return
         seq = CN_MSG.unpack_from(buf, NLMSGHDR.size)[2]
         what, cpu, stamp = PROC_EVENT.unpack_from(buf, HEADER_LEN)
         last = self._last_seq.get(cpu)
@@ -256,47 +271,30 @@ class ProcessCollector(EventCollector):
         self._last_seq[cpu] = seq
         data = HEADER_LEN + PROC_EVENT.size
         if what == PROC_EVENT_FORK:
-            parent_pid, parent_tgid, child_pid, child_tgid = FORK_DATA.unpack_from(buf, data)
-            if child_pid != child_tgid:
-                return 0                                 # a new thread, not a process
-            self._parents[child_tgid] = parent_tgid
-            return self._report_fork(child_tgid, parent_tgid, stamp)
-        if what == PROC_EVENT_EXEC:
-            pid, tgid = EXEC_DATA.unpack_from(buf, data)
-            return self._report(tgid, "exec", stamp)
-        if what == PROC_EVENT_COMM:
-            pid, tgid, comm = COMM_DATA.unpack_from(buf, data)
-            if pid == tgid:
-                self._comms[tgid] = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-            return 0
-        if what == PROC_EVENT_EXIT:
+            _parent_pid, parent_tgid, child_pid, child_tgid = FORK_DATA.unpack_from(buf, data)
+            if child_pid == child_tgid:                 # a new process, not a new thread
+                self._parents[child_tgid] = parent_tgid
+                forks.append((child_tgid, parent_tgid, stamp))
+        elif what == PROC_EVENT_EXEC:
+            _pid, tgid = EXEC_DATA.unpack_from(buf, data)
+            execs.append((tgid, stamp))
+        elif what == PROC_EVENT_EXIT:
             pid, tgid = EXIT_DATA.unpack_from(buf, data)
             if pid == tgid:
-                self._parents.pop(tgid, None)
-                self._comms.pop(tgid, None)
-        return 0
+                exits.append(tgid)
 
-    def _report_fork(self, child, parent, stamp_ns):
-        """A forked child is a copy of its parent: describe it from the parent, which is still
-        there, rather than from the child, which may be half-way through an exec already."""
+    def _describe(self, source, kind, stamp_ns, pid):
+        """The event for process `pid`, read from /proc/<source>. A forked child is a copy of
+        its parent: it is described from the parent (source), which is still there, rather than
+        from the child, which may be half-way through an exec already."""
         t = wall_clock(stamp_ns)
-        event = self.reader.event(parent, "fork", t)
+        event = self.reader.event(source, kind, t)
         if event is None:
             self.stats["unreadable"] += 1
-            event = unreadable_event(child, "fork", t, parent, self._comms.get(parent, ""))
-        event["pid"], event["ppid"] = child, parent
-        self._emit(event)
-        return 1
-
-    def _report(self, pid, kind, stamp_ns):
-        t = wall_clock(stamp_ns)
-        event = self.reader.event(pid, kind, t)
-        if event is None:
-            self.stats["unreadable"] += 1
-            event = unreadable_event(pid, kind, t, self._parents.get(pid, -1),
-                                     self._comms.get(pid, ""))
-        self._emit(event)
-        return 1
+            return unreadable_event(pid, kind, t, self._parents.get(pid, -1))
+        if pid != source:
+            event["pid"], event["ppid"] = pid, source
+        return event
 
     # -- polling -----------------------------------------------------------------------------
     def _snapshot(self):

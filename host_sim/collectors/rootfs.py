@@ -4,6 +4,7 @@ Every collector takes `root` ("/" on a live system, a fixture directory in tests
 `/proc`, `/sys`, `/etc`, `/var` only through these helpers.
 """
 import os
+import time
 
 
 def path(root, absolute):
@@ -12,8 +13,19 @@ def path(root, absolute):
 
 
 def read_bytes(root, absolute):
-    with open(path(root, absolute), "rb") as f:
-        return f.read()
+    """Whole file; plain os.read (no file object), as /proc is read for every new process."""
+    fd = os.open(path(root, absolute), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+        if len(data) < 65536:
+            return data
+        chunks = [data]
+        while data:
+            data = os.read(fd, 65536)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def read_text(root, absolute):
@@ -51,9 +63,13 @@ class UserNames:
         self._file = path(root, "/etc/passwd")
         self._stamp = None
         self._names = {}
+        self._next_check = 0.0
 
     def name(self, uid):
-        self._refresh()
+        now = time.monotonic()
+        if now >= self._next_check:          # at most once a second, not once per process
+            self._next_check = now + 1.0
+            self._refresh()
         return self._names.get(uid, str(uid))
 
     def _refresh(self):
