@@ -54,20 +54,22 @@ SKNLGRP_INET_TCP_DESTROY = 1
 SKNLGRP_INET_UDP_DESTROY = 2
 SKNLGRP_INET6_TCP_DESTROY = 3
 SKNLGRP_INET6_UDP_DESTROY = 4
-DESTROY_GROUPS = 0b1111
+DESTROY_GROUPS = sum(1 << (group - 1) for group in (
+    SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET_UDP_DESTROY,
+    SKNLGRP_INET6_TCP_DESTROY, SKNLGRP_INET6_UDP_DESTROY))
 
 TCP_LISTEN = 10
 ALL_STATES = 0xFFFFFFFF
 
 NLMSGHDR = struct.Struct("=IHHII")
 REQ_V2 = struct.Struct("=BBBBI48s")                 # family, protocol, ext, pad, states, sockid
-DIAG_MSG = struct.Struct("=BBBB HH 16s16s I 8s IIIII")  # ports big-endian, read separately
 RTATTR = struct.Struct("=HH")
 TCPI_BYTES = struct.Struct("=QQ")                  # tcpi_bytes_acked, tcpi_bytes_received
 TCPI_BYTES_OFFSET = 120                            # offset of tcpi_bytes_acked in struct tcp_info
 
 PROTOCOLS = {socket.IPPROTO_TCP: "TCP", socket.IPPROTO_UDP: "UDP"}
 RECEIVE_BUFFER = 4 * 1024 * 1024
+SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
 
 
 def align4(n):
@@ -152,9 +154,10 @@ def ephemeral_ports():
 
 
 class NetworkCollector(EventCollector):
-    def __init__(self, emit, dump_interval=1.0):
+    def __init__(self, emit, dump_interval=1.0, receive_buffer=RECEIVE_BUFFER):
         super().__init__(emit)
         self.poll_interval = dump_interval
+        self.receive_buffer = receive_buffer
         self.stats.update(lost=0, vanished=0, dumps=0)
         self._dump_sock = None
         self._destroy_sock = None
@@ -170,9 +173,9 @@ class NetworkCollector(EventCollector):
         try:
             dump.bind((0, 0))
             try:
-                destroy.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)   # SO_RCVBUFFORCE
+                destroy.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer)
             except OSError:
-                destroy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                destroy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             destroy.bind((0, DESTROY_GROUPS))        # needs CAP_NET_ADMIN
             destroy.setblocking(False)
         except OSError:

@@ -63,6 +63,7 @@ HEADER_LEN = NLMSGHDR.size + CN_MSG.size
 EXIT_DATA = struct.Struct("=II")             # pid, tgid
 
 RECEIVE_BUFFER = 8 * 1024 * 1024
+SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
 ACK_TIMEOUT = 2.0
 
 
@@ -139,7 +140,8 @@ def wall_clock(monotonic_ns):
 
 
 class ProcessCollector(EventCollector):
-    def __init__(self, emit, root="/", mode="Auto", polling_interval=0.1):
+    def __init__(self, emit, root="/", mode="Auto", polling_interval=0.1,
+                 receive_buffer=RECEIVE_BUFFER):
         super().__init__(emit)
         if mode not in ("Auto", "Netlink", "Polling"):
             raise ValueError("Process_Mode must be Auto, Netlink or Polling, not %r" % (mode,))
@@ -147,6 +149,7 @@ class ProcessCollector(EventCollector):
         self.requested_mode = mode
         self.mode = None
         self.polling_interval = polling_interval
+        self.receive_buffer = receive_buffer
         self.reader = ProcessReader(root)
         self.stats.update(lost=0, overruns=0, unreadable=0)
         self._sock = None
@@ -176,9 +179,9 @@ class ProcessCollector(EventCollector):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         try:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER)   # SO_RCVBUFFORCE
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer)
             except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             sock.bind((0, CN_IDX_PROC))
             self._sock = sock
             self._subscribe()

@@ -248,3 +248,17 @@ def test_thread_runner_reports_connections(events):
         listener.close()
     assert len(flows(events, port)) == 2
     assert collector.stats["lost"] == 0
+
+
+def test_destroy_notifications_dropped_by_the_kernel_are_counted(events):
+    collector = NetworkCollector(events.append, dump_interval=3600, receive_buffer=1024)
+    listener = Listener(reply=1)
+    try:
+        collector.open()
+        for _ in range(200):
+            exchange(listener.port, b"x")
+        collector.read()
+    finally:
+        collector.close()
+        listener.close()
+    assert collector.stats["lost"] >= 1
