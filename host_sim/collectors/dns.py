@@ -16,6 +16,7 @@ Or start()/stop(). stats: "events", "packets", "malformed", "lost" (packets the 
 because our socket buffer was full, from PACKET_STATISTICS).
 """
 import ctypes
+import errno
 import socket
 import struct
 import time
@@ -147,7 +148,11 @@ class DnsCollector(EventCollector):
         self._program = None
 
     def open(self):
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        except PermissionError:
+            raise PermissionError(errno.EPERM, "DNS collector: a raw packet socket needs root "
+                                  "(CAP_NET_RAW)")
         try:
             code = assemble(FILTER)
             self._program = ctypes.create_string_buffer(code, len(code))

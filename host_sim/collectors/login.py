@@ -24,6 +24,7 @@ Driving (see runner.py): open(); poll() every poll_interval seconds; fileno() is
 """
 import datetime
 import ipaddress
+import logging
 import os
 import re
 import struct
@@ -41,6 +42,7 @@ DEAD_PROCESS = 8
 LOGIN_PROCESS = 6
 MAX_UT_TYPE = 9
 LOCAL_ADDRESS = "127.0.0.1"
+log = logging.getLogger(__name__)
 
 WTMP = "/var/log/wtmp"
 BTMP = "/var/log/btmp"
@@ -152,6 +154,8 @@ class LoginCollector(EventCollector):
         self._sessions = {}        # terminal line -> (user, remote address) of an open login
 
     def open(self):
+        """Choose the method and open its files; a file that exists but cannot be read is
+        logged once (the other files are still read)."""
         method = self.requested_method
         if method == "Auto":
             method = "Utmp" if os.path.exists(rootfs.path(self.root, WTMP)) else "Syslog"
@@ -164,6 +168,11 @@ class LoginCollector(EventCollector):
             existing = [name for name in AUTH_LOGS if os.path.exists(rootfs.path(self.root, name))]
             name = existing[0] if existing else AUTH_LOGS[0]
             self._files = {name: FollowedFile(rootfs.path(self.root, name), self.from_start)}
+        for name in self._files:
+            filename = rootfs.path(self.root, name)
+            if os.path.exists(filename) and not os.access(filename, os.R_OK):
+                log.warning("login collector: cannot read %s (permission denied); its events "
+                            "are not collected", name)
 
     def _remember_open_sessions(self):
         """Logins still open (in utmp) so their later logout can name the user."""

@@ -2,7 +2,7 @@
 
     NetworkCollector(emit, dump_interval=1.0)
 
-Two kernel sources, both plain netlink (no eBPF, no kernel module), both root-only:
+Two kernel sources, both plain netlink (no eBPF, no kernel module):
   * a periodic dump of every IPv4/IPv6 TCP and UDP socket (SOCK_DIAG_BY_FAMILY with
     INET_DIAG_INFO, i.e. struct tcp_info: tcpi_bytes_received = bytes_in,
     tcpi_bytes_acked = bytes_out) catches connections that stay open;
@@ -176,14 +176,15 @@ class NetworkCollector(EventCollector):
                 destroy.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.receive_buffer)
             except OSError:
                 destroy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-            destroy.bind((0, DESTROY_GROUPS))        # needs CAP_NET_ADMIN
+            destroy.bind((0, DESTROY_GROUPS))
             destroy.setblocking(False)
         except OSError:
             dump.close()
             destroy.close()
             raise
         self._dump_sock, self._destroy_sock = dump, destroy
-        for s in self._dump_all():                   # sockets open before we started: baseline
+        # Sockets open before we started are not new connections: only their later bytes count.
+        for s in self._dump_all():
             self._remember_listener(s)
             if self._is_open_connection(s):
                 self._counted[s.cookie] = (s.bytes_in, s.bytes_out)

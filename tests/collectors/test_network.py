@@ -262,3 +262,38 @@ def test_destroy_notifications_dropped_by_the_kernel_are_counted(events):
         collector.close()
         listener.close()
     assert collector.stats["lost"] >= 1
+
+
+UNPRIVILEGED_SCRIPT = """
+import encodings.idna, os, select, socket, time    # imports first: /root is closed to nobody
+from host_sim.collectors.dns import DnsCollector
+from host_sim.collectors.network import NetworkCollector
+os.setgid(65534); os.setuid(65534)
+try:
+    DnsCollector(print).open()
+except PermissionError as exc:
+    print(exc.strerror)
+events = []
+network = NetworkCollector(events.append, dump_interval=3600)
+network.open()
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen()
+client = socket.create_connection(server.getsockname()); accepted, _ = server.accept()
+client.sendall(b"x" * 100); accepted.recv(100); client.close(); accepted.close()
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline and len(events) < 2:
+    select.select([network], [], [], 0.1); network.read()
+print(sorted(e["bytes_out"] for e in events if server.getsockname()[1] in
+             (e["local_port"], e["remote_port"])))
+"""
+
+
+def test_without_root():
+    """As nobody: the DNS collector says it needs root; sock_diag (dumps and destroy
+    notifications) works unprivileged on this kernel."""
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-c", UNPRIVILEGED_SCRIPT], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "DNS collector: a raw packet socket needs root (CAP_NET_RAW)", "[1, 102]"]
