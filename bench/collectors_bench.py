@@ -33,7 +33,8 @@ def table(title, headers, rows):
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(headers, widths)),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(str(x).rjust(w) for x, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                        for i, (x, w) in enumerate(zip(row, widths))) for row in rows]
     print("\n".join(lines) + "\n")
 
 
@@ -49,11 +50,11 @@ def burst(count, marker, shells=2):
     return per_shell * shells, time.monotonic() - started, {loop.pid for loop in loops}
 
 
-def run_process_mode(mode, count):
+def run_process_mode(mode, count, nice=None):
     marker = "bench-" + uuid.uuid4().hex[:12]
     events = []
     collector = ProcessCollector(events.append, mode=mode, polling_interval=0.1)
-    collector.start()
+    collector.start(nice=nice)
     time.sleep(0.2)
     cpu_before = cpu_seconds()
     spawned, wall, shells = burst(count, marker)
@@ -65,13 +66,15 @@ def run_process_mode(mode, count):
     burst_execs = [e for e in events if e["type"] == "exec" and e["ppid"] in shells
                    and e["commandline"] in ("/bin/true " + marker, "[true]", "")]
     full = sum(1 for e in burst_execs if e["commandline"] == "/bin/true " + marker)
-    return {"mode": mode, "spawned": spawned, "seen": len(burst_execs), "full": full,
+    label = mode if nice is None else "%s, nice %d" % (mode, nice)
+    return {"mode": label, "spawned": spawned, "seen": len(burst_execs), "full": full,
             "lost": collector.stats.get("lost", 0), "events": len(events), "cpu": cpu,
             "wall": wall}
 
 
 def process_burst(count=5000):
-    results = [run_process_mode("Netlink", count), run_process_mode("Polling", count)]
+    results = [run_process_mode("Netlink", count), run_process_mode("Netlink", count, nice=-10),
+               run_process_mode("Polling", count)]
     rows = []
     for r in results:
         rows.append((r["mode"], r["spawned"], r["seen"], "%.1f%%" % (100.0 * r["seen"] / r["spawned"]),
@@ -82,7 +85,7 @@ def process_burst(count=5000):
           % count,
           ("mode", "spawned", "seen", "seen %", "with cmdline", "lost", "events", "CPU s",
            "CPU ms/1000 ev", "burst s"), rows)
-    netlink, polling = results
+    netlink, _, polling = results
     print("netlink saw %.1fx as many of the burst's processes as polling\n"
           % (netlink["seen"] / max(polling["seen"], 1)))
     return results

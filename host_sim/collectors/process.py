@@ -59,8 +59,8 @@ CN_MSG = struct.Struct("=IIIIHH")            # idx, val, seq, ack, len, flags
 PROC_EVENT = struct.Struct("=IIQ")           # what, cpu, timestamp_ns (CLOCK_MONOTONIC)
 FORK_DATA = struct.Struct("=IIII")           # parent pid, parent tgid, child pid, child tgid
 EXEC_DATA = struct.Struct("=II")             # pid, tgid
-HEADER_LEN = NLMSGHDR.size + CN_MSG.size
 EXIT_DATA = struct.Struct("=II")             # pid, tgid
+HEADER_LEN = NLMSGHDR.size + CN_MSG.size
 
 RECEIVE_BUFFER = 8 * 1024 * 1024
 SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
@@ -100,7 +100,7 @@ class ProcessReader:
         self.root = root
         self.users = rootfs.UserNames(root)
 
-    def event(self, pid, kind, t, ppid_hint=-1):
+    def event(self, pid, kind, t):
         """The event for `pid`, or None when the process is already gone."""
         try:
             commandline = read_commandline(self.root, pid)
@@ -112,8 +112,7 @@ class ProcessReader:
             if not name:
                 return None
             commandline = "[%s]" % name
-        return {"kind": "process", "t": t, "type": kind, "pid": pid,
-                "ppid": ppid if ppid >= 0 else ppid_hint, "uid": uid,
+        return {"kind": "process", "t": t, "type": kind, "pid": pid, "ppid": ppid, "uid": uid,
                 "commandline": commandline, "executable": read_executable(self.root, pid),
                 "user_name": self.users.name(uid)}
 

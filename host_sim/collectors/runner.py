@@ -14,9 +14,10 @@ Each event-based collector is an `EventCollector`:
 Two ways to drive it:
   * asyncio: `collector.open()`; `loop.add_reader(collector.fileno(), collector.read)` when
     fileno() is not None; a task calling `collector.poll()` every poll_interval seconds.
-  * a thread: `collector.start()` ... `collector.stop()` (select() on fileno() with the poll
-    interval as timeout). emit() is then called from that thread.
+  * a thread: `collector.start(nice=None)` ... `collector.stop()` (select() on fileno() with
+    the poll interval as timeout). emit() is then called from that thread.
 """
+import os
 import select
 import threading
 import time
@@ -50,11 +51,15 @@ class EventCollector:
         self.stats["events"] += 1
         self.emit(event)
 
-    def start(self):
-        """Open and run in a daemon thread until stop()."""
+    def start(self, nice=None):
+        """Open and run in a daemon thread until stop(). `nice` (e.g. -10, root only) raises
+        the thread's scheduling priority: under a burst the process collector must read /proc
+        before short-lived processes end, and it reads more of them in time when it is not
+        queued behind the processes it watches."""
         self.open()
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(nice,), name=type(self).__name__,
+                                        daemon=True)
         self._thread.start()
 
     def stop(self, timeout=5.0):
@@ -65,7 +70,9 @@ class EventCollector:
             self._thread = None
         self.close()
 
-    def _run(self):
+    def _run(self, nice):
+        if nice is not None:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)   # this thread only
         fd = self.fileno()
         interval = self.poll_interval
         next_poll = time.monotonic()

@@ -160,3 +160,17 @@ def test_buffer_overrun_is_counted_as_lost_events(events):
     # 300 processes make 900 events (fork, exec, exit); a 16 KB buffer holds a few dozen
     assert collector.stats["lost"] >= 500
     assert collector.stats["events"] == len(events)
+
+
+def test_start_can_raise_the_reading_thread_priority(events):
+    collector = ProcessCollector(events.append, mode="Netlink")
+    collector.start(nice=-5)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.getpriority(
+                os.PRIO_PROCESS, collector._thread.native_id) != -5:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, collector._thread.native_id) == -5
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0         # the rest of the process: unchanged
+    finally:
+        collector.stop()
