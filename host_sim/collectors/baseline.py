@@ -86,10 +86,15 @@ def is_disabled(check, checks_disabled, groups_disabled):
             or check["id"] in checks_disabled)
 
 
-def collect(root="/", checks_disabled="", groups_disabled=""):
+def enabled_checks(checks_disabled="", groups_disabled=""):
+    """The checks left after Baseline_ChecksDisabled and Baseline_GroupsDisabled."""
     checks_disabled = set(split_list(checks_disabled))
     groups_disabled = set(split_list(groups_disabled))
-    checks = [c for c in load_checks() if not is_disabled(c, checks_disabled, groups_disabled)]
+    return [c for c in load_checks() if not is_disabled(c, checks_disabled, groups_disabled)]
+
+
+def collect(root="/", checks_disabled="", groups_disabled=""):
+    checks = enabled_checks(checks_disabled, groups_disabled)
     return [r.item() for r in run_checks(root, checks) if r.result in (FAIL, ERROR)]
 
 

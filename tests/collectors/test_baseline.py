@@ -140,3 +140,20 @@ def test_live_run_on_this_machine():
                 values.append(f.read().strip())
     forward = next(r for r in results if r.check["check_id"] == "CIS-debian-12-Network-3.3.1")
     assert (forward.result == "Pass") == (values and set(values) == {"0"})
+
+
+def test_baseline_command_table_and_json(root, capsys):
+    from host_sim.cli import main
+    assert main(["baseline", "--root", root, "--groups-disabled", "Access,Filesystem"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["check", "result", "severity", "finding"]
+    assert out[1].startswith("CIS-debian-12-FilePermissions-7.1.9  ")
+    assert "Fail" in out[1] and out[1].endswith("/etc/shells has mode 0666 (at most 0644)")
+    assert not any("-Access-" in line or "-Filesystem-" in line for line in out)
+    assert out[-1] == "57 checks: 8 failed, 2 errors, 47 passed, 0 not applicable"
+    assert main(["baseline", "--root", root, "--format", "json",
+                 "--checks-disabled", "7.1.7"]) == 0
+    items = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(items) == len(EXPECTED_NOT_PASSING) - 1
+    assert main(["baseline", "--root", os.path.join(root, "missing")]) == 2
+    assert "--root" in capsys.readouterr().err
