@@ -63,6 +63,7 @@ ALL_STATES = 0xFFFFFFFF
 
 NLMSGHDR = struct.Struct("=IHHII")
 REQ_V2 = struct.Struct("=BBBBI48s")                 # family, protocol, ext, pad, states, sockid
+DIAG_MSG_SIZE = 72                                 # struct inet_diag_msg
 RTATTR = struct.Struct("=HH")
 TCPI_BYTES = struct.Struct("=QQ")                  # tcpi_bytes_acked, tcpi_bytes_received
 TCPI_BYTES_OFFSET = 120                            # offset of tcpi_bytes_acked in struct tcp_info
@@ -99,11 +100,15 @@ def parse_messages(buf, n, protocol_hint=None):
         length, kind, _flags, _seq, _pid = NLMSGHDR.unpack_from(buf, offset)
         if length < NLMSGHDR.size or offset + length > n:
             break
+        body = length - NLMSGHDR.size
         if kind == SOCK_DIAG_BY_FAMILY:
-            yield kind, parse_diag(buf, offset + NLMSGHDR.size, offset + length, protocol_hint)
+            if body >= DIAG_MSG_SIZE:
+                yield kind, parse_diag(buf, offset + NLMSGHDR.size, offset + length, protocol_hint)
+        elif kind == NLMSG_ERROR:
+            if body >= 4:
+                yield kind, struct.unpack_from("=i", buf, offset + NLMSGHDR.size)[0]
         else:
-            yield kind, (struct.unpack_from("=i", buf, offset + NLMSGHDR.size)[0]
-                         if kind == NLMSG_ERROR else None)
+            yield kind, None
         offset += align4(length)
 
 
@@ -120,7 +125,7 @@ def parse_diag(buf, start, end, protocol_hint):
     s.protocol = protocol_hint
     s.bytes_in = s.bytes_out = 0
     s.has_info = False
-    offset = start + 72
+    offset = start + DIAG_MSG_SIZE
     while offset + RTATTR.size <= end:
         length, kind = RTATTR.unpack_from(buf, offset)
         if length < RTATTR.size:

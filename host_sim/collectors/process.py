@@ -26,8 +26,9 @@ command line, uid -1, executable "" and the ppid from its fork event; `stats["un
 counts those.
 
 stats: "events" emitted; "lost" events the kernel dropped because our socket buffer overflowed
-(ENOBUFS), computed exactly from the connector's per-CPU sequence numbers; "overruns" the number
-of ENOBUFS errors; "unreadable" as above.
+(ENOBUFS), computed exactly from the connector's per-CPU sequence numbers once a first event
+from that CPU has been seen (and counted when the next event from that CPU arrives);
+"overruns" the number of ENOBUFS errors; "unreadable" as above.
 """
 import errno
 import logging

@@ -145,15 +145,19 @@ def test_buffer_overrun_is_counted_as_lost_events(events):
     connector's sequence numbers tell exactly how many were lost."""
     collector = ProcessCollector(events.append, mode="Netlink", receive_buffer=8192)
     collector.open()
-    try:
-        subprocess.run(["/bin/sh", "-c", "for i in $(seq 300); do /bin/true; done"], check=True,
-                       timeout=60)
-        collector.read()
-        # the gap shows when the next events arrive, on each CPU (sequence numbers are per CPU)
-        for _ in range(5):
+
+    def an_event_on_every_cpu():
+        for _ in range(3):
             for cpu in sorted(os.sched_getaffinity(0)):
                 subprocess.run(["taskset", "-c", str(cpu), "/bin/true"], check=True)
                 collector.read()
+
+    try:
+        an_event_on_every_cpu()        # sequence numbers are per CPU: know where each one is
+        subprocess.run(["/bin/sh", "-c", "for i in $(seq 300); do /bin/true; done"], check=True,
+                       timeout=60)
+        collector.read()
+        an_event_on_every_cpu()        # the gaps show when the next events arrive
     finally:
         collector.close()
     assert collector.stats["overruns"] >= 1
