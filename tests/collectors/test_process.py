@@ -1,4 +1,3 @@
-import logging
 import os
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import uuid
 import pytest
 
 from conftest import fixture_path
-from host_sim.collectors import process
 from host_sim.collectors.process import ProcessCollector, ProcessReader
 
 ROOT = fixture_path("proc_tree")
