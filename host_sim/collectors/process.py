@@ -34,6 +34,7 @@ import errno
 import logging
 import os
 import random
+import re
 import select
 import socket
 import struct
@@ -68,10 +69,22 @@ SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
 ACK_TIMEOUT = 2.0
 
 
+# IoT Hub credentials on a command line (a connection string's SharedAccessKey, a SAS token's
+# sig): the agent's own, or a device tool's. They must not travel in a message.
+SECRET = re.compile(r"(SharedAccessKey=|SharedAccessSignature=|\bsig=)[^;&\s\"']+")
+
+
+def redact_secrets(commandline):
+    if "SharedAccess" not in commandline and "sig=" not in commandline:
+        return commandline
+    return SECRET.sub(r"\1[redacted]", commandline)
+
+
 def read_commandline(root, pid):
-    """/proc/PID/cmdline as one string: NUL separators become spaces, bad UTF-8 is replaced."""
+    """/proc/PID/cmdline as one string: NUL separators become spaces, bad UTF-8 is replaced,
+    IoT Hub credentials are redacted."""
     raw = rootfs.read_bytes(root, "/proc/%d/cmdline" % pid)
-    return raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    return redact_secrets(raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace"))
 
 
 def read_status(root, pid):

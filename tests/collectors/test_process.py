@@ -176,3 +176,15 @@ def test_start_can_raise_the_reading_thread_priority(events):
         assert os.getpriority(os.PRIO_PROCESS, 0) == 0         # the rest of the process: unchanged
     finally:
         collector.stop()
+
+
+def test_iot_hub_credentials_on_a_command_line_are_redacted(tree):
+    root = tree("proc_tree")
+    with open(os.path.join(root, "proc/4100/cmdline"), "wb") as f:
+        f.write(b"microagent\0run\0--connection-string\0HostName=h.azure-devices.net;DeviceId=d1;"
+                b"SharedAccessKey=c2VjcmV0LWtleQ==\0--sas\0SharedAccessSignature sr=h%2Fdevices%2Fd1"
+                b"&sig=abc%2Bdef%3D&se=1795800000\0")
+    commandline = ProcessReader(root).event(4100, "exec", 0.0)["commandline"]
+    assert commandline == ("microagent run --connection-string HostName=h.azure-devices.net;"
+                           "DeviceId=d1;SharedAccessKey=[redacted] --sas SharedAccessSignature "
+                           "sr=h%2Fdevices%2Fd1&sig=[redacted]&se=1795800000")
