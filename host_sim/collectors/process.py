@@ -67,6 +67,7 @@ HEADER_LEN = NLMSGHDR.size + CN_MSG.size
 RECEIVE_BUFFER = 8 * 1024 * 1024
 SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
 ACK_TIMEOUT = 2.0
+MAX_TRACKED_PARENTS = 65536
 
 
 # IoT Hub credentials on a command line (a connection string's SharedAccessKey, a SAS token's
@@ -289,6 +290,8 @@ class ProcessCollector(EventCollector):
         if what == PROC_EVENT_FORK:
             _parent_pid, parent_tgid, child_pid, child_tgid = FORK_DATA.unpack_from(buf, data)
             if child_pid == child_tgid:                 # a new process, not a new thread
+                if len(self._parents) >= MAX_TRACKED_PARENTS:
+                    self._parents.clear()               # exits were lost: do not grow forever
                 self._parents[child_tgid] = parent_tgid
                 forks.append((child_tgid, parent_tgid, stamp))
         elif what == PROC_EVENT_EXEC:
