@@ -1,0 +1,26 @@
+import os
+import shutil
+
+import pytest
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+
+
+def fixture_path(name):
+    return os.path.join(FIXTURES, name)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Copies a fixture tree to a temporary directory (tests may change modes or append)."""
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(fixture_path(name), target, symlinks=True)
+        return str(target)
+    return copy
+
+
+@pytest.fixture
+def events():
+    """A list that collects what collectors emit."""
+    return []
