@@ -108,7 +108,7 @@ class Replay:
         if t >= self.window_start + self.window_ms:
             self.close_window()
             self.window_start = self.t0 + (t - self.t0) // self.window_ms * self.window_ms
-        self._record(event, t - self.window_start, where)
+        record_event(self.engine, event, t - self.window_start, where, self._halves)
         self.events += 1
 
     def close_window(self):
@@ -120,39 +120,41 @@ class Replay:
         if sent:
             self.windows += 1
 
-    def _record(self, event, offset, where):
-        engine = self.engine
-        kind = event["kind"]
-        if kind == "connection":
-            protocol = _choice(event, "protocol", events.PROTOCOLS, where)
-            local = _address(event, "local_address", where, self._halves)
-            remote = _address(event, "remote_address", where, self._halves)
-            direction = 0
-            if event.get("direction") is not None:
-                direction = _choice(event, "direction", events.DIRECTIONS, where)
-            engine.record_connection(offset, protocol, local,
-                                     _integer(event, "local_port", where, 0, 65535), remote,
-                                     _integer(event, "remote_port", where, 0, 65535),
-                                     _integer(event, "bytes_in", where, 0, 1 << 62),
-                                     _integer(event, "bytes_out", where, 0, 1 << 62), direction)
-        elif kind == "process":
-            engine.record_process(offset, _text(event, "commandline", where),
-                                  _integer(event, "uid", where, -1),
-                                  _integer(event, "pid", where),
-                                  _integer(event, "ppid", where),
-                                  _choice(event, "type", events.PROCESS_TYPES, where),
-                                  _text(event, "executable", where, True),
-                                  _text(event, "user_name", where, True))
-        elif kind == "dns":
-            engine.record_dns(_text(event, "hostname", where),
-                              _address(event, "address", where, self._halves))
-        else:
-            remote = event.get("remote_address")
-            if remote is not None:
-                remote = _address(event, "remote_address", where, self._halves)
-            engine.record_login(offset, _choice(event, "operation", events.LOGIN_OPERATIONS, where),
-                                _integer(event, "pid", where), _text(event, "user_name", where),
-                                _text(event, "executable", where), remote)
+
+def record_event(engine, event, offset, where, halves):
+    """Records one raw event dict (spec section 1) into ENGINE at OFFSET ms into the window,
+    checking each field; HALVES is a scratch list of two. Raises TraceError naming WHERE."""
+    kind = event["kind"]
+    if kind == "connection":
+        protocol = _choice(event, "protocol", events.PROTOCOLS, where)
+        local = _address(event, "local_address", where, halves)
+        remote = _address(event, "remote_address", where, halves)
+        direction = 0
+        if event.get("direction") is not None:
+            direction = _choice(event, "direction", events.DIRECTIONS, where)
+        engine.record_connection(offset, protocol, local,
+                                 _integer(event, "local_port", where, 0, 65535), remote,
+                                 _integer(event, "remote_port", where, 0, 65535),
+                                 _integer(event, "bytes_in", where, 0, 1 << 62),
+                                 _integer(event, "bytes_out", where, 0, 1 << 62), direction)
+    elif kind == "process":
+        engine.record_process(offset, _text(event, "commandline", where),
+                              _integer(event, "uid", where, -1),
+                              _integer(event, "pid", where),
+                              _integer(event, "ppid", where),
+                              _choice(event, "type", events.PROCESS_TYPES, where),
+                              _text(event, "executable", where, True),
+                              _text(event, "user_name", where, True))
+    elif kind == "dns":
+        engine.record_dns(_text(event, "hostname", where),
+                          _address(event, "address", where, halves))
+    else:
+        remote = event.get("remote_address")
+        if remote is not None:
+            remote = _address(event, "remote_address", where, halves)
+        engine.record_login(offset, _choice(event, "operation", events.LOGIN_OPERATIONS, where),
+                            _integer(event, "pid", where), _text(event, "user_name", where),
+                            _text(event, "executable", where), remote)
 
 
 def replay_file(replay, path):

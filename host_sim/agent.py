@@ -1,0 +1,166 @@
+"""The host agent: live Linux collectors → host engine → messages (stdout or IoT Hub).
+
+The event-based collectors run in their own threads and hand raw events (spec section 1) to a
+queue; one loop owns the engine, records the queued events into the current window (on the wall
+clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
+information, baseline, SBoM) run at start and then every interval of their priority.
+"""
+import queue
+import time
+
+from microagent import events as ev
+from microagent.trace import TraceError, record_event
+
+from host_sim.collectors import baseline, sbom, sysinfo
+from host_sim.collectors.dns import DnsCollector
+from host_sim.collectors.login import LoginCollector
+from host_sim.collectors.network import NetworkCollector
+from host_sim.collectors.process import ProcessCollector
+from host_sim.engine import build_host_engine
+
+EVENT_COLLECTORS = {
+    "Process": lambda emit, o: ProcessCollector(emit, root=o.root, mode=o.process_mode),
+    "NetworkActivity": lambda emit, o: NetworkCollector(emit),
+    "DNS": lambda emit, o: DnsCollector(emit),
+    "Login": lambda emit, o: LoginCollector(emit, root=o.root),
+}
+TRIGGERED = {
+    "SystemInformation": lambda o: sysinfo.collect(o.root),
+    "Baseline": lambda o: baseline.collect(o.root, o.checks_disabled, o.groups_disabled),
+    "SBoM": lambda o: sbom.collect(o.root),
+}
+# Which DroppedEvents collector a data source's own losses (netlink overruns) are charged to.
+_LOSSES_TO = {"Process": ev.PROCESS, "NetworkActivity": ev.CONNECTION, "DNS": ev.DNS,
+              "Login": ev.LOGIN}
+
+
+class Options:
+    """What the agent runs with (filled from the CLI; defaults are the spec's)."""
+
+    def __init__(self, **values):
+        self.root = "/"
+        self.process_mode = "Auto"
+        self.window_s = 7200.0
+        self.triggered_interval_s = 86400.0
+        self.cache_size = 256
+        self.collectors = list(EVENT_COLLECTORS) + list(TRIGGERED)
+        self.checks_disabled = ""
+        self.groups_disabled = ""
+        self.max_message_size = 4096
+        self.__dict__.update(values)
+
+
+class HostAgent:
+    """Runs the collectors named in OPTIONS; SEND(text) gets each message, LOG(text) status."""
+
+    def __init__(self, options, agent_id, send, log):
+        self.options = options
+        self.send = send
+        self.log = log
+        self.queue = queue.SimpleQueue()
+        self.engine = build_host_engine(options.cache_size, self._sink, log, agent_id,
+                                        options.max_message_size)
+        self.collectors = {}
+        self.messages = 0
+        self.rejected = 0
+        self._halves = [0, 0]
+        self._lost_seen = {}
+
+    def _sink(self, buffer, length):
+        self.messages += 1
+        self.send(bytes(buffer[:length]).decode())
+
+    def start(self):
+        """Starts the event collectors; one that cannot run here is logged and left out."""
+        for name, make in EVENT_COLLECTORS.items():
+            if name not in self.options.collectors:
+                continue
+            collector = make(self.queue.put, self.options)
+            try:
+                collector.start()
+            except OSError as exc:
+                self.log("%s collector not started: %s" % (name, exc))
+                continue
+            self.collectors[name] = collector
+
+    def stop(self):
+        for collector in self.collectors.values():
+            collector.stop()
+
+    def run_triggered(self, now_ms):
+        for name, collect in TRIGGERED.items():
+            if name not in self.options.collectors:
+                continue
+            try:
+                items = collect(self.options)
+            except OSError as exc:
+                self.log("%s collector failed: %s" % (name, exc))
+                continue
+            self.engine.send_periodic(name, items, now_ms)
+
+    def drain(self, window_start_ms):
+        """Records every queued raw event into the window that started at WINDOW_START_MS."""
+        while True:
+            try:
+                event = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            offset = max(0, int(event["t"] * 1000) - window_start_ms)
+            try:
+                record_event(self.engine, event, offset, event["kind"] + " collector",
+                             self._halves)
+            except TraceError as exc:
+                self.rejected += 1
+                self.log("ignored a malformed event: %s" % exc)
+
+    def _charge_losses(self):
+        # Events the data source itself lost (netlink ENOBUFS) count as dropped in the window.
+        for name, collector in self.collectors.items():
+            lost = collector.stats.get("lost", 0)
+            new = lost - self._lost_seen.get(name, 0)
+            if new > 0:
+                self._lost_seen[name] = lost
+                cache = {ev.PROCESS: self.engine.process, ev.CONNECTION: self.engine.network,
+                         ev.DNS: self.engine.dns, ev.LOGIN: self.engine.login}[_LOSSES_TO[name]]
+                cache.dropped += new
+                self.log("%s: the data source lost %d events (reported as dropped)"
+                         % (name, new))
+
+    def close_window(self, window_start_ms, now_ms):
+        self.drain(window_start_ms)
+        self._charge_losses()
+        return self.engine.flush(window_start_ms, now_ms)
+
+    def run(self, once_s=None):
+        """Collects until interrupted (or ONCE_S seconds, then one window and the triggered
+        collectors once)."""
+        window_ms = int(self.options.window_s * 1000)
+        start_ms = _now_ms()
+        window_start = start_ms
+        self.start()
+        try:
+            if once_s is not None:
+                time.sleep(once_s)
+                self.stop()
+                self.close_window(window_start, _now_ms())
+                self.run_triggered(_now_ms())
+                return
+            self.run_triggered(start_ms)
+            next_triggered = start_ms + int(self.options.triggered_interval_s * 1000)
+            while True:
+                time.sleep(0.2)
+                now = _now_ms()
+                if now >= window_start + window_ms:
+                    self.close_window(window_start, now)
+                    window_start += (now - window_start) // window_ms * window_ms
+                else:
+                    self.drain(window_start)
+                if now >= next_triggered:
+                    self.run_triggered(now)
+                    next_triggered += int(self.options.triggered_interval_s * 1000)
+        finally:
+            self.stop()
+
+
+def _now_ms():
+    return int(time.time() * 1000)

@@ -1,0 +1,98 @@
+"""`microagent run`: the host agent on this Linux machine."""
+import os
+import sys
+
+from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
+from host_sim.cli import UsageError
+from host_sim.replay import agent_id, default_outbox_path, write_line
+
+ALL = list(EVENT_COLLECTORS) + list(TRIGGERED)
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "run", help="run the host agent: live Linux collectors, aggregated, sent or printed",
+        description="Collects processes (netlink), connections (sock_diag), DNS (raw socket), "
+                    "logins (utmp/wtmp/btmp, auth log), system information, CIS baseline and "
+                    "SBoM on this machine, aggregates them per window and sends the messages "
+                    "to IoT Hub (--connection-string), your broker (--broker), or prints them "
+                    "(--output -). Needs root for netlink and raw sockets.")
+    p.add_argument("--once", action="store_true",
+                   help="collect for --seconds, send one window and the triggered collectors, "
+                        "and exit")
+    p.add_argument("--seconds", type=float, default=5.0, help="with --once: how long (default 5)")
+    p.add_argument("--output", metavar="FILE",
+                   help="write messages as JSON lines to FILE ('-': stdout) instead of sending")
+    p.add_argument("--window", type=float, default=7200.0, metavar="S",
+                   help="window length in seconds (default 7200)")
+    p.add_argument("--cache-size", type=int, default=256, metavar="N")
+    p.add_argument("--collectors", default=",".join(ALL),
+                   help="comma-separated, from %s (default all)" % ", ".join(ALL))
+    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"), default="Auto",
+                   help="Process_Mode (default Auto: netlink, else /proc polling)")
+    p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
+    p.add_argument("--connection-string", metavar="CS",
+                   default=os.environ.get("MICROAGENT_CONNECTION_STRING"),
+                   help="device connection string (default $MICROAGENT_CONNECTION_STRING)")
+    p.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub")
+    p.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
+    p.add_argument("--broker", metavar="URL", help="your own broker: mqtts://user:pass@host:port")
+    p.add_argument("--outbox", metavar="FILE", help="persistent outbox (default "
+                                                    "~/.local/state/microagent/outbox.db)")
+    p.set_defaults(run=run)
+
+
+def _log(text):
+    print("microagent: %s" % text, file=sys.stderr, flush=True)
+
+
+def run(args):
+    names = [n.strip() for n in args.collectors.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise UsageError("--collectors: unknown %s (choose from %s)"
+                         % (", ".join(unknown), ", ".join(ALL)))
+    if args.window <= 0 or args.cache_size < 1 or args.seconds <= 0:
+        raise UsageError("--window and --seconds must be positive, --cache-size at least 1")
+    sending = bool(args.connection_string or args.broker)
+    if sending == bool(args.output):
+        raise UsageError("give --output FILE (or -) to print, or --connection-string/--broker "
+                         "to send")
+    options = Options(root=args.root, process_mode=args.process_mode, window_s=args.window,
+                      cache_size=args.cache_size, collectors=names)
+    transport = outbox = out = None
+    if sending:
+        from host_sim.outbox import SqliteOutbox
+        from host_sim.transport import Transport
+        if args.connection_string and not args.ca:
+            raise UsageError("--connection-string needs --ca FILE")
+        try:
+            outbox = SqliteOutbox(args.outbox or default_outbox_path())
+            transport = Transport(outbox, connection_string=args.connection_string,
+                                  broker=args.broker, ca_file=args.ca, port=args.port, log=_log)
+            transport.start()
+        except ValueError as exc:
+            raise UsageError(str(exc))
+        send = lambda text: transport.send(text.encode())  # noqa: E731
+    elif args.output == "-":
+        send = write_line
+    else:
+        try:
+            out = open(args.output, "a")
+        except OSError as exc:
+            raise UsageError("--output %s: %s" % (args.output, exc.strerror))
+        send = lambda text: write_line(text, out)  # noqa: E731
+    agent = HostAgent(options, agent_id(args.root), send, _log)
+    try:
+        agent.run(args.seconds if args.once else None)
+    except KeyboardInterrupt:
+        _log("stopping")
+    finally:
+        if transport is not None:
+            transport.flush(30)
+            transport.close()
+            outbox.close()
+        if out is not None:
+            out.close()
+    _log("%d messages" % agent.messages)
+    return 0

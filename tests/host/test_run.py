@@ -1,0 +1,90 @@
+"""`microagent run --once --output -` on this machine (as root): all six kinds of events, from
+real data sources, schema-valid."""
+import json
+import os
+import pty
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from host_sim import schema
+
+MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
+MARKER = "microagent-run-test-%d" % os.getpid()
+
+
+def _login_and_logout():
+    """A real login on a pseudo-terminal (login -f as root writes utmp/wtmp), then exit."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("login", ["login", "-f", "root"])
+    time.sleep(1.0)
+    os.write(fd, b"exit\n")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                if not os.read(fd, 4096):
+                    break
+            except OSError:
+                break
+    os.waitpid(pid, 0)
+
+
+def _traffic(port):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"x" * 3000)
+        s.recv(100)
+
+
+def _activity():
+    time.sleep(1.5)
+    for _ in range(20):
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)", MARKER])
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        conn.recv(4000)
+        conn.sendall(b"y" * 100)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    _traffic(port)
+    server.close()
+    _login_and_logout()
+
+
+def test_run_once_prints_all_six_kinds():
+    assert os.geteuid() == 0, "the live collectors need root (netlink, raw sockets)"
+    worker = threading.Thread(target=_activity)
+    worker.start()
+    proc = subprocess.run([MICROAGENT, "run", "--once", "--output", "-", "--seconds", "7"],
+                          capture_output=True, text=True, timeout=300)
+    worker.join()
+    assert proc.returncode == 0, proc.stderr
+    items = {}
+    for line in proc.stdout.splitlines():
+        for event in schema.check(line)["Events"]:
+            items.setdefault(event["Name"], []).extend(event["Payload"])
+    assert {"ProcessCreate", "ConnectionCreate", "Login", "SystemInformation", "Baseline",
+            "SBoM"} <= set(items), sorted(items)
+    marked = [i for i in items["ProcessCreate"] if MARKER in i["commandline"]]
+    assert len(marked) == 1 and marked[0]["hit_count"] == 20, marked
+    flows = [i for i in items["ConnectionCreate"] if i["local_address"] == "127.0.0.1"
+             and i["bytes_out"] + i["bytes_in"] >= 3000]
+    assert flows, items["ConnectionCreate"]
+    assert any(i["operation"] == "Login" and i["user_name"] == "root" for i in items["Login"])
+    with open("/etc/os-release") as f:
+        release = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    assert items["SystemInformation"][0]["os_dist"] == release["NAME"].strip('"')
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${Status}\\n"], capture_output=True,
+                               text=True).stdout.count("install ok installed")
+    assert len(items["SBoM"]) == installed
+    assert all(i["check_result"] in ("Fail", "Error") for i in items["Baseline"])
