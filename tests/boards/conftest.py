@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOLS = os.path.join(REPO, "tools")
-sys.path.insert(0, TOOLS)
+from board_helpers import REPO, TOOLS, run_tool  # noqa: F401 (shared with the test modules)
 
 from host_sim.runtime import micropython_binary  # noqa: E402
 
@@ -131,12 +129,6 @@ def qemu_microbit():
         yield Board("socket://127.0.0.1:%d" % port, "", proc)
     finally:
         _stop(proc)
-
-
-def run_tool(name, *args, timeout=120, env=None):
-    """Runs tools/NAME with ARGS; CompletedProcess with text output."""
-    return subprocess.run([sys.executable, os.path.join(TOOLS, name)] + [str(a) for a in args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from board_helpers import REPO
 from firmware_bundle import mpy_header
 
 

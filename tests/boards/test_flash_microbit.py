@@ -5,7 +5,7 @@ import json
 import os
 
 from board_link import BoardLink
-from conftest import run_tool
+from board_helpers import run_tool
 
 
 def _events(proc):

@@ -7,7 +7,7 @@ import os
 import board_profiles
 import firmware_bundle
 from board_link import BoardLink
-from conftest import run_tool
+from board_helpers import run_tool
 
 CONNECTION_STRING = "HostName=hub.local;DeviceId=socat-1;SharedAccessKey=a2V5LWZvci1zb2NhdC1ib2FyZA=="
 

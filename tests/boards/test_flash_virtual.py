@@ -12,7 +12,7 @@ import serial
 import board_profiles
 import firmware_bundle
 from board_link import BoardLink
-from conftest import REPO, run_tool
+from board_helpers import REPO, run_tool
 
 KEY = "c3VwZXItc2VjcmV0LWRldmljZS1rZXktMTIzNDU2Nzg="
 CONNECTION_STRING = "HostName=hub.local;DeviceId=board-7;SharedAccessKey=" + KEY

@@ -7,7 +7,7 @@ import pytest
 
 import board_profiles
 import firmware_bundle
-from conftest import REPO, run_tool
+from board_helpers import REPO, run_tool
 from firmware_bundle import BundleError, check_compiled, compile_mpy, decode_mpy_word, mpy_header
 
 NATIVE = "@micropython.native\ndef inc(x):\n    return x + 1\n"

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import board_profiles
-from conftest import REPO, run_tool
+from board_helpers import REPO, run_tool
 from microagent.profile import ProfileError, check, load_credentials
 
 REQUIRED_BOARDS = {"unix", "esp32", "rp2-pico-w", "stm32", "microbit"}

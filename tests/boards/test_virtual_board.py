@@ -7,7 +7,7 @@ import sys
 import serial
 
 from board_link import BoardLink
-from conftest import TOOLS, run_tool
+from board_helpers import TOOLS, run_tool
 
 
 def test_soft_reset_ends_the_board_and_cleans_up(tmp_path):

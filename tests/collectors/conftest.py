@@ -1,13 +1,8 @@
-import os
 import shutil
 
 import pytest
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-
-
-def fixture_path(name):
-    return os.path.join(FIXTURES, name)
+from collector_fixtures import fixture_path
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.collectors.dns import DnsCollector, parse_response, read_name
 
 with open(fixture_path("dns/packets.json")) as f:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.collectors.follow import FollowedFile
 from host_sim.collectors.login import (LoginCollector, RECORD_SIZE, parse_auth_line, parse_utmp,
                                        syslog_time)

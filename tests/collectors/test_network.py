@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.collectors.network import NetworkCollector, parse_messages, SOCK_DIAG_BY_FAMILY
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.collectors.process import ProcessCollector, ProcessReader
 
 ROOT = fixture_path("proc_tree")

@@ -1,7 +1,7 @@
 import json
 import subprocess
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.cli import main
 from host_sim.collectors import sbom
 

@@ -3,7 +3,7 @@ import os
 import platform
 import subprocess
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim.collectors import rootfs, sysinfo
 
 

@@ -1,11 +1,6 @@
-import os
-import sys
-
 import pytest
 
 from hub_emulator.process import HubProcess
-
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import MICROAGENT
 from host_sim import schema, tracegen
 
+MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
 
