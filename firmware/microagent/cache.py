@@ -48,8 +48,8 @@ class _IndexedCache:
     """Slot allocation and the open-addressing index shared by the aggregating caches."""
 
     def __init__(self, capacity):
-        if capacity < 1:
-            raise ValueError("cache capacity must be at least 1")
+        if capacity < 0:
+            raise ValueError("cache capacity must be at least 0 (0: collector off)")
         self.capacity = capacity
         self.count = 0
         self.dropped = 0
@@ -303,8 +303,8 @@ class LoginCache:
     """Login entries: never aggregated, every event is its own entry."""
 
     def __init__(self, capacity):
-        if capacity < 1:
-            raise ValueError("cache capacity must be at least 1")
+        if capacity < 0:
+            raise ValueError("cache capacity must be at least 0 (0: collector off)")
         self.capacity = capacity
         self.count = 0
         self.dropped = 0
