@@ -1,0 +1,185 @@
+"""The agent on the virtual board, end to end: tools/flash.py deploys it onto the real unix port
+behind a pty, an application on the board opens sockets and resolves names, and the local IoT Hub
+emulator stores what the agent sends over TLS: ConnectionCreate with the right bytes, DNS hit
+counts and host names, SystemInformation and SBoM; the agent's peak heap stays in the unix
+profile's budget. Also: the hub killed mid-run, and the outbox's bound on what is lost."""
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+import board_profiles
+from agent_helpers import Console, events, items, provision, security_messages
+from board_helpers import run_tool
+from conftest import free_tcp_port
+from hub_emulator.process import HubProcess
+from host_sim import schema
+
+WINDOW_MS = 4000
+DEVICE = "board-1"
+
+APP = """
+import asyncio, socket
+TCP_PORT = %(tcp)d
+UDP_PORT = %(udp)d
+LISTEN_PORT = %(listen)d
+
+async def main():
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(socket.getaddrinfo('127.0.0.1', LISTEN_PORT)[0][-1])
+    server.listen(2)
+    server.setblocking(False)
+    await asyncio.sleep_ms(300)
+    s = socket.socket()
+    s.connect(socket.getaddrinfo('localhost', TCP_PORT)[0][-1])
+    s.send(b'a' * 1000)
+    got = 0
+    while got < 300:
+        got += len(s.recv(300 - got))
+    s.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = socket.getaddrinfo('localhost', UDP_PORT)[0][-1]
+    for i in range(3):
+        u.sendto(b'u' * 64, target)
+    u.close()
+    print('app: sent')
+    while True:
+        try:
+            c, _ = server.accept()
+        except OSError:
+            await asyncio.sleep_ms(50)
+            continue
+        data = c.recv(100)
+        c.write(b'k' * (2 * len(data)))
+        c.close()
+        print('app: served', len(data))
+"""
+
+
+class Peer:
+    """The other end of the application's traffic, on the host: a TCP server that answers 300
+    bytes once it has 1000, and a UDP socket that counts what it receives."""
+
+    def __init__(self):
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(4)
+        self.tcp.settimeout(0.2)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.settimeout(0.2)
+        self.tcp_received = 0
+        self.udp_received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                try:
+                    self.udp_received += len(self.udp.recv(2048))
+                except OSError:
+                    pass
+                continue
+            with conn:
+                conn.settimeout(5)
+                while self.tcp_received < 1000:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    self.tcp_received += len(data)
+                conn.sendall(b"r" * 300)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture
+def peer():
+    p = Peer()
+    yield p
+    p.close()
+
+
+def _flash(board, boards_dir=None):
+    extra = ["--boards-dir", boards_dir] if boards_dir else []
+    return run_tool("flash.py", "--board", "unix", "--port", board.port, "--json",
+                    "--log-seconds", "30", *extra, timeout=180)
+
+
+def _connect_to_app(port, payload):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(payload)
+        answer = b""
+        while True:
+            data = c.recv(4096)
+            if not data:
+                return answer
+            answer += data
+
+
+def test_the_agent_reports_the_applications_traffic_to_the_hub(virtual_board, peer, tmp_path):
+    listen_port = free_tcp_port()
+    udp_port = peer.udp.getsockname()[1]
+    app = APP % {"tcp": peer.tcp.getsockname()[1], "udp": udp_port, "listen": listen_port}
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    with hub:
+        provision(virtual_board.flash, hub, connection_string, WINDOW_MS, app)
+        proc = _flash(virtual_board)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        started = [json.loads(line) for line in proc.stdout.splitlines() if '"started"' in line]
+        assert started and "board=unix" in started[0]["line"]
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: "app: sent" in c.lines, 20, "the application's traffic")
+            assert _connect_to_app(listen_port, b"q" * 40) == b"k" * 80  # an inbound connection
+            console.wait_for(lambda c: any(w["connections"] >= 3 for w in c.windows())
+                             or sum(w["connections"] for w in c.windows()) >= 4, 30,
+                             "windows with the connections")
+            console.wait_for(lambda c: c.windows() and c.windows()[-1]["queued"] == 0, 20,
+                             "an empty outbox")
+            windows = console.windows()
+        finally:
+            console.close()
+        messages = security_messages(hub, DEVICE)
+
+    for message in messages:
+        assert schema.errors(message) == [], message
+    assert peer.tcp_received == 1000 and peer.udp_received == 192
+    connections = items(messages, "ConnectionCreate")
+    tcp_out = [c for c in connections if c["transport_protocol"] == "TCP" and c["direction"] == "out"
+               and c["remote_port"] == peer.tcp.getsockname()[1]]
+    assert len(tcp_out) == 1, connections
+    assert tcp_out[0]["bytes_out"] == 1000 and tcp_out[0]["bytes_in"] == 300
+    assert tcp_out[0]["hit_count"] == 1 and tcp_out[0]["remote_address"] == "127.0.0.1"
+    # Two getaddrinfo('localhost') calls in that window resolved 127.0.0.1.
+    assert tcp_out[0]["dns_hit_count"] == 2
+    assert tcp_out[0]["extended_properties"] == {"host_name": "localhost"}
+    udp = [c for c in connections if c["transport_protocol"] == "UDP"]
+    assert [(c["remote_port"], c["bytes_out"], c["bytes_in"], c["direction"]) for c in udp] == \
+        [(udp_port, 192, 0, "out")]
+    inbound = [c for c in connections if c["direction"] == "in"]
+    assert [(c["local_port"], c["bytes_in"], c["bytes_out"], c["transport_protocol"]) for c in inbound] \
+        == [(listen_port, 40, 80, "TCP")]
+    # The agent's own TLS connection to the hub is not the application's: it is not reported.
+    assert not [c for c in connections if c["remote_port"] == hub.port]
+
+    sysinfo = items(messages, "SystemInformation")
+    assert sysinfo and sysinfo[0]["os_dist"].startswith("micropython") and sysinfo[0]["os_platform"] == "linux"
+    sbom = items(messages, "SBoM")
+    assert {"microagent", "micropython-linux"} <= {i["name"] for i in sbom}
+    assert all(e["Category"] == "Periodic" for e in events(messages, "SBoM"))
+
+    budget = board_profiles.load("unix")["heap_budget_bytes"]
+    peak = max(w["peak"] for w in windows)
+    assert 0 < peak <= budget, "agent heap peak %d exceeds the unix budget %d" % (peak, budget)
