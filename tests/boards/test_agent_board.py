@@ -183,3 +183,68 @@ def test_the_agent_reports_the_applications_traffic_to_the_hub(virtual_board, pe
     budget = board_profiles.load("unix")["heap_budget_bytes"]
     peak = max(w["peak"] for w in windows)
     assert 0 < peak <= budget, "agent heap peak %d exceeds the unix budget %d" % (peak, budget)
+
+
+def _profile_with_small_outbox(tmp_path, max_messages):
+    """A boards folder whose unix profile keeps at most MAX_MESSAGES unsent messages."""
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    source = board_profiles.BOARDS_DIR
+    with open(os.path.join(source, "schema.json")) as f:
+        (boards / "schema.json").write_text(f.read())
+    profile = board_profiles.load("unix")
+    profile["outbox"]["max_messages"] = max_messages
+    (boards / "unix.json").write_text(json.dumps(profile))
+    return str(boards)
+
+
+def _sequence_numbers(hub):
+    # Message ids are {boot id}-{outbox sequence number}: one boot, so the numbers say which
+    # of the agent's messages arrived.
+    mids = [m["properties"]["$.mid"] for m in hub.messages(DEVICE)]
+    assert len({mid.split("-")[0] for mid in mids}) == 1, mids
+    return sorted({int(mid.split("-")[1]) for mid in mids})
+
+
+def test_hub_killed_mid_run_loses_at_most_what_the_outbox_bound_says_and_reports_it(
+        virtual_board, tmp_path):
+    """SystemInformation and SBoM go out every window (2 messages). The hub is killed for
+    several windows: the outbox (3 messages here) keeps the newest, drops the oldest and counts
+    them; after the hub is back, every message is either delivered or counted as dropped."""
+    boards = _profile_with_small_outbox(tmp_path, 3)
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    with hub:
+        provision(virtual_board.flash, hub, connection_string, 1500)
+        proc = _flash(virtual_board, boards)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: c.windows() and c.windows()[-1]["delivered"] >= 2, 20,
+                             "delivery before the outage")
+            hub.kill()
+            console.wait_for(lambda c: c.windows()[-1]["dropped"] >= 3, 30,
+                             "the outbox overflowing while the hub is down")
+            hub.start()
+            dropped_before = console.windows()[-1]["dropped"]
+            console.wait_for(lambda c: c.windows()[-1]["queued"] == 0
+                             and c.windows()[-1]["delivered"] > 2, 40,
+                             "delivery after the hub came back")
+            last = console.windows()[-1]
+        finally:
+            console.close()
+        received = _sequence_numbers(hub)
+
+    produced = last["delivered"] + last["dropped"]
+    assert last["dropped"] >= dropped_before >= 3
+    assert last["expired"] == 0 and last["too_large"] == 0
+    # Every message the agent made is accounted for: the hub has it or it is counted as
+    # dropped. A message the hub stored just before it died, whose acknowledgement never came,
+    # counts as dropped though it arrived (at most the 4 in flight): the count never hides a loss.
+    missing = [n for n in range(1, max(received) + 1) if n not in received]
+    assert missing and len(missing) <= last["dropped"] <= len(missing) + 4, (missing, last)
+    assert max(received) >= produced
+    # Only oldest messages are dropped: the outbox's newest 3 at the outage's end all arrived.
+    assert all(n in received for n in range(max(missing) + 1, max(missing) + 4))
+    hub_log = console.lines
+    assert any("hub:" in line and "retrying" in line for line in hub_log)
