@@ -22,6 +22,7 @@ from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
 STEP_MS = 100            # how often the agent task wakes up
+SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush while connected
 RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
 _CACHE_KEY = "NetworkActivity_CacheSize"
@@ -113,8 +114,13 @@ class Agent:
     # ---- output -----------------------------------------------------------------------------
 
     def _sink(self, buffer, length):
+        # A full window can be larger than the outbox (64 connections are ~23 KB of messages):
+        # while the hub is reachable, the session delivers older messages to make room instead
+        # of the outbox dropping them; when it is not, the oldest are dropped and counted.
         self.sample_heap()
-        self.session.send(memoryview(buffer)[:length])
+        data = memoryview(buffer)[:length]
+        if not (self.session.connected() and self.session.send_when_room(data, SINK_WAIT_MS) >= 0):
+            self.session.send(data)
         self.messages += 1
 
     def _warn(self, text):

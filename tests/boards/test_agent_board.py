@@ -11,9 +11,8 @@ import threading
 import pytest
 
 import board_profiles
-from agent_helpers import Console, events, items, provision, security_messages
+from agent_helpers import Console, events, free_tcp_port, items, provision, security_messages
 from board_helpers import run_tool
-from conftest import free_tcp_port
 from hub_emulator.process import HubProcess
 from host_sim import schema
 
