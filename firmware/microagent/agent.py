@@ -235,9 +235,10 @@ async def supervise(settings, outbox, tracker, started=None, opener=None):
             if started is not None:
                 started(agent)
                 started = None
-            delay = RESTART_MIN_MS
             await agent.run()
         except Exception as exc:  # noqa: BLE001 - the agent must never take the board down
+            if agent is not None and agent.windows:
+                delay = RESTART_MIN_MS  # it ran for a window: a fresh failure, not a loop
             log("error: %s: %s; restarting in %d ms" % (type(exc).__name__, exc, delay))
             if hasattr(sys, "print_exception"):
                 sys.print_exception(exc)

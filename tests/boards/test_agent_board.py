@@ -109,10 +109,10 @@ def peer():
     p.close()
 
 
-def _flash(board, boards_dir=None):
+def _flash(board, boards_dir=None, log_seconds=30):
     extra = ["--boards-dir", boards_dir] if boards_dir else []
     return run_tool("flash.py", "--board", "unix", "--port", board.port, "--json",
-                    "--log-seconds", "30", *extra, timeout=180)
+                    "--log-seconds", str(log_seconds), *extra, timeout=180)
 
 
 def _connect_to_app(port, payload):
@@ -247,3 +247,70 @@ def test_hub_killed_mid_run_loses_at_most_what_the_outbox_bound_says_and_reports
     assert all(n in received for n in range(max(missing) + 1, max(missing) + 4))
     hub_log = console.lines
     assert any("hub:" in line and "retrying" in line for line in hub_log)
+
+
+def test_twin_changes_apply_at_the_next_window_and_bad_values_are_refused(virtual_board, tmp_path):
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    with hub:
+        provision(virtual_board.flash, hub, connection_string, 1500)
+        proc = _flash(virtual_board)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: any("hub: connected" in line for line in c.lines), 20,
+                             "the hub connection")
+            hub.set_desired(DEVICE, {"NetworkActivity_CacheSize": 8, "SBoM_Disabled": "yes"})
+            console.wait_for(lambda c: any("network cache resized to 8 entries" in line
+                                           for line in c.lines), 20, "the cache resized")
+            twin = hub.twin(DEVICE)
+        finally:
+            console.close()
+    lines = console.lines
+    changed = next(i for i, line in enumerate(lines) if "config from the module twin" in line)
+    resized = next(i for i, line in enumerate(lines) if "network cache resized" in line)
+    # Applied when the window open at the change closes (the resize is logged right before that
+    # window's report), not when the change arrived.
+    assert changed < resized and lines[resized + 1].startswith("microagent: window")
+    assert "NetworkActivity_CacheSize" in lines[changed]
+    assert any("SBoM_Disabled rejected (expected true or false)" in line for line in lines)
+    reported = twin["reported"]
+    assert reported["config"]["NetworkActivity_CacheSize"] == 8
+    assert "SBoM_Disabled" in reported["config_rejected"]
+
+
+def test_an_agent_failure_restarts_it_with_backoff_and_the_application_keeps_running(virtual_board, tmp_path):
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    app = ("import asyncio\n"
+           "async def main():\n"
+           "    n = 0\n"
+           "    while True:\n"
+           "        n += 1\n"
+           "        print('app: alive', n)\n"
+           "        await asyncio.sleep_ms(500)\n")
+    with hub:
+        provision(virtual_board.flash, hub, connection_string, 1500, app)
+        os.remove(os.path.join(virtual_board.flash, "microagent_ca.der"))  # the agent cannot start
+        proc = _flash(virtual_board, log_seconds=0.5)
+        assert proc.returncode == 1 and "no CA certificate" in proc.stdout
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: any("restarting in 4000 ms" in line for line in c.lines), 20,
+                             "three restarts")
+            # The missing file arrives: the next restart runs.
+            with open(os.path.join(virtual_board.flash, "microagent_ca.der"), "wb") as f:
+                f.write(b"\x30\x00")  # not a certificate: fails later, in the TLS handshake
+            console.wait_for(lambda c: any(line.startswith("microagent: started") for line in c.lines),
+                             20, "the agent started after a restart")
+        finally:
+            console.close()
+    lines = console.lines
+    delays = [line.split("restarting in ")[1] for line in lines if "restarting in" in line]
+    # Each failure doubles the wait (the first, 1000 ms, may have gone to flash.py's tail);
+    # the agent that started with a bad CA fails in its first window and keeps doubling.
+    expected = ["1000 ms", "2000 ms", "4000 ms", "8000 ms", "16000 ms"]
+    start = expected.index(delays[0])
+    assert delays == expected[start:start + len(delays)], delays
+    alive = [line for line in lines if line.startswith("app: alive")]
+    assert len(alive) >= 10  # the application ran all along

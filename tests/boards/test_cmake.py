@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from board_helpers import REPO
+from board_helpers import REPO, file_tree
 from firmware_bundle import mpy_header
 
 
@@ -22,15 +22,6 @@ def _run(*cmd, cwd=None):
     return proc.stdout
 
 
-def _tree(root, suffix):
-    """Paths relative to ROOT of the files ending in SUFFIX, subpackages included."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-        found += [os.path.relpath(os.path.join(dirpath, f), root) for f in filenames if f.endswith(suffix)]
-    return sorted(found)
-
-
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
     build = tmp_path_factory.mktemp("cmake-build")
@@ -42,9 +33,9 @@ def test_bundle_target_builds_mpy_for_the_board_arch(build_dir):
     _run(_cmake(), "--build", str(build_dir), "--target", "mpy_bundle_esp32")
     package = build_dir / "bundle" / "esp32" / "microagent"
     source_root = os.path.join(REPO, "firmware", "microagent")
-    sources = _tree(source_root, ".py")
-    assert _tree(str(package), ".mpy") == sorted(f[:-3] + ".mpy" for f in sources)
-    for name in _tree(str(package), ".mpy"):
+    sources = file_tree(source_root, ".py")
+    assert file_tree(str(package), ".mpy") == sorted(f[:-3] + ".mpy" for f in sources)
+    for name in file_tree(str(package), ".mpy"):
         version, _sub, arch = mpy_header((package / name).read_bytes())
         assert version == 6 and arch in (None, "xtensawin")
     assert (build_dir / "bundle" / "esp32" / "microagent_board.json").exists()
