@@ -65,10 +65,11 @@ class Settings:
         return config_class(defaults, maxima)
 
 
-def boot(log):
+def boot(log, profile_path=board_profile.PROFILE_FILE,
+         device_path=board_profile.CREDENTIALS_FILE):
     """(Settings, Outbox) of this board, or (None, None) after logging why the agent cannot run."""
     try:
-        settings = Settings()
+        settings = Settings(profile_path, device_path)
     except (board_profile.ProfileError, OSError, ValueError) as exc:
         log("error: %s; the agent is not running" % exc)
         return None, None
