@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ sys.path.insert(0, FIRMWARE_DIR)
 
 from microagent.profile import CREDENTIALS_FILE, PROFILE_FILE  # noqa: E402
 
+CA_FILE = "microagent_ca.der"  # what the agent reads (microagent/settings.py)
 # Index = the arch number in an .mpy header and in sys.implementation._mpy (py/persistentcode.h).
 MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
@@ -139,11 +141,35 @@ def parse_connection_string(text):
     return parts
 
 
-def credentials_file(connection_string):
+def credentials_file(connection_string, hub_port=None):
     parts = parse_connection_string(connection_string)
-    data = json.dumps({"connection_string": connection_string}).encode()
+    device = {"connection_string": connection_string}
+    if hub_port is not None:
+        device["port"] = hub_port
+    data = json.dumps(device).encode()
     return DeployFile(CREDENTIALS_FILE, data, "HostName=%s, DeviceId=%s, key not shown"
                       % (parts["HostName"], parts["DeviceId"]), secret=True)
+
+
+def ca_file(path):
+    """The hub's CA certificate (PEM or DER file at PATH) as the DER file the agent reads."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise BundleError("--ca %s: cannot read it (%s)" % (path, exc.strerror))
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        block = data[data.index(b"-----BEGIN CERTIFICATE-----"):]
+        end = block.find(b"-----END CERTIFICATE-----")
+        if end < 0:
+            raise BundleError("--ca %s: PEM certificate without its END line" % path)
+        try:
+            data = ssl.PEM_cert_to_DER_cert(block[:end + 25].decode("ascii"))
+        except ValueError as exc:
+            raise BundleError("--ca %s: not a PEM certificate (%s)" % (path, exc))
+    elif data[:1] != b"\x30":
+        raise BundleError("--ca %s: neither a PEM nor a DER certificate" % path)
+    return DeployFile(CA_FILE, data, path)
 
 
 def _package_sources(firmware_dir):
@@ -177,9 +203,12 @@ def firmware_files(profile, firmware_dir=FIRMWARE_DIR):
     return files
 
 
-def build(profile, firmware_dir=FIRMWARE_DIR, connection_string=None, frozen=False):
+def build(profile, firmware_dir=FIRMWARE_DIR, connection_string=None, frozen=False, ca=None,
+          hub_port=None):
     """Everything flash.py writes for a full deploy of PROFILE's board, in writing order.
-    FROZEN: the package is frozen into the board's firmware, so only the entry points go."""
+    FROZEN: the package is frozen into the board's firmware, so only the entry points go.
+    CA: a CA certificate file for the hub's TLS; HUB_PORT: the hub's port, kept with the
+    connection string."""
     if frozen:
         files = [f for f in firmware_files(dict(profile, mpy=None), firmware_dir)
                  if f.remote in ENTRY_POINTS]
@@ -190,7 +219,11 @@ def build(profile, firmware_dir=FIRMWARE_DIR, connection_string=None, frozen=Fal
     profile_data = (json.dumps(profile, separators=(",", ":"), sort_keys=True) + "\n").encode()
     files.append(DeployFile(PROFILE_FILE, profile_data, "boards/%s.json" % profile["name"]))
     if connection_string is not None:
-        files.append(credentials_file(connection_string))
+        files.append(credentials_file(connection_string, hub_port))
+    elif hub_port is not None:
+        raise BundleError("--hub-port is kept with the connection string: give --connection-string too")
+    if ca is not None:
+        files.append(ca_file(ca))
     return files
 
 

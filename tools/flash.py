@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Flash the microagent firmware onto a MicroPython board.
 
-    tools/flash.py --board NAME --port PORT [--connection-string CS] [--dry-run]
+    tools/flash.py --board NAME --port PORT [--connection-string CS] [--ca FILE] [--hub-port N]
+                   [--dry-run]
 
 Compiles firmware/microagent to .mpy for the board's arch, writes it with the board profile and
 the device credentials over the raw REPL (mpremote), verifies every file on the board, then resets
@@ -81,6 +82,12 @@ def parse_args(argv):
     parser.add_argument("--connection-string", help="IoT Hub device connection string written "
                         "to the board (default: $%s; none: credentials on the board stay as "
                         "they are)" % CREDENTIALS_ENV)
+    parser.add_argument("--ca", metavar="FILE",
+                        help="the CA certificate (PEM or DER) the hub's TLS certificate chains "
+                        "to, written as microagent_ca.der (Azure IoT Hub: DigiCert Global Root G2)")
+    parser.add_argument("--hub-port", type=int, metavar="N",
+                        help="the hub's MQTT/TLS port, when not 8883 (kept with the connection "
+                        "string)")
     parser.add_argument("--dry-run", action="store_true",
                         help="build and show what would be written; do not touch the board")
     parser.add_argument("--files", nargs="+", metavar="LOCAL[:REMOTE]",
@@ -229,7 +236,8 @@ def flash(args, report):
             raise BundleError("board %s does not run the agent (boards/%s.json: runs_agent is "
                               "false); use --files to copy files onto it"
                               % (profile["name"], profile["name"]))
-        files = firmware_bundle.build(profile, args.firmware, args.connection_string, args.frozen)
+        files = firmware_bundle.build(profile, args.firmware, args.connection_string, args.frozen,
+                                      args.ca, args.hub_port)
         needs_mpy = profile["mpy"] is not None and not args.frozen
     report.event("board", "board %s: %s" % (profile["name"], profile["description"]),
                  board=profile["name"], files=len(files))

@@ -314,3 +314,40 @@ def test_an_agent_failure_restarts_it_with_backoff_and_the_application_keeps_run
     assert delays == expected[start:start + len(delays)], delays
     alive = [line for line in lines if line.startswith("app: alive")]
     assert len(alive) >= 10  # the application ran all along
+
+
+def test_flash_writes_credentials_ca_and_port_and_the_agent_reaches_the_hub(virtual_board, tmp_path):
+    """Everything through flash.py (no files placed by hand): the connection string, the hub's
+    CA as PEM (converted to DER) and its port; SystemInformation goes out right after start."""
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    key = connection_string.split("SharedAccessKey=")[1].split(";")[0]
+    with hub:
+        proc = run_tool("flash.py", "--board", "unix", "--port", virtual_board.port, "--json",
+                        "--connection-string", connection_string, "--ca", hub.ca,
+                        "--hub-port", hub.port, "--log-seconds", "20", timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert key not in proc.stdout + proc.stderr
+        with open(hub.ca_der, "rb") as f:
+            with open(os.path.join(virtual_board.flash, "microagent_ca.der"), "rb") as on_board:
+                assert on_board.read() == f.read()
+        with open(os.path.join(virtual_board.flash, "microagent_device.json")) as f:
+            assert json.load(f) == {"connection_string": connection_string, "port": hub.port}
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: len(hub.messages(DEVICE)) >= 2, 20, "the first messages")
+        finally:
+            console.close()
+        names = {e["Name"] for e in events(security_messages(hub, DEVICE), "SystemInformation")
+                 + events(security_messages(hub, DEVICE), "SBoM")}
+    assert names == {"SystemInformation", "SBoM"}
+
+
+def test_flash_refuses_a_ca_that_is_no_certificate_and_a_port_without_credentials(tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("hello\n")
+    proc = run_tool("flash.py", "--board", "esp32", "--dry-run", "--ca", bad)
+    assert proc.returncode == 2 and "--ca %s: neither a PEM nor a DER certificate" % bad in proc.stderr + proc.stdout
+    proc = run_tool("flash.py", "--board", "esp32", "--dry-run", "--hub-port", "8884")
+    assert proc.returncode == 2
+    assert "--hub-port is kept with the connection string" in proc.stderr + proc.stdout
