@@ -17,10 +17,13 @@ Two ways to drive it:
   * a thread: `collector.start(nice=None)` ... `collector.stop()` (select() on fileno() with
     the poll interval as timeout). emit() is then called from that thread.
 """
+import logging
 import os
 import select
 import threading
 import time
+
+log = logging.getLogger(__name__)
 
 
 class EventCollector:
@@ -72,7 +75,11 @@ class EventCollector:
 
     def _run(self, nice):
         if nice is not None:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)   # this thread only
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread
+            except OSError as exc:
+                log.warning("%s: cannot set priority %d (%s); running at normal priority",
+                            type(self).__name__, nice, exc.strerror)
         fd = self.fileno()
         interval = self.poll_interval
         next_poll = time.monotonic()
