@@ -34,6 +34,7 @@ class EventCollector:
         self.stats = {"events": 0}
         self._thread = None
         self._stopping = threading.Event()
+        self._logged = set()
 
     def open(self):
         pass
@@ -88,11 +89,24 @@ class EventCollector:
             if fd is not None:
                 ready, _, _ = select.select([fd], [], [], min(wait, 0.2))
                 if ready:
-                    self.read()
+                    self._guarded(self.read)
             elif wait > 0:
                 self._stopping.wait(min(wait, 0.2))
             if interval is not None and time.monotonic() >= next_poll:
-                self.poll()
+                self._guarded(self.poll)
                 next_poll = time.monotonic() + interval
         if fd is not None:
-            self.read()
+            self._guarded(self.read)
+
+    def _guarded(self, step):
+        """A failing read or poll is counted and logged (once per kind of failure) and the
+        thread goes on: a collector thread must not die silently."""
+        try:
+            step()
+        except Exception as exc:              # noqa: BLE001 - logged and counted below
+            self.stats["errors"] = self.stats.get("errors", 0) + 1
+            key = (type(exc), str(exc))
+            if key not in self._logged:
+                self._logged.add(key)
+                log.error("%s: %s failed: %s", type(self).__name__, step.__name__, exc)
+            self._stopping.wait(0.1)
