@@ -115,21 +115,26 @@ class ProcessReader:
         self.root = root
         self.users = rootfs.UserNames(root)
 
-    def event(self, pid, kind, t):
-        """The event for `pid`, or None when the process is already gone."""
+    def event(self, pid, kind, t, ppid_known=-1):
+        """The event for `pid`, or None when the process is already gone. The command line is
+        read first (it matters most); if the process ends right after, uid is -1 and the ppid
+        is `ppid_known` (from its fork event)."""
         try:
             commandline = read_commandline(self.root, pid)
-            ppid, uid = read_status(self.root, pid)
-        except (OSError, ValueError, IndexError):
+        except OSError:
             return None
         if not commandline:                  # a kernel thread, or a zombie: show its name
             name = rootfs.read_first_line(self.root, "/proc/%d/comm" % pid)
             if not name:
                 return None
             commandline = "[%s]" % name
+        try:
+            ppid, uid = read_status(self.root, pid)
+        except (OSError, ValueError, IndexError):
+            ppid, uid = ppid_known, -1
         return {"kind": "process", "t": t, "type": kind, "pid": pid, "ppid": ppid, "uid": uid,
                 "commandline": commandline, "executable": read_executable(self.root, pid),
-                "user_name": self.users.name(uid)}
+                "user_name": self.users.name(uid) if uid >= 0 else ""}
 
 
 def unreadable_event(pid, kind, t, ppid):
@@ -307,7 +312,7 @@ class ProcessCollector(EventCollector):
         its parent: it is described from the parent (source), which is still there, rather than
         from the child, which may be half-way through an exec already."""
         t = wall_clock(stamp_ns)
-        event = self.reader.event(source, kind, t)
+        event = self.reader.event(source, kind, t, self._parents.get(source, -1))
         if event is None:
             self.stats["unreadable"] += 1
             return unreadable_event(pid, kind, t, self._parents.get(pid, -1))
