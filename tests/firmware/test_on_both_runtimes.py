@@ -27,5 +27,5 @@ def test_cpython(module_name, function):
 
 @pytest.mark.parametrize("module_name", MODULES)
 def test_micropython(micropython, module_name):
-    proc = micropython(os.path.join(HERE, "mp_runner.py"), [module_name], path=[HERE], heap="256K")
+    proc = micropython(os.path.join(HERE, "mp_runner.py"), [module_name], path=[HERE], heap="2M")
     assert " 0 failed" in proc.stdout

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks that print tables, each against a baseline measured in the same run."""

@@ -1,0 +1,31 @@
+# CPython sockets lack MicroPython's stream methods; this adapter gives them readinto/write that
+# return None when the socket would block, as MicroPython's do, so the firmware MQTT client also
+# runs on CPython (e.g. the firmware engine under --runtime cpython). Not needed on a board.
+from microagent.mqtt import _would_block
+
+
+class CPythonStream:
+    def __init__(self, sock):
+        self._sock = sock
+
+    def readinto(self, buf):
+        try:
+            return self._sock.recv_into(buf)
+        except OSError as exc:
+            if _would_block(exc):
+                return None
+            raise
+
+    def write(self, buf):
+        try:
+            return self._sock.send(buf)
+        except OSError as exc:
+            if _would_block(exc):
+                return None
+            raise
+
+    def setblocking(self, flag):
+        self._sock.setblocking(flag)
+
+    def close(self):
+        self._sock.close()

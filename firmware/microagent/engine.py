@@ -1,0 +1,159 @@
+# The aggregation engine: records events into the per-collector caches of the current window and
+# flushes a window into messages. The cache classes are the overflow policy: the firmware passes
+# the drop-new caches of microagent.cache, the host agent its evict-oldest ones.
+from microagent import events
+from microagent.cache import LOST
+from microagent.encode import iso8601
+from microagent.events import cap_string, application_protocol
+
+_CAPPED = events.MAX_STRING_BYTES // 4
+
+
+class Engine:
+    """One window at a time. Callers give each event its offset in ms from the window start
+    (a small int on every port) and call flush(window_start_ms, event_time_ms) when it closes.
+    """
+
+    def __init__(self, process, network, login, dns, encoder, warn):
+        self.process = process
+        self.network = network
+        self.login = login
+        self.dns = dns
+        self.encoder = encoder
+        self.warn = warn
+        self.unsupported = 0
+        self._warned = set()
+        self._row = [None] * 13
+        self._values = [None] * 13
+
+    def _lost(self, collector):
+        if collector not in self._warned:
+            self._warned.add(collector)
+            cache = self._cache_of(collector)
+            self.warn("%s cache full (%d entries): %s this window; raise %s"
+                      % (collector, cache.capacity,
+                         "evicting oldest entries" if cache.evicted else "dropping new entries",
+                         events.cache_size_key(collector)))
+
+    def _cache_of(self, collector):
+        return {events.PROCESS: self.process, events.CONNECTION: self.network,
+                events.LOGIN: self.login, events.DNS: self.dns}[collector]
+
+    def record_process(self, offset_ms, commandline, uid, pid, ppid, type_code, executable,
+                       user_name):
+        if len(commandline) > _CAPPED:
+            commandline = cap_string(commandline)
+        if self.process.record(offset_ms, commandline, uid, pid, ppid, type_code,
+                               cap_string(executable), cap_string(user_name)) == LOST:
+            self._lost(events.PROCESS)
+
+    def record_connection(self, offset_ms, protocol, local_address, local_port, remote_address,
+                          remote_port, bytes_in, bytes_out, direction):
+        """Addresses are dotted IPv4 strings; an IPv6 one is counted as unsupported."""
+        if ":" in local_address or ":" in remote_address:  # IPv6 (inlined: the hot path)
+            self.unsupported += 1
+            if self.unsupported == 1:
+                self.warn("IPv6 connection events are not supported; counting them as unsupported")
+            return
+        if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
+                               remote_port, bytes_in, bytes_out, direction) == LOST:
+            self._lost(events.CONNECTION)
+
+    def record_dns(self, host_name, address):
+        if events.is_ipv6(address):
+            return
+        if self.dns.record(cap_string(host_name), address) == LOST:
+            self._lost(events.DNS)
+
+    def record_login(self, offset_ms, operation, pid, user_name, executable, remote_address):
+        if self.login.record(offset_ms, operation, pid, cap_string(user_name),
+                             cap_string(executable), remote_address) == LOST:
+            self._lost(events.LOGIN)
+
+    def flush(self, window_start_ms, event_time_ms):
+        """Encodes the window into messages, empties the caches; returns messages sent."""
+        enc = self.encoder
+        enc.begin(event_time_ms)
+        row = self._row
+        values = self._values
+        if self.process.count:
+            enc.event(events.PROCESS, "Triggered", "Security")
+            for r in self.process.rows(row):
+                values[0] = iso8601(window_start_ms + r[0])
+                values[1] = r[1]
+                values[2] = r[2]
+                values[3] = r[3]
+                values[4] = r[4]
+                values[5] = events.PROCESS_TYPES[r[5]]
+                values[6] = r[6]
+                values[7] = r[7]
+                values[8] = r[8]
+                enc.item(events.PROCESS_FIELDS, values)
+        if self.network.count:
+            enc.event(events.CONNECTION, "Triggered", "Security")
+            for r in self.network.rows(row):
+                dns_hits, host_name = self.dns.lookup(r[2])
+                values[0] = iso8601(window_start_ms + r[0])
+                values[1] = r[1]
+                values[2] = r[2]
+                values[3] = r[3]
+                values[4] = r[4]
+                values[5] = events.PROTOCOLS[r[5]]
+                values[6] = application_protocol(r[3], r[4], r[9])
+                values[7] = r[6]
+                values[8] = r[7]
+                values[9] = r[8]
+                values[10] = dns_hits
+                values[11] = {"host_name": host_name} if host_name is not None else {}
+                values[12] = events.DIRECTIONS[r[9]]
+                enc.item(events.CONNECTION_FIELDS, values)
+        if self.login.count:
+            enc.event(events.LOGIN, "Triggered", "Security")
+            for r in self.login.rows(row):
+                values[0] = iso8601(window_start_ms + r[0])
+                values[1] = events.LOGIN_OPERATIONS[r[1]]
+                values[2] = r[2]
+                values[3] = r[3]
+                values[4] = r[4]
+                values[5] = r[5]
+                enc.item(events.LOGIN_FIELDS, values)
+        self._flush_losses(window_start_ms)
+        sent = enc.finish()
+        for cache in (self.process, self.network, self.login, self.dns):
+            cache.reset()
+        self.unsupported = 0
+        self._warned = set()
+        return sent
+
+    def send_periodic(self, name, items, event_time_ms):
+        """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
+        SBoM) as one Periodic event, split over messages like any window; returns messages sent.
+        """
+        if not items:
+            return 0
+        enc = self.encoder
+        enc.begin(event_time_ms)
+        enc.event(name, "Periodic", "Security")
+        for item in items:
+            fields = sorted(item)
+            enc.item(fields, [item[f] for f in fields])
+        return enc.finish()
+
+    def _flush_losses(self, window_start_ms):
+        started = False
+        values = self._values
+        for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
+            cache = self._cache_of(collector)
+            unsupported = self.unsupported if collector == events.CONNECTION else 0
+            if not (cache.dropped or cache.evicted or unsupported):
+                continue
+            if not started:
+                self.encoder.event("DroppedEvents", "Periodic", "Operational")
+                started = True
+            values[0] = iso8601(window_start_ms)
+            values[1] = collector
+            values[2] = cache.capacity
+            values[3] = cache.dropped
+            values[4] = cache.evicted
+            values[5] = unsupported if unsupported else None
+            self.encoder.item(events.DROPPED_FIELDS, values)

@@ -1,0 +1,115 @@
+# The event model shared by both engines: kinds, codes, identity fields, payload field order,
+# string capping and IPv4 parsing. MicroPython-compatible; nothing here allocates per event
+# except cap_string on an over-long string.
+
+MAX_STRING_BYTES = 2048
+TRUNCATION_MARKER = "...[truncated]"
+
+# Identity rules (spec section 3); the caches of both engines key on exactly these fields.
+PROCESS_IDENTITY = ("commandline", "uid")
+CONNECTION_IDENTITY = ("local_port", "remote_port", "protocol", "local_address", "remote_address")
+
+PROTOCOLS = ("TCP", "UDP", "ICMP")
+PROCESS_TYPES = ("fork", "exec")
+LOGIN_OPERATIONS = ("Login", "Logout", "LoginFailed")
+# Direction codes: 0 when the event did not say.
+DIRECTIONS = (None, "in", "out")
+
+# Collector names as they appear in DroppedEvents.
+PROCESS = "ProcessCreate"
+CONNECTION = "ConnectionCreate"
+LOGIN = "Login"
+DNS = "DNS"
+
+# Payload field order per event name (spec section 5); a None value omits an optional field.
+PROCESS_FIELDS = ("timestamp", "process_id", "parent_process_id", "user_id", "commandline",
+                  "type", "hit_count", "executable", "user_name")
+CONNECTION_FIELDS = ("timestamp", "local_address", "remote_address", "local_port", "remote_port",
+                     "transport_protocol", "application_protocol", "bytes_in", "bytes_out",
+                     "hit_count", "dns_hit_count", "extended_properties", "direction")
+LOGIN_FIELDS = ("timestamp", "operation", "process_id", "user_name", "executable", "remote_address")
+DROPPED_FIELDS = ("timestamp", "collector", "cache_size", "dropped", "evicted", "unsupported")
+
+# Service port -> application protocol (remote port for outbound, local port for inbound), as one
+# string constant rather than a dict: it costs the heap no table.
+_SERVICES = (" 20:FTP 21:FTP 22:SSH 23:TELNET 25:SMTP 53:DNS 67:DHCP 68:DHCP 80:HTTP 110:POP3"
+             " 123:NTP 143:IMAP 161:SNMP 389:LDAP 443:HTTPS 445:SMB 502:MODBUS 587:SMTP"
+             " 636:LDAPS 993:IMAPS 1883:MQTT 3389:RDP 5671:AMQP 5672:AMQP 5683:COAP 8080:HTTP"
+             " 8443:HTTPS 8883:MQTT 20000:DNP3 47808:BACNET ")
+
+
+def application_protocol(local_port, remote_port, direction):
+    port = local_port if direction == 1 else remote_port
+    at = _SERVICES.find(" %d:" % port)
+    if at < 0:
+        return "UNKNOWN"
+    start = _SERVICES.index(":", at) + 1
+    return _SERVICES[start:_SERVICES.index(" ", start)]
+
+
+def cache_size_key(collector):
+    """The config key that sizes COLLECTOR's cache (named in overflow warnings)."""
+    if collector == PROCESS:
+        return "Process_CacheSize"
+    if collector == LOGIN:
+        return "Login_CacheSize"
+    return "NetworkActivity_CacheSize"
+
+
+def cap_string(text):
+    """TEXT cut to MAX_STRING_BYTES of UTF-8, ending with TRUNCATION_MARKER when cut."""
+    # Four bytes per character at most: short strings need no encoding (no allocation).
+    if text is None or len(text) * 4 <= MAX_STRING_BYTES:
+        return text
+    raw = text.encode()
+    if len(raw) <= MAX_STRING_BYTES:
+        return text
+    cut = MAX_STRING_BYTES - len(TRUNCATION_MARKER)
+    # Back up to the start of a UTF-8 sequence so the cut never splits a character.
+    while cut > 0 and (raw[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return raw[:cut].decode() + TRUNCATION_MARKER
+
+
+def parse_ipv4(text, halves, at):
+    """Parses dotted IPv4 TEXT into two 16-bit halves stored at HALVES[at], HALVES[at + 1].
+
+    Halves, not one 32-bit int, because small ints are 31-bit on 32-bit boards.
+    Returns True, or False when TEXT is not a dotted IPv4 address. Allocates nothing.
+    """
+    octet = 0
+    digits = 0
+    dots = 0
+    high = 0
+    for c in text:
+        if c == ".":
+            if digits == 0 or octet > 255 or dots == 3:
+                return False
+            if dots == 0:
+                high = octet << 8
+            elif dots == 1:
+                high |= octet
+            else:
+                halves[at + 1] = octet << 8
+            dots += 1
+            octet = 0
+            digits = 0
+        elif "0" <= c <= "9" and digits < 3 and not (digits == 1 and octet == 0):
+            # No leading zeros: one spelling per address, so string keys equal packed keys.
+            octet = octet * 10 + ord(c) - 48
+            digits += 1
+        else:
+            return False
+    if dots != 3 or digits == 0 or octet > 255:
+        return False
+    halves[at] = high
+    halves[at + 1] |= octet
+    return True
+
+
+def format_ipv4(high, low):
+    return "%d.%d.%d.%d" % (high >> 8, high & 0xFF, low >> 8, low & 0xFF)
+
+
+def is_ipv6(text):
+    return ":" in text

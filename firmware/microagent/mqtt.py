@@ -1,0 +1,515 @@
+# A small MQTT 3.1.1 client for the firmware (MicroPython-compatible; also runs on CPython).
+#
+# Why not umqtt: the agent needs QoS 1 with PUBACK tracking by packet id (so the outbox knows what
+# the broker really has), keep-alive without blocking the application, buffers allocated once, and
+# a receive parser that treats every byte from the network as hostile.
+#
+# The socket is used in non-blocking mode through the MicroPython stream methods (readinto/write,
+# None when it would block): the first byte of a packet is polled, the rest is read against a
+# deadline, so poll() never blocks longer than timeout_ms and never hangs on a half packet.
+import errno
+import socket
+
+from microagent.clock import sleep_ms, ticks_diff, ticks_ms
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+PINGREQ = 0xC0
+PINGRESP = 0xD0
+DISCONNECT = 0xE0
+
+_PINGREQ_PACKET = b"\xc0\x00"
+_DISCONNECT_PACKET = b"\xe0\x00"
+_HEADROOM = 5  # fixed header: 1 type byte + up to 4 remaining-length bytes
+_MAX_REMAINING = 268435455
+_CONNACK_REASONS = {
+    1: "unacceptable protocol version",
+    2: "client id rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+class MQTTError(Exception):
+    """The connection is unusable: refused, timed out, closed, or the broker broke the protocol."""
+
+
+class MQTTRefused(MQTTError):
+    """The broker refused CONNECT; CODE is the CONNACK return code (1..5)."""
+
+    def __init__(self, code):
+        super().__init__("broker refused the connection: %s (CONNACK code %d)"
+                           % (_CONNACK_REASONS.get(code, "unknown reason"), code))
+        self.code = code
+
+
+class TLSError(Exception):
+    """The TLS handshake failed, e.g. the server certificate does not chain to the CA file."""
+
+
+def pem_to_der(pem):
+    """DER bytes of the first certificate in PEM text (bytes or str); ValueError if there is none."""
+    if isinstance(pem, str):
+        pem = pem.encode()
+    begin = pem.find(b"-----BEGIN CERTIFICATE-----")
+    end = pem.find(b"-----END CERTIFICATE-----")
+    if begin < 0 or end < begin:
+        raise ValueError("no PEM certificate (-----BEGIN CERTIFICATE-----) found")
+    import binascii
+    body = pem[begin + 27:end].replace(b"\r", b"").replace(b"\n", b"")
+    return binascii.a2b_base64(body)
+
+
+def _would_block(exc):
+    # MicroPython reports EAGAIN; CPython's ssl module its own SSLWantRead/WriteError.
+    name = type(exc).__name__
+    return exc.args and exc.args[0] == errno.EAGAIN or name in ("SSLWantReadError", "SSLWantWriteError")
+
+
+def open_connection(host, port, ca_der=None, server_hostname=None, timeout_s=15):
+    """A connected stream to HOST:PORT; TLS verified against the CA certificate CA_DER when given.
+
+    The server certificate must chain to CA_DER and match SERVER_HOSTNAME (default HOST);
+    otherwise TLSError says so. Returns an object with readinto/write/setblocking/close.
+    """
+    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect(addr)
+        if ca_der is not None:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=ca_der)
+            try:
+                sock = context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except (OSError, ValueError) as exc:
+                # mbedTLS on MicroPython reports a bad chain as ValueError("The certificate is not
+                # correctly signed by the trusted CA"), CPython as SSLCertVerificationError.
+                reason = str(exc).strip()
+                upper = reason.upper()
+                if "VERIF" in upper or "CERTIFICATE" in upper:
+                    raise TLSError("TLS to %s:%d: server certificate not trusted: it does not chain "
+                                   "to the given CA certificate or does not match host name %s (%s)"
+                                   % (host, port, server_hostname or host, reason))
+                raise TLSError("TLS handshake with %s:%d failed: %s" % (host, port, reason))
+    except BaseException:
+        sock.close()
+        raise
+    if not hasattr(sock, "readinto"):  # CPython: give it MicroPython's stream methods
+        from microagent.cpython_stream import CPythonStream
+        sock = CPythonStream(sock)
+    return sock
+
+
+class MQTTClient:
+    """MQTT 3.1.1 client, QoS 0 and 1, over a stream from open_connection().
+
+    Buffers of BUF_SIZE bytes (one to build packets, one to receive) are allocated here and never
+    again; an incoming PUBLISH larger than BUF_SIZE is acknowledged and dropped (counted in
+    .oversized). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+    """
+
+    def __init__(self, client_id, user=None, keepalive_s=60, buf_size=2048, max_inflight=8,
+                 timeout_ms=10000, clock=ticks_ms):
+        if not 0 <= keepalive_s <= 65535:
+            raise ValueError("keepalive_s must be 0..65535")
+        self.client_id = client_id
+        self.user = user
+        self.keepalive_ms = keepalive_s * 1000
+        self.timeout_ms = timeout_ms
+        self.max_inflight = max_inflight
+        self.buf_size = buf_size
+        self._clock = clock
+        self._out = bytearray(buf_size)
+        self._outv = memoryview(self._out)
+        self._in = bytearray(buf_size)
+        self._inv = memoryview(self._in)
+        self._byte = bytearray(1)
+        self._bytev = memoryview(self._byte)
+        self._ack = bytearray(b"\x40\x02\x00\x00")
+        self._inflight = [0] * max_inflight
+        self._next_pid = 0
+        self._sock = None
+        self._last_tx = 0
+        self._ping_sent = None
+        self._suback_pid = 0
+        self._suback_code = 0
+        self.on_message = None
+        self.oversized = 0
+        self.unknown_acks = 0
+
+    def __repr__(self):
+        return "<MQTTClient %s %s>" % (self.client_id, "connected" if self._sock else "closed")
+
+    # ---- connection -------------------------------------------------------------------------
+
+    def connect(self, sock, password=None, clean_session=True):
+        """Sends CONNECT on SOCK and waits for CONNACK; returns the session-present flag.
+
+        PASSWORD (e.g. a SAS token) is used for this CONNECT only and never kept.
+        """
+        self.close()
+        self._sock = sock
+        sock.setblocking(False)
+        for i in range(self.max_inflight):
+            self._inflight[i] = 0
+        if clean_session:  # a new session: no packet id is in use any more
+            self._next_pid = 0
+        self._ping_sent = None
+        try:
+            self._send_connect(password, clean_session)
+            deadline = ticks_ms()
+            while True:
+                kind = self._read_packet()
+                if kind == CONNACK:
+                    break
+                if kind:
+                    raise MQTTError("expected CONNACK, got packet type 0x%02x" % kind)
+                if ticks_diff(ticks_ms(), deadline) >= self.timeout_ms:
+                    raise MQTTError("no CONNACK within %d ms" % self.timeout_ms)
+                sleep_ms(5)
+            code = self._in[1]
+            if code:
+                raise MQTTRefused(code)
+            return bool(self._in[0] & 1)
+        except BaseException:
+            self.close()
+            raise
+
+    def _send_connect(self, password, clean_session):
+        pos = _HEADROOM
+        pos = self._put_bytes(pos, b"\x00\x04MQTT\x04")
+        flags = 0x02 if clean_session else 0
+        if self.user is not None:
+            flags |= 0x80
+        if password is not None:
+            flags |= 0x40
+        pos = self._put_bytes(pos, bytes((flags, self.keepalive_ms // 1000 >> 8,
+                                          self.keepalive_ms // 1000 & 0xFF)))
+        pos = self._put_string(pos, self.client_id)
+        if self.user is not None:
+            pos = self._put_string(pos, self.user)
+        if password is not None:
+            pos = self._put_string(pos, password)
+        self._send_packet(CONNECT, pos)
+
+    def connected(self):
+        return self._sock is not None
+
+    def disconnect(self):
+        """Sends DISCONNECT (best effort) and closes the stream."""
+        if self._sock is not None:
+            try:
+                self._write_all(_DISCONNECT_PACKET)
+            except (OSError, MQTTError):
+                pass
+        self.close()
+
+    def close(self):
+        """Closes the stream without DISCONNECT (the broker then sends any will)."""
+        sock = self._sock
+        self._sock = None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def publish(self, topic, payload, qos=0, retain=False, dup=False):
+        """Publishes PAYLOAD (bytes-like) to TOPIC (str); returns the packet id (0 for QoS 0).
+
+        For QoS 1, pending(pid) stays True until the broker's PUBACK arrives in poll().
+        """
+        if qos not in (0, 1):
+            raise ValueError("QoS %r not supported (0 or 1; IoT Hub refuses QoS 2)" % (qos,))
+        self._require_connection()
+        if isinstance(payload, str):
+            payload = payload.encode()
+        pid = 0
+        if qos:
+            slot = self._free_slot()
+            if slot < 0:
+                raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
+            pid = self._new_pid()
+        pos = self._put_string(_HEADROOM, topic)
+        if qos:
+            pos = self._put_u16(pos, pid)
+        first = PUBLISH | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
+        size = len(payload)
+        if size <= len(self._out) - pos:
+            self._outv[pos:pos + size] = payload
+            self._send_packet(first, pos + size)
+        else:
+            self._send_packet(first, pos, size)
+            self._write_all(payload)
+        if qos:
+            self._inflight[slot] = pid
+        return pid
+
+    def subscribe(self, topic, qos=0):
+        """Subscribes to TOPIC and waits for SUBACK; returns the granted QoS."""
+        if qos not in (0, 1):
+            raise ValueError("QoS %r not supported (0 or 1)" % (qos,))
+        self._require_connection()
+        pid = self._new_pid()
+        pos = self._put_u16(_HEADROOM, pid)
+        pos = self._put_string(pos, topic)
+        pos = self._put_bytes(pos, bytes((qos,)))
+        self._suback_pid = 0
+        self._send_packet(SUBSCRIBE, pos)
+        start = ticks_ms()
+        while self._suback_pid != pid:
+            remaining = self.timeout_ms - ticks_diff(ticks_ms(), start)
+            if remaining <= 0:
+                raise MQTTError("no SUBACK for %s within %d ms" % (topic, self.timeout_ms))
+            self.poll(remaining)
+        if self._suback_code == 0x80:
+            raise MQTTError("broker refused the subscription to %s" % topic)
+        return self._suback_code
+
+    def ping(self):
+        self._require_connection()
+        self._write_all(_PINGREQ_PACKET)
+        if self._ping_sent is None:
+            self._ping_sent = self._clock()
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    def poll(self, timeout_ms=0):
+        """Keeps the connection alive and handles at most one incoming packet.
+
+        Waits up to TIMEOUT_MS for one; returns its type (e.g. PUBACK) or 0 when none came.
+        Incoming PUBLISH packets go to on_message(topic_bytes, payload_memoryview); the
+        memoryview is only valid during the call.
+        """
+        self._require_connection()
+        start = ticks_ms()
+        while True:
+            self._keep_alive()
+            kind = self._read_packet()
+            if kind or ticks_diff(ticks_ms(), start) >= timeout_ms:
+                return kind
+            sleep_ms(min(10, max(1, timeout_ms - ticks_diff(ticks_ms(), start))))
+
+    def pending(self, pid):
+        """True while the QoS 1 message with packet id PID awaits its PUBACK."""
+        return pid != 0 and pid in self._inflight
+
+    def inflight_count(self):
+        return self.max_inflight - self._inflight.count(0)
+
+    def _keep_alive(self):
+        if not self.keepalive_ms:
+            return
+        now = self._clock()
+        if self._ping_sent is not None:
+            if ticks_diff(now, self._ping_sent) >= min(self.keepalive_ms, self.timeout_ms):
+                self.close()
+                raise MQTTError("no PINGRESP within %d ms: connection lost"
+                                % min(self.keepalive_ms, self.timeout_ms))
+        elif ticks_diff(now, self._last_tx) >= self.keepalive_ms // 2:
+            self.ping()
+
+    def _read_packet(self):
+        # Returns the packet type handled, or 0 when no packet has started arriving.
+        got = self._recv_into(self._bytev)
+        if not got:
+            return 0
+        first = self._byte[0]
+        length = 0
+        multiplier = 1
+        for _ in range(4):
+            self._read_exact(self._bytev, 1)
+            digit = self._byte[0]
+            length += (digit & 0x7F) * multiplier
+            if not digit & 0x80:
+                break
+            multiplier *= 128
+        else:
+            self._fail("malformed remaining length")
+        kind = first & 0xF0
+        if kind == PUBLISH:
+            self._handle_publish(first, length)
+            return PUBLISH
+        if first & 0x0F:
+            self._fail("reserved flags set in packet type 0x%02x" % first)
+        if kind == CONNACK or kind == PUBACK:
+            if length != 2:
+                self._fail("packet type 0x%02x with length %d, expected 2" % (kind, length))
+            self._read_exact(self._inv, 2)
+            if kind == PUBACK:
+                self._acknowledged((self._in[0] << 8) | self._in[1])
+            return kind
+        if kind == SUBACK:
+            if length < 3 or length > len(self._in):
+                self._fail("SUBACK with length %d" % length)
+            self._read_exact(self._inv, length)
+            self._suback_pid = (self._in[0] << 8) | self._in[1]
+            self._suback_code = self._in[2]
+            return SUBACK
+        if kind == PINGRESP:
+            if length:
+                self._fail("PINGRESP with length %d" % length)
+            self._ping_sent = None
+            return PINGRESP
+        self._fail("unexpected packet type 0x%02x from the broker" % kind)
+
+    def _handle_publish(self, first, length):
+        qos = (first >> 1) & 0x03
+        if qos > 1:
+            self._fail("incoming PUBLISH with QoS %d" % qos)
+        header = 2 + (2 if qos else 0)
+        if length < header:
+            self._fail("PUBLISH shorter than its header")
+        self._read_exact(self._inv, 2)
+        topic_len = (self._in[0] << 8) | self._in[1]
+        header += topic_len
+        if header > length:
+            self._fail("PUBLISH topic longer than the packet")
+        if header > len(self._in):
+            self._fail("PUBLISH topic longer than the %d-byte buffer" % len(self._in))
+        self._read_exact(self._inv[2:], header - 2)
+        pid = (self._in[header - 2] << 8) | self._in[header - 1] if qos else 0
+        body = length - header
+        if header + body <= len(self._in):
+            self._read_exact(self._inv[header:], body)
+            if self.on_message is not None:
+                self.on_message(bytes(self._inv[2:2 + topic_len]), self._inv[header:header + body])
+        else:
+            self.oversized += 1
+            while body:
+                chunk = min(body, len(self._in))
+                self._read_exact(self._inv, chunk)
+                body -= chunk
+        if qos:
+            self._ack[2] = pid >> 8
+            self._ack[3] = pid & 0xFF
+            self._write_all(self._ack)
+
+    def _acknowledged(self, pid):
+        for i in range(self.max_inflight):
+            if self._inflight[i] == pid and pid:
+                self._inflight[i] = 0
+                return
+        self.unknown_acks += 1
+
+    # ---- low level --------------------------------------------------------------------------
+
+    def _fail(self, reason):
+        self.close()
+        raise MQTTError("protocol error from the broker: " + reason)
+
+    def _require_connection(self):
+        if self._sock is None:
+            raise MQTTError("not connected")
+
+    def _free_slot(self):
+        for i in range(self.max_inflight):
+            if not self._inflight[i]:
+                return i
+        return -1
+
+    def _new_pid(self):
+        while True:
+            self._next_pid = self._next_pid % 65535 + 1
+            if self._next_pid not in self._inflight:
+                return self._next_pid
+
+    def _recv_into(self, buf):
+        # Bytes read into BUF, or None when nothing is available yet; raises when the peer closed.
+        try:
+            n = self._sock.readinto(buf)
+        except OSError as exc:
+            if _would_block(exc):
+                return None
+            self.close()
+            raise MQTTError("connection lost: %s" % exc)
+        if n == 0:
+            self.close()
+            raise MQTTError("connection closed by the broker")
+        return n
+
+    def _read_exact(self, view, count):
+        # Fills VIEW[:count], waiting at most timeout_ms for the rest of a packet already begun.
+        got = 0
+        start = ticks_ms()
+        while got < count:
+            n = self._recv_into(view[got:count])
+            if n:
+                got += n
+                continue
+            if self._sock is None or ticks_diff(ticks_ms(), start) >= self.timeout_ms:
+                self.close()
+                raise MQTTError("packet incomplete after %d ms" % self.timeout_ms)
+            sleep_ms(1)
+
+    def _write_all(self, data):
+        view = memoryview(data)
+        sent = 0
+        start = ticks_ms()
+        while sent < len(view):
+            try:
+                n = self._sock.write(view[sent:])
+            except OSError as exc:
+                if not _would_block(exc):
+                    self.close()
+                    raise MQTTError("connection lost: %s" % exc)
+                n = None
+            if n:
+                sent += n
+                continue
+            if ticks_diff(ticks_ms(), start) >= self.timeout_ms:
+                self.close()
+                raise MQTTError("could not send within %d ms" % self.timeout_ms)
+            sleep_ms(1)
+        self._last_tx = self._clock()
+
+    def _put_bytes(self, pos, data):
+        end = pos + len(data)
+        if end > len(self._out):
+            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
+        self._outv[pos:end] = data
+        return end
+
+    def _put_u16(self, pos, value):
+        if pos + 2 > len(self._out):
+            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
+        self._out[pos] = value >> 8
+        self._out[pos + 1] = value & 0xFF
+        return pos + 2
+
+    def _put_string(self, pos, text):
+        data = text.encode() if isinstance(text, str) else text
+        return self._put_bytes(self._put_u16(pos, len(data)), data)
+
+    def _send_packet(self, first, end, extra=0):
+        # The body is in _out[_HEADROOM:end]; EXTRA more payload bytes follow in a second write.
+        # The fixed header goes right before the body, so the packet leaves in one write.
+        remaining = end - _HEADROOM + extra
+        if remaining > _MAX_REMAINING:
+            raise ValueError("MQTT packet too large")
+        start = _HEADROOM
+        digits = 0
+        value = remaining
+        while True:
+            digits += 1
+            value >>= 7
+            if not value:
+                break
+        start -= digits + 1
+        self._out[start] = first
+        value = remaining
+        for i in range(digits):
+            digit = value & 0x7F
+            value >>= 7
+            self._out[start + 1 + i] = digit | (0x80 if value else 0)
+        self._write_all(self._outv[start:end])

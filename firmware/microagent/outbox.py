@@ -1,0 +1,186 @@
+# Bounded outbox for the firmware: messages wait here until the hub acknowledges them.
+# MicroPython-compatible.
+#
+# Storage is allocated once: one bytearray for message bytes, used as a ring in which each message
+# is contiguous (so it can be published from a memoryview without a copy), plus small per-slot
+# arrays. When a new message does not fit (too many messages or too few bytes), the OLDEST
+# messages are dropped and counted: on a board the newest security events matter most. Every
+# message keeps its sequence number across retries, so a resend after a reconnect carries the
+# same message id and the cloud can drop the duplicate.
+from array import array
+
+from microagent.clock import ticks_add, ticks_diff
+
+UNSENT = 0
+SENT = 1
+ACKED = 2
+
+
+class Outbox:
+    """At most MAX_MESSAGES messages and MAX_BYTES bytes (board profile).
+
+    Retry state: after a failed connection or send, the next attempt waits RETRY_MIN_MS, doubling
+    per consecutive failure up to RETRY_MAX_MS (integer ms, ticks).
+    """
+
+    def __init__(self, max_messages, max_bytes, retry_min_ms=1000, retry_max_ms=60000, first_seq=1):
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("outbox needs room for at least one message and one byte")
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._data = bytearray(max_bytes)
+        self._view = memoryview(self._data)
+        self._offset = array("i", [0] * max_messages)
+        self._length = array("i", [0] * max_messages)
+        self._seq = array("i", [0] * max_messages)
+        self._born = array("i", [0] * max_messages)
+        self._pid = array("H", [0] * max_messages)
+        self._state = bytearray(max_messages)
+        self._head = 0
+        self.count = 0
+        self.bytes_used = 0
+        self._next_seq = first_seq
+        self.dropped = 0        # oldest messages dropped to make room
+        self.too_large = 0      # messages larger than the whole outbox, refused
+        self.expired = 0        # messages older than the message timeout
+        self.delivered = 0
+        self.retry_min_ms = retry_min_ms
+        self.retry_max_ms = retry_max_ms
+        self.failures = 0
+        self._retry_at = 0
+
+    def __len__(self):
+        return self.count
+
+    # ---- queueing ---------------------------------------------------------------------------
+
+    def put(self, data, now_s=0):
+        """Queues DATA (bytes-like), dropping the oldest messages if needed; returns its sequence
+        number, or -1 when DATA is larger than the whole outbox (counted in too_large).
+        NOW_S (seconds) dates the message for expire()."""
+        size = len(data)
+        if size > self.max_bytes:
+            self.too_large += 1
+            return -1
+        while True:
+            offset = self._place(size) if self.count < self.max_messages else -1
+            if offset >= 0:
+                break
+            self._drop_head()
+            self.dropped += 1
+        slot = (self._head + self.count) % self.max_messages
+        self._view[offset:offset + size] = data
+        self._offset[slot] = offset
+        self._length[slot] = size
+        self._seq[slot] = self._next_seq
+        self._born[slot] = now_s
+        self._state[slot] = UNSENT
+        self._pid[slot] = 0
+        self.count += 1
+        self.bytes_used += size
+        self._next_seq = self._next_seq + 1 if self._next_seq < 0x3FFFFFFF else 1
+        return self._seq[slot]
+
+    def fits(self, size):
+        """True when a message of SIZE bytes can be queued now without dropping another."""
+        return size <= self.max_bytes and self.count < self.max_messages and self._place(size) >= 0
+
+    def _place(self, size):
+        # Offset where SIZE contiguous free bytes start, or -1.
+        if self.count == 0:
+            return 0
+        oldest = self._offset[self._head]
+        tail = (self._head + self.count - 1) % self.max_messages
+        end = self._offset[tail] + self._length[tail]
+        if self._offset[tail] >= oldest:   # not wrapped: free space after end and before oldest
+            if self.max_bytes - end >= size:
+                return end
+            return 0 if oldest >= size else -1
+        return end if oldest - end >= size else -1
+
+    def _drop_head(self):
+        self.bytes_used -= self._length[self._head]
+        self._state[self._head] = UNSENT
+        self._head = (self._head + 1) % self.max_messages
+        self.count -= 1
+
+    def _pop_acked(self):
+        while self.count and self._state[self._head] == ACKED:
+            self._drop_head()
+            self.delivered += 1
+
+    def expire(self, now_s, timeout_s):
+        """Drops messages queued more than TIMEOUT_S seconds before NOW_S; returns how many."""
+        gone = 0
+        while self.count and now_s - self._born[self._head] > timeout_s:
+            self._drop_head()
+            gone += 1
+        self.expired += gone
+        return gone
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def next_unsent(self):
+        """Slot of the oldest message not yet handed to the transport, or -1."""
+        for i in range(self.count):
+            slot = (self._head + i) % self.max_messages
+            if self._state[slot] == UNSENT:
+                return slot
+        return -1
+
+    def payload(self, slot):
+        offset = self._offset[slot]
+        return self._view[offset:offset + self._length[slot]]
+
+    def seq(self, slot):
+        return self._seq[slot]
+
+    def mark_sent(self, slot, pid):
+        """The message in SLOT was published with packet id PID (0 for QoS 0: delivered as sent)."""
+        if pid:
+            self._state[slot] = SENT
+            self._pid[slot] = pid
+        else:
+            self._state[slot] = ACKED
+            self._pop_acked()
+
+    def settle(self, pending):
+        """Frees every sent message whose packet id PENDING(pid) no longer reports as awaiting
+        its acknowledgement (e.g. MQTTClient.pending); returns how many were acknowledged."""
+        done = 0
+        for i in range(self.count):
+            slot = (self._head + i) % self.max_messages
+            if self._state[slot] == SENT and not pending(self._pid[slot]):
+                self._state[slot] = ACKED
+                done += 1
+        self._pop_acked()
+        return done
+
+    def requeue(self):
+        """After a lost connection: every sent but unacknowledged message is sent again."""
+        for i in range(self.count):
+            slot = (self._head + i) % self.max_messages
+            if self._state[slot] == SENT:
+                self._state[slot] = UNSENT
+                self._pid[slot] = 0
+
+    # ---- retry with backoff -----------------------------------------------------------------
+
+    def retry_due(self, now_ms):
+        return self.failures == 0 or ticks_diff(now_ms, self._retry_at) >= 0
+
+    def failed(self, now_ms):
+        """Records a failed attempt; returns the delay in ms before the next one."""
+        self.failures += 1
+        delay = self.retry_min_ms << min(self.failures - 1, 16)
+        if delay > self.retry_max_ms:
+            delay = self.retry_max_ms
+        self._retry_at = ticks_add(now_ms, delay)
+        return delay
+
+    def succeeded(self):
+        self.failures = 0
+
+    def stats(self):
+        return {"queued": self.count, "bytes": self.bytes_used, "dropped": self.dropped,
+                "too_large": self.too_large, "expired": self.expired, "delivered": self.delivered}

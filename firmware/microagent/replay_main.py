@@ -1,0 +1,107 @@
+# Entry point run inside MicroPython (or CPython) by `microagent replay --engine firmware`:
+#   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
+#       [--process-cache N] [--network-cache N] [--login-cache N]
+#       [--max-message-size BYTES] [--agent-id GUID]
+#       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
+# Prints each message as one JSON line on stdout, warnings on stderr; exit 2 on a bad trace.
+# With --credentials (a file holding the device connection string, so the key is never on a
+# command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
+import gc
+import sys
+
+from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
+from microagent.encode import MessageEncoder
+from microagent.engine import Engine
+
+
+
+def _options(argv):
+    # A board keeps the network cache at the spec's 256 entries but small process and login
+    # caches: processes and logins are Linux collectors, rare on a microcontroller.
+    options = {"--window-ms": "7200000", "--process-cache": "16", "--network-cache": "256",
+               "--login-cache": "16", "--max-message-size": "4096",
+               "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
+               "--ca": None, "--port": "8883", "--outbox-messages": "8",
+               "--outbox-bytes": "32768", "--wait-ms": "30000"}
+    trace = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in options:
+            if i + 1 >= len(argv):
+                raise ValueError("%s needs a value" % arg)
+            options[arg] = argv[i + 1]
+            i += 2
+        elif trace is None and not arg.startswith("--"):
+            trace = arg
+            i += 1
+        else:
+            raise ValueError("unknown argument %s" % arg)
+    if trace is None:
+        raise ValueError("usage: replay_main TRACE [--window-ms MS] [--network-cache N] ...")
+    return trace, options
+
+
+def _write_message(buffer, length):
+    out = sys.stdout.buffer
+    out.write(memoryview(buffer)[:length])
+    out.write(b"\n")
+
+
+def _warn(text):
+    sys.stderr.write("warning: %s\n" % text)
+
+
+def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
+                 warn):
+    """The firmware engine; the DNS table is bounded by the network cache size (spec 3)."""
+    encoder = MessageEncoder(agent_id, sink, max_message_size)
+    return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
+                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
+
+
+def main(argv):
+    try:
+        trace, options = _options(argv)
+        window_ms = int(options["--window-ms"])
+        sizes = [int(options[k]) for k in ("--process-cache", "--network-cache", "--login-cache")]
+        max_message_size = int(options["--max-message-size"])
+        if window_ms < 1 or min(sizes) < 1 or max_message_size < 512:
+            raise ValueError("window and cache sizes must be positive, message size >= 512")
+    except ValueError as exc:
+        sys.stderr.write("error: %s\n" % exc)
+        return 2
+    # The caches' large arrays are allocated before the uplink and the trace reader are loaded:
+    # on a small heap they need contiguous room that loading more code would fragment.
+    gc.collect()
+    engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size, options["--agent-id"],
+                          _write_message, _warn)
+    uplink = None
+    if options["--credentials"]:
+        try:
+            from microagent.replay_uplink import Uplink
+            uplink = Uplink(options)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write("error: cannot set up the uplink: %s\n" % exc)
+            return 2
+        engine.encoder.sink = uplink.send
+    from microagent.trace import Replay, TraceError, replay_file
+    replay = Replay(engine, window_ms)
+    status = 0
+    try:
+        replay_file(replay, trace)
+    except TraceError as exc:
+        sys.stderr.write("error: %s\n" % exc)
+        status = 2
+    except OSError as exc:
+        sys.stderr.write("error: cannot read trace %s: %s\n" % (trace, exc))
+        status = 2
+    # Whatever was collected before a bad line still goes out.
+    if uplink is not None and not uplink.finish():
+        sys.stderr.write("error: not every message reached the hub (see the counts above)\n")
+        status = status or 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

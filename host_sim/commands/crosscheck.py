@@ -1,0 +1,52 @@
+"""`microagent crosscheck TRACE`: the firmware engine (MicroPython) against the host engine."""
+import sys
+
+from host_sim.cli import UsageError
+from host_sim.crosscheck import crosscheck
+from host_sim.replay import ReplayError, parse_heap
+from microagent.trace import TraceError
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "crosscheck", help="check the firmware and host engines against each other on a trace",
+        description="Runs TRACE through the firmware engine on MicroPython and through the host "
+                    "engine, and reports per window: identical where no cache overflowed, the "
+                    "documented policy difference where one did. Exit 0 when every difference "
+                    "is one the spec allows, 1 otherwise.")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--window", type=float, default=7200.0, metavar="S",
+                   help="window length in seconds (default 7200)")
+    p.add_argument("--cache-size", type=int, default=256, metavar="N",
+                   help="entries per cache for both engines (default 256)")
+    p.add_argument("--heap", default="1M", metavar="SIZE",
+                   help="MicroPython heap for the firmware engine (default 1M)")
+    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    if args.window <= 0 or args.cache_size < 1:
+        raise UsageError("--window must be positive and --cache-size at least 1")
+    try:
+        heap = parse_heap(args.heap)
+    except ValueError as exc:
+        raise UsageError(str(exc))
+    try:
+        report = crosscheck(args.trace, int(round(args.window * 1000)), args.cache_size, heap,
+                            args.runtime, progress=lambda text: print(text, file=sys.stderr))
+    except (ReplayError, TraceError) as exc:
+        raise UsageError(str(exc))
+    except OSError as exc:
+        raise UsageError("cannot read trace %s: %s" % (args.trace, exc.strerror or exc))
+    width = max([len(r[1]) for r in report.rows] + [9])
+    print("%-6s  %-*s  %-17s  %s" % ("window", width, "collector", "verdict", "detail"))
+    for index, collector, verdict, detail in report.rows:
+        print("%-6d  %-*s  %-17s  %s" % (index, width, collector, verdict, detail))
+    if report.ok:
+        print("crosscheck passed: every difference is one the spec allows")
+        return 0
+    print("\ncrosscheck FAILED: %d unexplained difference(s)" % len(report.problems))
+    for problem in report.problems:
+        print(problem)
+    return 1

@@ -1,0 +1,109 @@
+"""`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
+import os
+import sys
+
+from host_sim.cli import UsageError
+from host_sim.replay import (ReplayError, Uplink, parse_heap, replay_firmware, replay_host,
+                             replay_host_to_hub, write_line)
+
+# Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
+SENDING_HEAP = "192K"
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "replay", help="replay a trace through the firmware or host engine",
+        description="Reads a trace (JSON Lines of raw events) and prints each aggregated message "
+                    "as one JSON line on stdout; warnings go to stderr.")
+    p.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines)")
+    p.add_argument("--engine", choices=("firmware", "host"), default="firmware",
+                   help="firmware: RTOS semantics (drop new when full); host: Linux semantics "
+                        "(evict oldest). Default: firmware")
+    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
+                   help="where the firmware engine runs (default: the MicroPython unix port)")
+    p.add_argument("--window", type=float, default=7200.0, metavar="S",
+                   help="window length in seconds (default 7200: the Medium priority interval)")
+    p.add_argument("--cache-size", type=int, metavar="N",
+                   help="entries per collector cache per window. Default: 256 on the host "
+                        "engine; on the firmware engine 256 network entries and 16 process and "
+                        "16 login entries, as a board keeps them")
+    p.add_argument("--heap", metavar="SIZE",
+                   help="MicroPython heap cap (-X heapsize): default 64K, or %s when sending "
+                        "to a hub" % SENDING_HEAP)
+    p.add_argument("--max-message-size", type=int, default=4096, metavar="BYTES",
+                   help="largest message in bytes (default 4096, IoT Hub's billing block)")
+    hub = p.add_argument_group(
+        "sending", "send the messages instead of printing them (both engines; the firmware "
+                   "engine sends from inside MicroPython)")
+    hub.add_argument("--connection-string", metavar="CS",
+                     default=os.environ.get("MICROAGENT_CONNECTION_STRING"),
+                     help="device connection string (default: $MICROAGENT_CONNECTION_STRING, "
+                          "which keeps the key off the command line)")
+    hub.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub's server "
+                                                  "certificate")
+    hub.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
+    hub.add_argument("--broker", metavar="URL",
+                     help="host engine only: your own broker, mqtts://user:pass@host:port")
+    hub.add_argument("--outbox", metavar="FILE",
+                     help="host engine's persistent outbox (default "
+                          "~/.local/state/microagent/outbox.db)")
+    hub.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                     help="how long to wait for the hub to acknowledge (default 60)")
+    p.set_defaults(run=run)
+
+
+def uplink_of(args):
+    if not (args.connection_string or args.broker):
+        if args.ca:
+            raise UsageError("--ca needs --connection-string (or --broker)")
+        return None
+    if args.connection_string and args.broker:
+        raise UsageError("give --connection-string or --broker, not both")
+    if args.connection_string and not args.ca:
+        raise UsageError("--connection-string needs --ca FILE (the hub's CA certificate)")
+    if args.ca and not os.path.isfile(args.ca):
+        raise UsageError("--ca %s: no such file" % args.ca)
+    return Uplink(args.connection_string, args.ca, args.port, args.broker, args.outbox,
+                  args.timeout)
+
+
+def check_common(args):
+    if args.window <= 0:
+        raise UsageError("--window must be positive, got %s" % args.window)
+    if args.cache_size is not None and args.cache_size < 1:
+        raise UsageError("--cache-size must be at least 1, got %d" % args.cache_size)
+    if args.max_message_size < 512:
+        raise UsageError("--max-message-size must be at least 512, got %d" % args.max_message_size)
+    try:
+        args.heap = parse_heap(args.heap or "64K")
+    except ValueError as exc:
+        raise UsageError(str(exc))
+    return int(round(args.window * 1000))
+
+
+def _warn(text):
+    print("warning: %s" % text, file=sys.stderr, flush=True)
+
+
+def _info(text):
+    print("info: %s" % text, file=sys.stderr, flush=True)
+
+
+def run(args):
+    uplink = uplink_of(args)
+    if uplink is not None and args.heap is None:
+        args.heap = SENDING_HEAP
+    window_ms = check_common(args)
+    try:
+        if args.engine == "host" and uplink is not None:
+            return replay_host_to_hub(args.trace, window_ms, args.cache_size, uplink, _warn,
+                                      _info, args.max_message_size)
+        if args.engine == "host":
+            replay_host(args.trace, window_ms, args.cache_size, write_line, _warn,
+                        args.max_message_size)
+            return 0
+        return replay_firmware(args.trace, window_ms, args.cache_size, write_line, _warn,
+                               args.runtime, args.heap, args.max_message_size, uplink=uplink,
+                               on_info=_info)
+    except ReplayError as exc:
+        raise UsageError(str(exc))

@@ -1,0 +1,199 @@
+"""Replaying a trace through either engine: the firmware engine inside MicroPython (or CPython),
+or the host engine. Messages go to a sink one JSON line each; warnings to a callback."""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+
+from microagent.replay_main import build_engine
+from microagent.trace import Replay, TraceError, replay_file
+
+from host_sim.engine import build_host_engine
+from host_sim.runtime import micropython_command
+
+_NAMESPACE = uuid.UUID("5b0a6f1e-7c1d-4c55-9a51-6d6963726f61")
+
+
+class ReplayError(Exception):
+    """The replay could not go on; str() is one line for the user."""
+
+
+def agent_id(root="/"):
+    """A GUID stable per device: derived from /etc/machine-id (else the host name)."""
+    try:
+        with open(os.path.join(root, "etc/machine-id")) as f:
+            seed = f.read().strip()
+    except OSError:
+        seed = os.uname().nodename
+    return str(uuid.uuid5(_NAMESPACE, seed or "unknown"))
+
+
+def _in_process(engine_factory, trace, window_ms, on_message, on_warning):
+    def sink(buffer, length):
+        on_message(bytes(buffer[:length]).decode())
+
+    engine = engine_factory(sink, on_warning)
+    replay = Replay(engine, window_ms)
+    try:
+        replay_file(replay, trace)
+    except TraceError as exc:
+        raise ReplayError(str(exc))
+    except OSError as exc:
+        raise ReplayError("cannot read trace %s: %s" % (trace, exc.strerror or exc))
+    return replay
+
+
+# Firmware defaults (replay_main): the spec's 256 network entries, small process/login caches.
+FIRMWARE_CACHE_SIZES = (16, 256, 16)
+HOST_CACHE_SIZE = 256
+
+
+def replay_host(trace, window_ms, cache_size, on_message, on_warning, max_message_size=4096,
+                agent=None):
+    """Runs TRACE through the host engine (Linux semantics) in this process; CACHE_SIZE None
+    means the spec default for every collector."""
+    def factory(sink, warn):
+        return build_host_engine(cache_size or HOST_CACHE_SIZE, sink, warn, agent or agent_id(),
+                                 max_message_size)
+    return _in_process(factory, trace, window_ms, on_message, on_warning)
+
+
+def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtime="micropython",
+                    heap="64K", max_message_size=4096, agent=None, uplink=None, on_info=None):
+    """Runs TRACE through the firmware engine (RTOS semantics), inside MicroPython by default.
+    CACHE_SIZE sets every cache; None keeps the firmware defaults (FIRMWARE_CACHE_SIZES).
+    UPLINK (an Uplink) sends the messages to IoT Hub from inside MicroPython instead of
+    returning them; ON_INFO hears its delivery report. Returns the exit status (0, or 1 when
+    not every message was delivered)."""
+    agent = agent or agent_id()
+    sizes = (cache_size,) * 3 if cache_size else FIRMWARE_CACHE_SIZES
+    if runtime == "cpython":
+        if uplink is not None:
+            raise ReplayError("sending to a hub runs the firmware engine on MicroPython only")
+
+        def factory(sink, warn):
+            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
+        _in_process(factory, trace, window_ms, on_message, on_warning)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="microagent-") as private:
+        extra = uplink.firmware_args(private) if uplink is not None else []
+        return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
+                                on_message, on_warning, on_info or on_warning)
+
+
+def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, on_message,
+                     on_warning, on_info):
+    args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--process-cache",
+            str(sizes[0]), "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
+            "--max-message-size", str(max_message_size), "--agent-id", agent] + extra
+    argv, env = micropython_command("microagent.replay_main", args, heap)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, encoding="utf-8", errors="replace")
+    errors = []
+    # stderr is drained by a thread so a chatty run cannot block on a full pipe.
+
+    def drain():
+        for line in proc.stderr:
+            if line.startswith("warning: "):
+                on_warning(line[len("warning: "):].rstrip("\n"))
+            elif line.startswith("info: "):
+                on_info(line[len("info: "):].rstrip("\n"))
+            else:
+                errors.append(line.rstrip("\n"))
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    for line in proc.stdout:
+        on_message(line.rstrip("\n"))
+    proc.wait()
+    reader.join()
+    if proc.returncode == 0:
+        return 0
+    if proc.returncode == 1 and errors and errors[-1].startswith("error: not every message"):
+        on_info(errors[-1][len("error: "):])
+        return 1
+    if any("MemoryError" in line for line in errors):
+        raise ReplayError("MicroPython ran out of heap (-X heapsize=%s) with caches of %s entries "
+                          "(process, network, login): raise --heap or lower --cache-size"
+                          % (heap, "/".join(str(n) for n in sizes)))
+    for line in errors:
+        if line.startswith("error: "):
+            raise ReplayError(line[len("error: "):])
+    raise ReplayError("MicroPython exited with code %d: %s"
+                      % (proc.returncode, errors[-1] if errors else "no message"))
+
+
+class Uplink:
+    """Where replayed messages go instead of stdout: IoT Hub (a device connection string and
+    the CA of the hub's certificate), or for the host engine a plain MQTT broker URL."""
+
+    def __init__(self, connection_string=None, ca_file=None, port=None, broker=None,
+                 outbox_path=None, timeout_s=60):
+        self.connection_string = connection_string
+        self.ca_file = ca_file
+        self.port = port
+        self.broker = broker
+        self.outbox_path = outbox_path
+        self.timeout_s = timeout_s
+
+    def firmware_args(self, private_dir):
+        """replay_main arguments; the connection string goes in a 0600 file, never on argv."""
+        if self.broker:
+            raise ReplayError("--broker is for the host engine; the firmware engine talks to "
+                              "IoT Hub (--connection-string)")
+        path = os.path.join(private_dir, "credentials")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.connection_string)
+        return ["--credentials", path, "--ca", os.path.abspath(self.ca_file), "--port",
+                str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
+
+
+def replay_host_to_hub(trace, window_ms, cache_size, uplink, on_warning, on_info,
+                       max_message_size=4096, agent=None):
+    """Replays TRACE through the host engine into the persistent outbox and delivers it with
+    paho-mqtt. Returns the exit status: 0 when everything was acknowledged, 1 otherwise (what
+    is left stays in the outbox file for the next run)."""
+    from host_sim.outbox import SqliteOutbox
+    from host_sim.transport import Transport
+    try:
+        outbox = SqliteOutbox(uplink.outbox_path or default_outbox_path())
+        transport = Transport(outbox, connection_string=uplink.connection_string,
+                              broker=uplink.broker, ca_file=uplink.ca_file, port=uplink.port,
+                              log=on_info)
+        transport.start()
+    except ValueError as exc:
+        raise ReplayError(str(exc))
+    try:
+        replay_host(trace, window_ms, cache_size, lambda m: transport.send(m.encode()),
+                    on_warning, max_message_size, agent)
+    finally:
+        delivered = transport.flush(uplink.timeout_s)
+        counters = outbox.counters()
+        on_info("delivered %d messages; %d left in the outbox %s, %d expired"
+                % (counters["delivered"], outbox.count(), outbox.path, counters["expired"]))
+        transport.close()
+        outbox.close()
+    return 0 if delivered else 1
+
+
+def default_outbox_path():
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    os.makedirs(os.path.join(state, "microagent"), exist_ok=True)
+    return os.path.join(state, "microagent", "outbox.db")
+
+
+def parse_heap(text):
+    """'64K' / '1M' / '65536' -> the same text, validated for micropython -X heapsize."""
+    value = text.strip().upper()
+    number = value[:-1] if value[-1:] in ("K", "M") else value
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError("--heap must look like 64K, 1M or 65536, got %r" % text)
+    return value
+
+
+def write_line(text, stream=None):
+    stream = stream or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()

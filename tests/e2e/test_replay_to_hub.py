@@ -1,0 +1,139 @@
+"""End to end: replayed traces delivered over TLS to the local IoT Hub emulator."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import MICROAGENT
+from host_sim import schema, tracegen
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
+
+
+def replay_args(trace, engine, *extra):
+    return [MICROAGENT, "replay", str(trace), "--engine", engine, "--window", "600"] + [
+        str(a) for a in extra]
+
+
+def sending_env(hub):
+    return dict(os.environ, MICROAGENT_CONNECTION_STRING=hub.connection_string)
+
+
+def normalized(bodies):
+    """Messages with their random event ids blanked, in order."""
+    out = []
+    for body in bodies:
+        message = json.loads(body)
+        for event in message["Events"]:
+            event["Id"] = "-"
+        out.append(message)
+    return out
+
+
+def stored(hub):
+    """Bodies the hub stored, without the duplicates a reconnect may cause (same $.mid)."""
+    seen = set()
+    bodies = []
+    for m in hub.messages():
+        mid = m["properties"]["$.mid"]
+        if mid not in seen:
+            seen.add(mid)
+            bodies.append(m["payload"])
+    return bodies
+
+
+@pytest.mark.parametrize("engine", ["firmware", "host"])
+def test_hub_stores_exactly_what_replay_prints(hub, tmp_path, engine):
+    trace = tmp_path / "t.jsonl"
+    tracegen.write(tracegen.random_trace(21, events=1500, distinct=120), trace)
+    printed = subprocess.run(replay_args(trace, engine, "--cache-size", 64, "--heap", "192K"),
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    sent = subprocess.run(replay_args(trace, engine, "--cache-size", 64, "--ca", hub.ca,
+                                      "--port", hub.port, "--outbox", tmp_path / "outbox.db"),
+                          env=sending_env(hub), capture_output=True, text=True, timeout=300)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout == ""
+    assert hub.connection_string.split("SharedAccessKey=")[1] not in sent.stderr
+    bodies = stored(hub)
+    assert len(bodies) == len(printed.stdout.splitlines()) > 3
+    for body in bodies:
+        schema.check(body)
+    assert normalized(bodies) == normalized(printed.stdout.splitlines())
+    for m in hub.messages():
+        assert m["properties"]["$.ifid"] == "urn:azureiot:Security:SecurityAgent:1"
+        assert m["properties"]["$.ct"] == "application/json"
+        assert m["topic"].startswith("devices/dev1/messages/events/")
+
+
+def test_wrong_key_is_refused_and_the_key_never_printed(hub, tmp_path):
+    good = hub.connection_string
+    bad_key = "A" * 43 + "="
+    env = dict(os.environ, MICROAGENT_CONNECTION_STRING=re.sub(
+        "SharedAccessKey=[^;]+", "SharedAccessKey=" + bad_key, good))
+    proc = subprocess.run(replay_args(os.path.join(TRACES, "quiet-device.jsonl"), "firmware",
+                                      "--ca", hub.ca, "--port", hub.port, "--timeout", 3),
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "the hub broker refused the connection: not authorized" in proc.stderr
+    assert bad_key not in proc.stderr + proc.stdout
+    assert "SharedAccessSignature" not in proc.stderr
+    assert stored(hub) == []
+
+
+def test_untrusted_hub_certificate_is_a_clear_error(hub, tmp_path):
+    other_ca = tmp_path / "other.pem"
+    from hub_emulator import certs
+    os.makedirs(tmp_path / "other")
+    certs.ensure(str(tmp_path / "other"), "elsewhere.local")
+    other_ca.write_bytes((tmp_path / "other" / "ca.pem").read_bytes())
+    proc = subprocess.run(replay_args(os.path.join(TRACES, "quiet-device.jsonl"), "host",
+                                      "--ca", other_ca, "--port", hub.port, "--outbox",
+                                      tmp_path / "o.db"),
+                          env=sending_env(hub), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "server certificate not trusted" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("engine", ["host", "firmware"])
+def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
+    trace = os.path.join(TRACES, "busy-gateway.jsonl")
+    printed = subprocess.run(replay_args(trace, engine, "--window", 60, "--heap", "192K"),
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    expected = normalized(printed.stdout.splitlines())
+    proc = subprocess.Popen(replay_args(trace, engine, "--window", 60, "--ca", hub.ca, "--port",
+                                        hub.port, "--outbox", tmp_path / "outbox.db",
+                                        "--timeout", 60),
+                            env=sending_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert _wait_for(lambda: len(hub.messages()) >= 20, 120), "delivery never started"
+    hub.kill()
+    time.sleep(2)
+    hub.start()
+    out, err = proc.communicate(timeout=300)
+    got = normalized(stored(hub))
+    if engine == "host":
+        assert proc.returncode == 0, err
+        assert got == expected  # the SQLite outbox lost nothing, in order
+    else:
+        report = [line for line in err.splitlines() if line.startswith("info: delivered")][-1]
+        dropped = int(report.split(" dropped")[0].split(", ")[-1].split()[0])
+        assert len(got) + dropped == len(expected), err
+        assert all(message in expected for message in got)
+        assert dropped <= 8  # the replay outbox holds 8 messages
+    assert "hub: " in err or "transport: " in err

@@ -1,0 +1,206 @@
+# The engine over windows: aggregation, DNS join, drops, the warning, DroppedEvents, splitting.
+import json
+
+from microagent.replay_main import build_engine
+from microagent.trace import Replay, TraceError
+
+T0 = 1767225600.0
+
+
+class Run:
+    def __init__(self, sizes=(8, 8, 8), window_ms=60000, max_size=4096):
+        self.messages = []
+        self.warnings = []
+        self.engine = build_engine(sizes[0], sizes[1], sizes[2], max_size,
+                                   "00000000-0000-4000-8000-000000000001", self._sink,
+                                   self.warnings.append)
+        self.replay = Replay(self.engine, window_ms)
+        self.line = 0
+        self.max_size = max_size
+
+    def _sink(self, buffer, length):
+        assert length <= len(buffer)
+        self.messages.append((length, json.loads(bytes(buffer[:length]))))
+
+    def feed(self, **event):
+        self.line += 1
+        self.replay.feed(json.dumps(event) + "\n", "t.jsonl:%d" % self.line)
+
+    def close(self):
+        self.replay.close_window()
+
+    def events(self, name):
+        found = []
+        for _, message in self.messages:
+            for event in message["Events"]:
+                if event["Name"] == name:
+                    found.append(event)
+        return found
+
+    def items(self, name):
+        found = []
+        for event in self.events(name):
+            found.extend(event["Payload"])
+        return found
+
+
+def conn(run, t, lport, remote="1.2.3.4", rport=443, bytes_in=1, bytes_out=2, protocol="TCP"):
+    run.feed(kind="connection", t=T0 + t, protocol=protocol, local_address="10.0.0.2",
+             local_port=lport, remote_address=remote, remote_port=rport, bytes_in=bytes_in,
+             bytes_out=bytes_out, direction="out")
+
+
+def test_windows_split_on_the_trace_clock_and_empty_windows_send_nothing():
+    run = Run()
+    conn(run, 0, 1000)
+    conn(run, 59.999, 1000)
+    conn(run, 60, 1000)
+    conn(run, 300, 1000)  # windows 2..4 are empty
+    run.close()
+    assert len(run.messages) == 3
+    hits = [m["Events"][0]["Payload"][0]["hit_count"] for _, m in run.messages]
+    assert hits == [2, 1, 1]
+    stamps = [m["Events"][0]["Payload"][0]["timestamp"] for _, m in run.messages]
+    assert stamps == ["2026-01-01T00:00:00.000Z", "2026-01-01T00:01:00.000Z",
+                      "2026-01-01T00:05:00.000Z"]
+    assert run.messages[0][1]["Events"][0]["TimestampUTC"] == "2026-01-01T00:01:00.000Z"
+
+
+def test_process_aggregation_keeps_first_occurrence():
+    run = Run()
+    run.feed(kind="process", t=T0, type="exec", pid=10, ppid=1, uid=0, commandline="ls")
+    run.feed(kind="process", t=T0 + 1, type="fork", pid=11, ppid=2, uid=0, commandline="ls")
+    run.feed(kind="process", t=T0 + 2, type="exec", pid=12, ppid=2, uid=5, commandline="ls",
+             user_name="bob", executable="/bin/ls")
+    run.close()
+    items = run.items("ProcessCreate")
+    assert items[0] == {"timestamp": "2026-01-01T00:00:00.000Z", "process_id": 10,
+                        "parent_process_id": 1, "user_id": 0, "commandline": "ls",
+                        "type": "exec", "hit_count": 2}
+    assert items[1]["user_name"] == "bob" and items[1]["executable"] == "/bin/ls"
+
+
+def test_dns_join_counts_resolutions_and_names_the_latest():
+    run = Run()
+    run.feed(kind="dns", t=T0, hostname="old.example", address="1.2.3.4")
+    run.feed(kind="dns", t=T0 + 1, hostname="new.example", address="1.2.3.4")
+    conn(run, 2, 1000)
+    conn(run, 3, 1001, remote="5.6.7.8")
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert items[0]["dns_hit_count"] == 2
+    assert items[0]["extended_properties"] == {"host_name": "new.example"}
+    assert items[1]["dns_hit_count"] == 0
+    assert items[1]["extended_properties"] == {}
+
+
+def test_overflow_drops_warns_once_naming_the_key_and_reports_dropped_events():
+    run = Run(sizes=(8, 2, 8))
+    for port in range(6):
+        conn(run, port, 1000 + port)
+    conn(run, 7, 1000)
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert [i["local_port"] for i in items] == [1000, 1001]
+    assert items[0]["hit_count"] == 2
+    assert len(run.warnings) == 1
+    assert "NetworkActivity_CacheSize" in run.warnings[0]
+    dropped = run.items("DroppedEvents")
+    assert dropped == [{"timestamp": "2026-01-01T00:00:00.000Z", "collector": "ConnectionCreate",
+                        "cache_size": 2, "dropped": 4, "evicted": 0}]
+    event = run.events("DroppedEvents")[0]
+    assert event["EventType"] == "Operational" and event["Category"] == "Periodic"
+
+
+def test_warning_repeats_in_the_next_window_and_counters_reset():
+    run = Run(sizes=(1, 8, 8))
+    for t in (0, 1, 61, 62):
+        run.feed(kind="process", t=T0 + t, type="exec", pid=1, ppid=0, uid=0,
+                 commandline="cmd-%d" % t)
+    run.close()
+    assert len(run.warnings) == 2
+    assert "Process_CacheSize" in run.warnings[1]
+    assert [d["dropped"] for d in run.items("DroppedEvents")] == [1, 1]
+
+
+def test_ipv6_connections_are_counted_as_unsupported():
+    run = Run()
+    run.feed(kind="connection", t=T0, protocol="TCP", local_address="::1", local_port=1,
+             remote_address="::1", remote_port=2)
+    run.close()
+    assert run.items("ConnectionCreate") == []
+    assert run.items("DroppedEvents")[0]["unsupported"] == 1
+
+
+def test_a_window_too_big_for_one_message_is_split_not_truncated():
+    run = Run(sizes=(8, 200, 8), max_size=1024)
+    for port in range(150):
+        conn(run, port * 0.1, 2000 + port)
+    run.close()
+    assert len(run.messages) > 10
+    for length, message in run.messages:
+        assert length <= 1024
+    ports = [i["local_port"] for i in run.items("ConnectionCreate")]
+    assert ports == list(range(2000, 2150))
+    ids = [e["Id"] for e in run.events("ConnectionCreate")]
+    assert len(set(ids)) == len(ids)
+
+
+def test_logins_pass_through_unaggregated():
+    run = Run()
+    for op in ("Login", "Login", "LoginFailed"):
+        run.feed(kind="login", t=T0, operation=op, pid=7, user_name="root", executable="pts/0")
+    run.close()
+    assert [i["operation"] for i in run.items("Login")] == ["Login", "Login", "LoginFailed"]
+
+
+def _error(run, line):
+    try:
+        run.replay.feed(line, "trace.jsonl:12")
+    except TraceError as exc:
+        return str(exc)
+    raise AssertionError("no error for " + line)
+
+
+def test_bad_lines_name_the_line_and_the_problem():
+    run = Run()
+    assert _error(run, "{not json\n").startswith("trace.jsonl:12: not valid JSON")
+    assert "truncated" in _error(run, '{"kind": "dns", "t": 1')
+    assert "lacks 'remote_port'" in _error(run, json.dumps(
+        {"kind": "connection", "t": T0, "protocol": "TCP", "local_address": "1.1.1.1",
+         "local_port": 1, "remote_address": "2.2.2.2"}))
+    assert "'kind'" in _error(run, '{"kind": "file", "t": 1}')
+    assert "'local_port'" in _error(run, json.dumps(
+        {"kind": "connection", "t": T0, "protocol": "TCP", "local_address": "1.1.1.1",
+         "local_port": 70000, "remote_address": "2.2.2.2", "remote_port": 1}))
+    assert "'remote_address'" in _error(run, json.dumps(
+        {"kind": "connection", "t": T0, "protocol": "TCP", "local_address": "1.1.1.1",
+         "local_port": 7, "remote_address": "nowhere", "remote_port": 1}))
+    assert "'protocol'" in _error(run, json.dumps(
+        {"kind": "connection", "t": T0, "protocol": "SCTP", "local_address": "1.1.1.1",
+         "local_port": 7, "remote_address": "2.2.2.2", "remote_port": 1}))
+
+
+def test_out_of_order_line_is_an_error():
+    run = Run()
+    conn(run, 10, 1)
+    message = _error(run, json.dumps({"kind": "dns", "t": T0 + 5, "hostname": "a",
+                                      "address": "1.1.1.1"}))
+    assert "out of time order" in message
+
+
+def test_periodic_items_are_one_event_split_over_small_messages():
+    run = Run(max_size=1024)
+    packages = [{"name": "pkg-%d" % i, "version": "1.%d" % i, "vendor": "Vendor <v@example.org>"}
+                for i in range(40)]
+    sent = run.engine.send_periodic("SBoM", packages, 1767225600000)
+    assert sent == len(run.messages) > 2
+    assert run.items("SBoM") == packages
+    event = run.events("SBoM")[0]
+    assert event["Category"] == "Periodic" and event["EventType"] == "Security"
+    assert run.engine.send_periodic("SBoM", [], 1767225600000) == 0
+    nics = [{"type": "WIFI", "vlans": [], "vendor": "", "info": {"mac": "aa:bb:cc:dd:ee:ff",
+                                                                "ipv4_address": "10.0.0.2"}}]
+    run.engine.send_periodic("SystemInformation", [{"os_dist": "MicroPython", "nics": nics}],
+                             1767225600000)
+    assert run.items("SystemInformation")[0]["nics"] == nics

@@ -1,0 +1,17 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from hub_emulator.process import HubProcess  # noqa: E402
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A running emulator (TLS and plain TCP on free ports) with device `dev1` registered."""
+    process = HubProcess(tmp_path / "hub")
+    process.add_device("dev1")
+    with process:
+        yield process

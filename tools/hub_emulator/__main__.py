@@ -1,0 +1,5 @@
+import sys
+
+from hub_emulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""The emulator's own CA (DIR/ca.pem) and a server certificate for 127.0.0.1 and localhost.
+
+Created once, on the first `serve`; later runs reuse them so clients keep trusting the same CA.
+RSA 2048 keys: every TLS stack the clients use (OpenSSL, mbedTLS in MicroPython) handles them.
+"""
+import datetime
+import ipaddress
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+CA_CERT = "ca.pem"
+CA_DER = "ca.der"  # the same CA in DER: MicroPython's load_verify_locations(cadata=...) takes DER
+CA_KEY = "ca.key"
+SERVER_CERT = "server.pem"
+SERVER_KEY = "server.key"
+
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "microagent"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_private(path, key):
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _write_cert(path, cert):
+    with open(path, "wb") as out:
+        out.write(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _issue(subject, public_key, issuer, issuer_key, days, extensions):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                              critical=False))
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def ensure(data_dir, hub_name):
+    """Creates the CA and server certificate in DATA_DIR unless present; returns (cert, key) paths."""
+    server_cert, server_key = os.path.join(data_dir, SERVER_CERT), os.path.join(data_dir, SERVER_KEY)
+    if all(os.path.exists(os.path.join(data_dir, name)) for name in (CA_CERT, CA_DER, CA_KEY, SERVER_CERT, SERVER_KEY)):
+        return server_cert, server_key
+    os.makedirs(data_dir, exist_ok=True)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = _name("microagent hub emulator CA")
+    ca = _issue(ca_name, ca_key.public_key(), ca_name, ca_key, 3650, [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                       encipher_only=False, decipher_only=False), True)])
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = _issue(_name(hub_name), key.public_key(), ca_name, ca_key, 825, [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                      x509.DNSName("localhost"), x509.DNSName(hub_name)]), False),
+        (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)])
+    _write_private(os.path.join(data_dir, CA_KEY), ca_key)
+    _write_private(server_key, key)
+    _write_cert(server_cert, cert)
+    with open(os.path.join(data_dir, CA_DER), "wb") as out:
+        out.write(ca.public_bytes(serialization.Encoding.DER))
+    # ca.pem last: its presence tells a waiting client the whole set is there.
+    _write_cert(os.path.join(data_dir, CA_CERT), ca)
+    return server_cert, server_key

@@ -1,0 +1,153 @@
+"""The emulator's commands (serve, add-device, set-desired, messages).
+
+Shared by `python -m hub_emulator` and `microagent hub` (host_sim/commands/hub.py), which
+translates UsageError into its own. The server (and with it `cryptography`) is imported only by serve.
+"""
+import argparse
+import json
+import os
+import sys
+
+from hub_emulator import codec, registry, store, twin
+from hub_emulator.database import FILE_NAME, open_db
+
+
+class UsageError(Exception):
+    """A bad argument or state the user can fix; one line, never a secret."""
+
+
+def add_commands(subparsers):
+    """Adds serve/add-device/set-desired/messages to an argparse subparsers object."""
+    serve = subparsers.add_parser("serve", help="run the local IoT Hub (MQTT over TLS, SQLite under DIR)")
+    _data(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8883, help="TLS port (default 8883; 0 picks a free one)")
+    serve.add_argument("--plain-port", type=int, help="also listen without TLS on this port (0: a free one)")
+    serve.add_argument("--max-packet", type=int, default=codec.DEFAULT_MAX_PACKET,
+                       help="largest MQTT packet accepted, bytes (default %d)" % codec.DEFAULT_MAX_PACKET)
+    serve.set_defaults(run=run_serve)
+
+    add = subparsers.add_parser("add-device", help="register a device; prints its connection string")
+    _data(add)
+    add.add_argument("id", metavar="ID", help="device id, or DEVICE/MODULE for a module identity")
+    add.set_defaults(run=run_add_device)
+
+    desired = subparsers.add_parser("set-desired", help="patch a device's desired twin properties")
+    _data(desired)
+    desired.add_argument("id", metavar="ID")
+    desired.add_argument("pairs", metavar="KEY=VALUE", nargs="+",
+                         help="VALUE is parsed as JSON when it parses, else taken as a string; null deletes")
+    desired.set_defaults(run=run_set_desired)
+
+    messages = subparsers.add_parser("messages", help="list the messages the hub stored")
+    _data(messages)
+    messages.add_argument("--device", metavar="ID", help="only this device's messages")
+    messages.add_argument("--json", action="store_true", help="one JSON object per line")
+    messages.set_defaults(run=run_messages)
+
+
+def _data(parser):
+    parser.add_argument("--data", metavar="DIR", required=True, help="the hub's data directory")
+
+
+def _existing_db(data_dir):
+    if not os.path.exists(os.path.join(data_dir, FILE_NAME)):
+        raise UsageError("%s holds no hub data (run `hub add-device --data %s ID` first)" % (data_dir, data_dir))
+    return open_db(data_dir)
+
+
+def run_serve(args):
+    import asyncio
+    import logging
+    from hub_emulator import server
+    if args.max_packet < 1024:
+        raise UsageError("--max-packet %d is too small (at least 1024 bytes)" % args.max_packet)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s hub: %(message)s")
+    try:
+        asyncio.run(server.serve(args.data, args.host, args.port, args.plain_port, args.max_packet,
+                                 announce=lambda line: print(line, flush=True)))
+    except OSError as exc:
+        raise UsageError("cannot listen on %s: %s" % (args.host, exc.strerror or exc)) from None
+    return 0
+
+
+def run_add_device(args):
+    db = open_db(args.data)
+    try:
+        registry.add_device(db, args.id)
+        print(registry.connection_string(db, args.id))
+    except registry.RegistryError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def parse_pairs(pairs):
+    """["a=1", "b=x"] -> {"a": 1, "b": "x"}: JSON where the value parses as JSON, else the string."""
+    patch = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError("%r is not KEY=VALUE" % pair)
+        try:
+            patch[key] = json.loads(value)
+        except ValueError:
+            patch[key] = value
+    return patch
+
+
+def run_set_desired(args):
+    patch = parse_pairs(args.pairs)
+    db = _existing_db(args.data)
+    if registry.device_key(db, args.id) is None:
+        raise UsageError("device %r is not registered in %s" % (args.id, args.data))
+    version = twin.patch_desired(db, args.id, patch)
+    print("%s desired $version %d: %s (a running hub pushes it to the device if connected)"
+          % (args.id, version, json.dumps(patch)))
+    return 0
+
+
+def _cut(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _summary(payload):
+    """A security message as its events (`ProcessCreate[3] Login[1]`: name[payload items]), else the text."""
+    body = store.decode_body(payload)
+    events = body.get("Events") if isinstance(body, dict) else None
+    if isinstance(events, list) and events and all(isinstance(e, dict) and "Name" in e for e in events):
+        return " ".join("%s[%d]" % (e["Name"], len(e.get("Payload") or ())) for e in events)
+    return payload.decode("utf-8", errors="replace").replace("\n", " ")
+
+
+def run_messages(args):
+    messages = store.read(_existing_db(args.data), args.device)
+    if args.json:
+        for m in messages:
+            print(json.dumps({"id": m["id"], "device": m["device"], "time": m["time"], "topic": m["topic"],
+                              "properties": m["properties"], "body": store.decode_body(m["payload"])}))
+        return 0
+    rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
+    for m in messages:
+        properties = " ".join("%s=%s" % item for item in sorted(m["properties"].items()))
+        rows.append((str(m["id"]), m["time"], m["device"], str(len(m["payload"])),
+                     _cut(properties, 48), _cut(_summary(m["payload"]), 60)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(w) if i in (0, 3) else cell.ljust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    print("%d message%s" % (len(messages), "" if len(messages) == 1 else "s"))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hub_emulator", description="Local Azure IoT Hub emulator.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_commands(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print("hub_emulator: error: %s" % exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,269 @@
+"""The emulator's MQTT server: IoT Hub's device-facing behaviour on asyncio streams.
+
+One task per connection. Anything a device does that IoT Hub refuses by disconnecting (QoS 2,
+another device's topic, a malformed or oversized packet) closes that connection only.
+"""
+import asyncio
+import json
+import logging
+import os
+import signal
+import ssl
+
+from hub_emulator import certs, codec, registry, sas, store, topics, twin
+from hub_emulator.codec import ProtocolError
+from hub_emulator.database import hub_name, open_db
+
+log = logging.getLogger("hub_emulator")
+
+STATE_FILE = "hub.json"
+CONNECT_TIMEOUT = 10          # seconds a new connection gets to send CONNECT
+KEEPALIVE_CAP = 1767          # IoT Hub's ceiling on 1.5 x the client's keep-alive
+WRITE_TIMEOUT = 30            # seconds a client may leave our replies unread
+DESIRED_POLL_INTERVAL = 0.1   # seconds between looks for patches queued by `hub set-desired`
+
+
+class Refused(Exception):
+    """Something IoT Hub answers by closing the connection; str() is safe to log."""
+
+
+class Session:
+    """One authenticated connection: its identity, writer and granted subscriptions."""
+
+    def __init__(self, identity, writer, keepalive):
+        self.identity = identity
+        self.writer = writer
+        self.read_timeout = min(keepalive * 1.5, KEEPALIVE_CAP) if keepalive else KEEPALIVE_CAP
+        self.subscriptions = set()
+
+    async def send(self, packet):
+        self.writer.write(packet)
+        await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+
+    async def deliver(self, topic, payload):
+        """Publishes to the device if one of its subscriptions matches (IoT Hub sends nothing unasked)."""
+        if any(topics.matches(f, topic) for f in self.subscriptions):
+            await self.send(codec.publish(topic, payload))
+
+
+class Hub:
+    def __init__(self, data_dir, max_packet=codec.DEFAULT_MAX_PACKET):
+        self.data_dir = data_dir
+        self.max_packet = max_packet
+        self.db = open_db(data_dir)
+        self.hub_name = hub_name(self.db)
+        self.sessions = {}
+
+    async def handle(self, reader, writer):
+        """A connection from accept to close; never lets an error escape into the server."""
+        session = None
+        peer = "%s:%d" % writer.get_extra_info("peername")[:2]
+        try:
+            session = await self._open_session(reader, writer)
+            if session:
+                await self._run_session(session, reader)
+        except (ProtocolError, Refused) as exc:
+            log.warning("closing %s: %s", session.identity if session else peer, exc)
+        except asyncio.TimeoutError:
+            log.warning("closing %s: keep-alive or write timeout", session.identity if session else peer)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
+            pass  # the peer went away mid-packet or mid-handshake: nothing to answer
+        except Exception:
+            log.exception("closing %s after an internal error", session.identity if session else peer)
+        finally:
+            if session and self.sessions.get(session.identity) is session:
+                del self.sessions[session.identity]
+                log.info("%s disconnected", session.identity)
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+                pass
+
+    async def _open_session(self, reader, writer):
+        packet = await asyncio.wait_for(codec.read_packet(reader, self.max_packet, (codec.CONNECT,)),
+                                        CONNECT_TIMEOUT)
+        if packet is None:
+            return None
+        try:
+            connect = codec.parse(*packet)
+        except codec.UnsupportedProtocol as exc:
+            writer.write(codec.connack(codec.BAD_PROTOCOL_VERSION))
+            await writer.drain()
+            raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
+        if not isinstance(connect, codec.Connect):
+            raise ProtocolError("first packet is not CONNECT")
+        return_code, reason = self._authenticate(connect)
+        if return_code != codec.ACCEPTED:
+            log.warning("refused %r: %s (CONNACK %d)", connect.client_id, reason, return_code)
+            writer.write(codec.connack(return_code))
+            await writer.drain()
+            return None
+        identity = connect.client_id
+        previous = self.sessions.get(identity)
+        if previous:
+            log.info("%s connected again: closing its previous connection", identity)
+            previous.writer.close()
+        session = self.sessions[identity] = Session(identity, writer, connect.keepalive)
+        log.info("%s connected (keep-alive %ds)", identity, connect.keepalive)  # logged before the client knows
+        await session.send(codec.connack(codec.ACCEPTED))
+        return session
+
+    def _authenticate(self, connect):
+        """(CONNACK return code, reason) for a CONNECT; the reason never contains the token."""
+        if not connect.client_id:
+            return codec.IDENTIFIER_REJECTED, "empty client id"
+        if connect.username is None or connect.password is None:
+            return codec.BAD_USERNAME_OR_PASSWORD, "no username or no password"
+        # username: {hub host}/{client id}/?api-version=...[&DeviceClientType=...]
+        host, _, rest = connect.username.partition("/")
+        user_identity, separator, _ = rest.partition("/?")
+        if not separator or not host or not user_identity:
+            return codec.BAD_USERNAME_OR_PASSWORD, "username is not {hub}/{device}/?api-version=..."
+        try:
+            fields = sas.parse_token(connect.password.decode("utf-8"))
+        except UnicodeDecodeError:
+            fields = None
+        if fields is None:
+            return codec.BAD_USERNAME_OR_PASSWORD, "password is not a SharedAccessSignature token"
+        if host.lower() != self.hub_name.lower():
+            return codec.NOT_AUTHORIZED, "username names hub %r, this is %r" % (host, self.hub_name)
+        if user_identity != connect.client_id:
+            return codec.NOT_AUTHORIZED, "client id is not the device id %r of the username" % user_identity
+        key = registry.device_key(self.db, connect.client_id)
+        if key is None:
+            return codec.NOT_AUTHORIZED, "device is not registered"
+        try:
+            sas.verify(fields, self.hub_name, connect.client_id, key)
+        except sas.TokenRejected as exc:
+            return codec.NOT_AUTHORIZED, str(exc)
+        return codec.ACCEPTED, None
+
+    async def _run_session(self, session, reader):
+        while True:
+            packet = await asyncio.wait_for(codec.read_packet(reader, self.max_packet), session.read_timeout)
+            if packet is None:
+                return
+            message = codec.parse(*packet)
+            if isinstance(message, codec.Publish):
+                await self._on_publish(session, message)
+            elif isinstance(message, codec.Subscribe):
+                allowed = topics.allowed_filters(session.identity)
+                granted = []
+                for topic_filter, qos in message.filters:
+                    if topic_filter in allowed:
+                        session.subscriptions.add(topic_filter)
+                        granted.append(min(qos, 1))
+                    else:
+                        granted.append(codec.SUBACK_FAILURE)
+                await session.send(codec.suback(message.packet_id, granted))
+                log.info("%s subscribed: %s", session.identity,
+                         ", ".join("%s (%s)" % (f, "QoS %d" % g if g != codec.SUBACK_FAILURE else "refused")
+                                   for (f, _), g in zip(message.filters, granted)))
+            elif isinstance(message, codec.Unsubscribe):
+                session.subscriptions.difference_update(message.filters)
+                await session.send(codec.unsuback(message.packet_id))
+            elif isinstance(message, codec.Pingreq):
+                await session.send(codec.pingresp())
+            elif isinstance(message, codec.Disconnect):
+                return
+            elif isinstance(message, codec.Connect):
+                raise ProtocolError("second CONNECT on one connection")
+            # a Puback acknowledges nothing we track: the emulator delivers at QoS 0
+
+    async def _on_publish(self, session, message):
+        identity, topic = session.identity, message.topic
+        if message.qos == 2:
+            raise Refused("QoS 2 publish (IoT Hub supports QoS 0 and 1 only)")
+        prefix = topics.telemetry_prefix(identity)
+        twin_reply = None
+        if topic.startswith(prefix) or topic == prefix[:-1]:
+            properties = topics.parse_property_bag(topic[len(prefix):])
+            store.add(self.db, identity, topic, properties, message.payload)
+        elif topic.startswith(topics.TWIN_GET) or topic.startswith(topics.TWIN_REPORTED):
+            twin_reply = self._twin_request(identity, topic, message.payload)
+        elif not topic.startswith(topics.METHOD_RESPONSES):
+            raise Refused("publish to %r, a topic %s may not use" % (topic, identity))
+        if message.qos == 1:  # only now: the message is committed to disk
+            await session.send(codec.puback(message.packet_id))
+        if twin_reply:
+            await session.deliver(*twin_reply)
+
+    def _twin_request(self, identity, topic, payload):
+        """(response topic, body) for a twin GET or reported-properties PATCH."""
+        rid = topics.request_id(topic)
+        if rid is None:
+            raise Refused("twin request without $rid")
+        if topic.startswith(topics.TWIN_GET):
+            body = json.dumps(twin.document(self.db, identity)).encode("utf-8")
+            return "%s200/?$rid=%s" % (topics.TWIN_RESPONSES, rid), body
+        try:
+            version = twin.patch_reported(self.db, identity, json.loads(payload))
+        except (ValueError, twin.TwinError) as exc:
+            log.warning("%s: reported patch rejected: %s", identity, exc)
+            return "%s400/?$rid=%s" % (topics.TWIN_RESPONSES, rid), b""
+        return "%s204/?$rid=%s&$version=%d" % (topics.TWIN_RESPONSES, rid, version), b""
+
+    async def push_desired(self):
+        """Forwards desired patches queued in the database (by `hub set-desired`) to connected devices."""
+        last = twin.last_queued_patch(self.db)
+        while True:
+            await asyncio.sleep(DESIRED_POLL_INTERVAL)
+            for row_id, device, version, patch in twin.queued_patches(self.db, last):
+                last = row_id
+                session = self.sessions.get(device)
+                if session:
+                    body = json.dumps(dict(patch, **{"$version": version})).encode("utf-8")
+                    try:
+                        await session.deliver("%s?$version=%d" % (topics.TWIN_DESIRED, version), body)
+                    except (asyncio.TimeoutError, ConnectionError, OSError):
+                        session.writer.close()
+
+
+def tls_context(data_dir, hub):
+    cert, key = certs.ensure(data_dir, hub)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def write_state(data_dir, state):
+    """DIR/hub.json: where the running hub listens (written atomically, once listening)."""
+    path = os.path.join(data_dir, STATE_FILE)
+    with open(path + ".tmp", "w") as out:
+        json.dump(state, out)
+    os.replace(path + ".tmp", path)
+
+
+async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_packet=codec.DEFAULT_MAX_PACKET,
+                announce=print):
+    """Runs the hub until SIGTERM or SIGINT; calls ANNOUNCE with one line once it listens."""
+    hub = Hub(data_dir, max_packet)
+    servers = [await asyncio.start_server(hub.handle, host, port, ssl=tls_context(data_dir, hub.hub_name),
+                                          ssl_handshake_timeout=CONNECT_TIMEOUT)]
+    if plain_port is not None:
+        servers.append(await asyncio.start_server(hub.handle, host, plain_port))
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    state = {"hub_name": hub.hub_name, "host": host, "port": ports[0],
+             "plain_port": ports[1] if plain_port is not None else None,
+             "ca": os.path.abspath(os.path.join(data_dir, certs.CA_CERT)), "pid": os.getpid()}
+    write_state(data_dir, state)
+    plain = ", mqtt://%s:%d (plain)" % (host, ports[1]) if plain_port is not None else ""
+    announce("hub %s listening on mqtts://%s:%d (TLS, CA %s)%s; data in %s"
+             % (hub.hub_name, host, ports[0], state["ca"], plain, os.path.abspath(data_dir)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pusher = asyncio.create_task(hub.push_desired())
+    try:
+        await stop.wait()
+    finally:
+        pusher.cancel()
+        for server in servers:
+            server.close()
+        for session in list(hub.sessions.values()):
+            session.writer.close()
+        os.unlink(os.path.join(data_dir, STATE_FILE))
+        hub.db.close()

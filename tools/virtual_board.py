@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""A virtual MicroPython board: the real MicroPython unix port behind a pseudo-terminal.
+
+    tools/virtual_board.py [--board unix] [--flash DIR] [--port-file FILE] [--link PATH]
+
+The board's process runs with the profile's heap cap (`-X heapsize`) and DIR as its working
+directory, which is its flash (sys.path starts with it, like '/' on an ESP32). Its console is a pty
+that any serial tool opens like a USB serial port: the path is printed on the first line of stdout
+as JSON and written to --port-file. The pty is raw with echo off; Ctrl-C interrupts running code
+with KeyboardInterrupt, as on a board. A soft reset ends a unix-port process, so the virtual board ends
+with it (the `unix` profile says can_reset false). Stops on SIGTERM/SIGINT, killing the process.
+"""
+import argparse
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import tty
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import board_profiles  # noqa: E402
+from host_sim.runtime import micropython_binary  # noqa: E402
+from microagent.profile import ProfileError  # noqa: E402
+
+CHUNK = 4096
+
+
+def _raw_pty():
+    """A pty pair (master, slave), the slave raw with echo off."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~(termios.ECHO | termios.ECHONL)
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    return master, slave
+
+
+def spawn(profile, flash_dir, binary):
+    """Starts the unix port on a fresh pty; (process, master fd of its console)."""
+    master, slave = _raw_pty()
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":lib"  # '' = the working directory = the flash, then flash/lib
+    proc = subprocess.Popen([binary, "-X", "heapsize=%d" % profile["heap_bytes"]], cwd=flash_dir,
+                            env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def _write_all(fd, data, drop_when_full):
+    """Writes DATA to FD; with DROP_WHEN_FULL, bytes nobody reads are dropped (like a UART)."""
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            if drop_when_full:
+                return
+            select.select([], [fd], [], 1.0)
+            continue
+        data = data[n:]
+
+
+def _catches_sigint(pid):
+    """True while the unix port runs code: it installs its SIGINT handler only then."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def _interrupt(proc, data):
+    """A board's UART turns Ctrl-C into KeyboardInterrupt while code runs; the unix port only
+    does that for SIGINT (its console is raw), so a Ctrl-C byte from the client becomes SIGINT
+    while code runs (at the REPL prompt it stays a byte: SIGINT there would end the process)."""
+    if b"\x03" in data and _catches_sigint(proc.pid):
+        proc.send_signal(signal.SIGINT)
+
+
+def _read_to_prompt(board_fd, deadline):
+    seen = b""
+    while not seen.endswith(b">>> "):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([board_fd], [], [], left)[0]:
+            raise SystemExit("virtual_board: no REPL prompt from the unix port: %r" % seen[-200:])
+        try:
+            data = os.read(board_fd, CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            raise SystemExit("virtual_board: the unix port ended at start: %r" % seen[-200:])
+        seen += data
+    return seen
+
+
+def wait_for_prompt(board_fd, timeout=10.0):
+    """The port's banner, once its REPL is steady. Until it has run one statement, the port
+    keeps its SIGINT handler from start-up even at the prompt, so the relay would turn a Ctrl-C
+    there into a signal (and two of them end the port): run `pass` first."""
+    deadline = time.monotonic() + timeout
+    banner = _read_to_prompt(board_fd, deadline)
+    os.write(board_fd, b"pass\r")
+    _read_to_prompt(board_fd, deadline)
+    return banner
+
+
+def relay(proc, board_fd, client_fd):
+    """Copies bytes both ways until the board process ends; returns its exit status."""
+    os.set_blocking(client_fd, False)
+    while True:
+        readable, _, _ = select.select([board_fd, client_fd], [], [], 0.5)
+        if board_fd in readable:
+            try:
+                data = os.read(board_fd, CHUNK)
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                break  # the process closed its console: it ended
+            _write_all(client_fd, data, drop_when_full=True)
+        if client_fd in readable:
+            try:
+                data = os.read(client_fd, CHUNK)
+            except (BlockingIOError, OSError):
+                data = b""
+            if data:
+                _interrupt(proc, data)
+                _write_all(board_fd, data, drop_when_full=False)
+        if proc.poll() is not None and board_fd not in readable:
+            break
+    return proc.wait()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="virtual_board.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--board", default="unix", help="board profile (a unix-port profile)")
+    parser.add_argument("--boards-dir", default=board_profiles.BOARDS_DIR)
+    parser.add_argument("--flash", help="directory used as the board's flash (default: a new "
+                        "temporary directory, removed at exit)")
+    parser.add_argument("--port-file", help="write the pty path to this file once ready")
+    parser.add_argument("--link", help="also make this symlink to the pty")
+    parser.add_argument("--micropython", help="the unix-port binary (default: next to python)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        profile = board_profiles.load(args.board, args.boards_dir)
+    except ProfileError as exc:
+        print("virtual_board: %s" % exc, file=sys.stderr)
+        return 2
+    if profile["port"] != "unix":
+        print("virtual_board: board %s is for the %s port; a virtual board runs the unix port "
+              "(use --board unix)" % (profile["name"], profile["port"]), file=sys.stderr)
+        return 2
+    try:
+        binary = args.micropython or micropython_binary()
+    except RuntimeError as exc:
+        print("virtual_board: %s" % exc, file=sys.stderr)
+        return 2
+    scratch = None
+    flash_dir = args.flash
+    if flash_dir is None:
+        flash_dir = scratch = tempfile.mkdtemp(prefix="microagent-flash-")
+    os.makedirs(flash_dir, exist_ok=True)
+    try:
+        status = serve(profile, flash_dir, binary, args)
+    finally:
+        if args.link and os.path.islink(args.link):
+            os.remove(args.link)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps({"ended": status}), flush=True)
+    return 0 if status in (0, -signal.SIGKILL) else 1
+
+
+def serve(profile, flash_dir, binary, args):
+    """Runs the board until its process ends or we are stopped; the process's exit status."""
+    # The serial side: a client opens this pty's slave by path; the relay holds the master and a
+    # slave descriptor of its own, so a client may come and go without the pty hanging up.
+    client_fd, client_slave = _raw_pty()
+    port = os.ttyname(client_slave)
+    proc, board_fd = spawn(profile, flash_dir, binary)
+
+    def stop(_signum, _frame):
+        proc.kill()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        _write_all(client_fd, wait_for_prompt(board_fd), drop_when_full=True)
+        if args.link:
+            if os.path.lexists(args.link):
+                os.remove(args.link)
+            os.symlink(port, args.link)
+        print(json.dumps({"port": port, "flash": os.path.abspath(flash_dir), "pid": proc.pid,
+                          "board": profile["name"], "heap_bytes": profile["heap_bytes"]}), flush=True)
+        if args.port_file:
+            with open(args.port_file + ".tmp", "w") as f:
+                f.write(port + "\n")
+            os.replace(args.port_file + ".tmp", args.port_file)
+        return relay(proc, board_fd, client_fd)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
