@@ -182,12 +182,15 @@ class BoardLink:
 
     def _exec_intact(self, code):
         """exec(CODE), sent again when it arrived garbled (a board without flow control can drop a
-        byte: the command then fails to parse, or prints 'garbled' from its own check)."""
+        byte: the command then fails to parse or names something undefined, or prints 'garbled'
+        from its own check). For commands that are safe to run twice."""
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 out = self.exec(code)
             except LinkError as exc:
-                if "SyntaxError" not in str(exc) or attempt == SEND_ATTEMPTS:
+                # Our commands never raise these themselves: the code arrived mangled.
+                garbled = "SyntaxError" in str(exc) or "NameError" in str(exc)
+                if not garbled or attempt == SEND_ATTEMPTS:
                     raise
                 self.resent += 1
                 continue
@@ -220,17 +223,28 @@ class BoardLink:
                             % (self.port, path, len(data))) from None
 
     def sha256(self, path):
-        """SHA-256 of PATH computed by the board's hashlib."""
-        try:
-            return self.transport.fs_hashfile(path, "sha256").hex()
-        except (OSError, TransportError) as exc:
-            raise LinkError("cannot hash %s on the board: %s" % (path, exc)) from None
+        """SHA-256 of PATH computed by the board's hashlib, as hex."""
+        out = self._exec_intact(
+            "import hashlib, binascii\nh = hashlib.sha256()\nf = open(%r, 'rb')\nwhile 1:\n"
+            " b = f.read(256)\n if not b:\n  break\n h.update(b)\nf.close()\n"
+            "print(binascii.hexlify(h.digest()).decode())" % path)
+        return out.decode().strip()
 
-    def read(self, path):
-        try:
-            return bytes(self.transport.fs_readfile(path))
-        except (OSError, TransportError) as exc:
-            raise LinkError("cannot read back %s from the board: %s" % (path, exc)) from None
+    def read(self, path, chunk_size=256):
+        """The bytes of PATH on the board, read back through the REPL."""
+        self._exec_intact("f = open(%r, 'rb')\nr = f.read" % path)
+        data = bytearray()
+        while True:
+            out = self._exec_intact("print(repr(r(%d)))" % chunk_size).strip()
+            try:
+                chunk = ast.literal_eval(out.decode())
+            except (ValueError, SyntaxError):
+                raise LinkError("unexpected answer reading %s back: %r" % (path, out[:60])) from None
+            if not chunk:
+                break
+            data += chunk
+        self._exec_intact("f.close()")
+        return bytes(data)
 
     def verify(self, path, data, by_hash):
         """True when PATH on the board holds DATA: by the board's SHA-256, else byte for byte."""

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 
+import serial
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
@@ -30,6 +31,7 @@ from microagent.profile import STARTED_LINE, ProfileError  # noqa: E402
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 CREDENTIALS_ENV = "MICROAGENT_CONNECTION_STRING"
 
 
@@ -274,6 +276,14 @@ def main(argv=None):
     except (FlashError, LinkError) as exc:
         report.event("error", "flash.py: " + str(exc), error=str(exc))
         return EXIT_FAILED
+    except (serial.SerialException, OSError) as exc:  # the board went away mid-flash
+        message = "lost the connection to %s: %s" % (args.port, exc)
+        report.event("error", "flash.py: " + message, error=message)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        report.event("error", "flash.py: interrupted; the board may hold a partial file: flash again",
+                     error="interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
