@@ -192,7 +192,7 @@ def start_agent(link, profile, files, seconds, report):
     if "main.py" not in names:
         report.event("not_started", "no main.py in the firmware: nothing to start (the agent "
                      "entry point is not there yet)", reason="no main.py")
-        return True
+        return
     root = profile["fs_root"]
     if profile["can_reset"]:
         report.event("reset", "soft reset: the board reruns boot.py and main.py", method="reset")
@@ -218,7 +218,6 @@ def start_agent(link, profile, files, seconds, report):
             why = "last line: %r" % (said[-1:] or [""])[0]
         raise FlashError("the agent did not print '%s' within %gs (%s)" % (STARTED_LINE, seconds, why))
     report.event("started", "agent started", line=lines[-1])
-    return True
 
 
 def flash(args, report):
