@@ -155,30 +155,31 @@ class BoardLink:
             raise LinkError("the board did not accept a command on %s (answered %r)" % (self.port, answer))
         return transport.follow(self.timeout)
 
+    def _literal(self, code, what):
+        """The Python literal CODE prints (one line), run with resends."""
+        out = self._exec_intact(code).strip()
+        try:
+            return ast.literal_eval(out.decode())
+        except (ValueError, SyntaxError):
+            raise LinkError("unexpected answer from the board %s: %r" % (what, out[:80])) from None
+
     def probe(self, root, paths):
         """Facts about the board: platform, version, mpy word, hashlib, free bytes, sizes of PATHS."""
-        out = self.exec(PROBE % {"root": root, "paths": list(paths)})
-        try:
-            return ast.literal_eval(out.decode().strip())
-        except (ValueError, SyntaxError):
-            raise LinkError("unexpected answer from the board: %r" % out[:80]) from None
+        return self._literal(PROBE % {"root": root, "paths": list(paths)}, "to the probe")
 
     def makedirs(self, paths):
         for path in paths:
-            self.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError as e:\n if e.args[0] != %d: raise"
-                      % (path, errno.EEXIST))
+            self._exec_intact("import os\ntry:\n os.mkdir(%r)\nexcept OSError as e:\n"
+                              " if e.args[0] != %d: raise" % (path, errno.EEXIST))
 
     def listdir(self, path):
-        """Names of the files in PATH on the board ([] when it does not exist)."""
-        try:
-            return [entry.name for entry in self.transport.fs_listdir(path) if entry.st_mode & 0x8000]
-        except OSError:
-            return []
-        except TransportError as exc:
-            raise LinkError("lost the raw REPL on %s: %s" % (self.port, exc)) from None
+        """Names of the files (not folders) in PATH on the board ([] when it does not exist)."""
+        return self._literal("import os\ntry:\n l = [e[0] for e in os.ilistdir(%r) if e[1] & 0x8000]\n"
+                             "except OSError:\n l = []\nprint(repr(l))" % path, "listing " + path)
 
     def remove(self, path):
-        self.exec("import os\nos.remove(%r)" % path)
+        folder, _, name = path.rpartition("/")
+        self._exec_intact("import os\nif %r in os.listdir(%r):\n os.remove(%r)" % (name, folder, path))
 
     def _exec_intact(self, code):
         """exec(CODE), sent again when it arrived garbled (a board without flow control can drop a
