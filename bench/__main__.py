@@ -9,6 +9,6 @@ if __name__ == "__main__":
     transport_heap.run()
     hub_emulator.run(2000)
     delivery_bench.run()
-    collectors_bench.main()
+    collectors_bench.run()
     flash_bench.run()
     run_bench.run()
