@@ -110,6 +110,11 @@ class HostLoginCache:
     def rows(self, row):
         return iter(self.entries)
 
+    def resize(self, capacity):
+        """A new capacity (twin configuration), keeping the newest entries."""
+        self.capacity = capacity
+        self.entries = deque(self.entries, maxlen=capacity)
+
     def reset(self):
         self.entries.clear()
         self.dropped = 0
