@@ -48,7 +48,9 @@ def spawn(profile, flash_dir, binary):
     """Starts the unix port on a fresh pty; (process, master fd of its console)."""
     master, slave = _raw_pty()
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":lib"  # '' = the working directory = the flash, then flash/lib
+    # As sys.path on a board: '' (the working directory = the flash), the frozen modules (asyncio),
+    # then flash/lib.
+    env["MICROPYPATH"] = ":.frozen:lib"
     proc = subprocess.Popen([binary, "-X", "heapsize=%d" % profile["heap_bytes"]], cwd=flash_dir,
                             env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
                             start_new_session=True)

@@ -7,7 +7,7 @@ import pytest
 
 import board_profiles
 import firmware_bundle
-from board_helpers import REPO, run_tool
+from board_helpers import REPO, file_tree, run_tool
 from firmware_bundle import HOST_ONLY  # noqa: E402 (tools/ is on the path now)
 from firmware_bundle import BundleError, check_compiled, compile_mpy, decode_mpy_word, mpy_header
 
@@ -96,13 +96,14 @@ def test_bundle_imports_on_the_unix_port(tmp_path, micropython):
     out = tmp_path / "bundle"
     proc = run_tool("build_bundle.py", "--board", "unix", "--out", out)
     assert proc.returncode == 0, proc.stderr
-    compiled = sorted(p.name for p in (out / "microagent").iterdir())
-    sources = sorted(f for f in os.listdir(os.path.join(REPO, "firmware", "microagent"))
-                     if f.endswith(".py") and "microagent/" + f not in HOST_ONLY)
+    compiled = file_tree(str(out / "microagent"), ".mpy")
+    sources = [f for f in file_tree(os.path.join(REPO, "firmware", "microagent"), ".py")
+               if "microagent/" + f not in HOST_ONLY]
     assert compiled == [f[:-3] + ".mpy" for f in sources]
-    modules = [f[:-4] for f in compiled if f != "__init__.mpy" and not f.endswith("_main.mpy")]
+    modules = [f[:-4].replace("/", ".") for f in compiled
+               if not f.endswith("__init__.mpy") and not f.endswith("_main.mpy")]
     script = _source(tmp_path, "for name in %r:\n"
-                     "    module = __import__('microagent.' + name, None, None, [name])\n"
+                     "    module = __import__('microagent.' + name, None, None, [name.split('.')[-1]])\n"
                      "    print(name, module.__file__)\n"
                      "from microagent import profile\n"
                      "print('loaded-board', profile.load_profile(%r)['name'])\n"
@@ -112,7 +113,7 @@ def test_bundle_imports_on_the_unix_port(tmp_path, micropython):
     loaded = dict(line.split(" ", 1) for line in lines)
     assert loaded.pop("loaded-board") == "unix"
     assert sorted(loaded) == sorted(modules)
-    assert all(path.endswith("microagent/%s.mpy" % name) for name, path in loaded.items())
+    assert all(path.endswith("microagent/%s.mpy" % name.replace(".", "/")) for name, path in loaded.items())
 
 
 # sys.implementation._mpy words as boards report them: version | sub_version << 8 | arch << 10.

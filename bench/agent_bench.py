@@ -1,0 +1,181 @@
+"""The whole firmware agent (main.py: settings, outbox, caches, collectors, TLS session) per board
+profile that runs it, on the MicroPython unix port as a stand-in for each board: the agent's .mpy
+bundle, the board's profile (cache sizes, outbox bounds, message size) and its heap cap
+(`-X heapsize`), sending to the local IoT Hub emulator over TLS.
+
+Measured, per profile:
+- heap (gc.mem_alloc after a collection, the agent's own peak report) idle: a window without
+  traffic; full: a window in which the application fills the network cache (as many distinct
+  UDP peers as the profile's NetworkActivity_CacheSize, each resolved by getaddrinfo);
+- bytes per window on the wire: the ConnectionCreate message bytes of the full window, against
+  the periodic SystemInformation + SBoM bytes of a window as baseline;
+- time from process start to the first message stored by the hub, against the time to the
+  agent's started line as baseline.
+
+The unix port is 64-bit: objects and the bytecode loaded from .mpy take about twice the room they
+take on the 32-bit boards, and there the agent is meant to be frozen into the firmware (code in
+flash, not heap). A board whose heap cap is too small on the unix port is run again with a larger
+cap to measure its need, and the table says so.
+
+Run: .venv/bin/python -m bench.agent_bench   (the lead's `make bench` calls run()).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import board_profiles  # noqa: E402
+import firmware_bundle  # noqa: E402
+from bench.report import progress, table  # noqa: E402
+from host_sim.runtime import micropython_binary  # noqa: E402
+from hub_emulator.process import HubProcess  # noqa: E402
+
+WINDOW_MS = 2500
+FALLBACK_HEAP = 512 * 1024
+WINDOW_PREFIX = "microagent: window "
+
+# Window 1 is quiet; in window 2 the application fills the network cache.
+APP = """
+import asyncio, socket
+async def main():
+    await asyncio.sleep_ms(%(wait)d)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for port in range(40000, 40000 + %(peers)d):
+        u.sendto(b'x' * 32, socket.getaddrinfo('localhost', port)[0][-1])
+    u.close()
+    print('app: filled')
+    while True:
+        await asyncio.sleep_ms(1000)
+"""
+
+
+def _board_dir(profile, hub, connection_string, root):
+    flash = os.path.join(root, profile["name"])
+    os.makedirs(flash)
+    unix = board_profiles.load("unix")
+    for f in firmware_bundle.firmware_files(unix):  # bytecode .mpy: runs on the unix port
+        path = os.path.join(flash, f.remote)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(f.data)
+    with open(os.path.join(flash, "microagent_board.json"), "w") as out:
+        json.dump(profile, out)
+    with open(os.path.join(flash, "microagent_device.json"), "w") as out:
+        json.dump({"connection_string": connection_string, "port": hub.port,
+                   "window_ms": WINDOW_MS}, out)
+    shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
+    peers = profile["config"]["NetworkActivity_CacheSize"]
+    with open(os.path.join(flash, "app.py"), "w") as out:
+        out.write(APP % {"wait": WINDOW_MS + 500, "peers": peers})
+    return flash
+
+
+def _run_board(flash, heap_bytes, seconds):
+    """Runs main.py on the unix port for SECONDS; (start time, [(time, line)])."""
+    env = dict(os.environ, MICROPYPATH=":.frozen:lib")
+    start = time.time()
+    proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=%d" % heap_bytes, "main.py"],
+                            cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+
+    def read():
+        for raw in proc.stdout:
+            lines.append((time.time(), raw.decode(errors="replace").rstrip()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(seconds)
+    proc.terminate()
+    proc.wait(timeout=10)
+    reader.join(timeout=5)
+    return start, lines
+
+
+def _windows(lines):
+    found = {}
+    for _, line in lines:
+        if line.startswith(WINDOW_PREFIX):
+            number = int(line[len(WINDOW_PREFIX):].split(":")[0])
+            words = line.split()
+            found[number] = {"heap": int(words[words.index("heap") + 1]),
+                             "peak": int(words[words.index("peak") + 1]),
+                             "connections": int(words[words.index("connections,") - 1])}
+    return found
+
+
+def _stamp(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _measure(profile, root):
+    hub = HubProcess(os.path.join(root, "hub-" + profile["name"]), port=0, plain_port=None)
+    cs = hub.add_device(profile["name"])
+    with hub:
+        flash = _board_dir(profile, hub, cs, root)
+        heap = profile["heap_bytes"]
+        start, lines = _run_board(flash, heap, 3 * WINDOW_MS / 1000 + 3)
+        fits = any("microagent: started" in line for _, line in lines) and len(_windows(lines)) >= 2
+        if not fits:
+            heap = FALLBACK_HEAP
+            hub.stop()
+            hub.start()
+            start, lines = _run_board(flash, heap, 3 * WINDOW_MS / 1000 + 3)
+        messages = hub.messages(profile["name"])
+    windows = _windows(lines)
+    started = next((t for t, line in lines if "microagent: started" in line), None)
+    if started is None or 1 not in windows or 2 not in windows:
+        raise RuntimeError("agent on %s did not run: %s" % (profile["name"],
+                                                         [line for _, line in lines][-10:]))
+    bodies = [(m, json.loads(m["payload"])) for m in messages]
+    connection_bytes = sum(len(m["payload"]) for m, b in bodies
+                           if any(e["Name"] == "ConnectionCreate" for e in b["Events"]))
+    periodic = [len(m["payload"]) for m, b in bodies
+                if b["Events"][0]["Name"] in ("SystemInformation", "SBoM")]
+    return {
+        "board": profile["name"], "cap": heap, "fits": fits,
+        "budget": profile["heap_budget_bytes"],
+        "idle": windows[1]["peak"], "full": max(w["peak"] for w in windows.values()),
+        "connections": max(w["connections"] for w in windows.values()),
+        "wire_full": connection_bytes, "wire_periodic": sum(periodic[:2]),
+        "to_started": started - start,
+        "to_first_message": min(_stamp(m["time"]) for m in messages) - start,
+    }
+
+
+def run():
+    names = [n for n in board_profiles.names() if board_profiles.load(n)["runs_agent"]]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as root:
+        for name in names:
+            progress("agent bench: %s" % name)
+            results.append(_measure(board_profiles.load(name), root))
+    table("Agent heap per board profile, on the 64-bit unix port (stand-in for every board); "
+          "baseline: idle window",
+          ["board", "heap cap", "runs in cap", "budget", "idle peak", "full-cache peak",
+           "ratio full/idle", "full/budget"],
+          [[r["board"], r["cap"], "yes" if r["fits"] else "no (measured with 512K)", r["budget"],
+            r["idle"], r["full"], r["full"] / r["idle"], r["full"] / r["budget"]]
+           for r in results])
+    table("Bytes per window on the wire; baseline: one SystemInformation + SBoM pair",
+          ["board", "cache entries", "ConnectionCreate bytes (full window)",
+           "periodic bytes", "ratio"],
+          [[r["board"], r["connections"], r["wire_full"], r["wire_periodic"],
+            r["wire_full"] / r["wire_periodic"]] for r in results])
+    table("Process start to first message stored by the hub (TLS to the local emulator); "
+          "baseline: start to 'microagent: started'",
+          ["board", "to started (s)", "to first message (s)", "ratio"],
+          [[r["board"], r["to_started"], r["to_first_message"],
+            r["to_first_message"] / r["to_started"]] for r in results])
+    return results
+
+
+if __name__ == "__main__":
+    run()

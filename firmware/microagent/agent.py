@@ -1,0 +1,301 @@
+# The agent on a board: board profile + device settings -> caches sized by the profile -> windows
+# on the board's tick clock -> encoder -> bounded outbox -> IoT Hub session, as asyncio tasks
+# beside the user's application. MicroPython-compatible.
+#
+# It never takes the board down: an exception in the agent is logged and the agent starts again
+# with backoff (1 s doubling to 60 s); the application keeps running meanwhile.
+import gc
+import json
+import sys
+
+import asyncio
+
+from microagent import profile as board_profile
+from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.clock import ticks_add, ticks_diff, ticks_ms
+from microagent.collectors import netsock
+from microagent.config import Config
+from microagent.encode import MessageEncoder
+from microagent.engine import Engine
+from microagent.hub import HubSession
+from microagent.sas import ConnectionString, unix_time
+
+PREFIX = "microagent: "
+STEP_MS = 100            # how often the agent task wakes up
+SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush while connected
+RESTART_MIN_MS = 1000
+RESTART_MAX_MS = 60000
+_CACHE_KEY = "NetworkActivity_CacheSize"
+_PERIODIC = ("SystemInformation", "SBoM")
+_YEAR_2020_S = 1577836800  # a clock before this was never set (no NTP yet)
+
+
+def log(text):
+    print(PREFIX + text)
+
+
+def agent_id(cs):
+    """A GUID stable per device (spec 5): derived from the hub and device (and module) id."""
+    import hashlib
+    from binascii import hexlify
+    raw = bytearray(hashlib.sha256((cs.host + "/" + cs.client_id()).encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = hexlify(raw).decode()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+class Agent:
+    """One run of the agent. OUTBOX (allocated at boot) and TRACKER (the socket tracker
+    installed at boot) outlive restarts, so queued messages survive an agent restart; OPENER is
+    passed to HubSession (tests)."""
+
+    def __init__(self, settings, outbox, tracker, opener=None):
+        self.settings = settings
+        self.tracker = tracker
+        board = settings.board
+        self.config = settings.config(Config)
+        self.collectors = board["collectors"]
+        self.heap_peak = 0
+        self.windows = 0
+        self.messages = 0
+        self._config_changed = False
+        cs = ConnectionString(settings.connection_string)
+        self.outbox = outbox
+        outbox.requeue()  # what an earlier run sent but saw no acknowledgement for goes again
+        kwargs = {} if opener is None else {"opener": opener}
+        self.session = HubSession(cs, self.outbox, self.config, ca_der=settings.ca_der(),
+                                  port=settings.port, log=log, on_config=self._on_config, **kwargs)
+        # The caches' arrays are allocated before anything else grows the heap: they need
+        # contiguous room.
+        gc.collect()
+        size = self._cache_size()
+        encoder = MessageEncoder(agent_id(cs), self._sink, board["max_message_bytes"])
+        self.engine = Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size),
+                             encoder, self._warn)
+        self._window_start = ticks_ms()
+        self._window_epoch_ms = unix_time() * 1000
+        self._window_ms = self._window_length("NetworkActivity")
+        self._periodic_due = {}
+        for name in _PERIODIC:
+            self._periodic_due[name] = self._window_start  # due now: sent right after start
+        tracker.attach(self.engine if size else None, self._window_start)
+        self.sample_heap()
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def _cache_size(self):
+        if "NetworkActivity" not in self.collectors or not self.config.enabled("NetworkActivity"):
+            return 0
+        return self.config[_CACHE_KEY]
+
+    def _window_length(self, collector):
+        return self.settings.window_ms or self.config.window_ms(collector)
+
+    def _on_config(self, applied):
+        self._config_changed = True
+        log("config from the module twin: %s (takes effect at the next window)"
+            % ", ".join(sorted(applied)))
+
+    def _apply_config(self):
+        # Window lengths and cache sizes change at a window boundary, never inside a window.
+        self._config_changed = False
+        size = self._cache_size()
+        if size != self.engine.network.capacity:
+            self.tracker.attach(None, self._window_start)
+            self.engine.network = None
+            self.engine.dns = None
+            gc.collect()
+            self.engine.network = NetworkCache(size)
+            self.engine.dns = DnsTable(size)
+            log("network cache resized to %d entries" % size)
+        self.tracker.attach(self.engine if size else None, self._window_start)
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def _sink(self, buffer, length):
+        # A full window can be larger than the outbox (64 connections are ~23 KB of messages):
+        # while the hub is reachable, the session delivers older messages to make room instead
+        # of the outbox dropping them; when it is not, the oldest are dropped and counted.
+        self.sample_heap()
+        data = memoryview(buffer)[:length]
+        if not (self.session.connected() and self.session.send_when_room(data, SINK_WAIT_MS) >= 0):
+            self.session.send(data)
+        self.messages += 1
+
+    def _warn(self, text):
+        log("warning: " + text)
+
+    def sample_heap(self):
+        """The live heap now (after a collection), remembered when it is the highest so far.
+        Called where the agent holds the most: a full message, a window's close, a connect."""
+        gc.collect()
+        used = gc.mem_alloc()
+        if used > self.heap_peak:
+            self.heap_peak = used
+        return used
+
+    # ---- windows ----------------------------------------------------------------------------
+
+    def close_window(self, now):
+        """Reports the open sockets' activity, flushes the window into the outbox, starts the
+        next window (with any new configuration)."""
+        self.tracker.sweep()
+        connections = self.engine.network.count
+        lost = self.engine.network.dropped + self.engine.dns.dropped
+        sent = self.engine.flush(self._window_epoch_ms, unix_time() * 1000)
+        self.windows += 1
+        self._window_start = now
+        self._window_epoch_ms = unix_time() * 1000
+        if self._config_changed:
+            self._apply_config()
+        self.tracker.new_window(now)
+        self._window_ms = self._window_length("NetworkActivity")
+        stats = self.outbox.stats()
+        log("window %d: %d messages, %d connections, %d lost to a full cache, heap %d peak %d "
+            "bytes, outbox queued %d delivered %d dropped %d expired %d too_large %d"
+            % (self.windows, sent, connections, lost, self.sample_heap(), self.heap_peak,
+               stats["queued"], stats["delivered"], stats["dropped"], stats["expired"],
+               stats["too_large"]))
+
+    def send_periodic(self, now):
+        for name in _PERIODIC:
+            due = self._periodic_due[name]
+            if ticks_diff(now, due) < 0:
+                continue
+            self._periodic_due[name] = ticks_add(now, self._window_length(name))
+            if name not in self.collectors or not self.config.enabled(name):
+                continue
+            items = self._collect(name)
+            sent = self.engine.send_periodic(name, items, unix_time() * 1000)
+            log("%s: %d items in %d messages" % (name, len(items), sent))
+            del items
+            gc.collect()
+
+    def _collect(self, name):
+        # The periodic collectors run once a Low window: their code is loaded for the run and
+        # unloaded after, so it does not sit in the heap between runs.
+        if name == "SystemInformation":
+            from microagent.collectors import sysinfo
+            items = sysinfo.collect()
+            address = sysinfo.board_address(items)
+            if address:
+                self.tracker.set_local_address(address)
+            _unload("microagent.collectors", "sysinfo")
+            return items
+        from microagent.collectors import sbom
+        root = self.settings.board["fs_root"].rstrip("/")
+        items = sbom.collect((root + "/lib" if root else "lib",))
+        _unload("microagent.collectors", "sbom")
+        return items
+
+    def step(self):
+        now = ticks_ms()
+        if ticks_diff(now, ticks_add(self._window_start, self._window_ms)) >= 0:
+            self.close_window(now)
+        self.send_periodic(now)
+        connects = self.session.connects
+        self.session.step(now)
+        if self.session.connects != connects:
+            self.sample_heap()
+
+    async def run(self):
+        while True:
+            self.step()
+            await asyncio.sleep_ms(STEP_MS)
+
+
+def _unload(package, name):
+    sys.modules.pop(package + "." + name, None)
+    parent = sys.modules.get(package)
+    if parent is not None and name in dir(parent):
+        delattr(parent, name)
+
+
+def _set_clock():
+    # IoT Hub refuses SAS tokens from a clock that was never set; boards set it by NTP.
+    if unix_time() >= _YEAR_2020_S:
+        return
+    try:
+        import ntptime
+        ntptime.settime()
+        log("clock set by NTP")
+    except (ImportError, OSError) as exc:
+        log("warning: the clock is not set and NTP failed (%s): the hub will refuse the SAS "
+            "token until it is" % exc)
+
+
+async def supervise(settings, outbox, tracker, started=None, opener=None):
+    """Runs the agent; after an exception logs it and starts it again with backoff."""
+    delay = RESTART_MIN_MS
+    while True:
+        agent = None
+        try:
+            agent = Agent(settings, outbox, tracker, opener)
+            if started is not None:
+                started(agent)
+                started = None
+            await agent.run()
+        except Exception as exc:  # noqa: BLE001 - the agent must never take the board down
+            if agent is not None and agent.windows:
+                delay = RESTART_MIN_MS  # it ran for a window: a fresh failure, not a loop
+            log("error: %s: %s; restarting in %d ms" % (type(exc).__name__, exc, delay))
+            if hasattr(sys, "print_exception"):
+                sys.print_exception(exc)
+            if agent is not None:
+                try:
+                    agent.session.close()
+                except Exception:  # noqa: BLE001 - best effort on the way down
+                    pass
+            agent = None
+            tracker.attach(None, ticks_ms())
+            gc.collect()
+            await asyncio.sleep_ms(delay)
+            delay = min(delay * 2, RESTART_MAX_MS)
+
+
+def _application():
+    # The user's application: app.py next to main.py, with main() (a coroutine function or a
+    # plain function). None when there is none.
+    try:
+        import app
+    except ImportError as exc:
+        if "app" not in str(exc):
+            raise  # app.py exists but one of its imports fails: that is the application's error
+        return None
+    return getattr(app, "main", None)
+
+
+async def _run(settings, outbox, tracker, application):
+    def started(agent):  # the line flash.py waits for
+        board = settings.board
+        print("%s board=%s collectors=%s windows=%dms outbox=%dx%d heap=%d" % (
+            board_profile.STARTED_LINE, board["name"], ",".join(agent.collectors),
+            agent._window_ms, board["outbox"]["max_messages"], board["outbox"]["max_bytes"],
+            agent.sample_heap()))
+
+    task = asyncio.create_task(supervise(settings, outbox, tracker, started))
+    if application is None:
+        await task
+        return
+    result = application()
+    if hasattr(result, "send"):  # a coroutine: the application runs as a task beside the agent
+        await result
+    await task
+
+
+def main(settings, outbox):
+    """Entry point of main.py, after microagent.settings.boot(); SETTINGS None: the board is
+    not set up for the agent (boot() said why), so only the application runs."""
+    if settings is None:
+        application = _application()
+        if application is not None:
+            result = application()
+            if hasattr(result, "send"):
+                asyncio.run(result)
+        return
+    size = settings.board["config"].get(_CACHE_KEY, 0)
+    tracker = netsock.install(size) if "NetworkActivity" in settings.board["collectors"] \
+        else netsock.Tracker(0)
+    _set_clock()
+    asyncio.run(_run(settings, outbox, tracker, _application()))

@@ -1,0 +1,88 @@
+"""Shared by the agent's board tests and bench/agent_bench.py: a virtual board set up for the
+agent (device settings, the hub's CA, an application), its console, and the hub's messages."""
+import json
+import os
+import re
+import shutil
+import socket
+import time
+
+import serial
+
+WINDOW_LINE = re.compile(r"microagent: window (\d+): (\d+) messages, (\d+) connections, (\d+) lost "
+                         r"to a full cache, heap (\d+) peak (\d+) bytes, outbox queued (\d+) "
+                         r"delivered (\d+) dropped (\d+) expired (\d+) too_large (\d+)")
+WINDOW_FIELDS = ("window", "messages", "connections", "lost", "heap", "peak", "queued",
+                 "delivered", "dropped", "expired", "too_large")
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def provision(flash, hub, connection_string, window_ms, app_source=None):
+    """Writes what an engineer puts on the board besides flash.py's files: the device settings
+    (connection string, the hub's port, a window length for the test), the hub's CA and the
+    application (app.py)."""
+    os.makedirs(flash, exist_ok=True)
+    with open(os.path.join(flash, "microagent_device.json"), "w") as f:
+        json.dump({"connection_string": connection_string, "port": hub.port,
+                   "window_ms": window_ms}, f)
+    shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
+    if app_source is not None:
+        with open(os.path.join(flash, "app.py"), "w") as f:
+            f.write(app_source)
+
+
+class Console:
+    """The board's console after flash.py let go of it: every line, read as it comes."""
+
+    def __init__(self, port):
+        self.serial = serial.serial_for_url(port, timeout=0.1)
+        self.lines = []
+        self._pending = b""
+
+    def close(self):
+        self.serial.close()
+
+    def poll(self):
+        data = self.serial.read(4096)
+        if data:
+            self._pending += data
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                self.lines.append(line.decode(errors="replace").strip("\r"))
+
+    def wait_for(self, predicate, timeout, what):
+        """Reads until PREDICATE(self) is true; AssertionError naming WHAT after TIMEOUT s."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.poll()
+            if predicate(self):
+                return
+        raise AssertionError("%s not seen within %ss; the board said:\n%s"
+                             % (what, timeout, "\n".join(self.lines[-40:])))
+
+    def windows(self):
+        """The agent's per-window status lines as dicts."""
+        found = []
+        for line in self.lines:
+            m = WINDOW_LINE.search(line)
+            if m:
+                found.append(dict(zip(WINDOW_FIELDS, map(int, m.groups()))))
+        return found
+
+
+def security_messages(hub, device):
+    """Bodies (parsed JSON) of the messages the hub stored for DEVICE, oldest first."""
+    return [json.loads(m["payload"]) for m in hub.messages(device)]
+
+
+def events(messages, name):
+    return [e for m in messages for e in m["Events"] if e["Name"] == name]
+
+
+def items(messages, name):
+    return [item for e in events(messages, name) for item in e["Payload"]]

@@ -1,0 +1,200 @@
+# The socket instrumentation (microagent.collectors.netsock) with real sockets on loopback:
+# bytes in/out, direction, once-per-window reports, UDP peers, DNS events, a full socket table,
+# and no allocation when the application sends or receives. Runs on CPython and MicroPython.
+import gc
+import os
+import sys
+
+from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.collectors import netsock
+from microagent.encode import MessageEncoder
+from microagent.engine import Engine
+
+real = netsock._real
+MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def _engine(size=8):
+    sent = []
+    encoder = MessageEncoder("00000000-0000-4000-8000-000000000000",
+                             lambda buf, n: sent.append(bytes(buf[:n])), 4096)
+    return Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size), encoder,
+                  lambda text: None)
+
+
+def _tracker(size=8):
+    tracker = netsock.Tracker(size)
+    engine = _engine(8)
+    tracker.attach(engine, netsock.ticks_ms())
+    netsock.TRACKER = tracker
+    return tracker, engine
+
+
+def _listener(kind=1):
+    # A real socket bound to a free loopback port (MicroPython has no getsockname: try ports).
+    for _ in range(50):
+        port = 20000 + (os.urandom(2)[0] << 8 | os.urandom(1)[0]) % 30000
+        s = real.socket(real.AF_INET, kind)
+        s.setsockopt(real.SOL_SOCKET, real.SO_REUSEADDR, 1)
+        try:
+            s.bind(real.getaddrinfo("127.0.0.1", port)[0][-1])
+        except OSError:
+            s.close()
+            continue
+        if kind == 1:
+            s.listen(4)
+        return s, port
+    raise AssertionError("no free loopback port")
+
+
+def _rows(engine):
+    out = []
+    for r in engine.network.rows([None] * 10):
+        out.append((r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]))
+    return out
+
+
+def _local_port(sock):
+    return sock._s.getsockname()[1] if hasattr(sock._s, "getsockname") else 0
+
+
+def _recv_exactly(sock, size):
+    got = b""
+    while len(got) < size:
+        got += sock.recv(size - len(got))
+    return got
+
+
+def test_tcp_bytes_direction_and_once_per_window():
+    tracker, engine = _tracker()
+    server, port = _listener()
+    try:
+        listening = netsock.TrackedSocket(_tracker=tracker)
+        listening._s.close()
+        listening._s = server
+        listening.local_port = port
+        client = netsock.TrackedSocket(_tracker=tracker)
+        client.connect(real.getaddrinfo("127.0.0.1", port)[0][-1])
+        accepted, _ = listening.accept()
+        assert client.send(b"x" * 120) == 120
+        assert _recv_exactly(accepted, 120) == b"x" * 120
+        accepted.send(b"y" * 30)
+        assert _recv_exactly(client, 30) == b"y" * 30
+        local = _local_port(client)
+        tracker.sweep()
+        rows = _rows(engine)
+        assert ("127.0.0.1", "127.0.0.1", local, port, 0, 30, 120, 1, 2) in rows  # out
+        assert ("127.0.0.1", "127.0.0.1", port, rows[1][3], 0, 120, 30, 1, 1) == rows[1]  # in
+        # A quiet socket adds nothing more to the window; new bytes come as a delta, one report
+        # per window: the next window sees only what happened in it.
+        tracker.sweep()
+        assert _rows(engine) == rows
+        engine.flush(0, 0)
+        client.send(b"z" * 7)
+        _recv_exactly(accepted, 7)
+        client.close()
+        accepted.close()
+        tracker.sweep()
+        assert [r for r in _rows(engine) if r[8] == 2] == [("127.0.0.1", "127.0.0.1", local, port, 0, 0, 7, 1, 2)]
+        assert tracker.open_count() == 0  # closed sockets leave the table
+    finally:
+        server.close()
+
+
+def test_udp_peers_are_separate_connections():
+    tracker, engine = _tracker()
+    first, port1 = _listener(2)
+    second, port2 = _listener(2)
+    try:
+        u = netsock.TrackedSocket(real.AF_INET, real.SOCK_DGRAM, _tracker=tracker)
+        a1 = real.getaddrinfo("127.0.0.1", port1)[0][-1]
+        a2 = real.getaddrinfo("127.0.0.1", port2)[0][-1]
+        for _ in range(3):
+            u.sendto(b"a" * 10, a1)
+        u.sendto(b"b" * 5, a2)
+        u.close()
+        rows = sorted((r[3], r[4], r[5], r[6], r[7]) for r in _rows(engine))
+        assert rows == sorted([(port1, 1, 0, 30, 1), (port2, 1, 0, 5, 1)])
+    finally:
+        first.close()
+        second.close()
+
+
+def test_getaddrinfo_names_are_dns_events_but_literals_are_not():
+    tracker, engine = _tracker()
+    netsock.getaddrinfo("localhost", 80)
+    netsock.getaddrinfo("localhost", 443)
+    netsock.getaddrinfo("127.0.0.1", 80)
+    assert engine.dns.lookup("127.0.0.1") == (2, "localhost")
+    assert engine.dns.count == 1
+
+
+def test_a_full_socket_table_still_counts_the_connection():
+    tracker, engine = _tracker(size=1)
+    server, port = _listener()
+    try:
+        addr = real.getaddrinfo("127.0.0.1", port)[0][-1]
+        first = netsock.TrackedSocket(_tracker=tracker)
+        first.connect(addr)
+        second = netsock.TrackedSocket(_tracker=tracker)
+        second.connect(addr)
+        assert tracker.untracked == 1
+        assert [r[7] for r in _rows(engine)] == [1]  # the untracked one, counted at connect
+        first.close()
+        second.close()
+        # Both connections, once each (one entry on MicroPython, where the local port is unknown).
+        assert sum(r[7] for r in _rows(engine)) == 2
+    finally:
+        server.close()
+
+
+def test_install_replaces_the_socket_module_for_the_application():
+    tracker = netsock.install(4)
+    try:
+        import socket
+        assert socket.socket is netsock.TrackedSocket and socket.getaddrinfo is netsock.getaddrinfo
+        assert socket.AF_INET == real.AF_INET and netsock.TRACKER is tracker
+    finally:
+        netsock.uninstall()
+    import socket
+    assert socket is real
+
+
+def test_sending_and_receiving_allocate_nothing():
+    tracker, engine = _tracker()
+    server, port = _listener()
+    try:
+        client = netsock.TrackedSocket(_tracker=tracker)
+        client.connect(real.getaddrinfo("127.0.0.1", port)[0][-1])
+        peer, _ = server.accept()
+        buf = bytearray(64)
+        use_streams = hasattr(peer, "readinto")
+
+        def loop(n):
+            for _ in range(n):
+                client.send(buf)
+                if use_streams:
+                    client.write(buf)
+                    peer.readinto(buf)
+                    peer.readinto(buf)
+                    peer.write(buf)
+                    client.readinto(buf)
+                else:
+                    _recv_exactly(peer, 64)
+                    peer.send(buf)
+                    _recv_exactly(client, 64)
+
+        loop(5)
+        if MICROPYTHON:
+            gc.collect()
+            before = gc.mem_alloc()
+            loop(200)
+            assert gc.mem_alloc() - before == 0, gc.mem_alloc() - before
+        else:
+            loop(200)
+        per_loop_out = 128 if use_streams else 64
+        assert client.bytes_out == 205 * per_loop_out and client.bytes_in == 205 * 64
+        peer.close()
+        client.close()
+    finally:
+        server.close()
