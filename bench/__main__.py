@@ -1,9 +1,15 @@
-"""Runs every benchmark: `make bench` (or `python -m bench`)."""
-from bench import delivery_bench, firmware_bench, host_bench, hub_emulator, transport_heap
+"""Runs every benchmark: `make bench` (or `python -m bench`). Each prints its tables; set
+BENCH_JSON=FILE to also get every row as a JSON line."""
+from bench import (agent_bench, collectors_bench, delivery_bench, firmware_bench, flash_bench,
+                   host_bench, hub_emulator, run_bench, transport_heap)
 
 if __name__ == "__main__":
     firmware_bench.run()
     host_bench.run()
-    hub_emulator.run(2000)
     transport_heap.run()
+    hub_emulator.run(2000)
     delivery_bench.run()
+    collectors_bench.run()
+    flash_bench.run()
+    agent_bench.run()
+    run_bench.run()

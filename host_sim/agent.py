@@ -9,6 +9,7 @@ import queue
 import time
 
 from microagent import events as ev
+from microagent.config import Config
 from microagent.trace import TraceError, record_event
 
 from host_sim.collectors import baseline, sbom, sysinfo
@@ -29,6 +30,9 @@ TRIGGERED = {
     "Baseline": lambda o: baseline.collect(o.root, o.checks_disabled, o.groups_disabled),
     "SBoM": lambda o: sbom.collect(o.root),
 }
+# The config collector whose <name>_Disabled covers each kind of raw event.
+_COLLECTOR_OF_KIND = {"process": "Process", "connection": "NetworkActivity",
+                      "dns": "NetworkActivity", "login": "Login"}
 # Which DroppedEvents collector a data source's own losses (netlink overruns) are charged to.
 _LOSSES_TO = {"Process": ev.PROCESS, "NetworkActivity": ev.CONNECTION, "DNS": ev.DNS,
               "Login": ev.LOGIN}
@@ -40,7 +44,7 @@ class Options:
     def __init__(self, **values):
         self.root = "/"
         self.process_mode = "Auto"
-        self.window_s = 7200.0
+        self.window_s = None  # None: from the configuration (NetworkActivity's frequency)
         self.triggered_interval_s = 86400.0
         self.cache_size = 256
         self.collectors = list(EVENT_COLLECTORS) + list(TRIGGERED)
@@ -53,13 +57,15 @@ class Options:
 class HostAgent:
     """Runs the collectors named in OPTIONS; SEND(text) gets each message, LOG(text) status."""
 
-    def __init__(self, options, agent_id, send, log):
+    def __init__(self, options, agent_id, send, log, config=None):
         self.options = options
         self.send = send
         self.log = log
+        self.config = config or Config()
         self.queue = queue.SimpleQueue()
         self.engine = build_host_engine(options.cache_size, self._sink, log, agent_id,
                                         options.max_message_size)
+        self.config_changed = False
         self.collectors = {}
         self.messages = 0
         self.rejected = 0
@@ -87,9 +93,32 @@ class HostAgent:
         for collector in self.collectors.values():
             collector.stop()
 
+    def on_config(self, applied):
+        """The module twin changed the configuration (called from the transport's thread): it
+        takes effect when the current window closes."""
+        self.log("configuration changed: %s" % ", ".join(sorted(applied)))
+        self.config_changed = True
+
+    def apply_config(self):
+        """Cache sizes and the Baseline settings from the configuration; the window length is
+        read by run() for the next window."""
+        self.config_changed = False
+        config = self.config
+        self.engine.process.capacity = config["Process_CacheSize"]
+        self.engine.network.capacity = config["NetworkActivity_CacheSize"]
+        self.engine.dns.capacity = config["NetworkActivity_CacheSize"]
+        self.engine.login.resize(config["Login_CacheSize"])
+        self.options.checks_disabled = config["Baseline_ChecksDisabled"]
+        self.options.groups_disabled = config["Baseline_GroupsDisabled"]
+
+    def window_ms(self):
+        if self.options.window_s is not None:
+            return int(self.options.window_s * 1000)
+        return self.config.window_ms("NetworkActivity")
+
     def run_triggered(self, now_ms):
         for name, collect in TRIGGERED.items():
-            if name not in self.options.collectors:
+            if name not in self.options.collectors or not self.config.enabled(name):
                 continue
             try:
                 items = collect(self.options)
@@ -105,6 +134,8 @@ class HostAgent:
                 event = self.queue.get_nowait()
             except queue.Empty:
                 return
+            if not self.config.enabled(_COLLECTOR_OF_KIND[event["kind"]]):
+                continue
             offset = max(0, int(event["t"] * 1000) - window_start_ms)
             try:
                 record_event(self.engine, event, offset, event["kind"] + " collector",
@@ -129,12 +160,15 @@ class HostAgent:
     def close_window(self, window_start_ms, now_ms):
         self.drain(window_start_ms)
         self._charge_losses()
-        return self.engine.flush(window_start_ms, now_ms)
+        sent = self.engine.flush(window_start_ms, now_ms)
+        if self.config_changed:
+            self.apply_config()
+        return sent
 
     def run(self, once_s=None):
         """Collects until interrupted (or ONCE_S seconds, then one window and the triggered
         collectors once)."""
-        window_ms = int(self.options.window_s * 1000)
+        self.apply_config()
         start_ms = _now_ms()
         window_start = start_ms
         self.start()
@@ -150,9 +184,10 @@ class HostAgent:
             while True:
                 time.sleep(0.2)
                 now = _now_ms()
+                window_ms = self.window_ms()
                 if now >= window_start + window_ms:
                     self.close_window(window_start, now)
-                    window_start += (now - window_start) // window_ms * window_ms
+                    window_start = now
                 else:
                     self.drain(window_start)
                 if now >= next_triggered:

@@ -57,7 +57,7 @@ class _Model:
 
 
 def _merge_hit(entry, event):
-    entry["hits"] += 1
+    entry["hits"] += 0 if event.get("continued") else 1
     entry["bytes_in"] = entry.get("bytes_in", 0) + event.get("bytes_in", 0)
     entry["bytes_out"] = entry.get("bytes_out", 0) + event.get("bytes_out", 0)
 

@@ -58,13 +58,13 @@ class HostProcessCache(_EvictingCache):
 
 class HostNetworkCache(_EvictingCache):
     def record(self, offset_ms, protocol, local_address, local_port, remote_address,
-               remote_port, bytes_in, bytes_out, direction):
+               remote_port, bytes_in, bytes_out, direction, hit=1):
         key = (local_port, remote_port, protocol, local_address, remote_address)
         entry = self.entries.get(key)
         if entry is not None:
             entry[6] += bytes_in
             entry[7] += bytes_out
-            entry[8] += 1
+            entry[8] += hit
             return HIT
         return self._insert(key, [offset_ms, local_address, remote_address, local_port,
                                   remote_port, protocol, bytes_in, bytes_out, 1, direction])
@@ -109,6 +109,11 @@ class HostLoginCache:
 
     def rows(self, row):
         return iter(self.entries)
+
+    def resize(self, capacity):
+        """A new capacity (twin configuration), keeping the newest entries."""
+        self.capacity = capacity
+        self.entries = deque(self.entries, maxlen=capacity)
 
     def reset(self):
         self.entries.clear()

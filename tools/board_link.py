@@ -155,39 +155,43 @@ class BoardLink:
             raise LinkError("the board did not accept a command on %s (answered %r)" % (self.port, answer))
         return transport.follow(self.timeout)
 
+    def _literal(self, code, what):
+        """The Python literal CODE prints (one line), run with resends."""
+        out = self._exec_intact(code).strip()
+        try:
+            return ast.literal_eval(out.decode())
+        except (ValueError, SyntaxError):
+            raise LinkError("unexpected answer from the board %s: %r" % (what, out[:80])) from None
+
     def probe(self, root, paths):
         """Facts about the board: platform, version, mpy word, hashlib, free bytes, sizes of PATHS."""
-        out = self.exec(PROBE % {"root": root, "paths": list(paths)})
-        try:
-            return ast.literal_eval(out.decode().strip())
-        except (ValueError, SyntaxError):
-            raise LinkError("unexpected answer from the board: %r" % out[:80]) from None
+        return self._literal(PROBE % {"root": root, "paths": list(paths)}, "to the probe")
 
     def makedirs(self, paths):
         for path in paths:
-            self.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError as e:\n if e.args[0] != %d: raise"
-                      % (path, errno.EEXIST))
+            self._exec_intact("import os\ntry:\n os.mkdir(%r)\nexcept OSError as e:\n"
+                              " if e.args[0] != %d: raise" % (path, errno.EEXIST))
 
     def listdir(self, path):
-        """Names of the files in PATH on the board ([] when it does not exist)."""
-        try:
-            return [entry.name for entry in self.transport.fs_listdir(path) if entry.st_mode & 0x8000]
-        except OSError:
-            return []
-        except TransportError as exc:
-            raise LinkError("lost the raw REPL on %s: %s" % (self.port, exc)) from None
+        """Names of the files (not folders) in PATH on the board ([] when it does not exist)."""
+        return self._literal("import os\ntry:\n l = [e[0] for e in os.ilistdir(%r) if e[1] & 0x8000]\n"
+                             "except OSError:\n l = []\nprint(repr(l))" % path, "listing " + path)
 
     def remove(self, path):
-        self.exec("import os\nos.remove(%r)" % path)
+        folder, _, name = path.rpartition("/")
+        self._exec_intact("import os\nif %r in os.listdir(%r):\n os.remove(%r)" % (name, folder, path))
 
     def _exec_intact(self, code):
         """exec(CODE), sent again when it arrived garbled (a board without flow control can drop a
-        byte: the command then fails to parse, or prints 'garbled' from its own check)."""
+        byte: the command then fails to parse or names something undefined, or prints 'garbled'
+        from its own check). For commands that are safe to run twice."""
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 out = self.exec(code)
             except LinkError as exc:
-                if "SyntaxError" not in str(exc) or attempt == SEND_ATTEMPTS:
+                # Our commands never raise these themselves: the code arrived mangled.
+                garbled = "SyntaxError" in str(exc) or "NameError" in str(exc)
+                if not garbled or attempt == SEND_ATTEMPTS:
                     raise
                 self.resent += 1
                 continue
@@ -220,17 +224,28 @@ class BoardLink:
                             % (self.port, path, len(data))) from None
 
     def sha256(self, path):
-        """SHA-256 of PATH computed by the board's hashlib."""
-        try:
-            return self.transport.fs_hashfile(path, "sha256").hex()
-        except (OSError, TransportError) as exc:
-            raise LinkError("cannot hash %s on the board: %s" % (path, exc)) from None
+        """SHA-256 of PATH computed by the board's hashlib, as hex."""
+        out = self._exec_intact(
+            "import hashlib, binascii\nh = hashlib.sha256()\nf = open(%r, 'rb')\nwhile 1:\n"
+            " b = f.read(256)\n if not b:\n  break\n h.update(b)\nf.close()\n"
+            "print(binascii.hexlify(h.digest()).decode())" % path)
+        return out.decode().strip()
 
-    def read(self, path):
-        try:
-            return bytes(self.transport.fs_readfile(path))
-        except (OSError, TransportError) as exc:
-            raise LinkError("cannot read back %s from the board: %s" % (path, exc)) from None
+    def read(self, path, chunk_size=256):
+        """The bytes of PATH on the board, read back through the REPL."""
+        self._exec_intact("f = open(%r, 'rb')\nr = f.read" % path)
+        data = bytearray()
+        while True:
+            out = self._exec_intact("print(repr(r(%d)))" % chunk_size).strip()
+            try:
+                chunk = ast.literal_eval(out.decode())
+            except (ValueError, SyntaxError):
+                raise LinkError("unexpected answer reading %s back: %r" % (path, out[:60])) from None
+            if not chunk:
+                break
+            data += chunk
+        self._exec_intact("f.close()")
+        return bytes(data)
 
     def verify(self, path, data, by_hash):
         """True when PATH on the board holds DATA: by the board's SHA-256, else byte for byte."""

@@ -172,6 +172,12 @@ def ca_file(path):
     return DeployFile(CA_FILE, data, path)
 
 
+# Modules of the package that only a host runs (replaying traces, the CPython stream adapter):
+# they stay off boards.
+HOST_ONLY = ("microagent/replay_main.py", "microagent/replay_uplink.py",
+             "microagent/cpython_stream.py", "microagent/trace.py")
+
+
 def _package_sources(firmware_dir):
     root = os.path.join(firmware_dir, PACKAGE)
     if not os.path.isdir(root):
@@ -179,9 +185,10 @@ def _package_sources(firmware_dir):
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for name in sorted(filenames):
-            if not name.endswith(".pyc"):
-                path = os.path.join(dirpath, name)
-                yield path, os.path.relpath(path, firmware_dir).replace(os.sep, "/")
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, firmware_dir).replace(os.sep, "/")
+            if not name.endswith(".pyc") and rel not in HOST_ONLY:
+                yield path, rel
 
 
 def firmware_files(profile, firmware_dir=FIRMWARE_DIR):

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+import serial
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
@@ -31,6 +32,7 @@ from microagent.profile import STARTED_LINE, ProfileError  # noqa: E402
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 CREDENTIALS_ENV = "MICROAGENT_CONNECTION_STRING"
 
 
@@ -197,7 +199,7 @@ def start_agent(link, profile, files, seconds, report):
     if "main.py" not in names:
         report.event("not_started", "no main.py in the firmware: nothing to start (the agent "
                      "entry point is not there yet)", reason="no main.py")
-        return True
+        return
     root = profile["fs_root"]
     if profile["can_reset"]:
         report.event("reset", "soft reset: the board reruns boot.py and main.py", method="reset")
@@ -223,7 +225,6 @@ def start_agent(link, profile, files, seconds, report):
             why = "last line: %r" % (said[-1:] or [""])[0]
         raise FlashError("the agent did not print '%s' within %gs (%s)" % (STARTED_LINE, seconds, why))
     report.event("started", "agent started", line=lines[-1])
-    return True
 
 
 def flash(args, report):
@@ -282,6 +283,14 @@ def main(argv=None):
     except (FlashError, LinkError) as exc:
         report.event("error", "flash.py: " + str(exc), error=str(exc))
         return EXIT_FAILED
+    except (serial.SerialException, OSError) as exc:  # the board went away mid-flash
+        message = "lost the connection to %s: %s" % (args.port, exc)
+        report.event("error", "flash.py: " + message, error=message)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        report.event("error", "flash.py: interrupted; the board may hold a partial file: flash again",
+                     error="interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

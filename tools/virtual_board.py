@@ -31,6 +31,7 @@ from host_sim.runtime import micropython_binary  # noqa: E402
 from microagent.profile import ProfileError  # noqa: E402
 
 CHUNK = 4096
+LINGER_S = 0.5
 
 
 def _raw_pty():
@@ -142,6 +143,8 @@ def relay(proc, board_fd, client_fd):
                 _write_all(board_fd, data, drop_when_full=False)
         if proc.poll() is not None and board_fd not in readable:
             break
+    # Closing the pty now would discard the board's last words unread by the client.
+    time.sleep(LINGER_S)
     return proc.wait()
 
 

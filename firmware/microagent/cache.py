@@ -154,17 +154,18 @@ class NetworkCache(_IndexedCache):
         self._scratch = array("H", [0, 0, 0, 0])
 
     def record(self, offset_ms, protocol, local_address, local_port, remote_address,
-               remote_port, bytes_in, bytes_out, direction):
-        """Records a connection given dotted IPv4 strings (validated by the caller)."""
+               remote_port, bytes_in, bytes_out, direction, hit=1):
+        """Records a connection given dotted IPv4 strings (validated by the caller). HIT=0
+        adds the bytes of a connection already counted (it counts once if new this window)."""
         scratch = self._scratch
         parse_ipv4(local_address, scratch, 0)
         parse_ipv4(remote_address, scratch, 2)
         return self.record_packed(offset_ms, protocol, scratch[0], scratch[1], local_port,
                                   scratch[2], scratch[3], remote_port, bytes_in, bytes_out,
-                                  direction)
+                                  direction, hit)
 
     def record_packed(self, offset_ms, protocol, local_high, local_low, local_port, remote_high,
-                      remote_low, remote_port, bytes_in, bytes_out, direction):
+                      remote_low, remote_port, bytes_in, bytes_out, direction, hit=1):
         """Records a connection given addresses as 16-bit halves (the board's hot path)."""
         # Inlined rather than calls: calls dominate the cost under MicroPython. Every term stays
         # below 2**30, so 32-bit boards never make a big int.
@@ -186,7 +187,7 @@ class NetworkCache(_IndexedCache):
                     and addresses[a + 2] == remote_high and addresses[a + 3] == remote_low
                     and addresses[a] == local_high and addresses[a + 1] == local_low
                     and (self.protocol_direction[slot] >> 2) == protocol):
-                self._add(slot, bytes_in, bytes_out)
+                self._add(slot, bytes_in, bytes_out, hit)
                 return HIT
             b = (b + 1) & mask
         if self.count == self.capacity:
@@ -207,15 +208,15 @@ class NetworkCache(_IndexedCache):
         self.bytes_out[slot] = 0
         self.hits[slot] = 0
         self.first_ms[slot] = offset_ms
-        self._add(slot, bytes_in, bytes_out)
+        self._add(slot, bytes_in, bytes_out, 1)
         return NEW
 
-    def _add(self, slot, bytes_in, bytes_out):
+    def _add(self, slot, bytes_in, bytes_out, hit):
         total = self.bytes_in[slot] + bytes_in
         self.bytes_in[slot] = total if total < 0xFFFFFFFF else 0xFFFFFFFF
         total = self.bytes_out[slot] + bytes_out
         self.bytes_out[slot] = total if total < 0xFFFFFFFF else 0xFFFFFFFF
-        if self.hits[slot] < 0xFFFFFFFF:
+        if hit and self.hits[slot] < 0xFFFFFFFF:
             self.hits[slot] += 1
 
     def rows(self, row):

@@ -48,15 +48,16 @@ class Engine:
             self._lost(events.PROCESS)
 
     def record_connection(self, offset_ms, protocol, local_address, local_port, remote_address,
-                          remote_port, bytes_in, bytes_out, direction):
-        """Addresses are dotted IPv4 strings; an IPv6 one is counted as unsupported."""
+                          remote_port, bytes_in, bytes_out, direction, hit=1):
+        """Addresses are dotted IPv4 strings; an IPv6 one is counted as unsupported. HIT=0:
+        more bytes of a connection already counted (once per window when first seen)."""
         if ":" in local_address or ":" in remote_address:  # IPv6 (inlined: the hot path)
             self.unsupported += 1
             if self.unsupported == 1:
                 self.warn("IPv6 connection events are not supported; counting them as unsupported")
             return
         if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
-                               remote_port, bytes_in, bytes_out, direction) == LOST:
+                               remote_port, bytes_in, bytes_out, direction, hit) == LOST:
             self._lost(events.CONNECTION)
 
     def record_dns(self, host_name, address):

@@ -136,7 +136,8 @@ def record_event(engine, event, offset, where, halves):
                                  _integer(event, "local_port", where, 0, 65535), remote,
                                  _integer(event, "remote_port", where, 0, 65535),
                                  _integer(event, "bytes_in", where, 0, 1 << 62),
-                                 _integer(event, "bytes_out", where, 0, 1 << 62), direction)
+                                 _integer(event, "bytes_out", where, 0, 1 << 62), direction,
+                                 0 if event.get("continued") else 1)
     elif kind == "process":
         engine.record_process(offset, _text(event, "commandline", where),
                               _integer(event, "uid", where, -1),

@@ -16,7 +16,8 @@ written before the collector started is skipped; tests pass True.
 
 Events (spec section 1): {"kind": "login", "t", "operation": "Login"|"Logout"|"LoginFailed",
 "pid", "user_name", "executable" (the terminal: "pts/0", "tty1", "ssh:notty", or "sshd" for the
-syslog method), "remote_address" (the remote IPv4/IPv6 address, or 127.0.0.1 for a local login)}.
+syslog method), "remote_address" (the remote IPv4/IPv6 address, or 127.0.0.1 for a local login;
+left out when the remote host is known only by name)}.
 
 A corrupted utmp record (unknown type, negative pid or time) is skipped and counted in
 stats["corrupt"]; a trailing partial record waits for the rest. Never an exception.
@@ -27,6 +28,7 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import struct
 import time
 
@@ -58,19 +60,27 @@ class UtmpRecord:
     __slots__ = ("type", "pid", "line", "user", "host", "t", "address")
 
 
+def ip_text(text):
+    """`text` as a normalised IP address (IPv4-mapped IPv6 as IPv4), or None if it is not one."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
 def remote_address(host, addr_v6):
-    """The address a record came from: ut_addr_v6 if set, else ut_host if it is an address,
-    else the host name; 127.0.0.1 for a local login (no host, or an X display like ':0')."""
+    """The address a record came from: ut_addr_v6 if set, else ut_host if it is an address;
+    127.0.0.1 for a local login (no host, or an X display like ':0'); None for a remote host
+    known only by name (the event then has no remote_address)."""
     if any(addr_v6[4:]):
-        return str(ipaddress.IPv6Address(addr_v6))
+        return ip_text(socket.inet_ntop(socket.AF_INET6, addr_v6))
     if any(addr_v6[:4]):
-        return str(ipaddress.IPv4Address(addr_v6[:4]))
+        return socket.inet_ntoa(addr_v6[:4])
     if not host or host.startswith(":"):
         return LOCAL_ADDRESS
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
+    return ip_text(host)
 
 
 def parse_utmp(data, stats=None):
@@ -92,8 +102,11 @@ def parse_utmp(data, stats=None):
 
 
 def login_event(operation, t, pid, user, executable, address):
-    return {"kind": "login", "t": t, "operation": operation, "pid": pid, "user_name": user,
-            "executable": executable, "remote_address": address}
+    event = {"kind": "login", "t": t, "operation": operation, "pid": pid, "user_name": user,
+             "executable": executable}
+    if address is not None:
+        event["remote_address"] = address
+    return event
 
 
 # -- syslog ------------------------------------------------------------------------------------
@@ -134,8 +147,9 @@ def parse_auth_line(line, now):
             except ValueError:
                 return None
             address = found.group("addr")
+            address = LOCAL_ADDRESS if address in ("::1", "localhost") else ip_text(address)
             return login_event(operation, t, int(m.group("pid")), found.group("user"), "sshd",
-                               LOCAL_ADDRESS if address in ("::1", "localhost") else address)
+                               address)
     return None
 
 

@@ -13,15 +13,16 @@ Two kernel sources, both plain netlink (no eBPF, no kernel module):
 Each socket (told apart by its kernel cookie) is reported once as a new connection event with the
 bytes counted so far; after that, a dump or its destroy notification that finds more bytes
 emits a follow-up event for the difference only, marked "continued": True (the engine may add
-its bytes without counting a new hit). So every byte is counted once.
+its bytes without counting a new hit). So every byte is counted once. Sockets already open when
+the collector starts are not new connections: only the bytes they move afterwards are reported,
+as follow-ups.
 
 Events (spec section 1): {"kind": "connection", "t", "protocol": "TCP"|"UDP", "local_address",
 "local_port", "remote_address", "remote_port", "bytes_in", "bytes_out", "direction": "in"|"out"}
 plus "continued": True on follow-ups. Direction: "in" when the local port is a listening port
 (TCP LISTEN socket, or an unconnected bound UDP socket) on this host, or - for a listener that
 came and went between two dumps - when the local port is outside the ephemeral port range and
-the remote port inside it; else "out". IPv4-mapped
-IPv6 addresses (::ffff:a.b.c.d, dual-stack servers) are reported as IPv4; genuine IPv6
+the remote port inside it; else "out". IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, dual-stack servers) are reported as IPv4; genuine IPv6
 connections are emitted with IPv6 addresses (the engine counts them as unsupported).
 Only connected sockets are connections: unconnected UDP sockets (sendto() without connect())
 carry no remote address in sock_diag and are not reported; UDP sockets have no byte counters in

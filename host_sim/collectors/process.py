@@ -22,8 +22,8 @@ Events are raw trace events (spec section 1):
 Thread creation is not reported (only new processes). The connector's events carry
 only pids: the rest is read from /proc at once. A process that exited already but was not yet
 reaped (a zombie) shows as "[name]"; one that is gone entirely is still reported, with an empty
-command line, uid -1, executable "" and the ppid from its fork event; `stats["unreadable"]`
-counts those.
+command line, uid -1, executable "" and the ppid from its fork event (0 when unknown);
+`stats["unreadable"]` counts those.
 
 stats: "events" emitted; "lost" events the kernel dropped because our socket buffer overflowed
 (ENOBUFS), computed exactly from the connector's per-CPU sequence numbers once a first event
@@ -115,21 +115,26 @@ class ProcessReader:
         self.root = root
         self.users = rootfs.UserNames(root)
 
-    def event(self, pid, kind, t):
-        """The event for `pid`, or None when the process is already gone."""
+    def event(self, pid, kind, t, ppid_known=0):
+        """The event for `pid`, or None when the process is already gone. The command line is
+        read first (it matters most); if the process ends right after, uid is -1 and the ppid
+        is `ppid_known` (from its fork event; 0, "no parent", when unknown)."""
         try:
             commandline = read_commandline(self.root, pid)
-            ppid, uid = read_status(self.root, pid)
-        except (OSError, ValueError, IndexError):
+        except OSError:
             return None
         if not commandline:                  # a kernel thread, or a zombie: show its name
             name = rootfs.read_first_line(self.root, "/proc/%d/comm" % pid)
             if not name:
                 return None
             commandline = "[%s]" % name
+        try:
+            ppid, uid = read_status(self.root, pid)
+        except (OSError, ValueError, IndexError):
+            ppid, uid = ppid_known, -1
         return {"kind": "process", "t": t, "type": kind, "pid": pid, "ppid": ppid, "uid": uid,
                 "commandline": commandline, "executable": read_executable(self.root, pid),
-                "user_name": self.users.name(uid)}
+                "user_name": self.users.name(uid) if uid >= 0 else ""}
 
 
 def unreadable_event(pid, kind, t, ppid):
@@ -307,10 +312,10 @@ class ProcessCollector(EventCollector):
         its parent: it is described from the parent (source), which is still there, rather than
         from the child, which may be half-way through an exec already."""
         t = wall_clock(stamp_ns)
-        event = self.reader.event(source, kind, t)
+        event = self.reader.event(source, kind, t, self._parents.get(source, 0))
         if event is None:
             self.stats["unreadable"] += 1
-            return unreadable_event(pid, kind, t, self._parents.get(pid, -1))
+            return unreadable_event(pid, kind, t, self._parents.get(pid, 0))
         if pid != source:
             event["pid"], event["ppid"] = pid, source
         return event

@@ -17,10 +17,13 @@ Two ways to drive it:
   * a thread: `collector.start(nice=None)` ... `collector.stop()` (select() on fileno() with
     the poll interval as timeout). emit() is then called from that thread.
 """
+import logging
 import os
 import select
 import threading
 import time
+
+log = logging.getLogger(__name__)
 
 
 class EventCollector:
@@ -31,6 +34,7 @@ class EventCollector:
         self.stats = {"events": 0}
         self._thread = None
         self._stopping = threading.Event()
+        self._logged = set()
 
     def open(self):
         pass
@@ -72,7 +76,11 @@ class EventCollector:
 
     def _run(self, nice):
         if nice is not None:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)   # this thread only
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread
+            except OSError as exc:
+                log.warning("%s: cannot set priority %d (%s); running at normal priority",
+                            type(self).__name__, nice, exc.strerror)
         fd = self.fileno()
         interval = self.poll_interval
         next_poll = time.monotonic()
@@ -81,11 +89,24 @@ class EventCollector:
             if fd is not None:
                 ready, _, _ = select.select([fd], [], [], min(wait, 0.2))
                 if ready:
-                    self.read()
+                    self._guarded(self.read)
             elif wait > 0:
                 self._stopping.wait(min(wait, 0.2))
             if interval is not None and time.monotonic() >= next_poll:
-                self.poll()
+                self._guarded(self.poll)
                 next_poll = time.monotonic() + interval
         if fd is not None:
-            self.read()
+            self._guarded(self.read)
+
+    def _guarded(self, step):
+        """A failing read or poll is counted and logged (once per kind of failure) and the
+        thread goes on: a collector thread must not die silently."""
+        try:
+            step()
+        except Exception as exc:              # noqa: BLE001 - logged and counted below
+            self.stats["errors"] = self.stats.get("errors", 0) + 1
+            key = (type(exc), str(exc))
+            if key not in self._logged:
+                self._logged.add(key)
+                log.error("%s: %s failed: %s", type(self).__name__, step.__name__, exc)
+            self._stopping.wait(0.1)

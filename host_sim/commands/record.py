@@ -50,7 +50,7 @@ def run(args):
         with lock:
             events.append(event)
 
-    running = []
+    running, started = [], []
     for name in names:
         collector = COLLECTORS[name](emit, args)
         try:
@@ -59,6 +59,7 @@ def run(args):
             print("microagent: %s collector not started: %s" % (name, exc), file=sys.stderr)
             continue
         running.append(collector)
+        started.append(name)
     if not running:
         return 1
     print("microagent: recording for %g s" % args.seconds, file=sys.stderr, flush=True)
@@ -67,6 +68,9 @@ def run(args):
     finally:
         for collector in running:
             collector.stop()
+    for name, collector in zip(started, running):
+        print("microagent: %s: %s" % (name, ", ".join(
+            "%s %s" % item for item in sorted(collector.stats.items()))), file=sys.stderr)
     events.sort(key=lambda e: e["t"])
     text = "".join(json.dumps(e) + "\n" for e in events)
     if args.output == "-":

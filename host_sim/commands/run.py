@@ -5,6 +5,7 @@ import sys
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
 from host_sim.cli import UsageError
 from host_sim.replay import agent_id, default_outbox_path, write_line
+from microagent.config import Config
 
 ALL = list(EVENT_COLLECTORS) + list(TRIGGERED)
 
@@ -23,8 +24,10 @@ def register(subparsers):
     p.add_argument("--seconds", type=float, default=5.0, help="with --once: how long (default 5)")
     p.add_argument("--output", metavar="FILE",
                    help="write messages as JSON lines to FILE ('-': stdout) instead of sending")
-    p.add_argument("--window", type=float, default=7200.0, metavar="S",
-                   help="window length in seconds (default 7200)")
+    p.add_argument("--window", type=float, metavar="S",
+                   help="window length in seconds (default: from CollectorsCore_PriorityIntervals"
+                        " and NetworkActivity_MessageFrequency, 120 minutes; the twin can "
+                        "change it)")
     p.add_argument("--cache-size", type=int, default=256, metavar="N")
     p.add_argument("--collectors", default=",".join(ALL),
                    help="comma-separated, from %s (default all)" % ", ".join(ALL))
@@ -52,7 +55,7 @@ def run(args):
     if unknown:
         raise UsageError("--collectors: unknown %s (choose from %s)"
                          % (", ".join(unknown), ", ".join(ALL)))
-    if args.window <= 0 or args.cache_size < 1 or args.seconds <= 0:
+    if (args.window is not None and args.window <= 0) or args.cache_size < 1 or args.seconds <= 0:
         raise UsageError("--window and --seconds must be positive, --cache-size at least 1")
     sending = bool(args.connection_string or args.broker)
     if sending == bool(args.output):
@@ -60,6 +63,11 @@ def run(args):
                          "to send")
     options = Options(root=args.root, process_mode=args.process_mode, window_s=args.window,
                       cache_size=args.cache_size, collectors=names)
+    config = Config()
+    config.apply({"Process_CacheSize": args.cache_size,
+                  "NetworkActivity_CacheSize": args.cache_size, "Login_CacheSize": args.cache_size,
+                  "Process_Mode": args.process_mode})
+    agent = None
     transport = outbox = out = None
     if sending:
         from host_sim.outbox import SqliteOutbox
@@ -69,7 +77,9 @@ def run(args):
         try:
             outbox = SqliteOutbox(args.outbox or default_outbox_path())
             transport = Transport(outbox, connection_string=args.connection_string,
-                                  broker=args.broker, ca_file=args.ca, port=args.port, log=_log)
+                                  broker=args.broker, ca_file=args.ca, port=args.port, log=_log,
+                                  config=config,
+                                  on_config=lambda applied: agent and agent.on_config(applied))
             transport.start()
         except ValueError as exc:
             raise UsageError(str(exc))
@@ -82,7 +92,7 @@ def run(args):
         except OSError as exc:
             raise UsageError("--output %s: %s" % (args.output, exc.strerror))
         send = lambda text: write_line(text, out)  # noqa: E731
-    agent = HostAgent(options, agent_id(args.root), send, _log)
+    agent = HostAgent(options, agent_id(args.root), send, _log, config)
     try:
         agent.run(args.seconds if args.once else None)
     except KeyboardInterrupt:

@@ -236,3 +236,13 @@ def test_bytes_lost_on_the_line_are_resent(lossy_link, virtual_board, tmp_path):
     assert resent and resent[0]["commands"] >= 1
     with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
         assert f.read() == payload
+
+
+def test_board_that_goes_away_is_reported(virtual_board, tiny_firmware):
+    (tiny_firmware / "main.py").write_text("import sys\nprint('bye')\nsys.exit(3)\n")  # ends the unix port
+    proc = _flash(virtual_board, "--firmware", tiny_firmware)
+    assert proc.returncode == 1
+    events = _events(proc)
+    assert {"event": "log", "line": "bye"} in events
+    assert events[-1]["error"].startswith("lost the connection to %s" % virtual_board.port)
+    assert virtual_board.process.wait(timeout=10) == 1  # the virtual board ended with its process

@@ -159,3 +159,37 @@ def test_wtmp_written_by_util_linux_is_parsed(tmp_path):
     assert (record.type, record.pid, record.line, record.user, record.address) == \
         (7, 31337, "pts/4", "zoe", "192.0.2.200")
     assert record.t == pytest.approx(1795773600.5)
+
+
+def test_a_failing_poll_is_counted_and_logged_once_and_the_thread_goes_on(tree, caplog):
+    root = tree("authlog_tree")
+    events = []
+    collector = LoginCollector(events.append, root=root, from_start=True, poll_interval=0.05)
+    collector.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(events) < 8:
+            time.sleep(0.02)
+        collector.method = "Broken"         # make every poll fail: _auth_lines is not reached
+        collector._files = None
+        time.sleep(0.5)
+        assert collector._thread.is_alive()
+    finally:
+        collector._files = {}
+        collector.stop()
+    assert len(events) == 8
+    assert collector.stats["errors"] >= 2
+    assert len([r for r in caplog.records if "poll failed" in r.getMessage()]) == 1
+
+
+def test_remote_addresses_are_ip_addresses_or_left_out():
+    from host_sim.collectors.login import remote_address
+    import socket
+    mapped = socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.33")
+    assert remote_address("", mapped) == "192.0.2.33"
+    assert remote_address("gateway.example.com", bytes(16)) is None
+    assert remote_address(":0", bytes(16)) == "127.0.0.1"
+    assert remote_address("2001:db8::5", bytes(16)) == "2001:db8::5"
+    event = parse_auth_line("Nov 27 09:31:10 gw sshd[5]: Accepted password for a from "
+                            "client.example.com port 22 ssh2", time.time())
+    assert "remote_address" not in event and event["user_name"] == "a"

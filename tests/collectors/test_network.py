@@ -81,9 +81,12 @@ class Listener:
                 return
             conn.settimeout(10)
             with conn:
-                while conn.recv(65536):
-                    pass
-                conn.sendall(b"r" * self.reply)
+                try:
+                    while conn.recv(65536):
+                        pass
+                    conn.sendall(b"r" * self.reply)
+                except OSError:
+                    pass                # the test fails on its side if this matters
 
     def close(self):
         self.closing = True

@@ -32,10 +32,15 @@ def test_kernel_thread_shows_its_name():
     assert event["executable"] == ""
 
 
-def test_vanished_process_gives_none():
-    reader = ProcessReader(ROOT)
-    assert reader.event(4102, "exec", 0.0) is None        # cmdline left, status gone
-    assert reader.event(999999, "exec", 0.0) is None
+def test_process_gone_half_way_keeps_its_command_line():
+    """pid 4102 ended between the read of its cmdline and of its status."""
+    event = ProcessReader(ROOT).event(4102, "exec", 0.0, ppid_known=4100)
+    assert (event["commandline"], event["uid"], event["ppid"], event["user_name"]) == \
+        ("/bin/gone", -1, 4100, "")
+
+
+def test_process_gone_entirely_gives_none():
+    assert ProcessReader(ROOT).event(999999, "exec", 0.0) is None
 
 
 def test_polling_reports_new_and_reused_pids(tree, events):

@@ -18,9 +18,17 @@ def test_record_writes_a_time_ordered_trace_of_live_events(tmp_path):
     server.bind(("127.0.0.1", 0))
     server.listen()
     port = server.getsockname()[1]
-    threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            while conn.recv(100):
+                pass
+
+    reader = threading.Thread(target=serve, daemon=True)
+    reader.start()
     with socket.create_connection(server.getsockname()) as client:
         client.sendall(b"hello")
+    reader.join(10)
     server.close()
     assert recorder.wait(30) == 0, recorder.stderr.read()
     events = [json.loads(line) for line in trace.read_text().splitlines()]

@@ -204,3 +204,18 @@ def test_periodic_items_are_one_event_split_over_small_messages():
     run.engine.send_periodic("SystemInformation", [{"os_dist": "MicroPython", "nics": nics}],
                              1767225600000)
     assert run.items("SystemInformation")[0]["nics"] == nics
+
+
+def test_continued_connection_adds_bytes_without_a_hit():
+    run = Run()
+    conn(run, 0, 1000, bytes_in=10, bytes_out=1)
+    run.feed(kind="connection", t=T0 + 1, protocol="TCP", local_address="10.0.0.2",
+             local_port=1000, remote_address="1.2.3.4", remote_port=443, bytes_in=5,
+             bytes_out=5, direction="out", continued=True)
+    run.feed(kind="connection", t=T0 + 61, protocol="TCP", local_address="10.0.0.2",
+             local_port=1000, remote_address="1.2.3.4", remote_port=443, bytes_in=7,
+             bytes_out=0, direction="out", continued=True)
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert [(i["hit_count"], i["bytes_in"], i["bytes_out"]) for i in items] == [(1, 15, 6),
+                                                                                (1, 7, 0)]

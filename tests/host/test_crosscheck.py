@@ -57,7 +57,7 @@ def test_a_firmware_engine_that_loses_bytes_is_caught(monkeypatch, tmp_path):
     from microagent import cache
     trace = tmp_path / "t.jsonl"
     tracegen.write(tracegen.random_trace(12, events=200, distinct=20), trace)
-    monkeypatch.setattr(cache.NetworkCache, "_add", lambda self, slot, i, o: None)
+    monkeypatch.setattr(cache.NetworkCache, "_add", lambda self, slot, i, o, hit: None)
     report = cc.crosscheck(str(trace), 600000, 50, runtime="cpython")
     assert not report.ok
     assert any("firmware ConnectionCreate" in p for p in report.problems)

@@ -1,0 +1,59 @@
+"""The host agent applies twin configuration at window boundaries."""
+import json
+
+from host_sim.agent import HostAgent, Options
+from microagent.config import Config
+
+T0_MS = 1767225600000
+
+
+def _agent():
+    messages = []
+    config = Config()
+    agent = HostAgent(Options(collectors=[]), "00000000-0000-4000-8000-000000000009",
+                      messages.append, lambda text: None, config)
+    agent.apply_config()
+    return agent, config, messages
+
+
+def _connection(port, t_ms):
+    return {"kind": "connection", "t": t_ms / 1000.0, "protocol": "TCP",
+            "local_address": "10.0.0.1", "local_port": port, "remote_address": "1.1.1.1",
+            "remote_port": 443, "bytes_in": 1, "bytes_out": 1}
+
+
+def _items(messages, name):
+    return [i for m in messages for e in json.loads(m)["Events"] if e["Name"] == name
+            for i in e["Payload"]]
+
+
+def test_cache_size_from_the_twin_takes_effect_at_the_next_window():
+    agent, config, messages = _agent()
+    applied, rejected = config.apply({"NetworkActivity_CacheSize": 2, "Login_CacheSize": "x"})
+    assert applied == {"NetworkActivity_CacheSize": 2} and "Login_CacheSize" in rejected
+    agent.on_config(applied)
+    for port in range(5):
+        agent.queue.put(_connection(port, T0_MS + port))
+    agent.close_window(T0_MS, T0_MS + 60000)          # still 256 entries in this window
+    assert len(_items(messages, "ConnectionCreate")) == 5
+    for port in range(5):
+        agent.queue.put(_connection(port, T0_MS + 60000 + port))
+    agent.close_window(T0_MS + 60000, T0_MS + 120000)  # now 2, the oldest evicted
+    kept = [i["local_port"] for i in _items(messages, "ConnectionCreate")[5:]]
+    assert kept == [3, 4]
+    assert _items(messages, "DroppedEvents")[0]["evicted"] == 3
+    assert config["Login_CacheSize"] == 256
+
+
+def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
+    agent, config, messages = _agent()
+    assert agent.window_ms() == 120 * 60000
+    config.apply({"NetworkActivity_Disabled": True, "NetworkActivity_MessageFrequency": "High",
+                  "CollectorsCore_PriorityIntervals": "1,5,60"})
+    assert agent.window_ms() == 60000
+    agent.queue.put(_connection(1, T0_MS))
+    agent.queue.put({"kind": "process", "t": T0_MS / 1000.0, "type": "exec", "pid": 2, "ppid": 1,
+                     "uid": 0, "commandline": "ls"})
+    agent.close_window(T0_MS, T0_MS + 60000)
+    assert _items(messages, "ConnectionCreate") == []
+    assert len(_items(messages, "ProcessCreate")) == 1
