@@ -90,6 +90,11 @@ def _info(text):
 
 
 def run(args):
+    try:
+        with open(args.trace, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError("cannot read trace %s: %s" % (args.trace, exc.strerror))
     uplink = uplink_of(args)
     if uplink is not None and args.heap is None:
         args.heap = SENDING_HEAP
