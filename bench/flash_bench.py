@@ -67,10 +67,19 @@ def _virtual_board(tmp):
     raise RuntimeError("the virtual board did not start")
 
 
-def _bundle_files(tmp):
+def _package_only(tmp):
+    """A copy of firmware/ without main.py and boot.py: the bench times the deploy, not the
+    agent's start (flash.py then reports nothing to start)."""
+    copy = os.path.join(tmp, "firmware")
+    shutil.copytree(os.path.join(REPO, "firmware", "microagent"), os.path.join(copy, "microagent"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _bundle_files(tmp, firmware):
     bundle = os.path.join(tmp, "bundle")
-    subprocess.run(_tool("build_bundle.py", "--board", "unix", "--out", bundle), check=True,
-                   capture_output=True)
+    subprocess.run(_tool("build_bundle.py", "--board", "unix", "--out", bundle, "--firmware",
+                         firmware), check=True, capture_output=True)
     files = []
     for folder, _, names in os.walk(bundle):
         files.extend(os.path.relpath(os.path.join(folder, n), bundle) for n in sorted(names))
@@ -78,16 +87,20 @@ def _bundle_files(tmp):
 
 
 def virtual_board_rows(tmp):
-    bundle, files = _bundle_files(tmp)
+    firmware = _package_only(tmp)
+    bundle, files = _bundle_files(tmp, firmware)
     size = sum(os.path.getsize(os.path.join(bundle, f)) for f in files)
     proc, port, flash = _virtual_board(tmp)
     try:
         ours = _timed(_tool("flash.py", "--board", "unix", "--port", port, "--connection-string",
-                            CONNECTION_STRING, "--log-seconds", "0"), before=lambda: _clear(flash))
+                            CONNECTION_STRING, "--firmware", firmware, "--log-seconds", "0"),
+                      before=lambda: _clear(flash))
 
         def fresh():
+            # mpremote's cp makes no folders: give it the bundle's (the flash is a local folder)
             _clear(flash)
-            os.mkdir(os.path.join(flash, "microagent"))
+            for folder in sorted(set(os.path.dirname(f) for f in files if os.path.dirname(f))):
+                os.makedirs(os.path.join(flash, folder), exist_ok=True)
         copy = [_mpremote(), "connect", port, "resume"]
         for f in files:
             copy += ["fs", "cp", os.path.join(bundle, f), ":" + f, "+"]
