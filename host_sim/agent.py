@@ -63,8 +63,10 @@ class HostAgent:
         self.log = log
         self.config = config or Config()
         self.queue = queue.SimpleQueue()
+        # TimestampLocal carries this machine's offset from UTC (replays stay in UTC).
         self.engine = build_host_engine(options.cache_size, self._sink, log, agent_id,
-                                        options.max_message_size)
+                                        options.max_message_size,
+                                        time.localtime().tm_gmtoff // 60)
         self.config_changed = False
         self.collectors = {}
         self.messages = 0
