@@ -11,6 +11,18 @@ class UsageError(Exception):
     """A bad argument or input the user can fix; printed as one line, exit 2."""
 
 
+def write_output(path, text):
+    """Writes TEXT to the file PATH, or to stdout when PATH is '-'; UsageError if it cannot."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise UsageError("cannot write --output %s: %s" % (path, exc.strerror))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="microagent",

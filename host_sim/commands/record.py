@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, write_output
 from host_sim.collectors.dns import DnsCollector
 from host_sim.collectors.login import LoginCollector
 from host_sim.collectors.network import NetworkCollector
@@ -72,13 +72,5 @@ def run(args):
         print("microagent: %s: %s" % (name, ", ".join(
             "%s %s" % item for item in sorted(collector.stats.items()))), file=sys.stderr)
     events.sort(key=lambda e: e["t"])
-    text = "".join(json.dumps(e) + "\n" for e in events)
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as exc:
-            raise UsageError("cannot write --output %s: %s" % (args.output, exc.strerror))
+    write_output(args.output, "".join(json.dumps(e) + "\n" for e in events))
     return 0

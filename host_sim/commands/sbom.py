@@ -1,9 +1,8 @@
 """`microagent sbom`: the installed packages as a CycloneDX document or JSON lines."""
 import json
 import os
-import sys
 
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, write_output
 from host_sim.collectors import rootfs, sbom, sysinfo
 
 
@@ -32,14 +31,7 @@ def run(args):
         text = "".join(json.dumps(p.item()) + "\n" for p in packages)
     else:
         text = cyclonedx_document(packages, sysinfo.read_os_release(args.root))
-    if args.output == "-":
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as exc:
-        raise UsageError("cannot write --output %s: %s" % (args.output, exc.strerror))
+    write_output(args.output, text)
     return 0
 
 
