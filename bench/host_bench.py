@@ -1,5 +1,4 @@
 """Host engine: ingest rate against a bare collections.Counter, and bounded memory in a storm."""
-import json
 import os
 import subprocess
 import sys

@@ -5,7 +5,6 @@
 # It never takes the board down: an exception in the agent is logged and the agent starts again
 # with backoff (1 s doubling to 60 s); the application keeps running meanwhile.
 import gc
-import json
 import sys
 
 import asyncio

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from board_helpers import REPO, TOOLS, run_tool  # noqa: F401 (shared with the test modules)
+from board_helpers import REPO, TOOLS
 
 from host_sim.runtime import micropython_binary  # noqa: E402
 

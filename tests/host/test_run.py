@@ -1,6 +1,5 @@
 """`microagent run --once --output -` on this machine (as root): all six kinds of events, from
 real data sources, schema-valid."""
-import json
 import os
 import pty
 import select
