@@ -20,15 +20,6 @@ FIRMWARE = "firmware"
 HOST = "host"
 
 
-def _item_key(collector, item):
-    if collector == ev.PROCESS:
-        return (item["commandline"], item["user_id"])
-    if collector == ev.CONNECTION:
-        return (item["local_port"], item["remote_port"], item["transport_protocol"],
-                item["local_address"], item["remote_address"])
-    return None
-
-
 class _Model:
     """One collector's cache under one policy, over one window (the spec, literally)."""
 
