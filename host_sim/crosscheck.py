@@ -9,8 +9,10 @@ the model's for its policy, item for item, with the exact drop and evict counts.
 """
 import json
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 from microagent import events as ev
+from microagent.encode import iso8601
 from microagent.trace import parse_line, time_ms
 
 from host_sim.replay import replay_firmware, replay_host
@@ -58,11 +60,6 @@ def _merge_dns(entry, event):
     entry["hostname"] = event["hostname"]
 
 
-def _stamp(ms):
-    from microagent.encode import iso8601
-    return iso8601(ms)
-
-
 def expected_window(window_events, window_start, sizes, policy):
     """The items and loss counts a window must produce under POLICY, per collector."""
     models = {c: _Model(sizes[c], policy) for c in COLLECTORS}
@@ -89,7 +86,7 @@ def expected_window(window_events, window_start, sizes, policy):
     saturate = (lambda n: min(n, 0xFFFFFFFF)) if policy == FIRMWARE else (lambda n: n)
     items = {ev.PROCESS: [], ev.CONNECTION: [], ev.LOGIN: []}
     for e in models[ev.PROCESS].entries.values():
-        item = {"timestamp": _stamp(window_start + e["offset"]), "process_id": e["pid"],
+        item = {"timestamp": iso8601(window_start + e["offset"]), "process_id": e["pid"],
                 "parent_process_id": e["ppid"], "user_id": e["uid"],
                 "commandline": e["commandline"], "type": e["type"], "hit_count": e["hits"]}
         for optional in ("executable", "user_name"):
@@ -100,7 +97,7 @@ def expected_window(window_events, window_start, sizes, policy):
         direction = e.get("direction")
         code = ev.DIRECTIONS.index(direction) if direction else 0
         resolved = dns.get(e["remote_address"])
-        item = {"timestamp": _stamp(window_start + e["offset"]),
+        item = {"timestamp": iso8601(window_start + e["offset"]),
                 "local_address": e["local_address"], "remote_address": e["remote_address"],
                 "local_port": e["local_port"], "remote_port": e["remote_port"],
                 "transport_protocol": e["protocol"],
@@ -114,7 +111,7 @@ def expected_window(window_events, window_start, sizes, policy):
             item["direction"] = direction
         items[ev.CONNECTION].append(item)
     for e in models[ev.LOGIN].entries.values():
-        item = {"timestamp": _stamp(window_start + e["offset"]), "operation": e["operation"],
+        item = {"timestamp": iso8601(window_start + e["offset"]), "operation": e["operation"],
                 "process_id": e["pid"], "user_name": ev.cap_string(e["user_name"]),
                 "executable": ev.cap_string(e["executable"])}
         if e.get("remote_address") is not None:
@@ -147,9 +144,8 @@ def trace_windows(path, window_ms):
 
 
 def _ms(stamp):
-    from datetime import datetime
-    return int(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=__import__("datetime").timezone.utc).timestamp() * 1000 + 0.5)
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000 + 0.5)
 
 
 def group_output(messages, t0, window_ms):
