@@ -149,22 +149,28 @@ class Uplink:
         return ["--credentials", path, "--ca", os.path.abspath(self.ca_file), "--port",
                 str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
 
+    def open_transport(self, log, config=None, on_config=None):
+        """(outbox, transport) for the host agent: the persistent outbox and a started paho
+        transport. ReplayError (one line) when the certificate or URL is wrong."""
+        from host_sim.outbox import SqliteOutbox
+        from host_sim.transport import Transport
+        try:
+            outbox = SqliteOutbox(self.outbox_path or default_outbox_path())
+            transport = Transport(outbox, connection_string=self.connection_string,
+                                  broker=self.broker, ca_file=self.ca_file, port=self.port,
+                                  log=log, config=config, on_config=on_config)
+            transport.start()
+        except ValueError as exc:
+            raise ReplayError(str(exc))
+        return outbox, transport
+
 
 def replay_host_to_hub(trace, window_ms, cache_size, uplink, on_warning, on_info,
                        max_message_size=4096, agent=None):
     """Replays TRACE through the host engine into the persistent outbox and delivers it with
     paho-mqtt. Returns the exit status: 0 when everything was acknowledged, 1 otherwise (what
     is left stays in the outbox file for the next run)."""
-    from host_sim.outbox import SqliteOutbox
-    from host_sim.transport import Transport
-    try:
-        outbox = SqliteOutbox(uplink.outbox_path or default_outbox_path())
-        transport = Transport(outbox, connection_string=uplink.connection_string,
-                              broker=uplink.broker, ca_file=uplink.ca_file, port=uplink.port,
-                              log=on_info)
-        transport.start()
-    except ValueError as exc:
-        raise ReplayError(str(exc))
+    outbox, transport = uplink.open_transport(on_info)
     try:
         replay_host(trace, window_ms, cache_size, lambda m: transport.send(m.encode()),
                     on_warning, max_message_size, agent)

@@ -7,16 +7,14 @@ import threading
 import time
 
 from host_sim.cli import UsageError, write_output
-from host_sim.collectors.dns import DnsCollector
-from host_sim.collectors.login import LoginCollector
-from host_sim.collectors.network import NetworkCollector
-from host_sim.collectors.process import ProcessCollector
+from host_sim.agent import EVENT_COLLECTORS
 
+# record's names for the agent's event collectors (each built from args.root/process_mode)
 COLLECTORS = {
-    "process": lambda emit, args: ProcessCollector(emit, root=args.root, mode=args.process_mode),
-    "network": lambda emit, args: NetworkCollector(emit),
-    "dns": lambda emit, args: DnsCollector(emit),
-    "login": lambda emit, args: LoginCollector(emit, root=args.root),
+    "process": EVENT_COLLECTORS["Process"],
+    "network": EVENT_COLLECTORS["NetworkActivity"],
+    "dns": EVENT_COLLECTORS["DNS"],
+    "login": EVENT_COLLECTORS["Login"],
 }
 
 

@@ -1,10 +1,10 @@
 """`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
-import os
 import sys
 
 from host_sim.cli import UsageError
-from host_sim.replay import (ReplayError, Uplink, parse_heap, replay_firmware, replay_host,
+from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,
                              replay_host_to_hub, write_line)
+from host_sim.uplink_options import add_uplink_arguments, uplink_of
 
 # Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
 SENDING_HEAP = "192K"
@@ -35,36 +35,8 @@ def register(subparsers):
     hub = p.add_argument_group(
         "sending", "send the messages instead of printing them (both engines; the firmware "
                    "engine sends from inside MicroPython)")
-    hub.add_argument("--connection-string", metavar="CS",
-                     default=os.environ.get("MICROAGENT_CONNECTION_STRING"),
-                     help="device connection string (default: $MICROAGENT_CONNECTION_STRING, "
-                          "which keeps the key off the command line)")
-    hub.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub's server "
-                                                  "certificate")
-    hub.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
-    hub.add_argument("--broker", metavar="URL",
-                     help="host engine only: your own broker, mqtts://user:pass@host:port")
-    hub.add_argument("--outbox", metavar="FILE",
-                     help="host engine's persistent outbox (default "
-                          "~/.local/state/microagent/outbox.db)")
-    hub.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                     help="how long to wait for the hub to acknowledge (default 60)")
+    add_uplink_arguments(hub, "host engine only: your own broker, mqtts://user:pass@host:port")
     p.set_defaults(run=run)
-
-
-def uplink_of(args):
-    if not (args.connection_string or args.broker):
-        if args.ca:
-            raise UsageError("--ca needs --connection-string (or --broker)")
-        return None
-    if args.connection_string and args.broker:
-        raise UsageError("give --connection-string or --broker, not both")
-    if args.connection_string and not args.ca:
-        raise UsageError("--connection-string needs --ca FILE (the hub's CA certificate)")
-    if args.ca and not os.path.isfile(args.ca):
-        raise UsageError("--ca %s: no such file" % args.ca)
-    return Uplink(args.connection_string, args.ca, args.port, args.broker, args.outbox,
-                  args.timeout)
 
 
 def check_common(args):

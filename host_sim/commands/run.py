@@ -1,10 +1,10 @@
 """`microagent run`: the host agent on this Linux machine."""
-import os
 import sys
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
 from host_sim.cli import UsageError
-from host_sim.replay import agent_id, default_outbox_path, write_line
+from host_sim.replay import ReplayError, agent_id, write_line
+from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import Config
 
 ALL = list(EVENT_COLLECTORS) + list(TRIGGERED)
@@ -34,14 +34,8 @@ def register(subparsers):
     p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"), default="Auto",
                    help="Process_Mode (default Auto: netlink, else /proc polling)")
     p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
-    p.add_argument("--connection-string", metavar="CS",
-                   default=os.environ.get("MICROAGENT_CONNECTION_STRING"),
-                   help="device connection string (default $MICROAGENT_CONNECTION_STRING)")
-    p.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub")
-    p.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
-    p.add_argument("--broker", metavar="URL", help="your own broker: mqtts://user:pass@host:port")
-    p.add_argument("--outbox", metavar="FILE", help="persistent outbox (default "
-                                                    "~/.local/state/microagent/outbox.db)")
+    add_uplink_arguments(p.add_argument_group("sending"),
+                         "your own broker: mqtts://user:pass@host:port")
     p.set_defaults(run=run)
 
 
@@ -57,8 +51,8 @@ def run(args):
                          % (", ".join(unknown), ", ".join(ALL)))
     if (args.window is not None and args.window <= 0) or args.cache_size < 1 or args.seconds <= 0:
         raise UsageError("--window and --seconds must be positive, --cache-size at least 1")
-    sending = bool(args.connection_string or args.broker)
-    if sending == bool(args.output):
+    uplink = uplink_of(args)
+    if (uplink is not None) == bool(args.output):
         raise UsageError("give --output FILE (or -) to print, or --connection-string/--broker "
                          "to send")
     options = Options(root=args.root, process_mode=args.process_mode, window_s=args.window,
@@ -69,19 +63,11 @@ def run(args):
                   "Process_Mode": args.process_mode})
     agent = None
     transport = outbox = out = None
-    if sending:
-        from host_sim.outbox import SqliteOutbox
-        from host_sim.transport import Transport
-        if args.connection_string and not args.ca:
-            raise UsageError("--connection-string needs --ca FILE")
+    if uplink is not None:
         try:
-            outbox = SqliteOutbox(args.outbox or default_outbox_path())
-            transport = Transport(outbox, connection_string=args.connection_string,
-                                  broker=args.broker, ca_file=args.ca, port=args.port, log=_log,
-                                  config=config,
-                                  on_config=lambda applied: agent and agent.on_config(applied))
-            transport.start()
-        except ValueError as exc:
+            outbox, transport = uplink.open_transport(
+                _log, config, on_config=lambda applied: agent and agent.on_config(applied))
+        except ReplayError as exc:
             raise UsageError(str(exc))
         send = lambda text: transport.send(text.encode())  # noqa: E731
     elif args.output == "-":
@@ -99,7 +85,7 @@ def run(args):
         _log("stopping")
     finally:
         if transport is not None:
-            transport.flush(30)
+            transport.flush(uplink.timeout_s)
             transport.close()
             outbox.close()
         if out is not None:

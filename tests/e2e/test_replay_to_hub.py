@@ -138,3 +138,21 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
         assert all(message in expected for message in got)
         assert dropped <= 8  # the replay outbox holds 8 messages
     assert "hub: " in err or "transport: " in err
+
+
+def test_host_agent_run_sends_to_the_hub(hub, tmp_path):
+    proc = subprocess.Popen([MICROAGENT, "run", "--once", "--seconds", "3", "--collectors",
+                             "Process,SystemInformation", "--ca", hub.ca, "--port", str(hub.port),
+                             "--outbox", str(tmp_path / "outbox.db")],
+                            env=sending_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.5)
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)", "run-to-hub-marker"])
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    names = {}
+    for body in stored(hub):
+        for event in schema.check(body)["Events"]:
+            names.setdefault(event["Name"], []).extend(event["Payload"])
+    assert len(names["SystemInformation"]) == 1
+    assert any("run-to-hub-marker" in i["commandline"] for i in names["ProcessCreate"])
