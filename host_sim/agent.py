@@ -153,9 +153,7 @@ class HostAgent:
             new = lost - self._lost_seen.get(name, 0)
             if new > 0:
                 self._lost_seen[name] = lost
-                cache = {ev.PROCESS: self.engine.process, ev.CONNECTION: self.engine.network,
-                         ev.DNS: self.engine.dns, ev.LOGIN: self.engine.login}[_LOSSES_TO[name]]
-                cache.dropped += new
+                self.engine.cache_of(_LOSSES_TO[name]).dropped += new
                 self.log("%s: the data source lost %d events (reported as dropped)"
                          % (name, new))
 

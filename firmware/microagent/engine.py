@@ -29,13 +29,14 @@ class Engine:
     def _lost(self, collector):
         if collector not in self._warned:
             self._warned.add(collector)
-            cache = self._cache_of(collector)
+            cache = self.cache_of(collector)
             self.warn("%s cache full (%d entries): %s this window; raise %s"
                       % (collector, cache.capacity,
                          "evicting oldest entries" if cache.evicted else "dropping new entries",
                          events.cache_size_key(collector)))
 
-    def _cache_of(self, collector):
+    def cache_of(self, collector):
+        """The cache holding COLLECTOR's entries (a DroppedEvents collector name)."""
         return {events.PROCESS: self.process, events.CONNECTION: self.network,
                 events.LOGIN: self.login, events.DNS: self.dns}[collector]
 
@@ -144,7 +145,7 @@ class Engine:
         started = False
         values = self._values
         for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
-            cache = self._cache_of(collector)
+            cache = self.cache_of(collector)
             unsupported = self.unsupported if collector == events.CONNECTION else 0
             if not (cache.dropped or cache.evicted or unsupported):
                 continue

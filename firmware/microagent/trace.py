@@ -85,15 +85,10 @@ class Replay:
         self.t0 = None
         self.window_start = 0
         self.last_ms = 0
-        self.lines = 0
-        self.events = 0
-        self.windows = 0
-        self.messages = 0
         self._halves = [0, 0]
 
     def feed(self, line, where):
         """Records one trace line; blank lines are ignored. Raises TraceError."""
-        self.lines += 1
         if not line.strip():
             return
         event = parse_line(line, where)
@@ -109,16 +104,12 @@ class Replay:
             self.close_window()
             self.window_start = self.t0 + (t - self.t0) // self.window_ms * self.window_ms
         record_event(self.engine, event, t - self.window_start, where, self._halves)
-        self.events += 1
 
     def close_window(self):
         """Flushes the current window (an empty one sends nothing)."""
         if self.t0 is None:
             return
-        sent = self.engine.flush(self.window_start, self.window_start + self.window_ms)
-        self.messages += sent
-        if sent:
-            self.windows += 1
+        self.engine.flush(self.window_start, self.window_start + self.window_ms)
 
 
 def record_event(engine, event, offset, where, halves):
