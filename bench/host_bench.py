@@ -116,9 +116,9 @@ def run():
         engine = _best(_engine_rate, prepared)
         counter = _best(_counter_rate, prepared)
         rows.append([name + ": record (events/s)", engine, counter, counter / engine])
-        rows.append([name + ": full replay, parse + encode (events/s)",
-                     _replay_rate(path, len(prepared)), counter, counter /
-                     _replay_rate(path, len(prepared))])
+        replay = _replay_rate(path, len(prepared))
+        rows.append([name + ": full replay, parse + encode (events/s)", replay, counter,
+                     counter / replay])
     table("Host engine ingest rate (Linux semantics, caches of 256, windows of 300 s)",
           ["trace", "host engine", "bare Counter", "cost ×Counter (target ≤ 3)"], rows)
     with tempfile.TemporaryDirectory() as tmp:
