@@ -50,6 +50,18 @@ class LinkError(Exception):
     """The port or the board cannot do what was asked; one line."""
 
 
+class ReplLost(LinkError):
+    """The raw REPL protocol went out of step (a lost control byte); the board may still be fine."""
+
+
+class CommandFailed(LinkError):
+    """The board ran a command and it raised KIND (the exception's name)."""
+
+    def __init__(self, message, kind):
+        super().__init__(message)
+        self.kind = kind
+
+
 def _is_local_device(port):
     return "://" not in port
 
@@ -133,10 +145,10 @@ class BoardLink:
             else:
                 out, err = self._exec_paced(code.encode() if isinstance(code, str) else code)
         except TransportError as exc:
-            raise LinkError("lost the raw REPL on %s: %s" % (self.port, exc)) from None
+            raise ReplLost("lost the raw REPL on %s: %s" % (self.port, exc)) from None
         if err:
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
-            raise LinkError("the board failed running a command: %s" % last[0])
+            raise CommandFailed("the board failed running a command: %s" % last[0], last[0].partition(":")[0])
         return out
 
     def _exec_paced(self, code):
@@ -181,35 +193,49 @@ class BoardLink:
         folder, _, name = path.rpartition("/")
         self._exec_intact("import os\nif %r in os.listdir(%r):\n os.remove(%r)" % (name, folder, path))
 
-    def _exec_intact(self, code):
-        """exec(CODE), sent again when it arrived garbled (a board without flow control can drop a
-        byte: the command then fails to parse or names something undefined, or prints 'garbled'
-        from its own check). For commands that are safe to run twice."""
+    def _exec_intact(self, code, expect=None, real_errors=()):
+        """exec(CODE), sent again when it may have arrived garbled: a board without flow control
+        can drop a byte, and the command then fails (to parse, on a name or a file name it
+        mangled, ...), prints 'garbled' from its own check, or prints something other than
+        EXPECT. Exceptions named in REAL_ERRORS are real failures (a full flash), raised at once;
+        any other that persists is raised after the last attempt. A lost control byte (the end of
+        a raw paste) leaves the protocol out of step: the raw REPL is entered again first. For
+        commands that are safe to run again."""
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 out = self.exec(code)
-            except LinkError as exc:
-                # Our commands never raise these themselves: the code arrived mangled.
-                garbled = "SyntaxError" in str(exc) or "NameError" in str(exc)
-                if not garbled or attempt == SEND_ATTEMPTS:
+            except CommandFailed as exc:
+                if exc.kind in real_errors or attempt == SEND_ATTEMPTS:
                     raise
                 self.resent += 1
                 continue
-            if b"garbled" not in out:
+            except ReplLost as lost:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                try:
+                    self.enter_raw_repl()
+                except LinkError:
+                    raise lost from None
+                self.resent += 1
+                continue
+            if b"garbled" not in out and (expect is None or out.strip() == expect):
                 return out
             self.resent += 1
         raise LinkError("the serial link to %s keeps losing bytes (%d attempts)" % (self.port, SEND_ATTEMPTS))
 
     def write(self, path, data, progress=None, chunk_size=256):
         """Writes DATA to PATH on the board; a full flash is reported as such, the partial file
-        removed. Each chunk is written only once its length and byte sum arrived intact.
-        PROGRESS(bytes written, total) after each chunk."""
+        removed. Each chunk is written only once its length and byte sum arrived intact, and
+        counts as written only when the board answers with its length (a lost byte that turns the
+        write call into a plain expression must not pass silently; some ports' write returns
+        None). PROGRESS(bytes written, total) after each chunk."""
         try:
             self._exec_intact("f=open(%r,'wb')\nw=f.write" % path)
             for start in range(0, len(data), chunk_size):
                 chunk = data[start:start + chunk_size]
-                self._exec_intact("d=%r\nif len(d)==%d and sum(d)==%d:\n w(d)\nelse:\n print('garbled')"
-                                  % (chunk, len(chunk), sum(chunk)))
+                self._exec_intact("d=%r\nif len(d)==%d and sum(d)==%d:\n print(w(d) or len(d))\nelse:\n print('garbled')"
+                                  % (chunk, len(chunk), sum(chunk)), expect=b"%d" % len(chunk),
+                                  real_errors=("OSError",))
                 if progress:
                     progress(start + len(chunk), len(data))
             self._exec_intact("f.close()")
@@ -224,12 +250,13 @@ class BoardLink:
                             % (self.port, path, len(data))) from None
 
     def sha256(self, path):
-        """SHA-256 of PATH computed by the board's hashlib, as hex."""
+        """SHA-256 of PATH computed by the board's hashlib, as hex, and the bytes it hashed."""
         out = self._exec_intact(
-            "import hashlib, binascii\nh = hashlib.sha256()\nf = open(%r, 'rb')\nwhile 1:\n"
-            " b = f.read(256)\n if not b:\n  break\n h.update(b)\nf.close()\n"
-            "print(binascii.hexlify(h.digest()).decode())" % path)
-        return out.decode().strip()
+            "import hashlib, binascii\nh = hashlib.sha256()\nn = 0\nf = open(%r, 'rb')\nwhile 1:\n"
+            " b = f.read(256)\n if not b:\n  break\n h.update(b)\n n += len(b)\nf.close()\n"
+            "print(binascii.hexlify(h.digest()).decode(), n)" % path)
+        digest, _, size = out.decode().strip().partition(" ")
+        return digest, int(size) if size.isdigit() else -1
 
     def read(self, path, chunk_size=256):
         """The bytes of PATH on the board, read back through the REPL."""
@@ -250,7 +277,7 @@ class BoardLink:
     def verify(self, path, data, by_hash):
         """True when PATH on the board holds DATA: by the board's SHA-256, else byte for byte."""
         if by_hash:
-            return self.sha256(path) == hashlib.sha256(data).hexdigest()
+            return self.sha256(path) == (hashlib.sha256(data).hexdigest(), len(data))
         return self.read(path) == data
 
     def start_raw(self, code):

@@ -34,6 +34,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CREDENTIALS_ENV = "MICROAGENT_CONNECTION_STRING"
+VERIFY_ATTEMPTS = 3  # writes of one file before its verification failure is final
 
 
 class FlashError(Exception):
@@ -186,9 +187,18 @@ def write_and_verify(link, profile, files, stale_folders, by_hash, report):
     method = "sha256 on the board" if by_hash else "read back byte for byte"
     for f in files:
         path = on_board(root, f.remote)
-        if not link.verify(path, f.data, by_hash):
-            raise FlashError("verification failed: %s on the board differs from what was written "
-                             "(%s)" % (path, method))
+        # A lost byte can still slip past the per-chunk checks (or mangle the check itself):
+        # the file is written again, and only a file that never verifies is an error.
+        for attempt in range(1, VERIFY_ATTEMPTS + 1):
+            if link.verify(path, f.data, by_hash):
+                break
+            if attempt == VERIFY_ATTEMPTS:
+                raise FlashError("verification failed: %s on the board differs from what was written "
+                                 "(%s, %d attempts)" % (path, method, VERIFY_ATTEMPTS))
+            report.event("rewrite", "%s did not verify (%s): writing it again" % (path, method),
+                         path=path, attempt=attempt)
+            link.resent += 1
+            link.write(path, f.data)
         report.event("verified", "verified %-32s %s" % (path, method), path=path, method=method,
                      bytes=len(f.data))
 

@@ -170,17 +170,32 @@ class LossyLink:
 
 
 @pytest.fixture
-def lossy_link(virtual_board):
-    """A serial line to the virtual board that loses one byte on its way to the board: the
-    2000th byte, and then every 5000th (a cable without flow control on a slow board)."""
+def lossy_link(request, virtual_board):
+    """A serial line to the virtual board that loses bytes on their way to the board. By default
+    the 2000th byte, and then every 5000th (a cable without flow control on a slow board);
+    parametrized with byte strings, the last byte of the first occurrence of each (a loss aimed
+    at one command)."""
+    aimed = list(getattr(request, "param", ()))
     master, slave = os.openpty()
     tty.setraw(slave)
     board = os.open(virtual_board.port, os.O_RDWR | os.O_NOCTTY)
     tty.setraw(board)
     dropped, stop = [], threading.Event()
 
+    def counted_loss(count, _sent):
+        return count == 2000 or (count > 2000 and (count - 2000) % 5000 == 0)
+
+    def aimed_loss(_count, sent):
+        for pattern in aimed:
+            if sent.endswith(pattern):
+                aimed.remove(pattern)
+                return True
+        return False
+
+    loses = aimed_loss if aimed else counted_loss
+
     def pump(source, target, lossy):
-        count = 0
+        count, sent = 0, bytearray()
         while not stop.is_set():
             if not select.select([source], [], [], 0.1)[0]:
                 continue
@@ -191,7 +206,9 @@ def lossy_link(virtual_board):
             out = bytearray()
             for byte in data:
                 count += 1
-                if lossy and (count == 2000 or (count > 2000 and (count - 2000) % 5000 == 0)):
+                sent.append(byte)
+                del sent[:-64]
+                if lossy and loses(count, sent):
                     dropped.append(count)
                     continue
                 out.append(byte)

@@ -76,7 +76,7 @@ def test_run_a_script_through_the_repl(virtual_board):
         link.enter_raw_repl()
         assert link.exec("print(sum(i * i for i in range(10)))").strip() == b"285"
         link.write("note.txt", b"written over the raw REPL\n")
-        assert link.sha256("note.txt") == hashlib.sha256(b"written over the raw REPL\n").hexdigest()
+        assert link.sha256("note.txt") == (hashlib.sha256(b"written over the raw REPL\n").hexdigest(), 26)
         assert link.read("note.txt") == b"written over the raw REPL\n"
     with open(os.path.join(virtual_board.flash, "note.txt"), "rb") as f:
         assert f.read() == b"written over the raw REPL\n"
@@ -246,3 +246,22 @@ def test_board_that_goes_away_is_reported(virtual_board, tiny_firmware):
     assert {"event": "log", "line": "bye"} in events
     assert events[-1]["error"].startswith("lost the connection to %s" % virtual_board.port)
     assert virtual_board.process.wait(timeout=10) == 1  # the virtual board ended with its process
+
+
+@pytest.mark.parametrize("lossy_link", [
+    [b"print(w"],  # the chunk's write call becomes a plain expression: nothing written
+    [b".decode(), n"],  # the board's hash answer loses its byte count: a good file looks bad
+    [b"h.update("],  # the hash fails (update without its argument): sent again
+    [b"print('garbled')\x04"],  # a chunk's end of paste: the raw REPL is entered again
+], indirect=True, ids=["write-call", "hash-answer", "hash-call", "end-of-paste"])
+def test_losses_that_still_parse_are_caught(lossy_link, virtual_board, tmp_path):
+    payload = os.urandom(1000)
+    local = tmp_path / "payload.bin"
+    local.write_bytes(payload)
+    proc = run_tool("flash.py", "--board", "unix", "--port", lossy_link.port, "--json", "--files",
+                    "%s:payload.bin" % local)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(lossy_link.dropped) == 1
+    assert [e["commands"] for e in _events(proc) if e["event"] == "resent"] == [1]
+    with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
+        assert f.read() == payload
