@@ -1,8 +1,9 @@
 """The host engine: the core's Engine with Linux overflow semantics.
 
 When a cache is full, the oldest entry (earliest first occurrence in the window) is evicted and
-counted, and the new one is cached (spec section 4). Entries live in insertion-ordered dicts, so
-the oldest is always the first key. The event model, window logic, DNS join and message encoder
+counted, and the new one is cached (spec section 4). Entries live in insertion-ordered dicts; a
+queue of their keys finds the oldest in O(1) (the first key of a dict that keeps losing its first
+entries costs a scan over the deleted slots: 20 % of the storm ingest rate). The event model, window logic, DNS join and message encoder
 are the firmware core's (microagent.*), not copies.
 """
 from collections import deque
@@ -19,6 +20,7 @@ class _EvictingCache:
             raise ValueError("cache capacity must be at least 1")
         self.capacity = capacity
         self.entries = {}
+        self.arrivals = deque()  # the keys of entries, oldest first
         self.dropped = 0
         self.evicted = 0
 
@@ -30,10 +32,11 @@ class _EvictingCache:
         entries = self.entries
         status = NEW
         if len(entries) >= self.capacity:
-            del entries[next(iter(entries))]
+            del entries[self.arrivals.popleft()]
             self.evicted += 1
             status = LOST
         entries[key] = entry
+        self.arrivals.append(key)
         return status
 
     def rows(self, row):
@@ -42,6 +45,7 @@ class _EvictingCache:
 
     def reset(self):
         self.entries = {}
+        self.arrivals = deque()
         self.dropped = 0
         self.evicted = 0
 
