@@ -90,6 +90,10 @@ class HostAgent:
                 self.log("%s collector not started: %s" % (name, exc))
                 continue
             self.collectors[name] = collector
+        # Events from here on are caught: the data sources are open (scripts wait for this line).
+        self.log("collecting: %s" % (", ".join(
+            "%s (%s)" % (name, c.mode) if getattr(c, "mode", None) else name
+            for name, c in self.collectors.items()) or "no event collectors"))
 
     def stop(self):
         for collector in self.collectors.values():

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from agent_process import AgentProcess
 from host_sim import schema, tracegen
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
@@ -141,15 +142,13 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
 
 
 def test_host_agent_run_sends_to_the_hub(hub, tmp_path):
-    proc = subprocess.Popen([MICROAGENT, "run", "--once", "--seconds", "3", "--collectors",
-                             "Process,SystemInformation", "--ca", hub.ca, "--port", str(hub.port),
-                             "--outbox", str(tmp_path / "outbox.db")],
-                            env=sending_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    time.sleep(1.5)
+    agent = AgentProcess([MICROAGENT, "run", "--once", "--seconds", "3", "--collectors",
+                          "Process,SystemInformation", "--ca", hub.ca, "--port", str(hub.port),
+                          "--outbox", str(tmp_path / "outbox.db")], env=sending_env(hub))
+    agent.wait_ready()
     subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)", "run-to-hub-marker"])
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, out, err = agent.finish(120)
+    assert code == 0, err
     names = {}
     for body in stored(hub):
         for event in schema.check(body)["Events"]:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from agent_process import AgentProcess
 from host_sim import schema
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
@@ -41,7 +42,6 @@ def _traffic(port):
 
 
 def _activity():
-    time.sleep(1.5)
     for _ in range(20):
         subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)", MARKER])
     server = socket.socket()
@@ -62,14 +62,13 @@ def _activity():
 
 def test_run_once_prints_all_six_kinds():
     assert os.geteuid() == 0, "the live collectors need root (netlink, raw sockets)"
-    worker = threading.Thread(target=_activity)
-    worker.start()
-    proc = subprocess.run([MICROAGENT, "run", "--once", "--output", "-", "--seconds", "7"],
-                          capture_output=True, text=True, timeout=300)
-    worker.join()
-    assert proc.returncode == 0, proc.stderr
+    agent = AgentProcess([MICROAGENT, "run", "--once", "--output", "-", "--seconds", "7"])
+    agent.wait_ready()
+    _activity()
+    code, out, err = agent.finish(300)
+    assert code == 0, err
     items = {}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         for event in schema.check(line)["Events"]:
             items.setdefault(event["Name"], []).extend(event["Payload"])
     assert {"ProcessCreate", "ConnectionCreate", "Login", "SystemInformation", "Baseline",

@@ -1,0 +1,42 @@
+"""A `microagent run` process whose output is read in threads, so a test can wait for the
+agent's "collecting:" line (its data sources are open) before it makes activity to be caught."""
+import subprocess
+import threading
+import time
+
+READY = "microagent: collecting: "
+
+
+class AgentProcess:
+    def __init__(self, args, env=None):
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.ready = threading.Event()
+        self._out, self._err = [], []
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self._out)),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, self._err))]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, lines):
+        for line in stream:
+            lines.append(line)
+            if line.startswith(READY):
+                self.ready.set()
+        stream.close()
+
+    def wait_ready(self, timeout=60):
+        """Waits for the "collecting:" line; AssertionError (with stderr) if it never came."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.finish(30)
+                raise AssertionError("the agent never started collecting:\n" + "".join(self._err))
+
+    def finish(self, timeout=120):
+        """Waits for the process to end: (exit code, stdout, stderr)."""
+        code = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return code, "".join(self._out), "".join(self._err)
