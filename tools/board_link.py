@@ -148,7 +148,8 @@ class BoardLink:
             raise ReplLost("lost the raw REPL on %s: %s" % (self.port, exc)) from None
         if err:
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
-            raise CommandFailed("the board failed running a command: %s" % last[0], last[0].partition(":")[0])
+            raise CommandFailed("the board failed running a command: %s" % last[0],
+                                last[0].partition(":")[0])
         return out
 
     def _exec_paced(self, code):
@@ -230,12 +231,15 @@ class BoardLink:
         write call into a plain expression must not pass silently; some ports' write returns
         None). PROGRESS(bytes written, total) after each chunk."""
         try:
-            self._exec_intact("f=open(%r,'wb')\nw=f.write" % path)
+            # The path is checked before the file is opened: a mangled name would leave a
+            # stray file behind.
+            self._exec_intact("p=%r\nif len(p)==%d:\n f=open(p,'wb')\n w=f.write\n print(p)"
+                              % (path, len(path)), expect=path.encode())
             for start in range(0, len(data), chunk_size):
                 chunk = data[start:start + chunk_size]
-                self._exec_intact("d=%r\nif len(d)==%d and sum(d)==%d:\n print(w(d) or len(d))\nelse:\n print('garbled')"
-                                  % (chunk, len(chunk), sum(chunk)), expect=b"%d" % len(chunk),
-                                  real_errors=("OSError",))
+                self._exec_intact("d=%r\nif len(d)==%d and sum(d)==%d:\n print(w(d) or len(d))\n"
+                                  "else:\n print('garbled')" % (chunk, len(chunk), sum(chunk)),
+                                  expect=b"%d" % len(chunk), real_errors=("OSError",))
                 if progress:
                     progress(start + len(chunk), len(data))
             self._exec_intact("f.close()")

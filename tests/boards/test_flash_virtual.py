@@ -249,11 +249,12 @@ def test_board_that_goes_away_is_reported(virtual_board, tiny_firmware):
 
 
 @pytest.mark.parametrize("lossy_link", [
+    [b"p='payload.b"],  # the file name: no stray file, the right one opened on the resend
     [b"print(w"],  # the chunk's write call becomes a plain expression: nothing written
     [b".decode(), n"],  # the board's hash answer loses its byte count: a good file looks bad
     [b"h.update("],  # the hash fails (update without its argument): sent again
     [b"print('garbled')\x04"],  # a chunk's end of paste: the raw REPL is entered again
-], indirect=True, ids=["write-call", "hash-answer", "hash-call", "end-of-paste"])
+], indirect=True, ids=["file-name", "write-call", "hash-answer", "hash-call", "end-of-paste"])
 def test_losses_that_still_parse_are_caught(lossy_link, virtual_board, tmp_path):
     payload = os.urandom(1000)
     local = tmp_path / "payload.bin"
@@ -265,3 +266,4 @@ def test_losses_that_still_parse_are_caught(lossy_link, virtual_board, tmp_path)
     assert [e["commands"] for e in _events(proc) if e["event"] == "resent"] == [1]
     with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
         assert f.read() == payload
+    assert os.listdir(virtual_board.flash) == ["payload.bin"]
