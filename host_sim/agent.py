@@ -171,7 +171,8 @@ class HostAgent:
 
     def run(self, once_s=None):
         """Collects until interrupted (or ONCE_S seconds, then one window and the triggered
-        collectors once)."""
+        collectors once). Interrupted (KeyboardInterrupt: Ctrl-C, or SIGTERM through `run`), it
+        sends the window collected so far before it re-raises: stopping loses nothing."""
         self.apply_config()
         start_ms = _now_ms()
         window_start = start_ms
@@ -197,6 +198,11 @@ class HostAgent:
                 if now >= next_triggered:
                     self.run_triggered(now)
                     next_triggered += int(self.options.triggered_interval_s * 1000)
+        except KeyboardInterrupt:
+            self.stop()  # the collectors hand over what they still hold
+            self.log("stopping: sending the current window")
+            self.close_window(window_start, _now_ms())
+            raise
         finally:
             self.stop()
 

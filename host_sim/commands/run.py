@@ -1,4 +1,5 @@
 """`microagent run`: the host agent on this Linux machine."""
+import signal
 import sys
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
@@ -43,6 +44,10 @@ def _log(text):
     print("microagent: %s" % text, file=sys.stderr, flush=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args):
     names = [n.strip() for n in args.collectors.split(",") if n.strip()]
     unknown = [n for n in names if n not in ALL]
@@ -79,11 +84,13 @@ def run(args):
             raise UsageError("--output %s: %s" % (args.output, exc.strerror))
         send = lambda text: write_line(text, out)  # noqa: E731
     agent = HostAgent(options, agent_id(args.root), send, _log, config)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # systemd stops a service with SIGTERM
     try:
         agent.run(args.seconds if args.once else None)
     except KeyboardInterrupt:
-        _log("stopping")
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if transport is not None:
             transport.flush(uplink.timeout_s)
             transport.close()

@@ -3,6 +3,7 @@ real data sources, schema-valid."""
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -86,3 +87,22 @@ def test_run_once_prints_all_six_kinds():
                                text=True).stdout.count("install ok installed")
     assert len(items["SBoM"]) == installed
     assert all(i["check_result"] in ("Fail", "Error") for i in items["Baseline"])
+
+
+def test_sigterm_sends_the_window_collected_so_far(tmp_path):
+    """systemd stops the service with SIGTERM in the middle of a window: what the window holds
+    is written out before the agent exits, not lost."""
+    out = tmp_path / "messages.jsonl"
+    agent = AgentProcess([MICROAGENT, "run", "--output", str(out), "--window", "3600",
+                          "--collectors", "Process"])
+    agent.wait_ready()
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", "pass", MARKER + "-sigterm"])
+    agent.proc.send_signal(signal.SIGTERM)
+    code, _, err = agent.finish(60)
+    assert code == 0, err
+    assert "stopping: sending the current window" in err
+    marked = [i for line in out.read_text().splitlines()
+              for event in schema.check(line)["Events"] if event["Name"] == "ProcessCreate"
+              for i in event["Payload"] if MARKER + "-sigterm" in i["commandline"]]
+    assert len(marked) == 1 and marked[0]["hit_count"] == 3, marked
