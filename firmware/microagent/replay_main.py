@@ -14,7 +14,6 @@ from microagent.encode import MessageEncoder
 from microagent.engine import Engine
 
 
-
 def _options(argv):
     # A board keeps the network cache at the spec's 256 entries but small process and login
     # caches: processes and logins are Linux collectors, rare on a microcontroller.
