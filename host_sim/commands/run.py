@@ -1,4 +1,5 @@
 """`microagent run`: the host agent on this Linux machine."""
+import json
 import signal
 import sys
 
@@ -9,6 +10,7 @@ from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import Config
 
 ALL = list(EVENT_COLLECTORS) + list(TRIGGERED)
+CACHE_KEYS = ("Process_CacheSize", "NetworkActivity_CacheSize", "Login_CacheSize")
 
 
 def register(subparsers):
@@ -29,10 +31,15 @@ def register(subparsers):
                    help="window length in seconds (default: from CollectorsCore_PriorityIntervals"
                         " and NetworkActivity_MessageFrequency, 120 minutes; the twin can "
                         "change it)")
-    p.add_argument("--cache-size", type=int, default=256, metavar="N")
+    p.add_argument("--config", metavar="FILE",
+                   help="a JSON object of configuration keys, named as the Defender micro agent's "
+                        "(a module twin's desired properties carry over); the options below "
+                        "override it, the twin overrides both while running")
+    p.add_argument("--cache-size", type=int, metavar="N",
+                   help="Process_, NetworkActivity_ and Login_CacheSize (default 256)")
     p.add_argument("--collectors", default=",".join(ALL),
                    help="comma-separated, from %s (default all)" % ", ".join(ALL))
-    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"), default="Auto",
+    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"),
                    help="Process_Mode (default Auto: netlink, else /proc polling)")
     p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
     add_uplink_arguments(p.add_argument_group("sending"),
@@ -48,24 +55,50 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _apply_file(config, path):
+    """Applies the configuration file PATH; UsageError naming the file (and line or key)."""
+    try:
+        with open(path) as f:
+            desired = json.load(f)
+    except OSError as exc:
+        raise UsageError("--config %s: %s" % (path, exc.strerror))
+    except ValueError as exc:
+        where = " line %d" % exc.lineno if hasattr(exc, "lineno") else ""
+        raise UsageError("%s%s: not JSON (%s)" % (path, where, getattr(exc, "msg", exc)))
+    if not isinstance(desired, dict):
+        raise UsageError("%s: expected a JSON object of configuration keys" % path)
+    _, rejected = config.apply(desired)
+    if rejected:
+        raise UsageError("%s: %s" % (path, "; ".join(
+            "key %s: %s" % (key, reason) for key, reason in sorted(rejected.items()))))
+
+
 def run(args):
     names = [n.strip() for n in args.collectors.split(",") if n.strip()]
     unknown = [n for n in names if n not in ALL]
     if unknown:
         raise UsageError("--collectors: unknown %s (choose from %s)"
                          % (", ".join(unknown), ", ".join(ALL)))
-    if (args.window is not None and args.window <= 0) or args.cache_size < 1 or args.seconds <= 0:
-        raise UsageError("--window and --seconds must be positive, --cache-size at least 1")
+    if (args.window is not None and args.window <= 0) or args.seconds <= 0:
+        raise UsageError("--window and --seconds must be positive")
     uplink = uplink_of(args)
     if (uplink is not None) == bool(args.output):
         raise UsageError("give --output FILE (or -) to print, or --connection-string/--broker "
                          "to send")
-    options = Options(root=args.root, process_mode=args.process_mode, window_s=args.window,
-                      cache_size=args.cache_size, collectors=names)
     config = Config()
-    config.apply({"Process_CacheSize": args.cache_size,
-                  "NetworkActivity_CacheSize": args.cache_size, "Login_CacheSize": args.cache_size,
-                  "Process_Mode": args.process_mode})
+    if args.config:
+        _apply_file(config, args.config)
+    flags = {}
+    if args.cache_size is not None:
+        for key in CACHE_KEYS:
+            flags[key] = args.cache_size
+    if args.process_mode is not None:
+        flags["Process_Mode"] = args.process_mode
+    _, rejected = config.apply(flags)
+    if rejected:
+        raise UsageError("--cache-size: %s" % rejected[CACHE_KEYS[0]])
+    options = Options(root=args.root, process_mode=config["Process_Mode"], window_s=args.window,
+                      cache_size=config[CACHE_KEYS[0]], collectors=names)
     agent = None
     transport = outbox = out = None
     if uplink is not None:

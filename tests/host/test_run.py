@@ -1,5 +1,6 @@
-"""`microagent run --once --output -` on this machine (as root): all six kinds of events, from
-real data sources, schema-valid."""
+"""`microagent run` on this machine (as root): all six kinds of events from real data sources,
+schema-valid; the window in hand sent on SIGTERM; the configuration file."""
+import json
 import os
 import pty
 import select
@@ -106,3 +107,29 @@ def test_sigterm_sends_the_window_collected_so_far(tmp_path):
               for event in schema.check(line)["Events"] if event["Name"] == "ProcessCreate"
               for i in event["Payload"] if MARKER + "-sigterm" in i["commandline"]]
     assert len(marked) == 1 and marked[0]["hit_count"] == 3, marked
+
+
+def test_config_file_sets_the_defender_keys(tmp_path):
+    config = tmp_path / "microagent.json"
+    config.write_text(json.dumps({"$version": 4, "SystemInformation_Disabled": True}))
+    proc = subprocess.run([MICROAGENT, "run", "--once", "--seconds", "0.2", "--output", "-",
+                           "--collectors", "SystemInformation,SBoM", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = {event["Name"] for line in proc.stdout.splitlines()
+             for event in schema.check(line)["Events"]}
+    assert names == {"SBoM"}
+
+
+def test_config_file_errors_name_the_file_and_what_is_wrong(tmp_path):
+    config = tmp_path / "microagent.json"
+    cases = [('{"Process_CacheSize": 64,\n "Login_CacheSize": 8\n', " line 3: not JSON (Expecting ',' delimiter)"),
+             ('{"Login_CacheSize": "many", "Process_Cache": 1}',
+              ": key Login_CacheSize: expected an integer; key Process_Cache: unknown key"),
+             ('[]', ": expected a JSON object of configuration keys")]
+    for text, message in cases:
+        config.write_text(text)
+        proc = subprocess.run([MICROAGENT, "run", "--once", "--output", "-", "--config",
+                               str(config)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr == "microagent: error: %s%s\n" % (config, message), proc.stderr
