@@ -35,8 +35,14 @@ class AgentProcess:
                 raise AssertionError("the agent never started collecting:\n" + "".join(self._err))
 
     def finish(self, timeout=120):
-        """Waits for the process to end: (exit code, stdout, stderr)."""
-        code = self.proc.wait(timeout)
+        """Waits for the process to end: (exit code, stdout, stderr). One that does not end in
+        TIMEOUT seconds is killed (no agent outlives its test) and fails the test."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("the agent did not exit within %gs:\n%s" % (timeout, "".join(self._err)))
         for reader in self._readers:
             reader.join(timeout)
         return code, "".join(self._out), "".join(self._err)
