@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from urllib.parse import quote
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -86,3 +87,25 @@ class SqliteOutbox:
     def close(self):
         with self._lock:
             self._db.close()
+
+
+def summary(path, now=None):
+    """What the outbox file PATH holds, read only (a running agent keeps writing it):
+    {"pending", "bytes", "oldest_age_s" (None when empty), "delivered", "expired"}.
+    ValueError naming PATH when it is not an outbox."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % quote(path), uri=True)
+    except sqlite3.Error as exc:
+        raise ValueError("cannot open the outbox %s (%s)" % (path, exc)) from None
+    try:
+        pending, size, oldest = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0), MIN(queued_at) FROM messages").fetchone()
+        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+    except sqlite3.Error as exc:
+        raise ValueError("%s is not a microagent outbox (%s)" % (path, exc)) from None
+    finally:
+        db.close()
+    now = time.time() if now is None else now
+    return {"pending": pending, "bytes": size,
+            "oldest_age_s": None if oldest is None else max(0.0, now - oldest),
+            "delivered": counters.get("delivered", 0), "expired": counters.get("expired", 0)}

@@ -184,9 +184,11 @@ def replay_host_to_hub(trace, window_ms, cache_size, uplink, on_warning, on_info
     return 0 if delivered else 1
 
 
-def default_outbox_path():
+def default_outbox_path(create=True):
+    """$XDG_STATE_HOME/microagent/outbox.db; CREATE makes its folder."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    os.makedirs(os.path.join(state, "microagent"), exist_ok=True)
+    if create:
+        os.makedirs(os.path.join(state, "microagent"), exist_ok=True)
     return os.path.join(state, "microagent", "outbox.db")
 
 
