@@ -20,7 +20,8 @@ from host_sim.collectors.process import ProcessCollector
 from host_sim.engine import build_host_engine
 
 EVENT_COLLECTORS = {
-    "Process": lambda emit, o: ProcessCollector(emit, root=o.root, mode=o.process_mode),
+    "Process": lambda emit, o: ProcessCollector(emit, root=o.root, mode=o.process_mode,
+                                                polling_interval=o.polling_interval_s),
     "NetworkActivity": lambda emit, o: NetworkCollector(emit),
     "DNS": lambda emit, o: DnsCollector(emit),
     "Login": lambda emit, o: LoginCollector(emit, root=o.root),
@@ -44,6 +45,7 @@ class Options:
     def __init__(self, **values):
         self.root = "/"
         self.process_mode = "Auto"
+        self.polling_interval_s = 0.1  # Process_PollingInterval, in seconds
         self.window_s = None  # None: from the configuration (NetworkActivity's frequency)
         self.triggered_interval_s = 86400.0
         self.cache_size = 256
@@ -80,20 +82,27 @@ class HostAgent:
 
     def start(self):
         """Starts the event collectors; one that cannot run here is logged and left out."""
-        for name, make in EVENT_COLLECTORS.items():
-            if name not in self.options.collectors:
-                continue
-            collector = make(self.queue.put, self.options)
-            try:
-                collector.start()
-            except OSError as exc:
-                self.log("%s collector not started: %s" % (name, exc))
-                continue
-            self.collectors[name] = collector
+        for name in EVENT_COLLECTORS:
+            if name in self.options.collectors:
+                self._start_collector(name)
         # Events from here on are caught: the data sources are open (scripts wait for this line).
-        self.log("collecting: %s" % (", ".join(
-            "%s (%s)" % (name, c.mode) if getattr(c, "mode", None) else name
-            for name, c in self.collectors.items()) or "no event collectors"))
+        self.log("collecting: %s" % (", ".join(self._describe(name) for name in self.collectors)
+                                     or "no event collectors"))
+
+    def _describe(self, name):
+        mode = getattr(self.collectors[name], "mode", None)
+        if mode == "Polling":
+            return "%s (Polling every %g s)" % (name, self.options.polling_interval_s)
+        return "%s (%s)" % (name, mode) if mode else name
+
+    def _start_collector(self, name):
+        collector = EVENT_COLLECTORS[name](self.queue.put, self.options)
+        try:
+            collector.start()
+        except OSError as exc:
+            self.log("%s collector not started: %s" % (name, exc))
+            return
+        self.collectors[name] = collector
 
     def stop(self):
         for collector in self.collectors.values():
@@ -114,6 +123,16 @@ class HostAgent:
         self.engine.network.capacity = config["NetworkActivity_CacheSize"]
         self.engine.dns.capacity = config["NetworkActivity_CacheSize"]
         self.engine.login.resize(config["Login_CacheSize"])
+        process = (config["Process_Mode"], config["Process_PollingInterval"] / 1e6)
+        if process != (self.options.process_mode, self.options.polling_interval_s):
+            self.options.process_mode, self.options.polling_interval_s = process
+            running = self.collectors.pop("Process", None)
+            if running is not None:
+                # What the old collector still holds goes to the queue, so to the next window.
+                running.stop()
+                self._start_collector("Process")
+                if "Process" in self.collectors:
+                    self.log("Process collector restarted: %s" % self._describe("Process"))
         self.options.checks_disabled = config["Baseline_ChecksDisabled"]
         self.options.groups_disabled = config["Baseline_GroupsDisabled"]
 

@@ -176,6 +176,7 @@ class ProcessCollector(EventCollector):
         self._last_seq = {}        # cpu -> last connector sequence number seen
         self._parents = {}         # pid -> ppid from fork events, for processes gone too early
         self._known = {}           # polling: pid -> start time
+        self._pending = {}         # polling: pid -> (start time, event) seen in the last scan
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self):
@@ -239,6 +240,7 @@ class ProcessCollector(EventCollector):
         return NLMSGHDR.pack(HEADER_LEN + len(payload), NLMSG_DONE, 0, 0, os.getpid()) + cn + payload
 
     def close(self):
+        self._report_pending(None)  # stopping: the processes of the last scan are not lost
         if self._sock is not None:
             try:
                 self._sock.send(self._control(PROC_CN_MCAST_IGNORE))
@@ -331,18 +333,34 @@ class ProcessCollector(EventCollector):
         return known
 
     def poll(self):
-        """Polling mode: report processes that appeared since the last scan."""
+        """Polling mode: report the processes that appeared since the scan before last.
+
+        A new process is reported one scan after it was first seen: a child caught between
+        fork and exec still shows its parent's command line (from a parent with a large heap
+        the gap is milliseconds, so scans often land in it), and by the next scan it shows its
+        own. One that is gone by then is reported as it was first read."""
         if self.mode != "Polling":
             return 0
         now = time.time()
         current = self._snapshot()
-        emitted = 0
+        emitted = self._report_pending(current)
         for pid, started in current.items():
             if self._known.get(pid) == started:
                 continue
             event = self.reader.event(pid, "exec", now)
             if event is not None:
-                self._emit(event)
-                emitted += 1
+                self._pending[pid] = (started, event)
         self._known = current
+        return emitted
+
+    def _report_pending(self, current):
+        # CURRENT: pid -> start time now (None: report what was first read).
+        emitted = 0
+        for pid, (started, first) in self._pending.items():
+            event = None
+            if current is not None and current.get(pid) == started:
+                event = self.reader.event(pid, "exec", first["t"])
+            self._emit(event or first)
+            emitted += 1
+        self._pending = {}
         return emitted

@@ -98,6 +98,7 @@ def run(args):
     if rejected:
         raise UsageError("--cache-size: %s" % rejected[CACHE_KEYS[0]])
     options = Options(root=args.root, process_mode=config["Process_Mode"], window_s=args.window,
+                      polling_interval_s=config["Process_PollingInterval"] / 1e6,
                       cache_size=config[CACHE_KEYS[0]], collectors=names)
     agent = None
     transport = outbox = out = None

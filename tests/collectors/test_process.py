@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -55,9 +56,33 @@ def test_polling_reports_new_and_reused_pids(tree, events):
         text = f.read()
     with open(stat, "w") as f:
         f.write(text.replace(" 1000 1000000 ", " 2000 1000000 "))
+    assert collector.poll() == 0                            # seen: reported at the next scan
     assert collector.poll() == 2
     assert sorted(e["pid"] for e in events) == [4100, 5000]
     assert all(e["type"] == "exec" for e in events)
+    assert collector.poll() == 0
+
+
+def test_polling_reads_a_new_process_again_after_its_exec(tree, events):
+    """A scan that lands between fork and exec sees the child with its parent's command line;
+    it is reported with the one it has at the next scan, or as first seen if it is gone."""
+    root = tree("proc_tree")
+    collector = ProcessCollector(events.append, root=root, mode="Polling")
+    collector.open()
+    shutil.copytree(os.path.join(root, "proc/4100"), os.path.join(root, "proc/6000"))
+    shutil.copytree(os.path.join(root, "proc/4100"), os.path.join(root, "proc/6001"))
+    parent = ProcessReader(root).event(4100, "exec", 0.0)["commandline"]
+    assert collector.poll() == 0                            # both still look like the parent
+    with open(os.path.join(root, "proc/6000/cmdline"), "wb") as f:
+        f.write(b"/usr/bin/curl\0-s\0http://example.com/x.sh\0")
+    shutil.rmtree(os.path.join(root, "proc/6001"))          # gone before the next scan
+    assert collector.poll() == 2
+    assert {e["pid"]: e["commandline"] for e in events} == {
+        6000: "/usr/bin/curl -s http://example.com/x.sh", 6001: parent}
+    shutil.copytree(os.path.join(root, "proc/4100"), os.path.join(root, "proc/6002"))
+    collector.poll()
+    collector.close()                                       # stopping reports the last scan's
+    assert events[-1]["pid"] == 6002
 
 
 def test_unknown_mode_is_rejected():

@@ -1,5 +1,9 @@
 """The host agent applies twin configuration at window boundaries."""
 import json
+import os
+import subprocess
+import sys
+import time
 
 from host_sim.agent import HostAgent, Options
 from microagent.config import Config
@@ -57,3 +61,33 @@ def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
     agent.close_window(T0_MS, T0_MS + 60000)
     assert _items(messages, "ConnectionCreate") == []
     assert len(_items(messages, "ProcessCreate")) == 1
+
+
+def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
+    assert os.geteuid() == 0, "the netlink process connector needs root"
+    messages, logs = [], []
+    config = Config()
+    agent = HostAgent(Options(collectors=["Process"]), "00000000-0000-4000-8000-000000000009",
+                      messages.append, logs.append, config)
+    agent.apply_config()
+    agent.start()
+    try:
+        assert agent.collectors["Process"].mode == "Netlink"
+        applied, _ = config.apply({"Process_Mode": "Polling", "Process_PollingInterval": 50000})
+        agent.on_config(applied)
+        assert agent.collectors["Process"].mode == "Netlink"  # not inside the window
+        agent.close_window(T0_MS, T0_MS + 60000)
+        collector = agent.collectors["Process"]
+        assert collector.mode == "Polling" and collector.poll_interval == 0.05
+        assert "Process collector restarted: Process (Polling every 0.05 s)" in logs
+        marker = "twin-polling-marker-%d" % os.getpid()
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)", marker])
+        deadline = time.monotonic() + 10
+        seen = []
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+            agent.close_window(T0_MS + 60000, T0_MS + 120000)
+            seen = [i for i in _items(messages, "ProcessCreate") if marker in i["commandline"]]
+        assert seen, [i["commandline"][:70] for i in _items(messages, "ProcessCreate")]
+    finally:
+        agent.stop()
