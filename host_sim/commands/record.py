@@ -7,9 +7,9 @@ import threading
 import time
 
 from host_sim.cli import UsageError, write_output
-from host_sim.agent import EVENT_COLLECTORS
+from host_sim.agent import EVENT_COLLECTORS, Options
 
-# record's names for the agent's event collectors (each built from args.root/process_mode)
+# record's names for the agent's event collectors (built from the agent's Options)
 COLLECTORS = {
     "process": EVENT_COLLECTORS["Process"],
     "network": EVENT_COLLECTORS["NetworkActivity"],
@@ -48,9 +48,10 @@ def run(args):
         with lock:
             events.append(event)
 
+    options = Options(root=args.root, process_mode=args.process_mode)
     running, started = [], []
     for name in names:
-        collector = COLLECTORS[name](emit, args)
+        collector = COLLECTORS[name](emit, options)
         try:
             collector.start()
         except OSError as exc:

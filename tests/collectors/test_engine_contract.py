@@ -6,7 +6,7 @@ import subprocess
 import time
 import uuid
 
-from conftest import fixture_path
+from collector_fixtures import fixture_path
 from host_sim import schema
 from host_sim.collectors import baseline, sbom, sysinfo
 from host_sim.collectors.dns import DnsCollector
