@@ -108,9 +108,9 @@ threading.Thread(target=serve, daemon=True).start()
 sys.stdin.readline()                         # wait for "go"
 start = time.monotonic(); made = 0
 while time.monotonic() - start < seconds:
-    due = start + made / rate
-    if time.monotonic() < due:
-        time.sleep(due - time.monotonic())
+    wait = start + made / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
     c = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
     c.sendall(b"q" * 100); c.recv(4096); c.close(); made += 1
 print(made, time.monotonic() - start, flush=True)
@@ -157,8 +157,10 @@ def run_network(kind, rate, seconds):
     cpu_before = cpu_seconds()
     load.stdin.write("go\n")
     load.stdin.flush()
-    made, elapsed = load.stdout.readline().split()
-    load.wait()
+    answer = load.stdout.readline().split()
+    if load.wait() != 0 or len(answer) != 2:
+        raise RuntimeError("the connection load generator failed (exit %s)" % load.returncode)
+    made, elapsed = answer
     time.sleep(1.2)
     watcher.stop()
     cpu = cpu_seconds() - cpu_before
