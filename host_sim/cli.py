@@ -3,12 +3,24 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import threading
 
 from host_sim import commands
 
 
 class UsageError(Exception):
     """A bad argument or input the user can fix; printed as one line, exit 2."""
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+def log_line(text):
+    """Writes TEXT as one whole line to stderr. Collector and transport threads log too: print()
+    writes the text and its newline separately, so two threads' lines could interleave."""
+    with _STDERR_LOCK:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def write_output(path, text):

@@ -1,7 +1,6 @@
 """`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
-import sys
 
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, log_line
 from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,
                              replay_host_to_hub, write_line)
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
@@ -54,11 +53,11 @@ def check_common(args):
 
 
 def _warn(text):
-    print("warning: %s" % text, file=sys.stderr, flush=True)
+    log_line("warning: " + text)
 
 
 def _info(text):
-    print("info: %s" % text, file=sys.stderr, flush=True)
+    log_line("info: " + text)
 
 
 def run(args):

@@ -1,10 +1,9 @@
 """`microagent run`: the host agent on this Linux machine."""
 import json
 import signal
-import sys
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, log_line
 from host_sim.replay import ReplayError, agent_id, write_line
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import Config
@@ -48,7 +47,7 @@ def register(subparsers):
 
 
 def _log(text):
-    print("microagent: %s" % text, file=sys.stderr, flush=True)
+    log_line("microagent: " + text)
 
 
 def _interrupt(signum, frame):
