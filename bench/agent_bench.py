@@ -105,11 +105,17 @@ def _board_dir(profile, hub, connection_string, root):
     return flash
 
 
+def _board_command(heap_bytes, script):
+    """(argv, env) running SCRIPT (in the board's folder, the working directory) on the unix port
+    with the board's heap cap and its files first on the import path."""
+    return ([micropython_binary(), "-X", "heapsize=%d" % heap_bytes, script],
+            dict(os.environ, MICROPYPATH=":.frozen:lib"))
+
+
 def _heap_parts(flash, heap_bytes):
     """{"code": bytes, "tls": bytes} measured by heap_parts.py on the board."""
-    proc = subprocess.run([micropython_binary(), "-X", "heapsize=%d" % heap_bytes, "heap_parts.py"],
-                          cwd=flash, env=dict(os.environ, MICROPYPATH=":.frozen:lib"),
-                          capture_output=True, text=True, timeout=60)
+    argv, env = _board_command(heap_bytes, "heap_parts.py")
+    proc = subprocess.run(argv, cwd=flash, env=env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError("heap_parts.py failed: %s" % (proc.stdout + proc.stderr)[-300:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -117,10 +123,10 @@ def _heap_parts(flash, heap_bytes):
 
 def _run_board(flash, heap_bytes, seconds):
     """Runs main.py on the unix port for SECONDS; (start time, [(time, line)])."""
-    env = dict(os.environ, MICROPYPATH=":.frozen:lib")
+    argv, env = _board_command(heap_bytes, "main.py")
     start = time.time()
-    proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=%d" % heap_bytes, "main.py"],
-                            cwd=flash, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, cwd=flash, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     lines = []
 
     def read():

@@ -42,7 +42,8 @@ class AgentProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("the agent did not exit within %gs:\n%s" % (timeout, "".join(self._err)))
+            raise AssertionError("the agent did not exit within %gs:\n%s"
+                                 % (timeout, "".join(self._err)))
         for reader in self._readers:
             reader.join(timeout)
         return code, "".join(self._out), "".join(self._err)

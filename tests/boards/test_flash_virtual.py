@@ -224,18 +224,27 @@ def test_flash_over_rfc2217(rfc2217_board, tiny_firmware):
         assert json.load(f) == {"connection_string": CONNECTION_STRING}
 
 
-def test_bytes_lost_on_the_line_are_resent(lossy_link, virtual_board, tmp_path):
-    payload = os.urandom(6000)
+def _flash_payload(port, size, tmp_path):
+    """Flashes SIZE random bytes as payload.bin through PORT; (payload, completed flash.py)."""
+    payload = os.urandom(size)
     local = tmp_path / "payload.bin"
     local.write_bytes(payload)
-    proc = run_tool("flash.py", "--board", "unix", "--port", lossy_link.port, "--json", "--files",
-                    "%s:payload.bin" % local)
+    return payload, run_tool("flash.py", "--board", "unix", "--port", port, "--json", "--files",
+                             "%s:payload.bin" % local)
+
+
+def _payload_on(board):
+    with open(os.path.join(board.flash, "payload.bin"), "rb") as f:
+        return f.read()
+
+
+def test_bytes_lost_on_the_line_are_resent(lossy_link, virtual_board, tmp_path):
+    payload, proc = _flash_payload(lossy_link.port, 6000, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert lossy_link.dropped  # the line really lost bytes
     resent = [e for e in _events(proc) if e["event"] == "resent"]
     assert resent and resent[0]["commands"] >= 1
-    with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
-        assert f.read() == payload
+    assert _payload_on(virtual_board) == payload
 
 
 def test_board_that_goes_away_is_reported(virtual_board, tiny_firmware):
@@ -256,14 +265,9 @@ def test_board_that_goes_away_is_reported(virtual_board, tiny_firmware):
     [b"print('garbled')\x04"],  # a chunk's end of paste: the raw REPL is entered again
 ], indirect=True, ids=["file-name", "write-call", "hash-answer", "hash-call", "end-of-paste"])
 def test_losses_that_still_parse_are_caught(lossy_link, virtual_board, tmp_path):
-    payload = os.urandom(1000)
-    local = tmp_path / "payload.bin"
-    local.write_bytes(payload)
-    proc = run_tool("flash.py", "--board", "unix", "--port", lossy_link.port, "--json", "--files",
-                    "%s:payload.bin" % local)
+    payload, proc = _flash_payload(lossy_link.port, 1000, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(lossy_link.dropped) == 1
     assert [e["commands"] for e in _events(proc) if e["event"] == "resent"] == [1]
-    with open(os.path.join(virtual_board.flash, "payload.bin"), "rb") as f:
-        assert f.read() == payload
+    assert _payload_on(virtual_board) == payload
     assert os.listdir(virtual_board.flash) == ["payload.bin"]

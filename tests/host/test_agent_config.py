@@ -11,11 +11,11 @@ from microagent.config import Config
 T0_MS = 1767225600000
 
 
-def _agent():
+def _agent(collectors=(), log=lambda text: None):
     messages = []
     config = Config()
-    agent = HostAgent(Options(collectors=[]), "00000000-0000-4000-8000-000000000009",
-                      messages.append, lambda text: None, config)
+    agent = HostAgent(Options(collectors=list(collectors)), "00000000-0000-4000-8000-000000000009",
+                      messages.append, log, config)
     agent.apply_config()
     return agent, config, messages
 
@@ -65,11 +65,8 @@ def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
 
 def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
     assert os.geteuid() == 0, "the netlink process connector needs root"
-    messages, logs = [], []
-    config = Config()
-    agent = HostAgent(Options(collectors=["Process"]), "00000000-0000-4000-8000-000000000009",
-                      messages.append, logs.append, config)
-    agent.apply_config()
+    logs = []
+    agent, config, messages = _agent(["Process"], logs.append)
     agent.start()
     try:
         assert agent.collectors["Process"].mode == "Netlink"
