@@ -32,7 +32,7 @@ class HubStore:
             raise SourceError("%s holds no hub data (no %s)" % (data_dir, FILE_NAME))
         try:
             self.db = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(path), uri=True,
-                                      timeout=10)
+                                      timeout=10, check_same_thread=False)
             self.db.execute("SELECT id, device, time, properties, payload FROM messages LIMIT 1")
         except sqlite3.Error as exc:
             raise SourceError("%s is not a hub store (%s)" % (path, exc)) from None
