@@ -124,7 +124,9 @@ def fleet_page(model, tier, units):
     for v in devices:
         per_day = v.blocks / v.days
         device_alerts = [a for a in alerts if a.device == v.device]
-        rows.append(['<a href="/device?id=%s">%s</a>' % (esc(_quote(v.device)), esc(v.device)),
+        rows.append(['<a href="/device?id=%s">%s</a>%s' % (
+                         esc(_quote(v.device)), esc(v.device),
+                         ' <span class="failed">(%d unreadable)</span>' % v.skipped if v.skipped else ""),
                      esc(when(v.last_seen)), esc(when(v.last_time)),
                      number(round(v.messages / v.days)), number(round(per_day)),
                      "%.3f%%" % (100.0 * per_day / quota),
