@@ -1,0 +1,135 @@
+"""The cloud side: alert evaluation throughput and the console's page time.
+
+Data: one day of busy-gateway traffic (host engine, windows of 7200 s, the Medium default)
+stored for each of 100 devices in a hub store, interleaved as a hub would receive them.
+- Alerts: messages/s through the default rules, against the baseline of reading and decoding
+  the same messages from the same store without rules (the consumer's floor).
+- Console: the first fleet page (it reads the whole store), then warm fleet and device pages,
+  against the baseline of one read-only pass over the store (cold) and of a 404 page from the
+  same server (warm: HTTP with no rendering).
+Run alone: `.venv/bin/python -m bench.alerts_bench [DEVICES]`.
+"""
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from bench.report import progress, table
+from host_sim import tracegen
+from host_sim.alerts.messages import read_message
+from host_sim.alerts.rules import load_rules
+from host_sim.alerts.run import Evaluation
+from host_sim.alerts.sources import HubStore
+from host_sim.replay import replay_host
+from hub_emulator.database import open_db, transaction
+
+WINDOW_MS = 7200 * 1000
+
+
+def day_of_busy_gateway(workdir):
+    trace = os.path.join(workdir, "busy-day.jsonl")
+    tracegen.write(tracegen.busy(duration=86400.0), trace)
+    bodies = []
+    replay_host(trace, WINDOW_MS, None, lambda m: bodies.append(m.encode()), lambda line: None)
+    os.remove(trace)
+    return bodies
+
+
+def fill_store(data_dir, bodies, devices):
+    db = open_db(data_dir)
+    properties = '{"$.ct": "application/json", "$.ce": "utf-8"}'
+    with transaction(db):
+        for i, body in enumerate(bodies):
+            db.executemany(
+                "INSERT INTO messages (device, time, topic, properties, payload) VALUES (?, ?, ?, ?, ?)",
+                [("gw-%03d" % d, "2026-11-30T00:00:%02d.000Z" % (i % 60),
+                  "devices/gw-%03d/messages/events/" % d, properties, body) for d in range(devices)])
+    db.close()
+
+
+def _read_only(data_dir):
+    store = HubStore(data_dir)
+    started = time.perf_counter()
+    count = 0
+    for stored in store.read_new():
+        read_message(stored.body, stored.properties)
+        count += 1
+    elapsed = time.perf_counter() - started
+    store.close()
+    return count, elapsed
+
+
+def _with_rules(data_dir):
+    store = HubStore(data_dir)
+    evaluation = Evaluation(load_rules())
+    started = time.perf_counter()
+    alerts = evaluation.batch(store.read_new())
+    elapsed = time.perf_counter() - started
+    store.close()
+    return evaluation.messages, elapsed, len(alerts)
+
+
+def _get(url):
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=600) as response:
+            size = len(response.read())
+    except urllib.error.HTTPError as exc:
+        size = len(exc.read())
+    return time.perf_counter() - started, size
+
+
+def _pages(data_dir):
+    from host_sim.console.model import FleetModel
+    from host_sim.console.server import ConsoleServer
+    store = HubStore(data_dir)
+    server = ConsoleServer(("127.0.0.1", 0), FleetModel(store, load_rules()))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = "http://127.0.0.1:%d/" % server.server_address[1]
+    try:
+        cold = _get(base)
+        fleet = min(_get(base) for _ in range(5))
+        device = min(_get(base + "device?id=gw-042") for _ in range(5))
+        missing = min(_get(base + "nothing") for _ in range(5))
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+    return cold, fleet, device, missing
+
+
+def run(devices=100):
+    with tempfile.TemporaryDirectory(prefix="alerts-bench-") as workdir:
+        progress("alerts bench: replaying a day of busy-gateway traffic (host engine)")
+        bodies = day_of_busy_gateway(workdir)
+        data_dir = os.path.join(workdir, "hub")
+        progress("alerts bench: storing %d messages for each of %d devices" % (len(bodies), devices))
+        fill_store(data_dir, bodies, devices)
+        size_mib = os.path.getsize(os.path.join(data_dir, "hub.db")) / 2.0 ** 20
+        progress("alerts bench: evaluating")
+        count, read_s = _read_only(data_dir)
+        rules_count, rules_s, alerts = _with_rules(data_dir)
+        assert rules_count == count
+        table("Alert rules over %d messages (%d devices x a day of busy-gateway traffic, %.0f MiB "
+              "store; %d alerts)" % (count, devices, size_mib, alerts),
+              ["pass", "seconds", "messages/s", "x baseline (time)"],
+              [["read + decode only (baseline)", read_s, count / read_s, 1.0],
+               ["read + decode + default rules", rules_s, count / rules_s, rules_s / read_s]])
+        progress("alerts bench: console pages")
+        cold, fleet, device, missing = _pages(data_dir)
+        table("Console page time, %d devices x a day of busy-gateway traffic" % devices,
+              ["page", "seconds", "KiB", "x baseline"],
+              [["store read + decode once (baseline, cold)", read_s, size_mib * 1024, 1.0],
+               ["first fleet page (reads the whole store)", cold[0], cold[1] / 1024.0,
+                cold[0] / read_s],
+               ["404 page (baseline, warm)", missing[0], missing[1] / 1024.0, 1.0],
+               ["fleet page, warm", fleet[0], fleet[1] / 1024.0, fleet[0] / missing[0]],
+               ["device page, warm", device[0], device[1] / 1024.0, device[0] / missing[0]]])
+
+
+if __name__ == "__main__":
+    run(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
