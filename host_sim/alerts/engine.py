@@ -83,13 +83,15 @@ class _Device:
         return float(best) if best > 0 else default
 
 
+def _compiled_where(where):
+    """{"field": value or [values]} -> ((field, values), ...) for _matches."""
+    return tuple((field, tuple(wanted) if isinstance(wanted, list) else (wanted,))
+                 for field, wanted in (where or {}).items())
+
+
 def _matches(item, where):
-    for field, wanted in where.items():
-        value = item.get(field)
-        if isinstance(wanted, list):
-            if value not in wanted:
-                return False
-        elif value != wanted:
+    for field, wanted in where:
+        if item.get(field) not in wanted:
             return False
     return True
 
@@ -105,6 +107,7 @@ class AlertEngine:
         self._by_event = collections.defaultdict(list)
         self._sequence_rules = []
         self._silence_rules = []
+        self._where = {rule["id"]: _compiled_where(rule.get("where")) for rule in rules.rules}
         for rule in rules.rules:
             if "event" in rule:
                 self._by_event[rule["event"]].append(rule)
@@ -204,16 +207,16 @@ class AlertEngine:
 
     @staticmethod
     def _key(item, per):
-        return " ".join(str(item.get(field)) for field in per)
+        return " ".join(map(str, map(item.get, per)))
 
     def _new(self, device, state, rule, event, t_msg, learning, changed):
         seen = state.seen[rule["id"]]
-        where = rule.get("where")
+        where = self._where[rule["id"]]
         per = rule["per"]
         for item in event["Payload"]:
             if where and not _matches(item, where):
                 continue
-            key = tuple(item.get(field) for field in per)
+            key = tuple(map(item.get, per))
             if key in seen:
                 continue
             seen.add(key)
@@ -230,7 +233,7 @@ class AlertEngine:
                 self._raise(device, rule, self._key(item, per), t, item, item, changed)
 
     def _burst(self, device, state, rule, event, t_msg, changed):
-        where = rule.get("where")
+        where = self._where[rule["id"]]
         per = rule["per"]
         count = rule["count"]
         within = rule["within_s"]
@@ -258,7 +261,7 @@ class AlertEngine:
                     self._raise(device, rule, key, earlier_t, earlier, fields, changed)
 
     def _each(self, device, rule, event, t_msg, changed):
-        where = rule.get("where")
+        where = self._where[rule["id"]]
         for item in event["Payload"]:
             if where and not _matches(item, where):
                 continue
@@ -277,7 +280,7 @@ class AlertEngine:
             if t_report < report["time"]:
                 return  # a late copy of an older report
             report["previous"], report["current"], report["time"] = report["current"], {}, t_report
-        where = rule.get("where")
+        where = self._where[rule["id"]]
         value_field = rule.get("value")
         previous = report["previous"]
         for item in event["Payload"]:

@@ -34,6 +34,8 @@ def run(args):
     except (RulesError, SourceError) as exc:
         raise UsageError(str(exc))
     model = FleetModel(source, rules)
+    # the whole store is read once before serving, so no visitor waits for it
+    model.refresh(progress=lambda n: log_line("console: read {:,} messages".format(n)))
     try:
         server = ConsoleServer((args.host, args.port), model,
                                log=log_line if args.verbose else None)

@@ -112,27 +112,33 @@ class DeviceView:
 
     def _connections(self, payload):
         events = 0
+        rows = self.connections
         for item in payload:
-            hits = _int(item.get("hit_count"), 1)
+            get = item.get
+            hits = get("hit_count")
+            if type(hits) is not int:
+                hits = 1
             events += hits
-            key = (item.get("transport_protocol"), item.get("local_address"),
-                   item.get("local_port"), item.get("remote_address"), item.get("remote_port"),
-                   item.get("direction"))
-            row = self.connections.get(key)
+            key = (get("transport_protocol"), get("local_address"), get("local_port"),
+                   get("remote_address"), get("remote_port"), get("direction"))
+            row = rows.get(key)
             if row is None:
-                if len(self.connections) >= MAX_ROWS:
+                if len(rows) >= MAX_ROWS:
                     self.other_rows["connections"] += hits
                     continue
-                row = self.connections[key] = {
+                row = rows[key] = {
                     "protocol": key[0], "local": "%s:%s" % (key[1], key[2]),
                     "remote": "%s:%s" % (key[3], key[4]), "direction": key[5] or "",
-                    "application": item.get("application_protocol"), "hits": 0,
+                    "application": get("application_protocol"), "hits": 0,
                     "bytes_in": 0, "bytes_out": 0, "host_name": ""}
             row["hits"] += hits
-            row["bytes_in"] += _int(item.get("bytes_in"))
-            row["bytes_out"] += _int(item.get("bytes_out"))
-            extended = item.get("extended_properties")
-            if isinstance(extended, dict) and extended.get("host_name"):
+            bytes_in, bytes_out = get("bytes_in"), get("bytes_out")
+            if type(bytes_in) is int:
+                row["bytes_in"] += bytes_in
+            if type(bytes_out) is int:
+                row["bytes_out"] += bytes_out
+            extended = get("extended_properties")
+            if extended and type(extended) is dict and extended.get("host_name"):
                 row["host_name"] = str(extended["host_name"])
         return events
 
@@ -151,9 +157,13 @@ class FleetModel:
         self.devices = {}
         self.lock = threading.Lock()
 
-    def refresh(self):
+    def refresh(self, progress=None):
+        """Reads what arrived since the last call; PROGRESS(messages read) hears of a long read
+        every 5,000 messages."""
         with self.lock:
-            for stored in self.source.read_new():
+            for count, stored in enumerate(self.source.read_new(), 1):
+                if progress is not None and count % 5000 == 0:
+                    progress(count)
                 view = self.devices.get(stored.device)
                 if view is None:
                     view = self.devices[stored.device] = DeviceView(stored.device)
