@@ -48,6 +48,20 @@ def test_replayed_burst_is_one_brute_force_alert_and_the_quiet_sample_none(fille
         assert set(alert) >= {"device", "rule", "severity", "first", "last", "evidence", "what_to_do"}
 
 
+def test_firmware_message_ids_are_the_sequence_the_outbox_rule_reads(filled_hub):
+    """The outbox-loss rule reads BOOT-SEQ ids: the firmware replay's ids are that, gapless
+    (a lossless delivery raises nothing), and the host agent's are not (no order to read)."""
+    import re
+    hub, _ = filled_hub
+    firmware_ids = [m["properties"]["$.mid"] for m in hub.messages("quiet-fw")]
+    boots = {mid.rpartition("-")[0] for mid in firmware_ids}
+    assert len(boots) == 1 and all(re.fullmatch(r"[0-9a-f]{8}-\d+", mid) for mid in firmware_ids)
+    numbers = sorted(set(int(mid.rpartition("-")[2]) for mid in firmware_ids))
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and len(numbers) > 20
+    host_ids = [m["properties"]["$.mid"] for m in hub.messages("quiet-host")]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", mid) for mid in host_ids)
+
+
 def test_table_output(filled_hub):
     hub, _ = filled_hub
     out = alerts(hub.data_dir).stdout.splitlines()

@@ -107,31 +107,66 @@ def test_new_process_destination_and_service_after_the_baseline_only(tmp_path):
     assert "2323" in inbound["title"]
 
 
-def test_every_new_value_after_learning_is_alerted_once(tmp_path):
-    """Fuzzed traces against a plain reference: the command lines first seen after the
-    learning period are exactly the new-process alerts."""
-    import random
+NEW_VALUE_RULES = {
+    # rule: (event name, the items it looks at, the value that must be new)
+    "new-process": ("ProcessCreate", lambda i: True, lambda i: (i["commandline"],)),
+    "new-outbound-destination": ("ConnectionCreate", lambda i: i.get("direction") == "out",
+                                 lambda i: (i["remote_address"], i["remote_port"])),
+    "new-inbound-service": ("ConnectionCreate", lambda i: i.get("direction") == "in",
+                            lambda i: (i["transport_protocol"], i["local_port"])),
+}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10000), learning_s=st.sampled_from([0, 1800, 3600, 7200]))
+def test_every_new_value_after_learning_is_alerted_once(tmp_path, seed, learning_s):
+    """Fuzzed traces against a plain reference: the values first seen after the learning
+    period are exactly the new-value alerts of each rule."""
+    import json
     from host_sim import tracegen
-    for seed in range(5):
-        events = list(tracegen.random_trace(seed, events=600, distinct=60, span=4 * 3600))
-        bodies = replay(events, tmp_path, name="r%d.jsonl" % seed)
-        import json
-        messages = [json.loads(b) for b in bodies]
-        learning_s = random.Random(seed).choice((1800, 3600, 7200))
-        first_time = messages[0]["Events"][0]["TimestampUTC"]
+    events = list(tracegen.random_trace(seed, events=400, distinct=60, span=4 * 3600))
+    bodies = replay(events, tmp_path)
+    messages = [json.loads(b) for b in bodies]
+    start = _seconds(messages[0]["Events"][0]["TimestampUTC"])
+    alerts = evaluate(bodies, rules_file(tmp_path, learning_s=learning_s))
+    for rule, (name, wanted, value) in NEW_VALUE_RULES.items():
         seen, expected = set(), set()
         for m in messages:
-            learning = _seconds(m["Events"][0]["TimestampUTC"]) < _seconds(first_time) + learning_s
+            learning = _seconds(m["Events"][0]["TimestampUTC"]) < start + learning_s
             for e in m["Events"]:
-                if e["Name"] != "ProcessCreate":
-                    continue
-                for item in e["Payload"]:
-                    if item["commandline"] not in seen and not learning:
-                        expected.add(item["commandline"])
-                    seen.add(item["commandline"])
-        alerts = of_rule(evaluate(bodies, rules_file(tmp_path, learning_s=learning_s)),
-                         "new-process")
-        assert sorted(a["key"] for a in alerts) == sorted(expected)
+                for item in e["Payload"] if e["Name"] == name else ():
+                    if wanted(item):
+                        key = " ".join(str(v) for v in value(item))
+                        if key not in seen and not learning:
+                            expected.add(key)
+                        seen.add(key)
+        assert sorted(a["key"] for a in of_rule(alerts, rule)) == sorted(expected), rule
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10000), cache=st.integers(4, 40))
+def test_dropped_events_fire_for_exactly_the_caches_that_overflowed(tmp_path, seed, cache):
+    """The reference works from the raw trace: a cache overflows in a window when more distinct
+    keys arrive than it holds (logins are never merged)."""
+    from host_sim import tracegen
+    events = list(tracegen.random_trace(seed, events=300, distinct=40, span=3 * 3600))
+    t0, window = events[0]["t"], 600.0
+    keys = {}
+    for e in events:
+        k = int((e["t"] - t0) // window)
+        if e["kind"] == "process":
+            keys.setdefault(("ProcessCreate", k), set()).add((e["commandline"], e["uid"]))
+        elif e["kind"] == "connection":
+            keys.setdefault(("ConnectionCreate", k), set()).add(
+                (e["protocol"], e["local_address"], e["local_port"], e["remote_address"],
+                 e["remote_port"]))
+        elif e["kind"] == "dns":
+            keys.setdefault(("DNS", k), set()).add(e["address"])
+        else:
+            keys.setdefault(("Login", k), set()).add(id(e))
+    expected = {collector for (collector, _), found in keys.items() if len(found) > cache}
+    alerts = of_rule(evaluate(replay(events, tmp_path, cache_size=cache)), "dropped-events")
+    assert {a["key"] for a in alerts} == expected
 
 
 def _seconds(stamp):
