@@ -19,8 +19,8 @@ def register(subparsers):
                     "rule, severity, first and last time, evidence and what to do.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="HUBDIR", help="the hub emulator's data directory")
-    source.add_argument("--broker", metavar="URL", nargs="?", const=os.environ.get(
-                            "MICROAGENT_ALERTS_BROKER"),
+    source.add_argument("--broker", metavar="URL", nargs="?",
+                        const=os.environ.get("MICROAGENT_ALERTS_BROKER", ""),
                         help="follow an MQTT broker the messages are forwarded to: "
                              "mqtt[s]://user:password@host:port; give --broker alone to read "
                              "the URL from $MICROAGENT_ALERTS_BROKER (keeps the password off "

@@ -132,3 +132,24 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
             assert consumer.wait(timeout=30) == 0
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("args,env,error", [
+    (["alerts", "--broker"], {}, "--broker needs a URL (or $MICROAGENT_ALERTS_BROKER)"),
+    (["alerts", "--broker"], {"MICROAGENT_ALERTS_BROKER": "http://u:s3cret-pw@h"},
+     "--broker: expected mqtt[s]://[user:password@]host[:port]"),
+    (["alerts", "--broker", "--ca", "/no/such/ca.pem"],
+     {"MICROAGENT_ALERTS_BROKER": "mqtts://u:s3cret-pw@127.0.0.1:1"}, "--ca /no/such/ca.pem: no such file"),
+    (["alerts", "--broker"], {"MICROAGENT_ALERTS_BROKER": "mqtt://u:s3cret-pw@127.0.0.1:1"},
+     "cannot connect to 127.0.0.1:1"),
+    (["console", "--data", "/no/such/hub"], {}, "/no/such/hub holds no hub data"),
+    (["console", "--data", "/no/such/hub", "--port", "70000"], {}, "--port must be 0..65535"),
+])
+def test_usage_errors_are_one_line_without_the_password(args, env, error):
+    environment = {k: v for k, v in os.environ.items() if k != "MICROAGENT_ALERTS_BROKER"}
+    environment.update(env)
+    done = subprocess.run([MICROAGENT] + args, capture_output=True, text=True, timeout=60,
+                          env=environment)
+    assert done.returncode == 2
+    assert done.stderr.startswith("microagent: error: ") and error in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "s3cret" not in done.stderr
