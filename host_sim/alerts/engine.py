@@ -333,12 +333,13 @@ class AlertEngine:
                   "window_s": int(window)}
         alert = self.alerts.get(ident)
         if alert is not None:
-            # the same silence seen again (later clock, or the device came back): extend it
+            # the same silence seen again: a later clock extends it quietly; the device coming
+            # back ends it, and that is news
             alert.last = max(alert.last, until)
+            alert.title = _render(rule["title"], _Fields(fields))
             if not ongoing:
                 alert.evidence = [evidence]
-            alert.title = _render(rule["title"], _Fields(fields))
-            changed[ident] = alert
+                changed[ident] = alert
             return
         alert = self._raise(device, rule, key, since, evidence, fields, changed)
         alert.last = until
