@@ -165,7 +165,8 @@ def device_page(model, view):
         rows = [[esc(k), esc(item.get(k))] for k in ("hardware_vendor", "hardware_model", "os_dist",
                                                       "os_version", "os_platform", "os_arch")]
         rows.append(["nics", esc(nics)])
-        body.append("<h2>System information</h2>" + table(["field", "value"], rows))
+        body.append("<h2>System information</h2>" + table(["field", "value"], rows,
+                                                           row_id="system"))
     procs = sorted(view.processes.values(), key=lambda r: -r["hits"])[:100]
     body.append("<h2>Processes by hit count</h2>" + table(
         ["hits", "command line", "uid", "user", "last seen"],

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from alert_helpers import START, periodic
 from hub_replays import ATTACKER, MICROAGENT, QUIET_SAMPLE, REPO, Lines, attacked_trace, replay_to_hub
 from hub_emulator import store
 from hub_emulator.database import open_db
@@ -17,6 +18,17 @@ ARTIFACTS = os.path.join(REPO, "build", "test-artifacts", "console")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1400,1800")
+
+SYSTEM = {"hardware_vendor": "Raspberry Pi Ltd", "hardware_model": "Raspberry Pi 4 Model B",
+          "os_dist": "debian", "os_version": "12", "os_platform": "Linux", "os_arch": "aarch64",
+          "nics": [{"type": "ETH", "vlans": [], "vendor": "Broadcom",
+                    "info": {"ipv4_address": "192.168.1.20", "ipv6_address": "",
+                             "mac": "dc:a6:32:00:00:01"}}]}
+FAILURE = {"check_id": "CIS-debian-12-Access-5.2.10", "check_result": "Fail", "error": "",
+           "description": "Ensure SSH root login is disabled",
+           "remediation": "Set PermitRootLogin no in /etc/ssh/sshd_config", "severity": "High"}
+PACKAGES = [{"name": "openssl", "version": "3.0.15-1~deb12u1", "vendor": "Debian"},
+            {"name": "openssh-server", "version": "1:9.2p1-2+deb12u3", "vendor": "Debian"}]
 
 
 def _require(tool):
@@ -34,7 +46,14 @@ def console(tmp_path_factory):
     with hub:
         replay_to_hub(hub, "attacked", attacked_trace(tmp / "attacked.jsonl"), tmp)
         replay_to_hub(hub, "quiet", QUIET_SAMPLE, tmp)
-    store.add(open_db(hub.data_dir), "broken", "devices/broken/messages/events/",
+    db = open_db(hub.data_dir)
+    # the periodic reports `microagent run` sends (a replay has only window messages)
+    for body in (periodic("SystemInformation", [SYSTEM], START + 4 * 3600)
+                 + periodic("Baseline", [FAILURE], START + 4 * 3600)
+                 + periodic("SBoM", PACKAGES, START + 4 * 3600)):
+        store.add(db, "attacked", "devices/attacked/messages/events/",
+                  {"$.ct": "application/json"}, body.encode())
+    store.add(db, "broken", "devices/broken/messages/events/",
               {"$.ct": "application/json"}, b"[" * 100000)
     proc = subprocess.Popen([MICROAGENT, "console", "--data", hub.data_dir, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -66,11 +85,16 @@ def browser(tmp_path_factory):
 
 
 def _shot(driver, name):
+    """A full-page screenshot (DevTools Page.captureScreenshot beyond the viewport)."""
+    import base64
     os.makedirs(ARTIFACTS, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(height, 800), 6000))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
     path = os.path.join(ARTIFACTS, name)
-    assert driver.save_screenshot(path)
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
     return path
 
 
@@ -98,6 +122,11 @@ def test_fleet_and_device_pages_in_chromium(console, browser):
     assert "brute-force" in alerts and "15 failed logins from %s" % ATTACKER in alerts
     logins = browser.find_element(By.ID, "logins").text
     assert logins.count("LoginFailed") == 15
+    baseline = browser.find_element(By.ID, "baseline").text
+    assert FAILURE["check_id"] in baseline and FAILURE["remediation"] in baseline
+    sbom = browser.find_element(By.ID, "sbom").text
+    assert "openssh-server 1:9.2p1-2+deb12u3" in sbom
+    assert "Raspberry Pi 4 Model B" in browser.find_element(By.ID, "system").text
     processes = browser.find_element(By.ID, "processes").text
     assert "/bin/sh -c /usr/local/bin/poll-sensors" in processes
     _shot(browser, "device-attacked.png")
