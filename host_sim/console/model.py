@@ -170,7 +170,8 @@ class FleetModel:
                 try:
                     message = read_message(stored.body, stored.properties)
                 except UnreadableMessage:
-                    view.skipped += 1
+                    view.skipped += 1   # it did arrive: the device is alive
+                    view.last_seen = max(view.last_seen or 0.0, stored.arrival)
                     continue
                 view.add(message, len(stored.body), stored.arrival)
                 self.evaluation.engine.feed(stored.device, stored.properties, message,
