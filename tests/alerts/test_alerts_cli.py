@@ -2,6 +2,7 @@
 as messages arrive, and on a real mosquitto the messages are forwarded to."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,6 @@ def test_replayed_burst_is_one_brute_force_alert_and_the_quiet_sample_none(fille
 def test_firmware_message_ids_are_the_sequence_the_outbox_rule_reads(filled_hub):
     """The outbox-loss rule reads BOOT-SEQ ids: the firmware replay's ids are that, gapless
     (a lossless delivery raises nothing), and the host agent's are not (no order to read)."""
-    import re
     hub, _ = filled_hub
     firmware_ids = [m["properties"]["$.mid"] for m in hub.messages("quiet-fw")]
     boots = {mid.rpartition("-")[0] for mid in firmware_ids}

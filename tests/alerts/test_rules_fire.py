@@ -1,8 +1,16 @@
 """Each rule fires when it should, on messages the real host engine made from hand-made and
 generated traces; the quiet-device sample raises nothing after its baseline."""
+import calendar
+import json
 import os
+import time
 
 from hypothesis import HealthCheck, given, settings, strategies as st
+
+from host_sim import tracegen
+from host_sim.alerts.engine import AlertEngine
+from host_sim.alerts.messages import read_message
+from host_sim.alerts.rules import load_rules
 
 from alert_helpers import (START, evaluate, login_failed, merged, of_rule, periodic, quiet,
                            replay, rules_file)
@@ -12,7 +20,6 @@ QUIET_SAMPLE = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.j
 
 
 def read_trace(path):
-    import json
     with open(path) as f:
         return [json.loads(line) for line in f]
 
@@ -122,8 +129,6 @@ NEW_VALUE_RULES = {
 def test_every_new_value_after_learning_is_alerted_once(tmp_path, seed, learning_s):
     """Fuzzed traces against a plain reference: the values first seen after the learning
     period are exactly the new-value alerts of each rule."""
-    import json
-    from host_sim import tracegen
     events = list(tracegen.random_trace(seed, events=400, distinct=60, span=4 * 3600))
     bodies = replay(events, tmp_path)
     messages = [json.loads(b) for b in bodies]
@@ -148,7 +153,6 @@ def test_every_new_value_after_learning_is_alerted_once(tmp_path, seed, learning
 def test_dropped_events_fire_for_exactly_the_caches_that_overflowed(tmp_path, seed, cache):
     """The reference works from the raw trace: a cache overflows in a window when more distinct
     keys arrive than it holds (logins are never merged)."""
-    from host_sim import tracegen
     events = list(tracegen.random_trace(seed, events=300, distinct=40, span=3 * 3600))
     t0, window = events[0]["t"], 600.0
     keys = {}
@@ -170,8 +174,6 @@ def test_dropped_events_fire_for_exactly_the_caches_that_overflowed(tmp_path, se
 
 
 def _seconds(stamp):
-    import calendar
-    import time
     date, _, fraction = stamp.rstrip("Z").partition(".")
     return calendar.timegm(time.strptime(date, "%Y-%m-%dT%H:%M:%S")) + float("0." + (fraction or "0"))
 
@@ -248,9 +250,6 @@ def test_silence_of_three_windows(tmp_path):
 
 
 def test_a_device_that_stops_is_silent_on_the_fleet_clock(tmp_path):
-    from host_sim.alerts.engine import AlertEngine
-    from host_sim.alerts.messages import read_message
-    from host_sim.alerts.rules import load_rules
     long_runner = replay(quiet(hours=4, seed=5), tmp_path, name="a.jsonl")
     stopper = replay(quiet(hours=1, seed=6), tmp_path, name="b.jsonl")
     engine = AlertEngine(load_rules())
@@ -262,9 +261,6 @@ def test_a_device_that_stops_is_silent_on_the_fleet_clock(tmp_path):
 
 
 def test_a_silence_is_news_when_it_starts_and_when_it_ends_only(tmp_path):
-    from host_sim.alerts.engine import AlertEngine
-    from host_sim.alerts.messages import read_message
-    from host_sim.alerts.rules import load_rules
     bodies = replay(quiet(hours=2, seed=7), tmp_path)
     engine = AlertEngine(load_rules())
     for body in bodies[:6]:

@@ -1,5 +1,6 @@
 """Real headless Chromium (Debian's) driven by chromedriver against `microagent console` after
 replays into the hub emulator. Screenshots are kept in build/test-artifacts/console/."""
+import base64
 import os
 import shutil
 import subprocess
@@ -7,6 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from alert_helpers import START, periodic
 from hub_replays import ATTACKER, MICROAGENT, QUIET_SAMPLE, REPO, Lines, attacked_trace, replay_to_hub
@@ -69,8 +73,6 @@ def console(tmp_path_factory):
 def browser(tmp_path_factory):
     _require("chromium")
     _require("chromedriver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for flag in CHROMIUM_FLAGS:
@@ -86,7 +88,6 @@ def browser(tmp_path_factory):
 
 def _shot(driver, name):
     """A full-page screenshot (DevTools Page.captureScreenshot beyond the viewport)."""
-    import base64
     os.makedirs(ARTIFACTS, exist_ok=True)
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
@@ -103,7 +104,6 @@ def _errors(driver):
 
 
 def test_fleet_and_device_pages_in_chromium(console, browser):
-    from selenium.webdriver.common.by import By
     browser.get(console)
     devices = browser.find_element(By.ID, "devices").text
     assert "attacked" in devices and "quiet" in devices and "broken (1 unreadable)" in devices
@@ -139,7 +139,6 @@ def test_fleet_and_device_pages_in_chromium(console, browser):
 
 
 def test_quiet_device_page_has_no_alerts(console, browser):
-    from selenium.webdriver.common.by import By
     browser.get(console + "device?id=quiet")
     assert browser.find_element(By.ID, "alerts").text.splitlines()[-1] == "none"
     _shot(browser, "device-quiet.png")
