@@ -118,8 +118,13 @@ def run(devices=100):
         fill_store(data_dir, bodies, devices)
         size_mib = os.path.getsize(os.path.join(data_dir, "hub.db")) / 2.0 ** 20
         progress("alerts bench: evaluating")
-        count, read_s = _read_only(data_dir)
-        rules_count, rules_s, alerts = _with_rules(data_dir)
+        # alternated and the best of two kept: the machine is shared, its load drifts
+        read_runs, rules_runs = [], []
+        for _ in range(2):
+            read_runs.append(_read_only(data_dir))
+            rules_runs.append(_with_rules(data_dir))
+        count, read_s = min(read_runs, key=lambda run: run[1])
+        rules_count, rules_s, alerts = min(rules_runs, key=lambda run: run[1])
         assert rules_count == count
         table("Alert rules over %d messages (%d devices x a day of busy-gateway traffic, %.0f MiB "
               "store; %d alerts)" % (count, devices, size_mib, alerts),
