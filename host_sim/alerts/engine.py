@@ -84,16 +84,17 @@ class _Device:
 
 
 def _compiled_where(where):
-    """{"field": value or [values]} -> ((field, values), ...) for _matches."""
+    """{"field": value or [values]} -> ((field, values), ...) for _matching."""
     return tuple((field, tuple(wanted) if isinstance(wanted, list) else (wanted,))
                  for field, wanted in (where or {}).items())
 
 
-def _matches(item, where):
+def _matching(items, where):
+    """The ITEMS (payload dicts) whose fields have the wanted values (all of them when WHERE
+    is empty); a list comprehension per field, the per-item cost being the hot path."""
     for field, wanted in where:
-        if item.get(field) not in wanted:
-            return False
-    return True
+        items = [item for item in items if item.get(field) in wanted]
+    return items
 
 
 class AlertEngine:
@@ -213,9 +214,7 @@ class AlertEngine:
         seen = state.seen[rule["id"]]
         where = self._where[rule["id"]]
         per = rule["per"]
-        for item in event["Payload"]:
-            if where and not _matches(item, where):
-                continue
+        for item in _matching(event["Payload"], where):
             key = tuple(map(item.get, per))
             if key in seen:
                 continue
@@ -238,11 +237,8 @@ class AlertEngine:
         count = rule["count"]
         within = rule["within_s"]
         windows = state.bursts[rule["id"]]
-        matching = []
-        for item in event["Payload"]:
-            if where and not _matches(item, where):
-                continue
-            matching.append((parse_time(item.get("timestamp")) or t_msg, item))
+        matching = [(parse_time(item.get("timestamp")) or t_msg, item)
+                    for item in _matching(event["Payload"], where)]
         matching.sort(key=lambda pair: pair[0])
         for t, item in matching:
             key = self._key(item, per)
@@ -261,10 +257,7 @@ class AlertEngine:
                     self._raise(device, rule, key, earlier_t, earlier, fields, changed)
 
     def _each(self, device, rule, event, t_msg, changed):
-        where = self._where[rule["id"]]
-        for item in event["Payload"]:
-            if where and not _matches(item, where):
-                continue
+        for item in _matching(event["Payload"], self._where[rule["id"]]):
             t = parse_time(item.get("timestamp")) or t_msg
             self._raise(device, rule, self._key(item, rule["per"]), t, item, item, changed)
 
@@ -283,9 +276,7 @@ class AlertEngine:
         where = self._where[rule["id"]]
         value_field = rule.get("value")
         previous = report["previous"]
-        for item in event["Payload"]:
-            if where and not _matches(item, where):
-                continue
+        for item in _matching(event["Payload"], where):
             key = self._key(item, rule["per"])
             value = item.get(value_field) if value_field else None
             report["current"][key] = value

@@ -1,9 +1,11 @@
 """The rules file: shipped defaults, a user file overriding them, and clear errors."""
+import datetime
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from host_sim.alerts.messages import UnreadableMessage, read_message
+from host_sim.alerts.messages import UnreadableMessage, parse_time, read_message
 from host_sim.alerts.rules import RulesError, load_rules
 
 
@@ -80,3 +82,18 @@ def test_missing_file(tmp_path):
 def test_unreadable_messages_are_one_line_reasons(body, properties, reason):
     with pytest.raises(UnreadableMessage, match=reason):
         read_message(body, properties)
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime.datetime(1971, 1, 1), max_value=datetime.datetime(2099, 12, 31)))
+def test_timestamps_read_as_datetime_reads_them(moment):
+    stamp = moment.replace(tzinfo=datetime.timezone.utc)
+    text = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    expected = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    assert abs(parse_time(text) - expected) < 1e-6
+
+
+@pytest.mark.parametrize("text", ["2026-01-01T00:61:00.000Z", "2026-01-01T00:00:60.000Z",
+                                  "2026-01-01T00:0a:00.000Z", "2026-13-01T00:00:00.000Z", "", 7])
+def test_impossible_timestamps_are_none(text):
+    assert parse_time(text) is None
