@@ -107,7 +107,10 @@ def test_netlink_sees_every_exec(events):
     try:
         assert collector.mode == "Netlink"
         commandline = spawn_marked(50)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10     # the reading thread catches up with the 50 execs
+        while time.monotonic() < deadline and sum(
+                e["type"] == "exec" and e["commandline"] == commandline for e in events) < 50:
+            time.sleep(0.02)
     finally:
         collector.stop()
     execs = [e for e in events if e["type"] == "exec" and e["commandline"] == commandline]
