@@ -11,8 +11,9 @@ import threading
 import pytest
 
 import board_profiles
-from agent_helpers import Console, events, free_tcp_port, items, provision, security_messages
+from agent_helpers import Console, events, items, provision, security_messages
 from board_helpers import run_tool
+from free_port import free_port
 from hub_emulator.process import HubProcess
 from host_sim import schema
 
@@ -127,7 +128,7 @@ def _connect_to_app(port, payload):
 
 
 def test_the_agent_reports_the_applications_traffic_to_the_hub(virtual_board, peer, tmp_path):
-    listen_port = free_tcp_port()
+    listen_port = free_port()
     udp_port = peer.udp.getsockname()[1]
     app = APP % {"tcp": peer.tcp.getsockname()[1], "udp": udp_port, "listen": listen_port}
     hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
