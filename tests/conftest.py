@@ -6,26 +6,21 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from mpy import run_micropython  # noqa: E402
+from needs_root import NEEDS_ROOT, root_reason, skip_unless_root  # noqa: E402
 from netns import private_network as _private_network  # noqa: E402
-
-# `make test` runs as root and refuses to start otherwise; a test run by hand without root is
-# skipped with this reason (shown by -ra), so the precondition is visible, never silent.
-NEEDS_ROOT = "needs root: "
-
-
-def skip_unless_root(reason):
-    if os.geteuid() != 0:
-        pytest.skip(NEEDS_ROOT + reason)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "requires_root(reason): the test needs root for REASON")
+    config.addinivalue_line("markers", "requires_root(reason, before_kernel=None): the test needs root "
+                                       "for REASON (only on kernels older than BEFORE_KERNEL, if given)")
 
 
-def pytest_runtest_setup(item):
-    marker = item.get_closest_marker("requires_root")
-    if marker is not None:
-        skip_unless_root(marker.args[0])
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("requires_root")
+        why = marker and root_reason(*marker.args, **marker.kwargs)
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -6,6 +6,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from collector_fixtures import fixture_path
 from host_sim import schema
 from host_sim.collectors import baseline, sbom, sysinfo
@@ -88,6 +90,7 @@ def mine(events, commandline):
     return [e for e in events if e["commandline"] == commandline]
 
 
+@pytest.mark.requires_root("its processes are to be reported as root's (user_id 0)")
 def test_50_processes_make_one_process_create_entry_with_hit_count_50():
     """The issue's live test: netlink sees every exec, the engine aggregates them."""
     events = []
