@@ -101,13 +101,17 @@ def spawn_marked(count, lifetime="0.3"):
     return "/bin/sh -c sleep %s %s" % (lifetime, marker)
 
 
+@pytest.mark.requires_root("its processes are to be reported as root's (uid 0)")
 def test_netlink_sees_every_exec(events):
     collector = ProcessCollector(events.append, mode="Netlink")
     collector.start()
     try:
         assert collector.mode == "Netlink"
         commandline = spawn_marked(50)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10     # the reading thread catches up with the 50 execs
+        while time.monotonic() < deadline and sum(
+                e["type"] == "exec" and e["commandline"] == commandline for e in events) < 50:
+            time.sleep(0.02)
     finally:
         collector.stop()
     execs = [e for e in events if e["type"] == "exec" and e["commandline"] == commandline]
@@ -121,6 +125,7 @@ def test_netlink_sees_every_exec(events):
     assert collector.stats["lost"] == 0
 
 
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
 def test_auto_mode_uses_netlink_as_root():
     collector = ProcessCollector(print, mode="Auto")
     collector.open()
@@ -168,6 +173,7 @@ def test_auto_falls_back_to_polling_in_a_container_and_says_so():
     assert "falling back to polling /proc every 0.1 s" in warnings[0]
 
 
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
 def test_buffer_overrun_is_counted_as_lost_events(events):
     """A tiny socket buffer and nobody reading: the kernel drops events (ENOBUFS); the
     connector's sequence numbers tell exactly how many were lost."""
@@ -194,6 +200,7 @@ def test_buffer_overrun_is_counted_as_lost_events(events):
     assert collector.stats["events"] == len(events)
 
 
+@pytest.mark.requires_root("a negative nice value (CAP_SYS_NICE)")
 def test_start_can_raise_the_reading_thread_priority(events):
     collector = ProcessCollector(events.append, mode="Netlink")
     collector.start(nice=-5)

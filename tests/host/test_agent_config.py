@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from host_sim.agent import HostAgent, Options
 from microagent.config import Config
 
@@ -63,8 +65,8 @@ def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
     assert len(_items(messages, "ProcessCreate")) == 1
 
 
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
 def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
-    assert os.geteuid() == 0, "the netlink process connector needs root"
     logs = []
     agent, config, messages = _agent(["Process"], logs.append)
     agent.start()
