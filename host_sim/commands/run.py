@@ -38,8 +38,8 @@ def register(subparsers):
                    help="Process_, NetworkActivity_ and Login_CacheSize (default 256)")
     p.add_argument("--collectors", default=",".join(ALL),
                    help="comma-separated, from %s (default all)" % ", ".join(ALL))
-    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"),
-                   help="Process_Mode (default Auto: netlink, else /proc polling)")
+    p.add_argument("--process-mode", choices=("Auto", "Audit", "Netlink", "Polling"),
+                   help="Process_Mode (default Auto: audit, else netlink, else /proc polling)")
     p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
     add_uplink_arguments(p.add_argument_group("sending"),
                          "your own broker: mqtts://user:pass@host:port")
