@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench deb clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# build/microagent_<version>_<arch>.deb (docs/packaging.md)
+deb: setup
+	PYTHON=$(BIN)/python packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
