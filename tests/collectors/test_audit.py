@@ -226,3 +226,114 @@ def test_without_the_audit_capabilities_auto_says_why_and_uses_netlink():
                         "status (needs CAP_AUDIT_CONTROL): not permitted); using the netlink "
                         "process connector, which reads command lines from /proc and misses "
                         "those of short-lived processes"]
+
+
+# -- with a running auditd ----------------------------------------------------------------------
+# auditd, installed (with dpkg, from `apt-get download`) into a throw-away overlay of this
+# system in a private mount namespace -- this machine is shared, nothing is installed on it --
+# and started there (`auditd -n`) with Debian's default rules loaded by augenrules (which begin
+# with -D: delete all rules). It is this kernel's real audit daemon while the test runs.
+AUDITD = r"""
+set -eu
+T=$1; DEBS=$2
+mount -t tmpfs tmpfs "$T"
+mkdir "$T/upper" "$T/work" "$T/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
+R=$T/root
+mount -t proc proc "$R/proc"
+mount --rbind /dev "$R/dev"
+mkdir -p "$R/debs" && cp "$DEBS"/*.deb "$R/debs/"
+printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d" && chmod 755 "$R/usr/sbin/policy-rc.d"
+chroot "$R" sh -c 'dpkg -i /debs/*.deb' >/dev/null
+chroot "$R" auditd -n &
+AUDITD_PID=$!
+echo "READY $AUDITD_PID"
+while read -r command argument; do
+    case $command in
+        reload) chroot "$R" augenrules --load >/dev/null 2>&1; echo "DONE";;
+        count) echo "COUNT $(grep -c "$argument" "$R/var/log/audit/audit.log" || true)";;
+        stop) kill "$AUDITD_PID"; wait "$AUDITD_PID" || true; echo "STOPPED"; exit 0;;
+    esac
+done
+kill "$AUDITD_PID"
+"""
+
+
+class Auditd:
+    def __init__(self, tmp_path):
+        debs = tmp_path / "debs"
+        debs.mkdir()
+        download = subprocess.run(["apt-get", "download", "auditd", "libauparse0"], cwd=debs,
+                                  capture_output=True, text=True, timeout=300)
+        assert download.returncode == 0, "apt-get download auditd: " + download.stderr
+        (tmp_path / "root").mkdir()
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                      AUDITD, "sh", str(tmp_path / "root"), str(debs)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self.proc.stdout.readline().split()
+        assert ready and ready[0] == "READY", "auditd did not start"
+        self.pid = int(ready[1])
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.ask("stop")
+            self.proc.wait(60)
+
+
+def audit_daemon_pid():
+    control = AuditControl()
+    try:
+        return control.status()[1]
+    finally:
+        control.close()
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_coexists_with_a_running_auditd(tmp_path, events):
+    assert os.geteuid() == 0, "needs root: runs auditd (in a throw-away overlay) and audit"
+    assert audit_daemon_pid() == 0, "another audit daemon is running on this machine"
+    auditd = Auditd(tmp_path)
+    collector = None
+    try:
+        assert wait_for(lambda: audit_daemon_pid() != 0), "auditd never registered"
+        daemon = audit_daemon_pid()
+        assert auditd.ask("reload") == "DONE"            # Debian's rules: -D -b 8192 ...
+        collector = ProcessCollector(events.append, mode="Audit")
+        collector.start()
+        assert "auditd (pid %d) running" % daemon in collector.source
+        marker = "with-auditd-" + uuid.uuid4().hex
+
+        def seen(text):
+            return sum(1 for e in list(events) if e["commandline"] == "/bin/true " + text)
+        for _ in range(20):
+            subprocess.run(["/bin/true", marker], check=True)
+        assert wait_for(lambda: seen(marker) == 20), seen(marker)
+        # auditd got the same records (it is still the audit daemon; we only read the multicast)
+        assert wait_for(lambda: int(auditd.ask("count " + marker).split()[1]) >= 20)
+        assert audit_daemon_pid() == daemon
+        # auditd reloads its rules (-D deletes ours): the collector adds it again
+        assert auditd.ask("reload") == "DONE"
+        assert wait_for(lambda: collector._audit.stats["rules_restored"] >= 1)
+        again = marker + "-after-reload"
+        subprocess.run(["/bin/true", again], check=True)
+        assert wait_for(lambda: seen(again) == 1)
+        collector.stop()
+        assert not [k for k in our_rules() if k == "microagent-%d" % os.getpid()]
+        collector = None
+        assert audit_daemon_pid() == daemon              # we never took auditd's place
+    finally:
+        if collector is not None:
+            collector.stop()
+        auditd.stop()
+    assert wait_for(lambda: audit_daemon_pid() == 0), "auditd did not unregister"
