@@ -88,11 +88,12 @@ def process_burst(count=5000):
           ("mode", "spawned", "seen", "seen %", "with cmdline", "cmdline %", "lost", "events",
            "CPU s", "CPU ms/1000 ev", "burst s"), rows)
     netlink, _, audit, polling = results
+    per_event = [r["cpu"] / max(r["events"], 1) for r in (audit, netlink)]
     print("netlink saw %.1fx as many of the burst's processes as polling; audit gave the exact "
           "command line of %.1fx as many as netlink at nice 0, at %.2fx its CPU per 1,000 events "
           "and %.2fx its burst time\n"
           % (netlink["seen"] / max(polling["seen"], 1), audit["full"] / max(netlink["full"], 1),
-             (audit["cpu"] / max(audit["events"], 1)) / max(netlink["cpu"] / max(netlink["events"], 1), 1e-9),
+             per_event[0] / max(per_event[1], 1e-9),
              audit["wall"] / netlink["wall"]))
     return results
 

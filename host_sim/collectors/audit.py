@@ -83,7 +83,8 @@ MAX_ARGV_BYTES = 65536      # the engine cuts command lines at 2,048 bytes anywa
 
 STAMP = re.compile(rb"audit\((\d+)\.(\d+):(\d+)\): ")
 SYSCALL_FIELDS = re.compile(rb" arch=([0-9a-f]+) syscall=(\d+) success=yes .*? ppid=(\d+) "
-                            rb"pid=(\d+) auid=\d+ uid=(\d+) .*? exe=(\"[^\"]*\"|[0-9A-F]+|\(null\))")
+                            rb"pid=(\d+) auid=\d+ uid=(\d+) .*? "
+                            rb"exe=(\"[^\"]*\"|[0-9A-F]+|\(null\))")
 ARG = re.compile(rb"a(\d+)(?:\[\d+\])?=(\"[^\"]*\"|[0-9A-F]*|\(null\))")
 
 Exec = collections.namedtuple("Exec", "t pid ppid uid executable argv")

@@ -5,13 +5,12 @@ netlink process connector, /proc polling as the last fallback.
 
 `mode` is the Defender config key `Process_Mode`: "Audit" (exec records of the kernel's audit
 subsystem, audit.py: the command line comes with the event, so it is exact even for a process
-that lived a microsecond; forks from the process connector when it is available), "Netlink" (the kernel's process connector;
-sees every fork/exec, even of processes that live a millisecond), "Polling" (scan
-`<root>/proc` every `polling_interval` seconds, `Process_PollingInterval`; misses processes that
-start and end between two scans, and reports what it finds as `exec`), or "Auto" (netlink, and
-polling when netlink is not available, logged once per open()).
-"Auto" tries Audit, then Netlink, then Polling; each fallback is logged with its reason and
-`collector.source` says what is in use.
+that lived a microsecond; forks from the process connector when it is available), "Netlink"
+(the kernel's process connector; sees every fork/exec, even of processes that live a
+millisecond), "Polling" (scan `<root>/proc` every `polling_interval` seconds,
+`Process_PollingInterval`; misses processes that start and end between two scans, and reports
+what it finds as `exec`), or "Auto": Audit, then Netlink, then Polling; each fallback is logged
+once per open() with its reason, and `collector.source` says what is in use.
 The connector needs CAP_NET_ADMIN before Linux 6.6, and works only from the initial user
 namespace: inside a container the kernel silently ignores the subscription. open() therefore
 waits for the kernel's acknowledgement of the subscription (2 s at most) and treats a refusal
@@ -20,6 +19,8 @@ or a missing answer as "not available".
 Driving (see runner.py): `open()`, then `fileno()` + `read()` in netlink mode (fileno() is None
 and poll_interval is set in polling mode), `poll()` every `poll_interval` seconds (None in netlink
 mode), or `start()` / `stop()` for a thread. `collector.mode` says which mode is in use after open().
+In audit mode fileno() is an epoll descriptor over the audit and connector sockets, and poll()
+(every 2 s) puts our audit rule back if someone removed it.
 
 Events are raw trace events (spec section 1):
     {"kind": "process", "t", "type": "fork"|"exec", "pid", "ppid", "uid", "commandline",

@@ -15,11 +15,12 @@ CACHE_KEYS = ("Process_CacheSize", "NetworkActivity_CacheSize", "Login_CacheSize
 def register(subparsers):
     p = subparsers.add_parser(
         "run", help="run the host agent: live Linux collectors, aggregated, sent or printed",
-        description="Collects processes (netlink), connections (sock_diag), DNS (raw socket), "
-                    "logins (utmp/wtmp/btmp, auth log), system information, CIS baseline and "
-                    "SBoM on this machine, aggregates them per window and sends the messages "
+        description="Collects processes (audit, netlink), connections (sock_diag), DNS (raw "
+                    "socket), logins (utmp/wtmp/btmp, auth log), system information, CIS "
+                    "baseline and SBoM on this machine, aggregates them per window and sends the messages "
                     "to IoT Hub (--connection-string), your broker (--broker), or prints them "
-                    "(--output -). Needs root for netlink and raw sockets.")
+                    "(--output -). Needs root, or the capabilities of docs/collectors.md "
+                    "(the systemd unit grants them).")
     p.add_argument("--once", action="store_true",
                    help="collect for --seconds, send one window and the triggered collectors, "
                         "and exit")
