@@ -14,9 +14,9 @@ How it coexists with auditd: the agent does not become the audit daemon (one pid
 is auditd's place). It reads the read-only multicast group AUDIT_NLGRP_READLOG (Linux 3.16,
 CAP_AUDIT_READ), which gets every record whether or not auditd runs, and adds one rule of its own
 at the end of the exit list (CAP_AUDIT_CONTROL): `exit,always arch=<arch> -S execve,execveat
-success=1 key=microagent-<pid>`, one per ABI of the machine. It reads every successful execve
-record, whichever rule produced it, so an auditd rule that already logs execve (matched first)
-is fine. With auditd running, auditd also logs what our rule produces (every exec goes to
+success=1 key=microagent-<pid>-<n>`, one per ABI of the machine. It reads every successful
+execve record, whichever rule produced it, so an auditd rule that already logs execve (matched
+first) is fine. With auditd running, auditd also logs what our rule produces (every exec goes to
 audit.log). A rule removed behind our back (auditd's `auditctl -D` on a reload) is added again
 by check(). Rules left by an agent that died (its pid is gone) are removed at open().
 
@@ -36,6 +36,7 @@ so an upper bound for execs).
 """
 import collections
 import errno
+import itertools
 import os
 import platform
 import random
@@ -218,9 +219,12 @@ def alive(pid):
 
 
 class AuditExecSource:
+    _instances = itertools.count(1)
+
     def __init__(self, receive_buffer=RECEIVE_BUFFER):
         self.receive_buffer = receive_buffer
-        self.key = KEY_PREFIX + str(os.getpid())
+        # one rule per source: another source's close() must not remove the rule we rely on
+        self.key = "%s%d-%d" % (KEY_PREFIX, os.getpid(), next(self._instances))
         self.stats = {"overruns": 0, "lost": 0, "rules_restored": 0}
         self.describe = ""         # how it runs, for the log line: auditd or not, enabled by us
         self._control = None
@@ -283,8 +287,8 @@ class AuditExecSource:
         """Rules of agents that died without removing theirs (the pid in the key is gone)."""
         for data in self._control.rules():
             key = rule_key(data)
-            if key and key != self.key and key[len(KEY_PREFIX):].isdigit() \
-                    and not alive(int(key[len(KEY_PREFIX):])):
+            owner = key[len(KEY_PREFIX):].split("-")[0] if key else ""
+            if owner.isdigit() and not alive(int(owner)):
                 self._control.delete_rule(data[:RULE_SIZE + len(key)])
 
     def _probe(self):

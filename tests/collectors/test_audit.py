@@ -183,7 +183,7 @@ def test_the_rule_of_an_agent_that_died_is_removed_at_open():
     assert os.geteuid() == 0, "audit needs root (CAP_AUDIT_CONTROL, CAP_AUDIT_READ)"
     child = subprocess.Popen(["/bin/true"])
     child.wait()
-    stale = "microagent-%d" % child.pid                         # its pid is gone now
+    stale = "microagent-%d-1" % child.pid                       # its pid is gone now
     control = AuditControl()
     control.add_rule(exec_rule(audit.machine_arches()[0], stale))
     control.close()
@@ -329,7 +329,8 @@ def test_coexists_with_a_running_auditd(tmp_path, events):
         subprocess.run(["/bin/true", again], check=True)
         assert wait_for(lambda: seen(again) == 1)
         collector.stop()
-        assert not [k for k in our_rules() if k == "microagent-%d" % os.getpid()]
+        assert collector.source and not [k for k in our_rules()
+                                         if k.startswith("microagent-%d-" % os.getpid())]
         collector = None
         assert audit_daemon_pid() == daemon              # we never took auditd's place
     finally:
@@ -337,3 +338,21 @@ def test_coexists_with_a_running_auditd(tmp_path, events):
             collector.stop()
         auditd.stop()
     assert wait_for(lambda: audit_daemon_pid() == 0), "auditd did not unregister"
+
+
+def test_two_sources_in_one_process_keep_their_own_rules():
+    assert os.geteuid() == 0, "audit needs root (CAP_AUDIT_CONTROL, CAP_AUDIT_READ)"
+    first, second = AuditExecSource(), AuditExecSource()
+    first.open()
+    second.open()
+    try:
+        first.close()
+        assert first.key not in our_rules() and second.key in our_rules()
+        marker = "audit-second-" + uuid.uuid4().hex
+        subprocess.run(["/bin/true", marker], check=True)
+        execs = []
+        assert wait_for(lambda: execs.extend(second.read()) or
+                        any(marker.encode() in e.argv for e in execs))
+    finally:
+        second.close()
+    assert second.key not in our_rules()
