@@ -35,13 +35,19 @@ echo "== installed"
 in_root dpkg-query -W -f '${Status} ${Version}\n' microagent
 in_root sh -c 'command -v microagent'
 in_root getent passwd microagent | cut -d: -f1,6,7
-in_root stat -c '%n %U %a' /var/lib/microagent /etc/microagent/microagent.env /etc/microagent/microagent.json /lib/systemd/system/microagent.service
+in_root stat -c '%n %U %a' /var/lib/microagent /etc/microagent/microagent.env \
+    /etc/microagent/microagent.json /lib/systemd/system/microagent.service
 in_root dpkg --verify microagent && echo "verify ok"
+RUN="microagent run --once --seconds 2 --output - --config /etc/microagent/microagent.json
+     --collectors Process,SystemInformation,SBoM"
+AS_USER="setpriv --reuid=microagent --regid=microagent --init-groups --no-new-privs
+         --inh-caps=-all,@CAPS@ --ambient-caps=-all,@CAPS@ --bounding-set=-all,@CAPS@"
+NAMES='import sys, json; print(sorted({e["Name"] for l in sys.stdin for e in json.loads(l)["Events"]}))'
 echo "== run as root"
-in_root microagent run --once --seconds 2 --output - --config /etc/microagent/microagent.json --collectors Process,SystemInformation,SBoM 2>"$T/run-root.err" | in_root python3 -c 'import sys, json; print(sorted({e["Name"] for line in sys.stdin for e in json.loads(line)["Events"]}))'
+in_root $RUN 2>"$T/run-root.err" | in_root python3 -c "$NAMES"
 cat "$T/run-root.err"
 echo "== run as microagent"
-in_root setpriv --reuid=microagent --regid=microagent --init-groups --no-new-privs --inh-caps=-all,@CAPS@ --ambient-caps=-all,@CAPS@ --bounding-set=-all,@CAPS@ microagent run --once --seconds 2 --output - --config /etc/microagent/microagent.json --collectors Process,SystemInformation,SBoM 2>"$T/run-user.err" | in_root python3 -c 'import sys, json; print(sorted({e["Name"] for line in sys.stdin for e in json.loads(line)["Events"]}))'
+in_root $AS_USER $RUN 2>"$T/run-user.err" | in_root python3 -c "$NAMES"
 cat "$T/run-user.err"
 echo "== upgrade"
 printf '{\n  "Process_Mode": "Netlink"\n}\n' > "$R/etc/microagent/microagent.json"
@@ -55,7 +61,8 @@ ls "$R/etc/microagent" "$R/usr/lib/microagent" 2>&1 || true
 echo "== purge"
 in_root dpkg --purge microagent 2>&1
 in_root dpkg-query -W -f '${Status}\n' microagent 2>&1 || true
-for p in /etc/microagent /var/lib/microagent /usr/lib/microagent /usr/bin/microagent /lib/systemd/system/microagent.service; do
+for p in /etc/microagent /var/lib/microagent /usr/lib/microagent /usr/bin/microagent \
+         /lib/systemd/system/microagent.service; do
     [ -e "$R$p" ] && echo "left: $p"
 done
 in_root getent passwd microagent || echo "no user microagent"
