@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 AZURE_VENV := .venv-azure
 AZURE_STAMP := $(AZURE_VENV)/.installed
 
-.PHONY: setup demo test bench firmware clean require-root
+.PHONY: setup demo test bench firmware deb clean require-root
 
 setup: $(STAMP) $(AZURE_STAMP)
 
@@ -40,6 +40,10 @@ firmware: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# build/microagent_<version>_<arch>.deb (docs/packaging.md)
+deb: setup
+	PYTHON=$(BIN)/python packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) $(AZURE_VENV) build *.egg-info .pytest_cache

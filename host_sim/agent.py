@@ -91,6 +91,8 @@ class HostAgent:
 
     def _describe(self, name):
         mode = getattr(self.collectors[name], "mode", None)
+        if mode == "Audit":
+            return "%s (Audit: %s)" % (name, self.collectors[name].source)
         if mode == "Polling":
             return "%s (Polling every %g s)" % (name, self.options.polling_interval_s)
         return "%s (%s)" % (name, mode) if mode else name

@@ -28,7 +28,7 @@ def _schema():
         "NetworkActivity_CacheSize": [_INT, 256, 1, 65535],
         "Login_CacheSize": [_INT, 256, 1, 65535],
         MESSAGE_TIMEOUT: [_INT, 2880, 1, 43200],
-        "Process_Mode": [_CHOICE, "Auto", ("Auto", "Netlink", "Polling")],
+        "Process_Mode": [_CHOICE, "Auto", ("Auto", "Audit", "Netlink", "Polling")],
         "Process_PollingInterval": [_INT, 100000, 1000, 60000000],
         "Baseline_ChecksDisabled": [_TEXT, ""],
         "Baseline_GroupsDisabled": [_TEXT, ""],

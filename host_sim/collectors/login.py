@@ -184,7 +184,7 @@ class LoginCollector(EventCollector):
             self._files = {name: FollowedFile(rootfs.path(self.root, name), self.from_start)}
         for name in self._files:
             filename = rootfs.path(self.root, name)
-            if os.path.exists(filename) and not os.access(filename, os.R_OK):
+            if os.path.exists(filename) and not os.access(filename, os.R_OK, effective_ids=True):
                 log.warning("login collector: cannot read %s (permission denied); its events "
                             "are not collected", name)
 

@@ -26,7 +26,8 @@ def register(subparsers):
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
     parser.add_argument("--collectors", default=",".join(COLLECTORS),
                         help="comma-separated, from: %s (default all)" % ", ".join(COLLECTORS))
-    parser.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"), default="Auto",
+    parser.add_argument("--process-mode", choices=("Auto", "Audit", "Netlink", "Polling"),
+                        default="Auto",
                         help="Process_Mode (default Auto)")
     parser.add_argument("--root", default="/", help="root for /proc, /etc, /var/log (default /)")
     parser.add_argument("--output", default="-", help="trace file (default - for stdout)")

@@ -15,11 +15,12 @@ CACHE_KEYS = ("Process_CacheSize", "NetworkActivity_CacheSize", "Login_CacheSize
 def register(subparsers):
     p = subparsers.add_parser(
         "run", help="run the host agent: live Linux collectors, aggregated, sent or printed",
-        description="Collects processes (netlink), connections (sock_diag), DNS (raw socket), "
-                    "logins (utmp/wtmp/btmp, auth log), system information, CIS baseline and "
-                    "SBoM on this machine, aggregates them per window and sends the messages "
+        description="Collects processes (audit, netlink), connections (sock_diag), DNS (raw "
+                    "socket), logins (utmp/wtmp/btmp, auth log), system information, CIS "
+                    "baseline and SBoM on this machine, aggregates them per window and sends the messages "
                     "to IoT Hub (--connection-string), your broker (--broker), or prints them "
-                    "(--output -). Needs root for netlink and raw sockets.")
+                    "(--output -). Needs root, or the capabilities of docs/collectors.md "
+                    "(the systemd unit grants them).")
     p.add_argument("--once", action="store_true",
                    help="collect for --seconds, send one window and the triggered collectors, "
                         "and exit")
@@ -38,8 +39,8 @@ def register(subparsers):
                    help="Process_, NetworkActivity_ and Login_CacheSize (default 256)")
     p.add_argument("--collectors", default=",".join(ALL),
                    help="comma-separated, from %s (default all)" % ", ".join(ALL))
-    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"),
-                   help="Process_Mode (default Auto: netlink, else /proc polling)")
+    p.add_argument("--process-mode", choices=("Auto", "Audit", "Netlink", "Polling"),
+                   help="Process_Mode (default Auto: audit, else netlink, else /proc polling)")
     p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
     add_uplink_arguments(p.add_argument_group("sending"),
                          "your own broker: mqtts://user:pass@host:port")
