@@ -124,7 +124,7 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
                  broker.certs["ca.pem"], "--outbox", str(tmp_path / "outbox.db")],
                 capture_output=True, text=True, timeout=120)
             assert sent.returncode == 0, sent.stderr
-            alert = json.loads(Lines(consumer.stdout).wait_for(lambda l: '"brute-force"' in l, 60))
+            alert = json.loads(Lines(consumer.stdout).wait_for(lambda text: '"brute-force"' in text, 60))
             assert alert["key"] == ATTACKER and alert["count"] == 15
             assert alert["device"].startswith("microagent-")  # plain MQTT: the client id
         finally:

@@ -62,7 +62,7 @@ def console(tmp_path_factory):
     proc = subprocess.Popen([MICROAGENT, "console", "--data", hub.data_dir, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = Lines(proc.stdout).wait_for(lambda l: l.startswith("console: http://"), 30)
+        line = Lines(proc.stdout).wait_for(lambda text: text.startswith("console: http://"), 30)
         yield line.split()[1]
     finally:
         proc.terminate()
