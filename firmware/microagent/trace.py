@@ -13,6 +13,15 @@ REQUIRED = {
 }
 
 
+# A line holds one raw event: strings are cut at 2,048 bytes when recorded (spec section 1), so
+# a longer line is not a trace; the cap keeps one line within a board's heap.
+MAX_LINE_BYTES = 8192
+MAX_DEPTH = 8
+_PIECE = 256
+# Epoch seconds up to the end of unsigned 32-bit time (2106): later is no clock a device has.
+MAX_T = 4294967295
+
+
 class TraceError(Exception):
     """A bad trace line; str() is one line naming the file and line number."""
 
@@ -21,7 +30,7 @@ def _integer(event, key, where, low=0, high=0x7FFFFFFF):
     value = event.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise TraceError("%s: '%s' must be an integer in %d..%d, got %s"
-                         % (where, key, low, high, json.dumps(value)))
+                         % (where, key, low, high, _shown(value)))
     return value
 
 
@@ -30,7 +39,7 @@ def _text(event, key, where, optional=False):
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise TraceError("%s: '%s' must be a string, got %s" % (where, key, json.dumps(value)))
+        raise TraceError("%s: '%s' must be a string, got %s" % (where, key, _shown(value)))
     return value
 
 
@@ -38,7 +47,7 @@ def _choice(event, key, choices, where):
     value = event.get(key)
     if value not in choices:
         raise TraceError("%s: '%s' must be one of %s, got %s"
-                         % (where, key, "/".join(choices), json.dumps(value)))
+                         % (where, key, "/".join(choices), _shown(value)))
     return choices.index(value)
 
 
@@ -46,29 +55,112 @@ def _address(event, key, where, scratch):
     value = _text(event, key, where)
     if not events.is_ipv6(value) and not events.parse_ipv4(value, scratch, 0):
         raise TraceError("%s: '%s' is not an IPv4 or IPv6 address: %s"
-                         % (where, key, json.dumps(value)))
+                         % (where, key, _shown(value)))
     return value
 
 
-def parse_line(line, where):
-    """The event dict of one trace line, its kind checked and required keys present."""
+def _shown(value):
+    """VALUE as JSON for an error message, cut so one bad line gives one short line."""
+    text = json.dumps(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _check_depth(line, where):
+    # MicroPython's json.loads needs heap per level and CPython's recurses: a line nested deeper
+    # than any trace needs is refused before parsing. Most lines hold one '{' and skip the scan.
+    if line.count(b"{") + line.count(b"[") <= 1:
+        return
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte == 0x7B or byte == 0x5B:  # { [
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise TraceError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
+        elif byte == 0x7D or byte == 0x5D:  # } ]
+            depth -= 1
+
+
+def _hex4(line, at):
+    digits = line[at:at + 4]
+    if len(digits) != 4:
+        return -1
     try:
-        event = json.loads(line)
+        return int(digits, 16)
     except ValueError:
-        raise TraceError("%s: not valid JSON%s" % (where, "" if line.endswith("\n")
+        return -1
+
+
+def _join_surrogates(line, where):
+    """LINE with each escaped UTF-16 surrogate pair (\\ud83d\\ude00) written as UTF-8, as
+    CPython decodes it and MicroPython would not (it keeps each half, which is not UTF-8); a
+    lone surrogate cannot become UTF-8 at all and is a TraceError."""
+    if line.find(b"\\ud") < 0 and line.find(b"\\uD") < 0:
+        return line
+    out = bytearray()
+    start = 0
+    at = line.find(b"\\u")
+    while at >= 0:
+        slashes = 0
+        while at - slashes - 1 >= 0 and line[at - slashes - 1] == 0x5C:
+            slashes += 1
+        code = _hex4(line, at + 2) if slashes % 2 == 0 else -1
+        if 0xD800 <= code <= 0xDFFF:
+            low = _hex4(line, at + 8) if line[at + 6:at + 8] == b"\\u" else -1
+            if code > 0xDBFF or not 0xDC00 <= low <= 0xDFFF:
+                raise TraceError("%s: lone UTF-16 surrogate \\u%04x in a string (not text)"
+                                 % (where, code))
+            out += line[start:at]
+            out += chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)).encode()
+            start = at + 12
+            at = line.find(b"\\u", start)
+        else:
+            at = line.find(b"\\u", at + 2)
+    out += line[start:]
+    return bytes(out)
+
+
+def parse_line(line, where):
+    """The event dict of one trace line (bytes, or str), its kind checked and required keys
+    present. Every way a line can be bad is a TraceError naming WHERE, never another exception."""
+    if isinstance(line, str):
+        line = line.encode()
+    if len(line) > MAX_LINE_BYTES:
+        raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+    _check_depth(line, where)
+    try:
+        text = _join_surrogates(line, where).decode()
+    except UnicodeError:
+        raise TraceError("%s: not valid UTF-8" % where)
+    try:
+        event = json.loads(text)
+    except ValueError:
+        raise TraceError("%s: not valid JSON%s" % (where, "" if line.endswith(b"\n")
                                                     else " (truncated last line?)"))
     if not isinstance(event, dict):
         raise TraceError("%s: a trace line must be a JSON object" % where)
     kind = event.get("kind")
     if kind not in REQUIRED:
         raise TraceError("%s: 'kind' must be one of process/connection/dns/login, got %s"
-                         % (where, json.dumps(kind)))
+                         % (where, _shown(kind)))
     for key in REQUIRED[kind]:
         if key not in event:
             raise TraceError("%s: %s event lacks '%s'" % (where, kind, key))
     t = event["t"]
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0:
-        raise TraceError("%s: 't' must be epoch seconds, got %s" % (where, json.dumps(t)))
+    # t == t is False for NaN; the bound also keeps infinities and 1e300 out of the clock.
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t == t or not 0 <= t <= MAX_T:
+        raise TraceError("%s: 't' must be epoch seconds in 0..%d, got %s"
+                         % (where, MAX_T, _shown(t)))
     return event
 
 
@@ -149,13 +241,47 @@ def record_event(engine, event, offset, where, halves):
                             _text(event, "executable", where), remote)
 
 
+def trace_lines(path):
+    """(where, line bytes) for each line of the trace file at PATH, where = "PATH:N". A line
+    longer than MAX_LINE_BYTES is a TraceError before it is read whole."""
+    number = 0
+    with open(path, "rb") as f:
+        while True:
+            # Read in small pieces: readline(n) allocates n bytes up front, and a board's
+            # heap next to full caches has no room for a MAX_LINE_BYTES block per line.
+            line = f.readline(_PIECE)
+            if not line:
+                return
+            number += 1
+            if line[-1:] != b"\n" and len(line) == _PIECE:
+                line = _long_line(f, line, "%s:%d" % (path, number))
+            yield "%s:%d" % (path, number), line
+
+
+def _long_line(f, first, where):
+    pieces = [first]
+    size = len(first)
+    piece = first
+    try:
+        while piece[-1:] != b"\n" and piece and size <= MAX_LINE_BYTES:
+            piece = f.readline(_PIECE)
+            pieces.append(piece)
+            size += len(piece)
+        if size <= MAX_LINE_BYTES:
+            return b"".join(pieces)
+    except MemoryError:
+        pieces = None
+        raise TraceError("%s: out of heap reading a line of over %d bytes" % (where, size))
+    raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+
+
 def replay_file(replay, path):
     """Feeds every line of the trace file at PATH; the last window is flushed even on error."""
-    number = 0
     try:
-        with open(path) as f:
-            for line in f:
-                number += 1
-                replay.feed(line, "%s:%d" % (path, number))
+        for where, line in trace_lines(path):
+            try:
+                replay.feed(line, where)
+            except MemoryError:
+                raise TraceError("%s: out of heap while recording this line" % where)
     finally:
         replay.close_window()
