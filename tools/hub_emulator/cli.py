@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from hub_emulator import codec, registry, store, twin
+from hub_emulator import bounded_json, codec, registry, store, twin
 from hub_emulator.database import FILE_NAME, open_db
 
 
@@ -123,8 +123,9 @@ def run_messages(args):
     messages = store.read(_existing_db(args.data), args.device)
     if args.json:
         for m in messages:
-            print(json.dumps({"id": m["id"], "device": m["device"], "time": m["time"], "topic": m["topic"],
-                              "properties": m["properties"], "body": store.decode_body(m["payload"])}))
+            print(bounded_json.dumps({"id": m["id"], "device": m["device"], "time": m["time"],
+                                      "topic": m["topic"], "properties": m["properties"],
+                                      "body": store.decode_body(m["payload"])}))
         return 0
     rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
     for m in messages:
