@@ -12,12 +12,12 @@ REQUIRED = {
     "login": ("t", "operation", "pid", "user_name", "executable"),
 }
 
-
-# A line holds one raw event: strings are cut at 2,048 bytes when recorded (spec section 1), so
-# a longer line is not a trace; the cap keeps one line within a board's heap.
-MAX_LINE_BYTES = 8192
+# A recorded command line may be long (Linux allows 2 MiB of arguments; the engine cuts strings
+# at 2,048 bytes): the cap only bounds what reading one line can cost, a file without newlines
+# included.
+MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 8
-_PIECE = 256
+_PIECE = 256  # lines are read this many bytes at a time
 # Epoch seconds up to the end of unsigned 32-bit time (2106): later is no clock a device has.
 MAX_T = 4294967295
 
@@ -59,75 +59,24 @@ def _address(event, key, where, scratch):
     return value
 
 
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+# CPython's json takes NaN and Infinity, MicroPython's refuses them: both engines must agree.
+try:
+    json.loads("0", parse_constant=_not_json)
+
+    def _loads(text):
+        return json.loads(text, parse_constant=_not_json)
+except TypeError:  # MicroPython: no keyword arguments, and no NaN to refuse
+    _loads = json.loads
+
+
 def _shown(value):
     """VALUE as JSON for an error message, cut so one bad line gives one short line."""
     text = json.dumps(value)
     return text if len(text) <= 64 else text[:61] + "..."
-
-
-def _check_depth(line, where):
-    # MicroPython's json.loads needs heap per level and CPython's recurses: a line nested deeper
-    # than any trace needs is refused before parsing. Most lines hold one '{' and skip the scan.
-    if line.count(b"{") + line.count(b"[") <= 1:
-        return
-    depth = 0
-    in_string = False
-    escaped = False
-    for byte in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte == 0x7B or byte == 0x5B:  # { [
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise TraceError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
-        elif byte == 0x7D or byte == 0x5D:  # } ]
-            depth -= 1
-
-
-def _hex4(line, at):
-    digits = line[at:at + 4]
-    if len(digits) != 4:
-        return -1
-    try:
-        return int(digits, 16)
-    except ValueError:
-        return -1
-
-
-def _join_surrogates(line, where):
-    """LINE with each escaped UTF-16 surrogate pair (\\ud83d\\ude00) written as UTF-8, as
-    CPython decodes it and MicroPython would not (it keeps each half, which is not UTF-8); a
-    lone surrogate cannot become UTF-8 at all and is a TraceError."""
-    if line.find(b"\\ud") < 0 and line.find(b"\\uD") < 0:
-        return line
-    out = bytearray()
-    start = 0
-    at = line.find(b"\\u")
-    while at >= 0:
-        slashes = 0
-        while at - slashes - 1 >= 0 and line[at - slashes - 1] == 0x5C:
-            slashes += 1
-        code = _hex4(line, at + 2) if slashes % 2 == 0 else -1
-        if 0xD800 <= code <= 0xDFFF:
-            low = _hex4(line, at + 8) if line[at + 6:at + 8] == b"\\u" else -1
-            if code > 0xDBFF or not 0xDC00 <= low <= 0xDFFF:
-                raise TraceError("%s: lone UTF-16 surrogate \\u%04x in a string (not text)"
-                                 % (where, code))
-            out += line[start:at]
-            out += chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)).encode()
-            start = at + 12
-            at = line.find(b"\\u", start)
-        else:
-            at = line.find(b"\\u", at + 2)
-    out += line[start:]
-    return bytes(out)
 
 
 def parse_line(line, where):
@@ -137,13 +86,25 @@ def parse_line(line, where):
         line = line.encode()
     if len(line) > MAX_LINE_BYTES:
         raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
-    _check_depth(line, where)
+    # The checks for unusual lines live in tracecheck, loaded only when a line needs them (a
+    # board's heap holds the bytecode of every module imported).
+    if line.count(b"{") + line.count(b"[") > 1:
+        from microagent.tracecheck import deeper_than
+        # MicroPython's json.loads takes heap per level and CPython's recurses.
+        if deeper_than(line, MAX_DEPTH):
+            raise TraceError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
+    if line.find(b"\\ud") >= 0 or line.find(b"\\uD") >= 0:
+        from microagent.tracecheck import join_surrogates
+        try:
+            line = join_surrogates(line)
+        except ValueError as exc:
+            raise TraceError("%s: %s" % (where, exc))
     try:
-        text = _join_surrogates(line, where).decode()
+        text = line.decode()
     except UnicodeError:
         raise TraceError("%s: not valid UTF-8" % where)
     try:
-        event = json.loads(text)
+        event = _loads(text)
     except ValueError:
         raise TraceError("%s: not valid JSON%s" % (where, "" if line.endswith(b"\n")
                                                     else " (truncated last line?)"))
@@ -253,26 +214,16 @@ def trace_lines(path):
             if not line:
                 return
             number += 1
+            where = "%s:%d" % (path, number)
             if line[-1:] != b"\n" and len(line) == _PIECE:
-                line = _long_line(f, line, "%s:%d" % (path, number))
-            yield "%s:%d" % (path, number), line
-
-
-def _long_line(f, first, where):
-    pieces = [first]
-    size = len(first)
-    piece = first
-    try:
-        while piece[-1:] != b"\n" and piece and size <= MAX_LINE_BYTES:
-            piece = f.readline(_PIECE)
-            pieces.append(piece)
-            size += len(piece)
-        if size <= MAX_LINE_BYTES:
-            return b"".join(pieces)
-    except MemoryError:
-        pieces = None
-        raise TraceError("%s: out of heap reading a line of over %d bytes" % (where, size))
-    raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+                from microagent.tracecheck import rest_of_line
+                line, size = rest_of_line(f, line, _PIECE, MAX_LINE_BYTES)
+                if size > MAX_LINE_BYTES:
+                    raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+                if line is None:
+                    raise TraceError("%s: out of heap reading this line of %d bytes (raise "
+                                     "--heap)" % (where, size))
+            yield where, line
 
 
 def replay_file(replay, path):
