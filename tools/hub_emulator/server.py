@@ -5,6 +5,7 @@ another device's topic, a malformed or oversized packet) closes that connection 
 """
 import asyncio
 import collections
+import gc
 import json
 import logging
 import os
@@ -51,10 +52,10 @@ class Session:
 
 
 class Hub:
-    """TLS_CONTEXT: the server's TLS context, or None for plain TCP. Connections start as plain
-    TCP and TLS begins in handle(), after the connection has a place among the MAX_PENDING
-    unauthenticated ones: a TLS session holds about 270 KB, so no more than MAX_PENDING
-    half-open connections are ever held, each for at most CONNECT_DEADLINE seconds."""
+    """Connections start as plain TCP; TLS begins in handle(), once the connection has a place
+    among the MAX_PENDING unauthenticated ones. A TLS handshake holds about half a megabyte, so
+    no more than MAX_PENDING half-open connections are held, each for at most CONNECT_DEADLINE
+    seconds."""
 
     def __init__(self, data_dir, max_packet=codec.DEFAULT_MAX_PACKET):
         self.data_dir = data_dir
@@ -62,19 +63,21 @@ class Hub:
         self.db = open_db(data_dir)
         self.hub_name = hub_name(self.db)
         self.sessions = {}
-        self.pending = collections.OrderedDict()  # writer -> None, oldest first
+        self.pending = collections.OrderedDict()  # writer -> its handler task, oldest first
+        self._evicted_writers = set()
         self.evicted = 0
         self._trim = None
 
     def _admit(self, writer):
         if len(self.pending) >= MAX_PENDING:
-            oldest, _ = self.pending.popitem(last=False)
-            oldest.transport.abort()
+            oldest, task = self.pending.popitem(last=False)
+            self._evicted_writers.add(oldest)
+            task.cancel()
             if not self.evicted:
                 log.warning("%d unauthenticated connections: closing the oldest for each new one",
                             MAX_PENDING)
             self.evicted += 1
-        self.pending[writer] = None
+        self.pending[writer] = asyncio.current_task()
         if self._trim is not None:
             self._trim.cancel()
             self._trim = None
@@ -91,6 +94,7 @@ class Hub:
             log.warning("%d unauthenticated connections were closed to admit newer ones",
                         self.evicted)
             self.evicted = 0
+        gc.collect()  # connections that ended in an exception sit in reference cycles
         memory.return_free_memory()
 
     async def handle(self, reader, writer, tls_context=None):
@@ -116,6 +120,12 @@ class Hub:
             log.warning("closing %s: keep-alive or write timeout", session.identity if session else peer)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             pass  # the peer went away mid-packet or mid-handshake: nothing to answer
+        except asyncio.CancelledError:
+            if writer not in self._evicted_writers:
+                raise
+            # Closed by _admit to make room: the connection ends here, the server goes on.
+            self._evicted_writers.discard(writer)
+            asyncio.current_task().uncancel()
         except Exception:
             log.exception("closing %s after an internal error", session.identity if session else peer)
         finally:
@@ -146,6 +156,7 @@ class Hub:
             writer.write(codec.connack(return_code))
             await writer.drain()
             return None
+        self._release(writer)  # authenticated: no longer one of the pending connections
         identity = connect.client_id
         previous = self.sessions.get(identity)
         if previous:
