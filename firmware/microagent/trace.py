@@ -111,7 +111,7 @@ def parse_line(line, where):
     if not isinstance(event, dict):
         raise TraceError("%s: a trace line must be a JSON object" % where)
     kind = event.get("kind")
-    if kind not in REQUIRED:
+    if not isinstance(kind, str) or kind not in REQUIRED:
         raise TraceError("%s: 'kind' must be one of process/connection/dns/login, got %s"
                          % (where, _shown(kind)))
     for key in REQUIRED[kind]:

@@ -6,6 +6,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "hub"))  # raw_mqtt: an independent client
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))  # board_profiles
 
 from hub_emulator.process import HubProcess  # noqa: E402
 
