@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from microagent import events as ev
 from microagent.encode import iso8601
-from microagent.trace import parse_line, time_ms
+from microagent.trace import parse_line, time_ms, trace_lines
 
 from host_sim.replay import replay_firmware, replay_host
 
@@ -130,11 +130,9 @@ def trace_windows(path, window_ms):
     """{window index: (window start ms, [(t ms, event)])} for a trace, per spec section 2."""
     windows = OrderedDict()
     t0 = None
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            event = parse_line(line, "%s:%d" % (path, number))
+    for where, line in trace_lines(path):
+        if line.strip():
+            event = parse_line(line, where)
             t = time_ms(event)
             if t0 is None:
                 t0 = t

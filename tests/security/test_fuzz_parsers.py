@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from host_sim.collectors import login, sbom
 from host_sim.engine import build_host_engine
-from hub_emulator import bounded_json, codec, sas, topics, twin
+from hub_emulator import bounded_json, cli, codec, sas, topics, twin
 from microagent import profile
 from microagent.config import Config
 from microagent.replay_main import build_engine
@@ -100,6 +100,15 @@ def test_bounded_json_reader(data):
 def test_bounded_json_agrees_with_json_within_bounds(value):
     text = json.dumps(value)
     assert bounded_json.loads(text) == json.loads(text)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
+                 st.fixed_dictionaries({"Events": st.lists(st.dictionaries(
+                     st.sampled_from(["Name", "Payload"]), json_values), max_size=3)}).map(
+                     lambda v: json.dumps(v).encode())))
+def test_hub_messages_summary_of_any_body(payload):
+    assert "\n" not in cli._summary(payload)
 
 
 @FUZZ

@@ -48,21 +48,21 @@ def hub_messages(hub, *extra):
 def test_one_devices_bodies_cannot_break_hub_messages(hub):
     client = RawClient(hub).login(hub)
     bodies = [b"[" * 100000 + b"]" * 100000, b'{"a": NaN, "b": -Infinity}', b'{"a": "\\ud800"}',
-              b'{"ok": 1}']
+              b'{"Events": [{"Name": "X", "Payload": 5}]}', b'{"ok": 1}']
     for number, body in enumerate(bodies, 1):
         publish_qos1(client, EVENTS, body, number)
     client.close()
     table = hub_messages(hub)
     assert table.returncode == 0, table.stderr
     assert "Traceback" not in table.stderr
-    assert table.stdout.splitlines()[-1] == "4 messages"
+    assert table.stdout.splitlines()[-1] == "5 messages"
     listed = hub_messages(hub, "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [strict_json(line) for line in listed.stdout.splitlines()]
-    assert [row["id"] for row in rows] == [1, 2, 3, 4]
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 5]
     # Not JSON within bounds: the body shows as its text, byte for byte.
     assert [row["body"] for row in rows[:3]] == [b.decode() for b in bodies[:3]]
-    assert rows[3]["body"] == {"ok": 1}
+    assert rows[4]["body"] == {"ok": 1}
 
 
 def test_deeply_nested_twin_patch_gets_400_and_the_connection_stays(hub):

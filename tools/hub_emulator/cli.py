@@ -114,7 +114,8 @@ def _summary(payload):
     """A security message as its events (`ProcessCreate[3] Login[1]`: name[payload items]), else the text."""
     body = store.decode_body(payload)
     events = body.get("Events") if isinstance(body, dict) else None
-    if isinstance(events, list) and events and all(isinstance(e, dict) and "Name" in e for e in events):
+    if isinstance(events, list) and events and all(
+            isinstance(e, dict) and "Name" in e and isinstance(e.get("Payload") or [], list) for e in events):
         return " ".join("%s[%d]" % (e["Name"], len(e.get("Payload") or ())) for e in events)
     return payload.decode("utf-8", errors="replace").replace("\n", " ")
 
