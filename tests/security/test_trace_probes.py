@@ -140,3 +140,14 @@ def test_a_line_too_long_for_the_heap_says_so_and_names_the_line(tmp_path):
         % (trace, len(long_line))]
     assert len(without_ids(proc.stdout)) == 3
     assert replay(trace, "firmware", "--heap", "256K").returncode == 0
+
+
+def test_a_deeply_nested_run_config_is_one_error(tmp_path):
+    config = tmp_path / "deep.json"
+    config.write_text("[" * 100000 + "]" * 100000)
+    proc = subprocess.run([MICROAGENT, "run", "--once", "--config", str(config), "--output",
+                           os.devnull, "--seconds", "1"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "microagent: error: %s: not a configuration (nested too deep)" % config]
