@@ -3,7 +3,8 @@ either returns or raises its one documented error, never another exception.
 
 MQTT packets (hub side; the firmware client's parser is fuzzed in tests/transport), SAS tokens,
 twin JSON (hub and device side), stored bodies, trace lines, utmp/btmp records, dpkg status,
-board profiles, connection strings and property bags."""
+board profiles, connection strings and property bags. The collectors' parsers (netlink, DNS
+packets, auth logs) are fuzzed beside them in tests/collectors/test_robustness.py."""
 import asyncio
 import json
 import os
