@@ -133,3 +133,15 @@ def test_an_existing_world_readable_database_is_made_0600(tmp_path):
     os.chmod(tmp_path / "hub.db", 0o644)
     open_db(str(tmp_path)).close()
     assert stat.S_IMODE(os.stat(tmp_path / "hub.db").st_mode) == 0o600
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("[" * 5000 + "]" * 5000, "a: value nested deeper than a twin allows (10 levels)"),
+    ("[" * 11 + "]" * 11, "desired patch refused: patch: nested deeper than 10 levels"),
+    ("NaN", "desired patch refused: patch: NaN is not JSON")])
+def test_set_desired_refuses_what_a_twin_cannot_hold(hub, value, reason):
+    proc = subprocess.run([MICROAGENT, "hub", "set-desired", "--data", hub.data_dir, "dev1",
+                           "a=" + value], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["microagent: error: " + reason]
+    assert hub.twin("dev1")["desired"] == {"$version": 1}

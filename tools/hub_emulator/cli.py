@@ -92,6 +92,14 @@ def parse_pairs(pairs):
             patch[key] = json.loads(value)
         except ValueError:
             patch[key] = value
+        except RecursionError:
+            raise UsageError("%s: value nested deeper than a twin allows (%d levels)"
+                             % (key, twin.MAX_TWIN_DEPTH)) from None
+    try:  # the limits IoT Hub puts on a twin patch, as for a device's reported patch
+        twin.parse_patch(json.dumps(patch))
+    except (twin.TwinError, RecursionError) as exc:
+        raise UsageError("desired patch refused: %s" % (exc if isinstance(exc, twin.TwinError)
+                                                        else "nested too deep")) from None
     return patch
 
 

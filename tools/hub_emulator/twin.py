@@ -52,7 +52,7 @@ def parse_patch(payload):
         return _check(bounded_json.loads(payload, max_bytes=MAX_TWIN_PATCH_BYTES,
                                          max_depth=MAX_TWIN_DEPTH))
     except bounded_json.BoundsError as exc:
-        raise TwinError("patch is %s" % exc) from None
+        raise TwinError("patch: %s" % exc) from None
 
 
 def _check(patch):
