@@ -233,6 +233,7 @@ def replay_file(replay, path):
             try:
                 replay.feed(line, where)
             except MemoryError:
-                raise TraceError("%s: out of heap while recording this line" % where)
+                raise TraceError("%s: out of heap while recording this line (raise --heap or "
+                                 "lower --cache-size)" % where)
     finally:
         replay.close_window()
