@@ -3,13 +3,13 @@ or the host engine. Messages go to a sink one JSON line each; warnings to a call
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 
 from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
+from host_sim.child import dies_with_parent
 from host_sim.engine import build_host_engine
 from host_sim.runtime import micropython_command
 
@@ -77,20 +77,31 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
             return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return 0
-    with tempfile.TemporaryDirectory(prefix="microagent-") as private:
-        extra = uplink.firmware_args(private) if uplink is not None else []
-        return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
-                                on_message, on_warning, on_info or on_warning)
+    extra = uplink.firmware_args() if uplink is not None else []
+    secret = uplink.connection_string if uplink is not None else None
+    return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
+                            secret, on_message, on_warning, on_info or on_warning)
 
 
-def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, on_message,
-                     on_warning, on_info):
+def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, secret,
+                     on_message, on_warning, on_info):
+    """Runs replay_main under MicroPython. SECRET (the connection string) goes down a pipe the
+    child reads before any network I/O: it is never on disk, on argv or in the environment,
+    and the child is killed with this process, so a crash leaves neither behind."""
     args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--process-cache",
             str(sizes[0]), "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
             "--max-message-size", str(max_message_size), "--agent-id", agent] + extra
     argv, env = micropython_command("microagent.replay_main", args, heap)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace")
+                            stdin=subprocess.PIPE if secret else subprocess.DEVNULL,
+                            text=True, encoding="utf-8", errors="replace",
+                            preexec_fn=dies_with_parent())
+    if secret:
+        try:
+            proc.stdin.write(secret + "\n")  # far below a pipe's buffer: never blocks
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child already failed; its stderr says why
     errors = []
     # stderr is drained by a thread so a chatty run cannot block on a full pipe.
 
@@ -119,7 +130,9 @@ def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, ext
                           % (heap, "/".join(str(n) for n in sizes)))
     for line in errors:
         if line.startswith("error: "):
-            raise ReplayError(line[len("error: "):])
+            # The child was given the absolute path; the user named the trace as given.
+            raise ReplayError(line[len("error: "):].replace(os.path.abspath(trace) + ":",
+                                                             trace + ":", 1))
     raise ReplayError("MicroPython exited with code %d: %s"
                       % (proc.returncode, errors[-1] if errors else "no message"))
 
@@ -137,16 +150,13 @@ class Uplink:
         self.outbox_path = outbox_path
         self.timeout_s = timeout_s
 
-    def firmware_args(self, private_dir):
-        """replay_main arguments; the connection string goes in a 0600 file, never on argv."""
+    def firmware_args(self):
+        """replay_main arguments; the connection string goes down the child's stdin
+        (`--credentials -`), never on argv or on disk."""
         if self.broker:
             raise ReplayError("--broker is for the host engine; the firmware engine talks to "
                               "IoT Hub (--connection-string)")
-        path = os.path.join(private_dir, "credentials")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.connection_string)
-        return ["--credentials", path, "--ca", os.path.abspath(self.ca_file), "--port",
+        return ["--credentials", "-", "--ca", os.path.abspath(self.ca_file), "--port",
                 str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
 
     def open_transport(self, log, config=None, on_config=None):

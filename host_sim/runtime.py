@@ -62,5 +62,6 @@ def compiled_firmware():
 def micropython_command(module, args, heap="64K"):
     """(argv, env) to run `micropython -m MODULE ARGS` with the compiled firmware on its path."""
     env = dict(os.environ)
+    env.pop("MICROAGENT_CONNECTION_STRING", None)  # a child never inherits the device key
     env["MICROPYPATH"] = compiled_firmware() + ":.frozen"
     return [micropython_binary(), "-X", "heapsize=%s" % heap, "-m", module] + list(args), env

@@ -9,6 +9,10 @@ from microagent import VERSION
 
 MESSAGE_SCHEMA_VERSION = "1.0"
 PAYLOAD_SCHEMA_VERSION = "1.0"
+# The message size range a configuration may ask for: IoT Hub refuses a device-to-cloud
+# message over 256 KB (and disconnects the device), so a larger size could never be delivered.
+MIN_MESSAGE_SIZE = 512
+MAX_MESSAGE_SIZE = 256 * 1024
 # What a message needs after its last item: "]" payload, "}" event, "]" Events, "}" envelope.
 _CLOSING = b"]}]}"
 

@@ -111,14 +111,21 @@ class Twin:
             self.log("hub: config %s rejected (%s); the previous value stays" % (key, rejected[key]))
         if applied and self.on_config is not None:
             self.on_config(applied)
-        return self.report(rejected)
+        # A patch (no section) names only the keys that changed: a key rejected earlier and
+        # not in it still has its bad desired value, so its rejection stays reported.
+        return self.report(rejected, document if section is None else None)
 
-    def report(self, rejected):
-        """(topic, body) reporting the configuration in force and the rejected keys; keys
-        rejected before but not now are reported as null (removed from the twin)."""
+    def report(self, rejected, patch=None):
+        """(topic, body) reporting the configuration in force and the rejected keys. Keys
+        rejected before but not now are reported as null (removed from the twin), unless
+        PATCH (the desired patch just applied) is given and leaves them unchanged."""
         cleared = {}
         for key in self._reported_rejections:
-            if key not in rejected:
+            if key in rejected:
+                continue
+            if patch is not None and key not in patch:
+                rejected[key] = self._reported_rejections[key]
+            else:
                 cleared[key] = None
         cleared.update(rejected)
         self._reported_rejections = dict(rejected)

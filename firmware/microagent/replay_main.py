@@ -2,15 +2,16 @@
 #   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
 #       [--process-cache N] [--network-cache N] [--login-cache N]
 #       [--max-message-size BYTES] [--agent-id GUID]
-#       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
+#       [--credentials FILE|- --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
 # Prints each message as one JSON line on stdout, warnings on stderr; exit 2 on a bad trace.
-# With --credentials (a file holding the device connection string, so the key is never on a
-# command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
+# With --credentials (a file holding the device connection string, or - for one line on
+# stdin, so the key is never on a command line) the messages go to IoT Hub over TLS instead,
+# through the bounded outbox.
 import gc
 import sys
 
 from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
-from microagent.encode import MessageEncoder
+from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, MessageEncoder
 from microagent.engine import Engine
 
 
@@ -65,8 +66,11 @@ def main(argv):
         window_ms = int(options["--window-ms"])
         sizes = [int(options[k]) for k in ("--process-cache", "--network-cache", "--login-cache")]
         max_message_size = int(options["--max-message-size"])
-        if window_ms < 1 or min(sizes) < 1 or max_message_size < 512:
-            raise ValueError("window and cache sizes must be positive, message size >= 512")
+        if window_ms < 1 or min(sizes) < 1:
+            raise ValueError("window and cache sizes must be positive")
+        if not MIN_MESSAGE_SIZE <= max_message_size <= MAX_MESSAGE_SIZE:
+            raise ValueError("--max-message-size must be in %d..%d"
+                             % (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE))
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2

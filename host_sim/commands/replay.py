@@ -1,5 +1,7 @@
 """`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
 
+from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE
+
 from host_sim.cli import UsageError, log_line
 from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,
                              replay_host_to_hub, write_line)
@@ -43,8 +45,9 @@ def check_common(args):
         raise UsageError("--window must be positive, got %s" % args.window)
     if args.cache_size is not None and args.cache_size < 1:
         raise UsageError("--cache-size must be at least 1, got %d" % args.cache_size)
-    if args.max_message_size < 512:
-        raise UsageError("--max-message-size must be at least 512, got %d" % args.max_message_size)
+    if not MIN_MESSAGE_SIZE <= args.max_message_size <= MAX_MESSAGE_SIZE:
+        raise UsageError("--max-message-size must be in %d..%d (IoT Hub's 256 KB limit), got %d"
+                         % (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, args.max_message_size))
     try:
         args.heap = parse_heap(args.heap or "64K")
     except ValueError as exc:

@@ -65,6 +65,8 @@ def _apply_file(config, path):
     except ValueError as exc:
         where = " line %d" % exc.lineno if hasattr(exc, "lineno") else ""
         raise UsageError("%s%s: not JSON (%s)" % (path, where, getattr(exc, "msg", exc)))
+    except RecursionError:
+        raise UsageError("%s: not a configuration (nested too deep)" % path) from None
     if not isinstance(desired, dict):
         raise UsageError("%s: expected a JSON object of configuration keys" % path)
     _, rejected = config.apply(desired)

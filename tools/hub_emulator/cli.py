@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from hub_emulator import codec, registry, store, twin
+from hub_emulator import bounded_json, codec, registry, store, twin
 from hub_emulator.database import FILE_NAME, open_db
 
 
@@ -92,6 +92,14 @@ def parse_pairs(pairs):
             patch[key] = json.loads(value)
         except ValueError:
             patch[key] = value
+        except RecursionError:
+            raise UsageError("%s: value nested deeper than a twin allows (%d levels)"
+                             % (key, twin.MAX_TWIN_DEPTH)) from None
+    try:  # the limits IoT Hub puts on a twin patch, as for a device's reported patch
+        twin.parse_patch(json.dumps(patch))
+    except (twin.TwinError, RecursionError) as exc:
+        raise UsageError("desired patch refused: %s" % (exc if isinstance(exc, twin.TwinError)
+                                                        else "nested too deep")) from None
     return patch
 
 
@@ -114,7 +122,8 @@ def _summary(payload):
     """A security message as its events (`ProcessCreate[3] Login[1]`: name[payload items]), else the text."""
     body = store.decode_body(payload)
     events = body.get("Events") if isinstance(body, dict) else None
-    if isinstance(events, list) and events and all(isinstance(e, dict) and "Name" in e for e in events):
+    if isinstance(events, list) and events and all(
+            isinstance(e, dict) and "Name" in e and isinstance(e.get("Payload") or [], list) for e in events):
         return " ".join("%s[%d]" % (e["Name"], len(e.get("Payload") or ())) for e in events)
     return payload.decode("utf-8", errors="replace").replace("\n", " ")
 
@@ -123,8 +132,9 @@ def run_messages(args):
     messages = store.read(_existing_db(args.data), args.device)
     if args.json:
         for m in messages:
-            print(json.dumps({"id": m["id"], "device": m["device"], "time": m["time"], "topic": m["topic"],
-                              "properties": m["properties"], "body": store.decode_body(m["payload"])}))
+            print(bounded_json.dumps({"id": m["id"], "device": m["device"], "time": m["time"],
+                                      "topic": m["topic"], "properties": m["properties"],
+                                      "body": store.decode_body(m["payload"])}))
         return 0
     rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
     for m in messages:
