@@ -13,7 +13,6 @@ import ssl
 import struct
 import time
 
-from hub_emulator import sas
 
 API_VERSION = "2021-04-12"
 
