@@ -175,7 +175,8 @@ def ca_file(path):
 # Modules of the package that only a host runs (replaying traces, the CPython stream adapter):
 # they stay off boards.
 HOST_ONLY = ("microagent/replay_main.py", "microagent/replay_uplink.py",
-             "microagent/cpython_stream.py", "microagent/trace.py")
+             "microagent/cpython_stream.py", "microagent/trace.py",
+             "microagent/decode.py")
 
 
 def _package_sources(firmware_dir):

@@ -1,25 +1,59 @@
-# The wire format (spec section 5), shared by the firmware and the host agent: the envelope,
-# events and payload items written into one preallocated buffer, split into messages of at most
-# max_size bytes, never truncated. Needs only json, os and binascii.
+# The wire formats (spec section 5, docs/compact-encoding.md), shared by the firmware and the host
+# agent: the envelope, events and payload items written into one preallocated buffer, split into
+# messages of at most max_size bytes, never truncated. Two encodings share that path: JSON (the
+# spec's) and compact (CBOR, RFC 8949, sharing repeated strings
+# through the registered stringref tags 256 and 25). Needs only json, os,
+# array, struct and binascii.
 import json
 import os
-from binascii import hexlify
+import struct
+from array import array
+from binascii import hexlify, unhexlify
 
 from microagent import VERSION
+from microagent import events
 
 MESSAGE_SCHEMA_VERSION = "1.0"
 PAYLOAD_SCHEMA_VERSION = "1.0"
-# What a message needs after its last item: "]" payload, "}" event, "]" Events, "}" envelope.
-_CLOSING = b"]}]}"
+JSON = "json"
+COMPACT = "compact"
+ENCODINGS = (JSON, COMPACT)
+# The compact format's version: the first element of every compact message.
+COMPACT_VERSION = 1
+# Every compact message opens with CBOR tag 256 (a stringref namespace) around an
+# indefinite-length array: what tells a compact body from a JSON one ("{").
+COMPACT_PREFIX = b"\xd9\x01\x00\x9f"
+# IoT Hub system properties (MQTT property bag) naming each body's encoding.
+JSON_PROPERTIES = "%24.ct=application%2Fjson&%24.ce=utf-8"
+COMPACT_PROPERTIES = "%24.ct=application%2Fcbor"
+
+
+def is_compact(body):
+    """True when BODY (bytes, bytearray or memoryview) is a compact message."""
+    return len(body) > 3 and body[0] == 0xD9 and body[1] == 1 and body[2] == 0
+
+
+def content_properties(body):
+    """The IoT Hub content-type (and content-encoding) properties for BODY."""
+    return COMPACT_PROPERTIES if body is not None and is_compact(body) else JSON_PROPERTIES
+
+
+def guid_bytes():
+    """16 random bytes laid out as a version 4 GUID."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw
+
+
+def format_guid(raw):
+    h = hexlify(raw).decode()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
 
 
 def new_guid():
     """A random (version 4) GUID string, from os.urandom since MicroPython has no uuid."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = hexlify(raw).decode()
-    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+    return format_guid(guid_bytes())
 
 
 def _civil_from_days(days):
@@ -57,36 +91,51 @@ class MessageTooSmall(Exception):
     pass
 
 
-class MessageEncoder:
-    """Writes a window's events into messages of at most MAX_SIZE bytes, calling SINK(buffer,
-    length) for each finished message. The buffer is reused: SINK must copy what it keeps.
+# Field tuples whose first value is the item's offset in ms from the window start.
+_TIMED = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
+          events.DROPPED_FIELDS)
 
-    Usage per window: begin(event_time_ms); event(name, category, event_type); item(fields,
-    values) ...; event(...) ...; finish() -> number of messages sent.
+
+def _is_timed(fields):
+    for timed in _TIMED:
+        if fields is timed:
+            return True
+    return False
+
+
+class _Encoder:
+    """The message split shared by both encodings: SINK(buffer, length) gets each finished
+    message; the buffer is reused, so SINK must copy what it keeps.
+
+    Usage per window: begin(event_time_ms, window_start_ms); event(name, category,
+    event_type); item(fields, values) ...; event(...) ...; finish() -> number of messages sent.
+    For the window collectors' field tuples (events.*_FIELDS) values[0] is the item's offset
+    in ms from the window start; a None value omits a field.
     """
 
-    def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
-        self.agent_id = agent_id
+    CLOSE_EVENT = b""
+    CLOSE_MESSAGE = b""
+
+    def __init__(self, sink, max_size):
         self.sink = sink
         self.max_size = max_size
-        self.utc_offset_minutes = utc_offset_minutes
         self.buffer = bytearray(max_size)
-        self.envelope = ('{"AgentVersion":"%s","AgentId":"%s","MessageSchemaVersion":"%s",'
-                         '"Events":[' % (VERSION, agent_id, MESSAGE_SCHEMA_VERSION)).encode()
         self.oversized = 0
-        if len(self.envelope) + 400 > max_size:
-            raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
+        self._reserve = len(self.CLOSE_EVENT) + len(self.CLOSE_MESSAGE)
         self._length = 0
+        self._envelope_end = 0
         self._event = None
         self._event_open = False
         self._messages = 0
-        self._stamp_local = None
-        self._stamp_utc = None
         self._limit = 0
+        self._time_ms = 0
+        self._window_start_ms = 0
 
-    def begin(self, event_time_ms):
-        self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
-        self._stamp_utc = iso8601(event_time_ms)
+    def begin(self, event_time_ms, window_start_ms=None):
+        """Starts a window's messages: EVENT_TIME_MS stamps the events, items' offsets count
+        from WINDOW_START_MS (default: the event time)."""
+        self._time_ms = event_time_ms
+        self._window_start_ms = event_time_ms if window_start_ms is None else window_start_ms
         self._messages = 0
         self._length = 0
         self._event = None
@@ -96,20 +145,22 @@ class MessageEncoder:
         """Starts an event; its header is written with its first item (no empty events)."""
         if self._event_open:
             self._limit = 0  # closing an event always fits: the closing bytes are reserved
-            self._put(b"]}")
+            self._put(self.CLOSE_EVENT)
             self._event_open = False
         self._event = (name, category, event_type)
 
     def item(self, fields, values):
         """Writes one payload item straight into the buffer: FIELDS names, VALUES in the same
-        order; None omits. An item that does not fit closes the message and goes in the next."""
+        order. An item that does not fit closes the message and goes in the next."""
         if self._length:
             mark = self._length
-            if self._write_item(fields, values, self.max_size - len(_CLOSING)):
+            if self._write_item(fields, values, self.max_size - self._reserve):
                 return
             self._length = mark
             self._close_message()
-        self._put(self.envelope)
+        self._limit = 0
+        self._open_message()
+        self._envelope_end = self._length
         self._write_item(fields, values, 0)
 
     def finish(self):
@@ -124,25 +175,99 @@ class MessageEncoder:
         self._limit = limit
         try:
             if self._event_open:
-                self._put(b",")
+                self._item_separator()
             else:
-                if self._length > len(self.envelope):
-                    self._put(b",")
-                self._write_header()
-            separator = b"{"
-            for i in range(len(fields)):
-                value = values[i]
-                if value is not None:
-                    self._put(separator)
-                    self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
-                    separator = b","
-            self._put(b"}" if separator == b"," else b"{}")
+                if self._length > self._envelope_end:
+                    self._event_separator()
+                self._write_header(fields)
+            self._write_fields(fields, values)
         except _NoRoom:
             return False
         self._event_open = True
         return True
 
-    def _write_header(self):
+    def _close_message(self):
+        self._limit = 0
+        if self._event_open:
+            self._put(self.CLOSE_EVENT)
+        self._put(self.CLOSE_MESSAGE)
+        self.sink(self.buffer, self._length)
+        self._messages += 1
+        self._length = 0
+        self._event_open = False
+        if len(self.buffer) != self.max_size:
+            self.buffer = bytearray(self.max_size)
+
+    def _room(self, size):
+        # Where SIZE more bytes go: raises _NO_ROOM past the limit, grows the buffer past its end.
+        end = self._length + size
+        if self._limit and end > self._limit:
+            raise _NO_ROOM
+        if end > len(self.buffer):
+            # One item larger than a whole message: it goes alone in a message of its own size
+            # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
+            grown = bytearray(end + self._reserve + 2)
+            grown[:self._length] = self.buffer[:self._length]
+            self.buffer = grown
+            self.oversized += 1
+        return end
+
+    def _put(self, data):
+        end = self._room(len(data))
+        self.buffer[self._length:end] = data
+        self._length = end
+
+    def _item_separator(self):
+        pass
+
+    def _event_separator(self):
+        pass
+
+
+class MessageEncoder(_Encoder):
+    """The JSON encoding (spec section 5)."""
+
+    CLOSE_EVENT = b"]}"
+    CLOSE_MESSAGE = b"]}"
+
+    def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+        super().__init__(sink, max_size)
+        self.agent_id = agent_id
+        self.utc_offset_minutes = utc_offset_minutes
+        self.envelope = ('{"AgentVersion":"%s","AgentId":"%s","MessageSchemaVersion":"%s",'
+                         '"Events":[' % (VERSION, agent_id, MESSAGE_SCHEMA_VERSION)).encode()
+        if len(self.envelope) + 400 > max_size:
+            raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
+        self._stamp_local = None
+        self._stamp_utc = None
+
+    def begin(self, event_time_ms, window_start_ms=None):
+        super().begin(event_time_ms, window_start_ms)
+        self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
+        self._stamp_utc = iso8601(event_time_ms)
+
+    def _open_message(self):
+        self._put(self.envelope)
+
+    def _item_separator(self):
+        self._put(b",")
+
+    _event_separator = _item_separator
+
+    def _write_fields(self, fields, values):
+        separator = b"{"
+        timed = _is_timed(fields)
+        for i in range(len(fields)):
+            value = values[i]
+            if value is not None:
+                if timed and i == 0:
+                    value = iso8601(self._window_start_ms + value)
+                self._put(separator)
+                self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
+                separator = b","
+        self._put(b"}" if separator == b"," else b"{}")
+
+    def _write_header(self, fields):
         name, category, event_type = self._event
         self._put(b'{"Id":"')
         self._put(new_guid().encode())
@@ -151,31 +276,410 @@ class MessageEncoder:
         self._put(('"EventType":"%s","IsEmpty":false,"PayloadSchemaVersion":"%s","Payload":['
                    % (event_type, PAYLOAD_SCHEMA_VERSION)).encode())
 
-    def _close_message(self):
-        self._limit = 0
-        if self._event_open:
-            self._put(b"]}")
-        self._put(b"]}")
-        self.sink(self.buffer, self._length)
-        self._messages += 1
-        self._length = 0
-        self._event_open = False
-        if len(self.buffer) != self.max_size:
-            self.buffer = bytearray(self.max_size)
 
-    def _put(self, data):
-        end = self._length + len(data)
-        if self._limit and end > self._limit:
-            raise _NO_ROOM
-        if end > len(self.buffer):
-            # One item larger than a whole message: it goes alone in a message of its own size
-            # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
-            grown = bytearray(end + len(_CLOSING) + 2)
-            grown[:self._length] = self.buffer[:self._length]
-            self.buffer = grown
-            self.oversized += 1
-        self.buffer[self._length:end] = data
+# ---- the compact encoding (docs/compact-encoding.md) ------------------------------------------
+
+# Event kinds with a positional item layout; any other event is written generically (kind 4).
+KIND_NAMES = (events.PROCESS, events.CONNECTION, events.LOGIN, "DroppedEvents")
+KIND_FIELDS = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
+               events.DROPPED_FIELDS)
+KIND_HEADERS = (("Triggered", "Security"), ("Triggered", "Security"), ("Triggered", "Security"),
+                ("Periodic", "Operational"))
+KIND_GENERIC = 4
+DROPPED_COLLECTORS = (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS)
+
+# CBOR major types (the high three bits of an initial byte).
+_UINT = 0x00
+_NINT = 0x20
+_BYTES = 0x40
+_TEXT = 0x60
+_ARRAY = 0x80
+_MAP = 0xA0
+_TAG = 0xC0
+_NULL = 0xF6
+_FALSE = 0xF4
+_TRUE = 0xF5
+_FLOAT64 = 0xFB
+_STRINGREF = 25
+# How many distinct strings a message remembers for sharing; later ones are still counted (the
+# decoder numbers every string long enough), just written out again.
+_SHARED_SLOTS = 128
+_SHARED_INDEX = 256  # open-addressing index over the slots, a power of two
+_SLOT_TEXT = 1
+_SLOT_ADDRESS = 2
+
+try:
+    memoryview("")
+
+    def _utf8(text):
+        # MicroPython views a str as its UTF-8 bytes: no copy.
+        return memoryview(text)
+except TypeError:
+    def _utf8(text):
+        return text.encode()
+
+
+def _shared_min_length(count):
+    # stringref: a string enters the table when a reference to it would be shorter.
+    if count < 24:
+        return 3
+    if count < 256:
+        return 4
+    if count < 65536:
+        return 5
+    return 7
+
+
+def _uint_size(n):
+    if n < 24:
+        return 1
+    if n < 0x100:
+        return 2
+    if n < 0x10000:
+        return 3
+    if n < 0x100000000:
+        return 5
+    return 9
+
+
+class CompactEncoder(_Encoder):
+    """The compact encoding: CBOR with positional items, shared strings and addresses, and
+    timestamps as offsets. Items are written byte by byte into the buffer: a connection item
+    whose values are numbers and already-seen addresses allocates nothing."""
+
+    CLOSE_EVENT = b"\xff"
+    CLOSE_MESSAGE = b"\xff"
+
+    def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+        super().__init__(sink, max_size)
+        if max_size < 256:
+            raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
+        self.agent_id = agent_id
+        self.utc_offset_minutes = utc_offset_minutes
+        self._agent_id_bytes = None
+        if len(agent_id) == 36 and agent_id.count("-") == 4:
+            try:
+                self._agent_id_bytes = unhexlify(agent_id.replace("-", ""))
+            except ValueError:
+                pass
+        self._kind = KIND_GENERIC
+        self._previous_ms = 0
+        self._scratch = array("H", [0, 0])
+        # The message's string table (stringref): how many strings the decoder has numbered,
+        # and which of them this encoder remembers (text by reference, addresses as halves).
+        self._count = 0
+        self._used = 0
+        self._index = array("h", [-1] * _SHARED_INDEX)
+        self._slot_text = [None] * _SHARED_SLOTS
+        self._slot_address = array("H", bytes(4 * _SHARED_SLOTS))
+        self._slot_kind = bytearray(_SHARED_SLOTS)
+        self._slot_number = array("i", bytes(4 * _SHARED_SLOTS))
+
+    # ---- message, event and item structure ----
+
+    def _open_message(self):
+        self._count = 0
+        self._used = 0
+        index = self._index
+        for i in range(_SHARED_INDEX):
+            index[i] = -1
+        for i in range(_SHARED_SLOTS):
+            self._slot_text[i] = None
+        self._put(COMPACT_PREFIX)
+        self._uint(COMPACT_VERSION)
+        if self._agent_id_bytes is not None:
+            self._bytes(self._agent_id_bytes)
+        else:
+            self._text(self.agent_id)
+        self._text(VERSION)
+        self._int(int(self._time_ms))
+        if self.utc_offset_minutes is None:
+            self._simple(_NULL)
+        else:
+            self._int(self.utc_offset_minutes)
+        self._int(int(self._time_ms) - int(self._window_start_ms))
+
+    def _write_header(self, fields):
+        name, category, event_type = self._event
+        kind = KIND_GENERIC
+        for k in range(len(KIND_NAMES)):
+            if (fields is KIND_FIELDS[k] and name == KIND_NAMES[k]
+                    and category == KIND_HEADERS[k][0] and event_type == KIND_HEADERS[k][1]):
+                kind = k
+        self._kind = kind
+        self._previous_ms = 0
+        self._simple(0x9F)  # an indefinite-length array, closed by CLOSE_EVENT
+        self._uint(kind)
+        self._bytes(guid_bytes())
+        if kind == KIND_GENERIC:
+            self._shared_text(name)
+            self._shared_text(category)
+            self._shared_text(event_type)
+
+    def _write_fields(self, fields, values):
+        kind = self._kind
+        if kind == 1:
+            self._connection(values)
+        elif kind == 0:
+            self._process(values)
+        elif kind == 2:
+            self._login(values)
+        elif kind == 3:
+            self._dropped(values)
+        else:
+            self._map(fields, values)
+
+    def _delta(self, offset_ms):
+        self._int(offset_ms - self._previous_ms)
+        self._previous_ms = offset_ms
+
+    def _connection(self, values):
+        # [dt, local address, remote address, local port, remote port, protocol * 4 +
+        #  direction, bytes in, bytes out, hits (, dns hits (, host name))]
+        extended = values[11]
+        host_name = None
+        length = 9
+        if extended:
+            host_name = (extended["host_name"] if len(extended) == 1 and "host_name" in extended
+                         else extended)
+            length = 11
+        elif values[10]:
+            length = 10
+        self._head(_ARRAY, length)
+        self._delta(values[0])
+        self._address(values[1])
+        self._address(values[2])
+        self._optional_int(values[3])
+        self._optional_int(values[4])
+        self._uint(events.PROTOCOLS.index(values[5]) * 4 + events.DIRECTIONS.index(values[12]))
+        self._optional_int(values[7])
+        self._optional_int(values[8])
+        self._optional_int(values[9])
+        if length > 9:
+            self._optional_int(values[10])
+        if length > 10:
+            self._value(host_name)
+
+    def _process(self, values):
+        # [dt, pid, ppid, uid, commandline, type, hits (, executable (, user name))]
+        length = 9 if values[8] is not None else 8 if values[7] is not None else 7
+        self._head(_ARRAY, length)
+        self._delta(values[0])
+        self._optional_int(values[1])
+        self._optional_int(values[2])
+        self._optional_int(values[3])
+        self._optional_text(values[4])
+        self._uint(events.PROCESS_TYPES.index(values[5]))
+        self._optional_int(values[6])
+        if length > 7:
+            self._optional_text(values[7])
+        if length > 8:
+            self._optional_text(values[8])
+
+    def _login(self, values):
+        # [dt, operation, pid, user name, executable (, remote address)]
+        length = 6 if values[5] is not None else 5
+        self._head(_ARRAY, length)
+        self._delta(values[0])
+        self._uint(events.LOGIN_OPERATIONS.index(values[1]))
+        self._optional_int(values[2])
+        self._optional_text(values[3])
+        self._optional_text(values[4])
+        if length > 5:
+            self._address(values[5])
+
+    def _dropped(self, values):
+        # [dt, collector, cache size, dropped, evicted (, unsupported)]
+        length = 6 if values[5] is not None else 5
+        self._head(_ARRAY, length)
+        self._delta(values[0])
+        collector = values[1]
+        if collector in DROPPED_COLLECTORS:
+            self._uint(DROPPED_COLLECTORS.index(collector))
+        else:
+            self._shared_text(collector)
+        for i in range(2, length):
+            self._optional_int(values[i])
+
+    def _map(self, fields, values):
+        present = 0
+        for i in range(len(fields)):
+            if values[i] is not None:
+                present += 1
+        self._head(_MAP, present)
+        for i in range(len(fields)):
+            if values[i] is not None:
+                self._shared_text(fields[i])
+                self._value(values[i])
+
+    def _value(self, value):
+        # Any JSON-like value, as JSON would write it (dict keys sorted).
+        if value is None:
+            self._simple(_NULL)
+        elif value is True:
+            self._simple(_TRUE)
+        elif value is False:
+            self._simple(_FALSE)
+        elif isinstance(value, int):
+            self._int(value)
+        elif isinstance(value, float):
+            self._simple(_FLOAT64)
+            self._put(struct.pack(">d", value))
+        elif isinstance(value, str):
+            self._shared_text(value)
+        elif isinstance(value, dict):
+            keys = sorted(value)
+            self._head(_MAP, len(keys))
+            for key in keys:
+                self._shared_text(key)
+                self._value(value[key])
+        elif isinstance(value, (list, tuple)):
+            self._head(_ARRAY, len(value))
+            for element in value:
+                self._value(element)
+        else:
+            self._shared_text(str(value))
+
+    # ---- CBOR pieces ----
+
+    def _simple(self, byte):
+        end = self._room(1)
+        self.buffer[self._length] = byte
         self._length = end
+
+    def _head(self, major, n):
+        size = _uint_size(n)
+        end = self._room(size)
+        buffer = self.buffer
+        at = self._length
+        if size == 1:
+            buffer[at] = major | n
+        else:
+            buffer[at] = major | (24 if size == 2 else 25 if size == 3 else 26 if size == 5
+                                  else 27)
+            i = end - 1
+            while i > at:
+                buffer[i] = n & 0xFF
+                n >>= 8
+                i -= 1
+        self._length = end
+
+    def _uint(self, n):
+        self._head(_UINT, n)
+
+    def _int(self, n):
+        if n < 0:
+            self._head(_NINT, -1 - n)
+        else:
+            self._head(_UINT, n)
+
+    def _optional_int(self, n):
+        if n is None:
+            self._simple(_NULL)
+        else:
+            self._int(n)
+
+    def _optional_text(self, text):
+        if text is None:
+            self._simple(_NULL)
+        else:
+            self._shared_text(text)
+
+    def _bytes(self, data):
+        # A byte string that is never looked up again (GUIDs): numbered all the same.
+        self._head(_BYTES, len(data))
+        self._put(data)
+        self._numbered(len(data))
+
+    def _text(self, text):
+        data = _utf8(text)
+        self._head(_TEXT, len(data))
+        self._put(data)
+        self._numbered(len(data))
+
+    def _numbered(self, length):
+        # The decoder numbers every inline string at least this long (stringref rules).
+        if length >= _shared_min_length(self._count):
+            self._count += 1
+            return self._count - 1
+        return -1
+
+    def _reference(self, number):
+        self._head(_TAG, _STRINGREF)
+        self._uint(number)
+
+    def _remember(self, bucket, kind, number):
+        slot = self._used
+        if slot >= _SHARED_SLOTS or number < 0:
+            return -1
+        self._used = slot + 1
+        self._index[bucket] = slot
+        self._slot_kind[slot] = kind
+        self._slot_number[slot] = number
+        return slot
+
+    def _shared_text(self, text):
+        mask = _SHARED_INDEX - 1
+        bucket = hash(text) & mask
+        index = self._index
+        while True:
+            slot = index[bucket]
+            if slot < 0:
+                break
+            if self._slot_kind[slot] == _SLOT_TEXT and self._slot_text[slot] == text:
+                self._reference(self._slot_number[slot])
+                return
+            bucket = (bucket + 1) & mask
+        data = _utf8(text)
+        self._head(_TEXT, len(data))
+        self._put(data)
+        slot = self._remember(bucket, _SLOT_TEXT, self._numbered(len(data)))
+        if slot >= 0:
+            self._slot_text[slot] = text
+
+    def _address(self, text):
+        """A dotted IPv4 address as a shared 4-byte string (other text as shared text)."""
+        halves = self._scratch
+        if not events.parse_ipv4(text, halves, 0):
+            self._shared_text(text)
+            return
+        high = halves[0]
+        low = halves[1]
+        mask = _SHARED_INDEX - 1
+        bucket = ((high * 31) ^ low ^ (low >> 7)) & mask
+        index = self._index
+        addresses = self._slot_address
+        while True:
+            slot = index[bucket]
+            if slot < 0:
+                break
+            if (self._slot_kind[slot] == _SLOT_ADDRESS and addresses[slot << 1] == high
+                    and addresses[(slot << 1) + 1] == low):
+                self._reference(self._slot_number[slot])
+                return
+            bucket = (bucket + 1) & mask
+        end = self._room(5)
+        buffer = self.buffer
+        at = self._length
+        buffer[at] = _BYTES | 4
+        buffer[at + 1] = high >> 8
+        buffer[at + 2] = high & 0xFF
+        buffer[at + 3] = low >> 8
+        buffer[at + 4] = low & 0xFF
+        self._length = end
+        slot = self._remember(bucket, _SLOT_ADDRESS, self._numbered(4))
+        if slot >= 0:
+            addresses[slot << 1] = high
+            addresses[(slot << 1) + 1] = low
+
+
+def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+    """The encoder for ENCODING ("json" or "compact")."""
+    if encoding == COMPACT:
+        return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    if encoding == JSON:
+        return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    raise ValueError("unknown message encoding %r (json or compact)" % (encoding,))
 
 
 class _NoRoom(Exception):

@@ -1,16 +1,17 @@
 # Entry point run inside MicroPython (or CPython) by `microagent replay --engine firmware`:
 #   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
 #       [--process-cache N] [--network-cache N] [--login-cache N]
-#       [--max-message-size BYTES] [--agent-id GUID]
+#       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
 #       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
-# Prints each message as one JSON line on stdout, warnings on stderr; exit 2 on a bad trace.
+# Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings on stderr; exit 2 on a bad trace.
 # With --credentials (a file holding the device connection string, so the key is never on a
 # command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
 import gc
 import sys
+from binascii import b2a_base64
 
 from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
-from microagent.encode import MessageEncoder
+from microagent.encode import JSON, COMPACT, make_encoder
 from microagent.engine import Engine
 
 
@@ -21,7 +22,7 @@ def _options(argv):
                "--login-cache": "16", "--max-message-size": "4096",
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
-               "--outbox-bytes": "32768", "--wait-ms": "30000"}
+               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": JSON}
     trace = None
     i = 0
     while i < len(argv):
@@ -47,14 +48,19 @@ def _write_message(buffer, length):
     out.write(b"\n")
 
 
+def _write_compact(buffer, length):
+    # Binary bodies as base64 lines keep stdout text (b2a_base64 ends the line).
+    sys.stdout.buffer.write(b2a_base64(memoryview(buffer)[:length]))
+
+
 def _warn(text):
     sys.stderr.write("warning: %s\n" % text)
 
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn):
+                 warn, encoding=JSON):
     """The firmware engine; the DNS table is bounded by the network cache size (spec 3)."""
-    encoder = MessageEncoder(agent_id, sink, max_message_size)
+    encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
                   LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
 
@@ -67,6 +73,9 @@ def main(argv):
         max_message_size = int(options["--max-message-size"])
         if window_ms < 1 or min(sizes) < 1 or max_message_size < 512:
             raise ValueError("window and cache sizes must be positive, message size >= 512")
+        encoding = options["--encoding"]
+        if encoding not in (JSON, COMPACT):
+            raise ValueError("--encoding must be json or compact, got %s" % encoding)
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
@@ -74,7 +83,8 @@ def main(argv):
     # on a small heap they need contiguous room that loading more code would fragment.
     gc.collect()
     engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size, options["--agent-id"],
-                          _write_message, _warn)
+                          _write_compact if encoding == COMPACT else _write_message, _warn,
+                          encoding)
     uplink = None
     if options["--credentials"]:
         try:
