@@ -1,6 +1,5 @@
 """Replaying a trace through either engine: the firmware engine inside MicroPython (or CPython),
 or the host engine. Messages go to a sink one JSON line each; warnings to a callback."""
-import base64
 import os
 import subprocess
 import sys
@@ -8,8 +7,8 @@ import tempfile
 import threading
 import uuid
 
-from microagent.decode import body_of_line
-from microagent.encode import JSON, is_compact
+from microagent.decode import body_of_line, message_line
+from microagent.encode import JSON
 from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
@@ -31,14 +30,6 @@ def agent_id(root="/"):
     except OSError:
         seed = os.uname().nodename
     return str(uuid.uuid5(_NAMESPACE, seed or "unknown"))
-
-
-def message_line(buffer, length):
-    """A finished message as one text line: JSON as is, a compact body as base64."""
-    body = bytes(buffer[:length])
-    if is_compact(body):
-        return base64.b64encode(body).decode("ascii")
-    return body.decode()
 
 
 def _in_process(engine_factory, trace, window_ms, on_message, on_warning):

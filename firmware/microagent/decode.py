@@ -10,8 +10,8 @@ import json
 import cbor2
 
 from microagent import events
-from microagent.encode import (COMPACT_VERSION, DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS,
-                               KIND_NAMES, MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION,
+from microagent.compact import DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS, KIND_NAMES
+from microagent.encode import (COMPACT_VERSION, MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION,
                                format_guid, is_compact, iso8601)
 
 MAX_BODY_BYTES = 256 * 1024  # IoT Hub's device-to-cloud limit
@@ -51,6 +51,15 @@ def decode_body(body, properties=None):
 def message_text(message):
     """MESSAGE as the JSON encoder writes it (no spaces, UTF-8 kept)."""
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def message_line(buffer, length):
+    """A finished message (an encoder's sink arguments) as one text line: JSON as is, a
+    compact body as base64."""
+    body = bytes(buffer[:length])
+    if is_compact(body):
+        return base64.b64encode(body).decode("ascii")
+    return body.decode("utf-8")
 
 
 def body_of_line(line):
