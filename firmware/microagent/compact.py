@@ -246,7 +246,7 @@ class CompactEncoder(_Encoder):
                 self._value(values[i])
 
     def _value(self, value):
-        # Any JSON-like value, as JSON would write it (dict keys sorted).
+        # Any JSON-like value, as the JSON encoder writes it (dict keys sorted).
         if value is None:
             self._simple(_NULL)
         elif value is True:
@@ -262,10 +262,7 @@ class CompactEncoder(_Encoder):
             self._shared_text(value)
         elif isinstance(value, dict):
             keys = sorted(value)
-            self._head(_MAP, len(keys))
-            for key in keys:
-                self._shared_text(key)
-                self._value(value[key])
+            self._map(keys, [value[k] for k in keys])  # None omitted, as JSON does
         elif isinstance(value, (list, tuple)):
             self._head(_ARRAY, len(value))
             for element in value:
