@@ -2,14 +2,20 @@
 # and IPv4 addresses shared within a message through the registered stringref tags (256, 25),
 # and timestamps as offsets. It shares the JSON encoder's message split (microagent.encode).
 # Needs only array, struct and binascii.
+import os
 import struct
 from array import array
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
 from microagent import VERSION
 from microagent import events
-from microagent.encode import (COMPACT, COMPACT_PREFIX, COMPACT_VERSION, MessageTooSmall,
-                               _Encoder, guid_bytes)
+from microagent.encode import COMPACT, MessageEncoder, MessageTooSmall
+
+# The format's version: the first element of every compact message.
+COMPACT_VERSION = 1
+# Every compact message opens with CBOR tag 256 (a stringref namespace) around an
+# indefinite-length array (microagent.encode.is_compact looks for it).
+COMPACT_PREFIX = b"\xd9\x01\x00\x9f"
 
 # Event kinds with a positional item layout; any other event is written generically (kind 4).
 KIND_NAMES = (events.PROCESS, events.CONNECTION, events.LOGIN, "DroppedEvents")
@@ -74,7 +80,20 @@ def _uint_size(n):
     return 9
 
 
-class CompactEncoder(_Encoder):
+def guid_bytes():
+    """16 random bytes laid out as a version 4 GUID."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw
+
+
+def format_guid(raw):
+    h = hexlify(raw).decode()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+class CompactEncoder(MessageEncoder):
     """The compact encoding: CBOR with positional items, shared strings and addresses, and
     timestamps as offsets. Items are written byte by byte into the buffer: a connection item
     whose values are numbers and already-seen addresses allocates nothing."""
@@ -82,13 +101,15 @@ class CompactEncoder(_Encoder):
     ENCODING = COMPACT
     CLOSE_EVENT = b"\xff"
     CLOSE_MESSAGE = b"\xff"
+    SEPARATOR = b""  # CBOR arrays need none
+
+    def _room(self, size):
+        return self._put(None, size)
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
-        super().__init__(sink, max_size)
         if max_size < 256:
             raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
-        self.agent_id = agent_id
-        self.utc_offset_minutes = utc_offset_minutes
+        super().__init__(agent_id, sink, max_size, utc_offset_minutes)
         self._agent_id_bytes = None
         if len(agent_id) == 36 and agent_id.count("-") == 4:
             try:
@@ -109,6 +130,7 @@ class CompactEncoder(_Encoder):
         self._slot_number = array("i", bytes(4 * _SHARED_SLOTS))
 
     # ---- message, event and item structure ----
+
 
     def _open_message(self):
         self._count = 0

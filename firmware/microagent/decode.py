@@ -10,9 +10,9 @@ import json
 import cbor2
 
 from microagent import events
-from microagent.compact import DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS, KIND_NAMES
-from microagent.encode import (COMPACT_VERSION, MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION,
-                               format_guid, is_compact, iso8601)
+from microagent.compact import (COMPACT_VERSION, DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS,
+                                KIND_NAMES, format_guid)
+from microagent.encode import MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION, is_compact, iso8601
 
 MAX_BODY_BYTES = 256 * 1024  # IoT Hub's device-to-cloud limit
 CONTENT_TYPE = "$.ct"

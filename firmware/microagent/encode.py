@@ -1,7 +1,8 @@
-# The wire formats (spec section 5, docs/compact-encoding.md), shared by the firmware and the host
-# agent: the envelope, events and payload items written into one preallocated buffer, split into
-# messages of at most max_size bytes, never truncated. Two encodings share that path: JSON (the
-# spec's) and compact (microagent.compact). Needs only json, os and binascii.
+# The wire formats (spec section 5), shared by the firmware and the host agent: the envelope,
+# events and payload items written into one preallocated buffer, split into messages of at most
+# max_size bytes, never truncated. MessageEncoder writes JSON (the spec's encoding); the compact
+# encoding (microagent.compact, docs/compact-encoding.md) inherits its split. Needs only json,
+# os and binascii.
 import json
 import os
 from binascii import hexlify
@@ -14,42 +15,28 @@ PAYLOAD_SCHEMA_VERSION = "1.0"
 JSON = "json"
 COMPACT = "compact"
 ENCODINGS = (JSON, COMPACT)
-# The compact format's version: the first element of every compact message.
-COMPACT_VERSION = 1
-# Every compact message opens with CBOR tag 256 (a stringref namespace) around an
-# indefinite-length array: what tells a compact body from a JSON one ("{").
-COMPACT_PREFIX = b"\xd9\x01\x00\x9f"
-# IoT Hub system properties (MQTT property bag) naming each body's encoding.
-JSON_PROPERTIES = "%24.ct=application%2Fjson&%24.ce=utf-8"
-COMPACT_PROPERTIES = "%24.ct=application%2Fcbor"
 
 
 def is_compact(body):
-    """True when BODY (bytes, bytearray or memoryview) is a compact message."""
+    """True when BODY (bytes, bytearray or memoryview) is a compact message: it opens with CBOR
+    tag 256, where a JSON one opens with "{"."""
     return len(body) > 3 and body[0] == 0xD9 and body[1] == 1 and body[2] == 0
 
 
 def content_properties(body):
-    """The IoT Hub content-type (and content-encoding) properties for BODY."""
-    return COMPACT_PROPERTIES if body is not None and is_compact(body) else JSON_PROPERTIES
-
-
-def guid_bytes():
-    """16 random bytes laid out as a version 4 GUID."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw
-
-
-def format_guid(raw):
-    h = hexlify(raw).decode()
-    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+    """IoT Hub's content-type (and content-encoding) system properties for BODY (None: JSON)."""
+    if body is not None and is_compact(body):
+        return "%24.ct=application%2Fcbor"
+    return "%24.ct=application%2Fjson&%24.ce=utf-8"
 
 
 def new_guid():
     """A random (version 4) GUID string, from os.urandom since MicroPython has no uuid."""
-    return format_guid(guid_bytes())
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = hexlify(raw).decode()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
 
 
 def _civil_from_days(days):
@@ -92,16 +79,9 @@ _TIMED = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
           events.DROPPED_FIELDS)
 
 
-def _is_timed(fields):
-    for timed in _TIMED:
-        if fields is timed:
-            return True
-    return False
-
-
-class _Encoder:
-    """The message split shared by both encodings: SINK(buffer, length) gets each finished
-    message; the buffer is reused, so SINK must copy what it keeps.
+class MessageEncoder:
+    """Writes a window's events into messages of at most MAX_SIZE bytes, calling SINK(buffer,
+    length) for each finished message. The buffer is reused: SINK must copy what it keeps.
 
     Usage per window: begin(event_time_ms, window_start_ms); event(name, category,
     event_type); item(fields, values) ...; event(...) ...; finish() -> number of messages sent.
@@ -109,20 +89,29 @@ class _Encoder:
     in ms from the window start; a None value omits a field.
     """
 
-    CLOSE_EVENT = b""
-    CLOSE_MESSAGE = b""
+    ENCODING = JSON
+    # What a message needs after its last item: "]" payload, "}" event; "]" Events, "}" envelope.
+    CLOSE_EVENT = b"]}"
+    CLOSE_MESSAGE = b"]}"
+    SEPARATOR = b","
 
-    def __init__(self, sink, max_size):
+    def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+        self.agent_id = agent_id
         self.sink = sink
         self.max_size = max_size
+        self.utc_offset_minutes = utc_offset_minutes
         self.buffer = bytearray(max_size)
+        self.envelope = ('{"AgentVersion":"%s","AgentId":"%s","MessageSchemaVersion":"%s",'
+                         '"Events":[' % (VERSION, agent_id, MESSAGE_SCHEMA_VERSION)).encode()
         self.oversized = 0
-        self._reserve = len(self.CLOSE_EVENT) + len(self.CLOSE_MESSAGE)
+        if len(self.envelope) + 400 > max_size:
+            raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
         self._length = 0
-        self._envelope_end = 0
         self._event = None
         self._event_open = False
         self._messages = 0
+        self._stamp_local = None
+        self._stamp_utc = None
         self._limit = 0
         self._time_ms = 0
         self._window_start_ms = 0
@@ -132,6 +121,8 @@ class _Encoder:
         from WINDOW_START_MS (default: the event time)."""
         self._time_ms = event_time_ms
         self._window_start_ms = event_time_ms if window_start_ms is None else window_start_ms
+        self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
+        self._stamp_utc = iso8601(event_time_ms)
         self._messages = 0
         self._length = 0
         self._event = None
@@ -150,19 +141,22 @@ class _Encoder:
         order. An item that does not fit closes the message and goes in the next."""
         if self._length:
             mark = self._length
-            if self._write_item(fields, values, self.max_size - self._reserve):
+            if self._write_item(fields, values, self.max_size - len(self.CLOSE_EVENT)
+                                - len(self.CLOSE_MESSAGE)):
                 return
             self._length = mark
             self._close_message()
         self._limit = 0
         self._open_message()
-        self._envelope_end = self._length
         self._write_item(fields, values, 0)
 
     def finish(self):
         if self._length:
             self._close_message()
         return self._messages
+
+    def _open_message(self):
+        self._put(self.envelope)
 
     def _write_item(self, fields, values, limit):
         """Writes separator, event header if needed, and the item, piece by piece (no large
@@ -171,16 +165,38 @@ class _Encoder:
         self._limit = limit
         try:
             if self._event_open:
-                self._item_separator()
+                self._put(self.SEPARATOR)
             else:
-                if self._length > self._envelope_end:
-                    self._event_separator()
                 self._write_header(fields)
             self._write_fields(fields, values)
         except _NoRoom:
             return False
         self._event_open = True
         return True
+
+    def _write_fields(self, fields, values):
+        separator = b"{"
+        timed = fields in _TIMED
+        for i in range(len(fields)):
+            value = values[i]
+            if value is not None:
+                if timed and i == 0:
+                    value = iso8601(self._window_start_ms + value)
+                self._put(separator)
+                self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
+                separator = b","
+        self._put(b"}" if separator == b"," else b"{}")
+
+    def _write_header(self, fields):
+        name, category, event_type = self._event
+        if self._length > len(self.envelope):
+            self._put(b",")
+        self._put(b'{"Id":"')
+        self._put(new_guid().encode())
+        self._put(('","TimestampLocal":"%s","TimestampUTC":"%s","Category":"%s","Name":"%s",'
+                   % (self._stamp_local, self._stamp_utc, category, name)).encode())
+        self._put(('"EventType":"%s","IsEmpty":false,"PayloadSchemaVersion":"%s","Payload":['
+                   % (event_type, PAYLOAD_SCHEMA_VERSION)).encode())
 
     def _close_message(self):
         self._limit = 0
@@ -194,84 +210,23 @@ class _Encoder:
         if len(self.buffer) != self.max_size:
             self.buffer = bytearray(self.max_size)
 
-    def _room(self, size):
-        # Where SIZE more bytes go: raises _NO_ROOM past the limit, grows the buffer past its end.
-        end = self._length + size
+    def _put(self, data, size=-1):
+        """Appends DATA (bytes); with SIZE, only makes room for SIZE bytes and returns where
+        they end. Raises _NO_ROOM past the limit; grows the buffer past its end."""
+        end = self._length + (len(data) if size < 0 else size)
         if self._limit and end > self._limit:
             raise _NO_ROOM
         if end > len(self.buffer):
             # One item larger than a whole message: it goes alone in a message of its own size
             # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
-            grown = bytearray(end + self._reserve + 2)
+            grown = bytearray(end + 6)
             grown[:self._length] = self.buffer[:self._length]
             self.buffer = grown
             self.oversized += 1
+        if size < 0:
+            self.buffer[self._length:end] = data
+            self._length = end
         return end
-
-    def _put(self, data):
-        end = self._room(len(data))
-        self.buffer[self._length:end] = data
-        self._length = end
-
-    def _item_separator(self):
-        pass
-
-    def _event_separator(self):
-        pass
-
-
-class MessageEncoder(_Encoder):
-    """The JSON encoding (spec section 5)."""
-
-    ENCODING = JSON
-    CLOSE_EVENT = b"]}"
-    CLOSE_MESSAGE = b"]}"
-
-    def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
-        super().__init__(sink, max_size)
-        self.agent_id = agent_id
-        self.utc_offset_minutes = utc_offset_minutes
-        self.envelope = ('{"AgentVersion":"%s","AgentId":"%s","MessageSchemaVersion":"%s",'
-                         '"Events":[' % (VERSION, agent_id, MESSAGE_SCHEMA_VERSION)).encode()
-        if len(self.envelope) + 400 > max_size:
-            raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
-        self._stamp_local = None
-        self._stamp_utc = None
-
-    def begin(self, event_time_ms, window_start_ms=None):
-        super().begin(event_time_ms, window_start_ms)
-        self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
-        self._stamp_utc = iso8601(event_time_ms)
-
-    def _open_message(self):
-        self._put(self.envelope)
-
-    def _item_separator(self):
-        self._put(b",")
-
-    _event_separator = _item_separator
-
-    def _write_fields(self, fields, values):
-        separator = b"{"
-        timed = _is_timed(fields)
-        for i in range(len(fields)):
-            value = values[i]
-            if value is not None:
-                if timed and i == 0:
-                    value = iso8601(self._window_start_ms + value)
-                self._put(separator)
-                self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
-                separator = b","
-        self._put(b"}" if separator == b"," else b"{}")
-
-    def _write_header(self, fields):
-        name, category, event_type = self._event
-        self._put(b'{"Id":"')
-        self._put(new_guid().encode())
-        self._put(('","TimestampLocal":"%s","TimestampUTC":"%s","Category":"%s","Name":"%s",'
-                   % (self._stamp_local, self._stamp_utc, category, name)).encode())
-        self._put(('"EventType":"%s","IsEmpty":false,"PayloadSchemaVersion":"%s","Payload":['
-                   % (event_type, PAYLOAD_SCHEMA_VERSION)).encode())
 
 
 def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
@@ -282,7 +237,7 @@ def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
     if encoding == JSON:
         return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
-    raise ValueError("unknown message encoding %r (json or compact)" % (encoding,))
+    raise ValueError("unknown encoding " + str(encoding))
 
 
 class _NoRoom(Exception):
