@@ -104,6 +104,10 @@ class CompactEncoder(MessageEncoder):
     SEPARATOR = b""  # CBOR arrays need none
 
     def _room(self, size):
+        # Where SIZE more bytes end; the common case (inside the limit) without a call.
+        end = self._length + size
+        if end <= self._limit:
+            return end
         return self._put(None, size)
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
@@ -120,12 +124,11 @@ class CompactEncoder(MessageEncoder):
         self._previous_ms = 0
         self._scratch = array("H", [0, 0])
         # The message's string table (stringref): how many strings the decoder has numbered,
-        # and which of them this encoder remembers (text by reference, addresses as halves).
+        # and which of them this encoder remembers (by reference to their text).
         self._count = 0
         self._used = 0
         self._index = array("h", [-1] * _SHARED_INDEX)
         self._slot_text = [None] * _SHARED_SLOTS
-        self._slot_address = array("H", bytes(4 * _SHARED_SLOTS))
         self._slot_kind = bytearray(_SHARED_SLOTS)
         self._slot_number = array("i", bytes(4 * _SHARED_SLOTS))
 
@@ -306,9 +309,15 @@ class CompactEncoder(MessageEncoder):
         at = self._length
         if size == 1:
             buffer[at] = major | n
+        elif size == 2:
+            buffer[at] = major | 24
+            buffer[at + 1] = n
+        elif size == 3:
+            buffer[at] = major | 25
+            buffer[at + 1] = n >> 8
+            buffer[at + 2] = n & 0xFF
         else:
-            buffer[at] = major | (24 if size == 2 else 25 if size == 3 else 26 if size == 5
-                                  else 27)
+            buffer[at] = major | (26 if size == 5 else 27)
             i = end - 1
             while i > at:
                 buffer[i] = n & 0xFF
@@ -328,8 +337,10 @@ class CompactEncoder(MessageEncoder):
     def _optional_int(self, n):
         if n is None:
             self._simple(_NULL)
+        elif n < 0:
+            self._head(_NINT, -1 - n)
         else:
-            self._int(n)
+            self._head(_UINT, n)
 
     def _optional_text(self, text):
         if text is None:
@@ -390,36 +401,32 @@ class CompactEncoder(MessageEncoder):
             self._slot_text[slot] = text
 
     def _address(self, text):
-        """A dotted IPv4 address as a shared 4-byte string (other text as shared text)."""
-        halves = self._scratch
-        if not events.parse_ipv4(text, halves, 0):
-            self._shared_text(text)
-            return
-        high = halves[0]
-        low = halves[1]
+        """A dotted IPv4 address as a shared 4-byte string (other text as shared text). Looked
+        up by its text (hashed and compared in C); parsed only when first written."""
         mask = _SHARED_INDEX - 1
-        bucket = ((high * 31) ^ low ^ (low >> 7)) & mask
+        bucket = hash(text) & mask
         index = self._index
-        addresses = self._slot_address
         while True:
             slot = index[bucket]
             if slot < 0:
                 break
-            if (self._slot_kind[slot] == _SLOT_ADDRESS and addresses[slot << 1] == high
-                    and addresses[(slot << 1) + 1] == low):
+            if self._slot_kind[slot] == _SLOT_ADDRESS and self._slot_text[slot] == text:
                 self._reference(self._slot_number[slot])
                 return
             bucket = (bucket + 1) & mask
+        halves = self._scratch
+        if not events.parse_ipv4(text, halves, 0):
+            self._shared_text(text)
+            return
         end = self._room(5)
         buffer = self.buffer
         at = self._length
         buffer[at] = _BYTES | 4
-        buffer[at + 1] = high >> 8
-        buffer[at + 2] = high & 0xFF
-        buffer[at + 3] = low >> 8
-        buffer[at + 4] = low & 0xFF
+        buffer[at + 1] = halves[0] >> 8
+        buffer[at + 2] = halves[0] & 0xFF
+        buffer[at + 3] = halves[1] >> 8
+        buffer[at + 4] = halves[1] & 0xFF
         self._length = end
         slot = self._remember(bucket, _SLOT_ADDRESS, self._numbered(4))
         if slot >= 0:
-            addresses[slot << 1] = high
-            addresses[(slot << 1) + 1] = low
+            self._slot_text[slot] = text
