@@ -9,13 +9,19 @@ from binascii import hexlify, unhexlify
 
 from microagent import VERSION
 from microagent import events
-from microagent.encode import COMPACT, MessageEncoder, MessageTooSmall
+from microagent.encode import COMPACT, JSON, MessageEncoder, MessageTooSmall
 
 # The format's version: the first element of every compact message.
 COMPACT_VERSION = 1
 # Every compact message opens with CBOR tag 256 (a stringref namespace) around an
-# indefinite-length array (microagent.encode.is_compact looks for it).
+# indefinite-length array; a JSON one opens with "{".
 COMPACT_PREFIX = b"\xd9\x01\x00\x9f"
+ENCODINGS = (JSON, COMPACT)
+
+
+def is_compact(body):
+    """True when BODY (bytes, bytearray or memoryview) is a compact message."""
+    return len(body) > 3 and body[0] == 0xD9 and body[1] == 1 and body[2] == 0
 
 # Event kinds with a positional item layout; any other event is written generically (kind 4).
 KIND_NAMES = (events.PROCESS, events.CONNECTION, events.LOGIN, "DroppedEvents")
@@ -104,11 +110,11 @@ class CompactEncoder(MessageEncoder):
     SEPARATOR = b""  # CBOR arrays need none
 
     def _room(self, size):
-        # Where SIZE more bytes end; the common case (inside the limit) without a call.
+        # The common case (inside the limit) without a call.
         end = self._length + size
         if end <= self._limit:
             return end
-        return self._put(None, size)
+        return MessageEncoder._room(self, size)
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         if max_size < 256:
@@ -121,6 +127,7 @@ class CompactEncoder(MessageEncoder):
             except ValueError:
                 pass
         self._kind = KIND_GENERIC
+        self._time_ms = 0
         self._previous_ms = 0
         self._scratch = array("H", [0, 0])
         # The message's string table (stringref): how many strings the decoder has numbered,
@@ -133,6 +140,10 @@ class CompactEncoder(MessageEncoder):
         self._slot_number = array("i", bytes(4 * _SHARED_SLOTS))
 
     # ---- message, event and item structure ----
+
+    def begin(self, event_time_ms, window_start_ms=None):
+        MessageEncoder.begin(self, event_time_ms, window_start_ms)
+        self._time_ms = event_time_ms
 
 
     def _open_message(self):

@@ -11,8 +11,8 @@ import cbor2
 
 from microagent import events
 from microagent.compact import (COMPACT_VERSION, DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS,
-                                KIND_NAMES, format_guid)
-from microagent.encode import MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION, is_compact, iso8601
+                                KIND_NAMES, format_guid, is_compact)
+from microagent.encode import MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION, iso8601
 
 MAX_BODY_BYTES = 256 * 1024  # IoT Hub's device-to-cloud limit
 CONTENT_TYPE = "$.ct"

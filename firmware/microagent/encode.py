@@ -14,20 +14,6 @@ MESSAGE_SCHEMA_VERSION = "1.0"
 PAYLOAD_SCHEMA_VERSION = "1.0"
 JSON = "json"
 COMPACT = "compact"
-ENCODINGS = (JSON, COMPACT)
-
-
-def is_compact(body):
-    """True when BODY (bytes, bytearray or memoryview) is a compact message: it opens with CBOR
-    tag 256, where a JSON one opens with "{"."""
-    return len(body) > 3 and body[0] == 0xD9 and body[1] == 1 and body[2] == 0
-
-
-def content_properties(body):
-    """IoT Hub's content-type (and content-encoding) system properties for BODY (None: JSON)."""
-    if body is not None and is_compact(body):
-        return "%24.ct=application%2Fcbor"
-    return "%24.ct=application%2Fjson&%24.ce=utf-8"
 
 
 def new_guid():
@@ -113,13 +99,11 @@ class MessageEncoder:
         self._stamp_local = None
         self._stamp_utc = None
         self._limit = 0
-        self._time_ms = 0
         self._window_start_ms = 0
 
     def begin(self, event_time_ms, window_start_ms=None):
         """Starts a window's messages: EVENT_TIME_MS stamps the events, items' offsets count
         from WINDOW_START_MS (default: the event time)."""
-        self._time_ms = event_time_ms
         self._window_start_ms = event_time_ms if window_start_ms is None else window_start_ms
         self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
         self._stamp_utc = iso8601(event_time_ms)
@@ -210,10 +194,14 @@ class MessageEncoder:
         if len(self.buffer) != self.max_size:
             self.buffer = bytearray(self.max_size)
 
-    def _put(self, data, size=-1):
-        """Appends DATA (bytes); with SIZE, only makes room for SIZE bytes and returns where
-        they end. Raises _NO_ROOM past the limit; grows the buffer past its end."""
-        end = self._length + (len(data) if size < 0 else size)
+    def _put(self, data):
+        end = self._room(len(data))
+        self.buffer[self._length:end] = data
+        self._length = end
+
+    def _room(self, size):
+        # Where SIZE more bytes end: raises _NO_ROOM past the limit, grows the buffer past its end.
+        end = self._length + size
         if self._limit and end > self._limit:
             raise _NO_ROOM
         if end > len(self.buffer):
@@ -223,9 +211,6 @@ class MessageEncoder:
             grown[:self._length] = self.buffer[:self._length]
             self.buffer = grown
             self.oversized += 1
-        if size < 0:
-            self.buffer[self._length:end] = data
-            self._length = end
         return end
 
 

@@ -8,7 +8,6 @@ import os
 
 from microagent import mqtt
 from microagent.clock import sleep_ms, ticks_diff, ticks_ms
-from microagent.encode import content_properties
 from microagent.sas import SasTokenSource, unix_time, url_encode
 
 API_VERSION = "2021-04-12"
@@ -23,6 +22,14 @@ _TWIN_DESIRED_PREFIX = b"$iothub/twin/PATCH/properties/desired/"
 def username(cs):
     """MQTT user name for connection string CS: {hub}/{device}[/{module}]/?api-version=..."""
     return cs.host + "/" + cs.client_id() + "/?api-version=" + API_VERSION
+
+
+def content_properties(body):
+    """IoT Hub's content-type (and content-encoding) system properties for BODY (None: JSON):
+    a compact message (microagent.compact) opens with CBOR tag 256, a JSON one with "{"."""
+    if body is not None and len(body) > 3 and body[0] == 0xD9:
+        return "%24.ct=application%2Fcbor"
+    return "%24.ct=application%2Fjson&%24.ce=utf-8"
 
 
 def telemetry_topic(cs, message_id, body=None):

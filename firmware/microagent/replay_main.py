@@ -8,10 +8,9 @@
 # command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
 import gc
 import sys
-from binascii import b2a_base64
 
 from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
-from microagent.encode import JSON, COMPACT, make_encoder
+from microagent.encode import make_encoder
 from microagent.engine import Engine
 
 
@@ -22,7 +21,7 @@ def _options(argv):
                "--login-cache": "16", "--max-message-size": "4096",
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
-               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": JSON}
+               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json"}
     trace = None
     i = 0
     while i < len(argv):
@@ -44,13 +43,13 @@ def _options(argv):
 
 def _write_message(buffer, length):
     out = sys.stdout.buffer
+    if buffer[0] == 0xD9:
+        # A compact (binary) body as a base64 line keeps stdout text; b2a_base64 ends the line.
+        from binascii import b2a_base64
+        out.write(b2a_base64(memoryview(buffer)[:length]))
+        return
     out.write(memoryview(buffer)[:length])
     out.write(b"\n")
-
-
-def _write_compact(buffer, length):
-    # Binary bodies as base64 lines keep stdout text (b2a_base64 ends the line).
-    sys.stdout.buffer.write(b2a_base64(memoryview(buffer)[:length]))
 
 
 def _warn(text):
@@ -58,7 +57,7 @@ def _warn(text):
 
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn, encoding=JSON):
+                 warn, encoding="json"):
     """The firmware engine; the DNS table is bounded by the network cache size (spec 3)."""
     encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
@@ -73,18 +72,18 @@ def main(argv):
         max_message_size = int(options["--max-message-size"])
         if window_ms < 1 or min(sizes) < 1 or max_message_size < 512:
             raise ValueError("window and cache sizes must be positive, message size >= 512")
-        encoding = options["--encoding"]
-        if encoding not in (JSON, COMPACT):
-            raise ValueError("--encoding must be json or compact, got %s" % encoding)
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
     # The caches' large arrays are allocated before the uplink and the trace reader are loaded:
     # on a small heap they need contiguous room that loading more code would fragment.
     gc.collect()
-    engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size, options["--agent-id"],
-                          _write_compact if encoding == COMPACT else _write_message, _warn,
-                          encoding)
+    try:
+        engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size,
+                              options["--agent-id"], _write_message, _warn, options["--encoding"])
+    except ValueError as exc:
+        sys.stderr.write("error: --encoding: %s\n" % exc)
+        return 2
     uplink = None
     if options["--credentials"]:
         try:

@@ -4,7 +4,8 @@ import sys
 from host_sim.cli import UsageError
 from host_sim.crosscheck import crosscheck
 from host_sim.replay import ReplayError, parse_heap
-from microagent.encode import ENCODINGS, JSON
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
 from microagent.trace import TraceError
 
 

@@ -3,7 +3,7 @@ would have produced, one per line."""
 import sys
 
 from microagent.decode import DecodeError, body_of_line, decode_body, message_text
-from microagent.encode import is_compact
+from microagent.compact import is_compact
 
 from host_sim.cli import UsageError, log_line
 from host_sim.replay import write_line

@@ -1,7 +1,8 @@
 """`microagent replay TRACE`: runs a trace through an engine, one message per line (JSON, or
 base64 of a compact message)."""
 
-from microagent.encode import ENCODINGS, JSON
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
 
 from host_sim.cli import UsageError, log_line
 from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,

@@ -5,8 +5,7 @@ import sys
 from binascii import unhexlify
 
 from microagent import events
-from microagent.compact import CompactEncoder
-from microagent.encode import is_compact
+from microagent.compact import CompactEncoder, is_compact
 
 MICROPYTHON = sys.implementation.name == "micropython"
 AGENT = "00000000-0000-4000-8000-000000000000"

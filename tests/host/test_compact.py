@@ -18,7 +18,8 @@ from host_sim.replay import replay_firmware, replay_host
 from microagent import hub
 from microagent.config import Config
 from microagent.decode import DecodeError, body_of_line, decode_body, decode_compact, message_text
-from microagent.encode import COMPACT, JSON, is_compact
+from microagent.compact import is_compact
+from microagent.encode import COMPACT, JSON
 
 from test_properties import traces
 

@@ -2,7 +2,7 @@
 JSON message it stands for by the agent core's reader (microagent.decode); any other body is
 left to the caller's reader. The one place the hub side turns stored bodies into messages."""
 from microagent.decode import COMPACT_TYPE, CONTENT_TYPE, DecodeError, decode_compact
-from microagent.encode import is_compact
+from microagent.compact import is_compact
 
 __all__ = ["DecodeError", "read_body"]
 
