@@ -260,3 +260,29 @@ def test_encoding_key_content_type_and_flag():
     assert "%24.ct=application%2Fcbor&" in hub.telemetry_topic(Identity, "m", body)
     assert "%24.ce" not in hub.telemetry_topic(Identity, "m", body)
     assert "%24.ct=application%2Fjson&%24.ce=utf-8" in hub.telemetry_topic(Identity, "m", b"{}")
+
+
+def test_the_host_agent_switches_encoding_at_the_next_window():
+    from host_sim.agent import HostAgent, Options
+    lines = []
+    config = Config()
+    agent = HostAgent(Options(collectors=[]), AGENT, lines.append, lambda text: None, config)
+    assert agent.engine.encoder.ENCODING == JSON
+    config.apply({"IothubModule_MessageEncoding": "Compact"})
+    agent.apply_config()
+    assert agent.engine.encoder.ENCODING == COMPACT
+    agent.engine.send_periodic("SBoM", [{"name": "a", "version": "1", "vendor": "v"}], 1000)
+    assert is_compact(body_of_line(lines[-1]))
+    assert decode_body(body_of_line(lines[-1]))["Events"][0]["Payload"] == [
+        {"name": "a", "version": "1", "vendor": "v"}]
+
+
+def test_run_once_prints_compact_lines_that_decode():
+    proc = subprocess.run([MICROAGENT, "run", "--once", "--seconds", "0.5", "--output", "-",
+                           "--encoding", "compact", "--collectors", "SystemInformation"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines and all(is_compact(body_of_line(x)) for x in lines)
+    names = [e["Name"] for x in lines for e in decode_body(body_of_line(x))["Events"]]
+    assert names == ["SystemInformation"]
