@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 
+from bench import micropython_i386
 from bench.report import progress, table
 from host_sim.cost import measure
 from host_sim.engine import build_host_engine
@@ -79,8 +80,17 @@ def _busy_gateway_day():
 
 
 def _micropython_encoders():
+    runtimes = [micropython_binary()]
+    try:
+        runtimes.append(micropython_i386.binary())
+    except RuntimeError as exc:
+        progress("no 32-bit figures: %s" % exc)
+    return [_encoders_on(binary) for binary in runtimes]
+
+
+def _encoders_on(binary):
     env = dict(os.environ, MICROPYPATH=compiled_firmware())
-    out = subprocess.run([micropython_binary(), "-X", "heapsize=32M",
+    out = subprocess.run([binary, "-X", "heapsize=32M",
                           os.path.join(HERE, "mp_encoder_bench.py"), str(CONNECTIONS), "50"],
                          env=env, check=True, capture_output=True, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
@@ -92,8 +102,8 @@ def _micropython_encoders():
              c["allocated_per_item"] / j["allocated_per_item"]],
             ["bytes written per item", c["bytes"] / float(r["count"]),
              j["bytes"] / float(r["count"]), c["bytes"] / float(j["bytes"])]]
-    table("Encoders on the MicroPython unix port (%d-bit), %d connection items to 50 services"
-          % (r["bits"], r["count"]), ["measure", "compact", "baseline: JSON encoder", "ratio"],
+    table("Encoders on the MicroPython unix port (%d-bit%s), %d connection items to 50 services"
+          % (r["bits"], ", v1.28.0 built here" if r["bits"] == 32 else "", r["count"]), ["measure", "compact", "baseline: JSON encoder", "ratio"],
           rows)
     return rows
 
