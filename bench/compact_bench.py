@@ -103,7 +103,8 @@ def _encoders_on(binary):
             ["bytes written per item", c["bytes"] / float(r["count"]),
              j["bytes"] / float(r["count"]), c["bytes"] / float(j["bytes"])]]
     table("Encoders on the MicroPython unix port (%d-bit%s), %d connection items to 50 services"
-          % (r["bits"], ", v1.28.0 built here" if r["bits"] == 32 else "", r["count"]), ["measure", "compact", "baseline: JSON encoder", "ratio"],
+          % (r["bits"], ", v1.28.0 built here" if r["bits"] == 32 else "", r["count"]),
+          ["measure", "compact", "baseline: JSON encoder", "ratio"],
           rows)
     return rows
 

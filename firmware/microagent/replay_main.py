@@ -3,7 +3,8 @@
 #       [--process-cache N] [--network-cache N] [--login-cache N]
 #       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
 #       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
-# Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings on stderr; exit 2 on a bad trace.
+# Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings
+# on stderr; exit 2 on a bad trace.
 # With --credentials (a file holding the device connection string, so the key is never on a
 # command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
 import gc

@@ -33,6 +33,13 @@ def _read(path):
 
 
 def run(args):
+    try:
+        return _decode(args)
+    except BrokenPipeError:  # the reader stopped early (| head): nothing more to say
+        return 0
+
+
+def _decode(args):
     data, name = _read(args.file)
     if is_compact(data):
         try:

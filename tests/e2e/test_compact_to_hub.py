@@ -20,7 +20,8 @@ def _rows(bodies):
         message = decode_body(body)
         for event in message["Events"]:
             for item in event["Payload"]:
-                rows.append((event["Name"], event["TimestampUTC"], json.dumps(item, sort_keys=True)))
+                rows.append((event["Name"], event["TimestampUTC"],
+                             json.dumps(item, sort_keys=True)))
     return rows
 
 

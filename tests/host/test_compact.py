@@ -181,8 +181,9 @@ def test_truncated_corrupted_and_unknown_versions_are_named():
 
 def test_replay_prints_base64_and_decode_turns_it_back(tmp_path):
     trace = os.path.join(TRACES, "quiet-device.jsonl")
-    run = lambda *extra: subprocess.run([MICROAGENT, "replay", trace, "--engine", "host", "--window",  # noqa: E731
-                                         "600"] + list(extra), capture_output=True, text=True, timeout=300)
+    def run(*extra):
+        return subprocess.run([MICROAGENT, "replay", trace, "--engine", "host", "--window",
+                               "600"] + list(extra), capture_output=True, text=True, timeout=300)
     as_json = run()
     compact = run("--encoding", "compact")
     assert as_json.returncode == 0 and compact.returncode == 0, compact.stderr
