@@ -23,6 +23,7 @@ def is_compact(body):
     """True when BODY (bytes, bytearray or memoryview) is a compact message."""
     return len(body) > 3 and body[0] == 0xD9 and body[1] == 1 and body[2] == 0
 
+
 # Event kinds with a positional item layout; any other event is written generically (kind 4).
 KIND_NAMES = (events.PROCESS, events.CONNECTION, events.LOGIN, "DroppedEvents")
 KIND_FIELDS = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
@@ -109,13 +110,6 @@ class CompactEncoder(MessageEncoder):
     CLOSE_MESSAGE = b"\xff"
     SEPARATOR = b""  # CBOR arrays need none
 
-    def _room(self, size):
-        # The common case (inside the limit) without a call.
-        end = self._length + size
-        if end <= self._limit:
-            return end
-        return MessageEncoder._room(self, size)
-
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         if max_size < 256:
             raise MessageTooSmall("max message size %d cannot hold one event" % max_size)
@@ -144,7 +138,6 @@ class CompactEncoder(MessageEncoder):
     def begin(self, event_time_ms, window_start_ms=None):
         MessageEncoder.begin(self, event_time_ms, window_start_ms)
         self._time_ms = event_time_ms
-
 
     def _open_message(self):
         self._count = 0
@@ -307,6 +300,13 @@ class CompactEncoder(MessageEncoder):
             self._shared_text(str(value))
 
     # ---- CBOR pieces ----
+
+    def _room(self, size):
+        # The common case (inside the limit) without a call.
+        end = self._length + size
+        if end <= self._limit:
+            return end
+        return MessageEncoder._room(self, size)
 
     def _simple(self, byte):
         end = self._room(1)

@@ -287,3 +287,16 @@ def test_run_once_prints_compact_lines_that_decode():
     assert lines and all(is_compact(body_of_line(x)) for x in lines)
     names = [e["Name"] for x in lines for e in decode_body(body_of_line(x))["Events"]]
     assert names == ["SystemInformation"]
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"\xd9\x01\x00" + b"\x9f" * 200000, "nesting"),                 # deep indefinite arrays
+    (b"\xd9\x01\x00" + b"\x81" * 200000 + b"\x01", "nesting"),       # deep definite arrays
+    (b"\xd9\x01\x00\x9f\x01\x5b" + b"\xff" * 8, "truncated"),        # a 2**64-byte string claimed
+    (b"\xd9\x01\x00\x9f\x01\xd8\x19\x00", "reference 0 not found"),  # a reference to nothing
+    (b"\xd9\x01\x00\x9f\x01\x50" + bytes(16) + b"\x61v\x00\xf6\x00\x9f\x00\x50" + bytes(16)
+     + b"\x87\x00\x01\x02\x03\x61x\x07\x01\xff\xff", "process type"),  # a code out of range
+])
+def test_hostile_bodies_are_refused_with_the_reason(body, reason):
+    with pytest.raises(DecodeError, match=reason):
+        decode_compact(body)
