@@ -6,6 +6,8 @@ import sys
 import threading
 import uuid
 
+from microagent.decode import body_of_line, message_line
+from microagent.encode import JSON
 from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
@@ -32,7 +34,7 @@ def agent_id(root="/"):
 
 def _in_process(engine_factory, trace, window_ms, on_message, on_warning):
     def sink(buffer, length):
-        on_message(bytes(buffer[:length]).decode())
+        on_message(message_line(buffer, length))
 
     engine = engine_factory(sink, on_warning)
     replay = Replay(engine, window_ms)
@@ -51,17 +53,19 @@ HOST_CACHE_SIZE = 256
 
 
 def replay_host(trace, window_ms, cache_size, on_message, on_warning, max_message_size=4096,
-                agent=None):
+                agent=None, encoding=JSON):
     """Runs TRACE through the host engine (Linux semantics) in this process; CACHE_SIZE None
-    means the spec default for every collector."""
+    means the spec default for every collector. ON_MESSAGE gets each message as a line
+    (message_line)."""
     def factory(sink, warn):
         return build_host_engine(cache_size or HOST_CACHE_SIZE, sink, warn, agent or agent_id(),
-                                 max_message_size)
+                                 max_message_size, encoding=encoding)
     return _in_process(factory, trace, window_ms, on_message, on_warning)
 
 
 def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtime="micropython",
-                    heap="64K", max_message_size=4096, agent=None, uplink=None, on_info=None):
+                    heap="64K", max_message_size=4096, agent=None, uplink=None, on_info=None,
+                    encoding=JSON):
     """Runs TRACE through the firmware engine (RTOS semantics), inside MicroPython by default.
     CACHE_SIZE sets every cache; None keeps the firmware defaults (FIRMWARE_CACHE_SIZES).
     UPLINK (an Uplink) sends the messages to IoT Hub from inside MicroPython instead of
@@ -74,13 +78,15 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
             raise ReplayError("sending to a hub runs the firmware engine on MicroPython only")
 
         def factory(sink, warn):
-            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
+            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn,
+                                encoding)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return 0
     extra = uplink.firmware_args() if uplink is not None else []
     secret = uplink.connection_string if uplink is not None else None
-    return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
-                            secret, on_message, on_warning, on_info or on_warning)
+    return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent,
+                            extra + ["--encoding", encoding], secret, on_message, on_warning,
+                            on_info or on_warning)
 
 
 def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, secret,
@@ -176,14 +182,14 @@ class Uplink:
 
 
 def replay_host_to_hub(trace, window_ms, cache_size, uplink, on_warning, on_info,
-                       max_message_size=4096, agent=None):
+                       max_message_size=4096, agent=None, encoding=JSON):
     """Replays TRACE through the host engine into the persistent outbox and delivers it with
     paho-mqtt. Returns the exit status: 0 when everything was acknowledged, 1 otherwise (what
     is left stays in the outbox file for the next run)."""
     outbox, transport = uplink.open_transport(on_info)
     try:
-        replay_host(trace, window_ms, cache_size, lambda m: transport.send(m.encode()),
-                    on_warning, max_message_size, agent)
+        replay_host(trace, window_ms, cache_size, lambda m: transport.send(body_of_line(m)),
+                    on_warning, max_message_size, agent, encoding)
     finally:
         delivered = transport.flush(uplink.timeout_s)
         counters = outbox.counters()

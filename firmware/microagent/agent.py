@@ -14,7 +14,7 @@ from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
-from microagent.encode import MessageEncoder, guid
+from microagent.encode import guid, make_encoder
 from microagent.engine import Engine
 from microagent.hub import HubSession
 from microagent.sas import ConnectionString, unix_time
@@ -64,7 +64,8 @@ class Agent:
         # contiguous room.
         gc.collect()
         size = self._cache_size()
-        encoder = MessageEncoder(agent_id(cs), self._sink, board["max_message_bytes"])
+        self._agent_id = agent_id(cs)
+        encoder = self._encoder()
         self.engine = Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size),
                              encoder, self._warn)
         self._window_start = ticks_ms()
@@ -82,6 +83,10 @@ class Agent:
         if "NetworkActivity" not in self.collectors or not self.config.enabled("NetworkActivity"):
             return 0
         return self.config[_CACHE_KEY]
+
+    def _encoder(self):
+        return make_encoder(self.config.encoding(), self._agent_id, self._sink,
+                            self.settings.board["max_message_bytes"])
 
     def _window_length(self, collector):
         return self.settings.window_ms or self.config.window_ms(collector)
@@ -103,6 +108,11 @@ class Agent:
             self.engine.network = NetworkCache(size)
             self.engine.dns = DnsTable(size)
             log("network cache resized to %d entries" % size)
+        if self.config.encoding() != self.engine.encoder.ENCODING:
+            self.engine.encoder = None
+            gc.collect()
+            self.engine.encoder = self._encoder()
+            log("messages now encoded as %s" % self.config.encoding())
         self.tracker.attach(self.engine if size else None, self._window_start)
 
     # ---- output -----------------------------------------------------------------------------

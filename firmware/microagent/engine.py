@@ -3,7 +3,6 @@
 # the drop-new caches of microagent.cache, the host agent its evict-oldest ones.
 from microagent import events
 from microagent.cache import LOST
-from microagent.encode import iso8601
 from microagent.events import cap_string, application_protocol
 
 _CAPPED = events.MAX_STRING_BYTES // 4
@@ -75,13 +74,13 @@ class Engine:
     def flush(self, window_start_ms, event_time_ms):
         """Encodes the window into messages, empties the caches; returns messages sent."""
         enc = self.encoder
-        enc.begin(event_time_ms)
+        enc.begin(event_time_ms, window_start_ms)
         row = self._row
         values = self._values
         if self.process.count:
             enc.event(events.PROCESS, "Triggered", "Security")
             for r in self.process.rows(row):
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = r[1]
                 values[2] = r[2]
                 values[3] = r[3]
@@ -95,7 +94,7 @@ class Engine:
             enc.event(events.CONNECTION, "Triggered", "Security")
             for r in self.network.rows(row):
                 dns_hits, host_name = self.dns.lookup(r[2])
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = r[1]
                 values[2] = r[2]
                 values[3] = r[3]
@@ -112,14 +111,14 @@ class Engine:
         if self.login.count:
             enc.event(events.LOGIN, "Triggered", "Security")
             for r in self.login.rows(row):
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = events.LOGIN_OPERATIONS[r[1]]
                 values[2] = r[2]
                 values[3] = r[3]
                 values[4] = r[4]
                 values[5] = r[5]
                 enc.item(events.LOGIN_FIELDS, values)
-        self._flush_losses(window_start_ms)
+        self._flush_losses()
         sent = enc.finish()
         for cache in (self.process, self.network, self.login, self.dns):
             cache.reset()
@@ -141,7 +140,7 @@ class Engine:
             enc.item(fields, [item[f] for f in fields])
         return enc.finish()
 
-    def _flush_losses(self, window_start_ms):
+    def _flush_losses(self):
         started = False
         values = self._values
         for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
@@ -152,7 +151,7 @@ class Engine:
             if not started:
                 self.encoder.event("DroppedEvents", "Periodic", "Operational")
                 started = True
-            values[0] = iso8601(window_start_ms)
+            values[0] = 0  # the window start
             values[1] = collector
             values[2] = cache.capacity
             values[3] = cache.dropped

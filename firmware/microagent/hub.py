@@ -11,9 +11,8 @@ from microagent.clock import sleep_ms, ticks_diff, ticks_ms
 from microagent.sas import SasTokenSource, unix_time, url_encode
 
 API_VERSION = "2021-04-12"
-# Marks a message as a security message for Defender for IoT, with a JSON body in UTF-8.
-SECURITY_PROPERTIES = ("%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"
-                       "&%24.ct=application%2Fjson&%24.ce=utf-8")
+# Marks a message as a security message for Defender for IoT; the content type follows the body.
+SECURITY_PROPERTIES = "%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"
 TWIN_RESPONSES = "$iothub/twin/res/#"
 TWIN_DESIRED = "$iothub/twin/PATCH/properties/desired/#"
 _TWIN_RESPONSE_PREFIX = b"$iothub/twin/res/"
@@ -25,13 +24,23 @@ def username(cs):
     return cs.host + "/" + cs.client_id() + "/?api-version=" + API_VERSION
 
 
-def telemetry_topic(cs, message_id):
-    """Device-to-cloud topic with the security property bag and $.mid = MESSAGE_ID."""
+def content_properties(body):
+    """IoT Hub's content-type (and content-encoding) system properties for BODY (None: JSON):
+    a compact message (microagent.compact) opens with CBOR tag 256, a JSON one with "{"."""
+    if body is not None and len(body) > 3 and body[0] == 0xD9:
+        return "%24.ct=application%2Fcbor"
+    return "%24.ct=application%2Fjson&%24.ce=utf-8"
+
+
+def telemetry_topic(cs, message_id, body=None):
+    """Device-to-cloud topic with the security property bag, the content type of BODY (JSON
+    when not given) and $.mid = MESSAGE_ID."""
     if cs.module_id:
         base = "devices/" + cs.device_id + "/modules/" + cs.module_id + "/messages/events/"
     else:
         base = "devices/" + cs.device_id + "/messages/events/"
-    return base + SECURITY_PROPERTIES + "&%24.mid=" + url_encode(message_id)
+    return (base + SECURITY_PROPERTIES + "&" + content_properties(body) + "&%24.mid="
+            + url_encode(message_id))
 
 
 def _rid_and_status(topic):
@@ -252,8 +261,9 @@ class HubSession:
             slot = self.outbox.next_unsent()
             if slot < 0:
                 return
-            topic = telemetry_topic(self.cs, self.message_id(self.outbox.seq(slot)))
-            pid = self.client.publish(topic, self.outbox.payload(slot), qos=1)
+            payload = self.outbox.payload(slot)
+            topic = telemetry_topic(self.cs, self.message_id(self.outbox.seq(slot)), payload)
+            pid = self.client.publish(topic, payload, qos=1)
             self.outbox.mark_sent(slot, pid)
 
     def _on_message(self, topic, payload):

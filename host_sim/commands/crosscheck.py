@@ -4,6 +4,8 @@ import sys
 from host_sim.cli import UsageError
 from host_sim.crosscheck import crosscheck
 from host_sim.replay import ReplayError, parse_heap
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
 from microagent.trace import TraceError
 
 
@@ -22,6 +24,9 @@ def register(subparsers):
     p.add_argument("--heap", default="1M", metavar="SIZE",
                    help="MicroPython heap for the firmware engine (default 1M)")
     p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    p.add_argument("--encoding", choices=ENCODINGS, default=JSON,
+                   help="message encoding both engines write (compact messages are decoded "
+                        "back to JSON before the comparison); default json")
     p.set_defaults(run=run)
 
 
@@ -34,7 +39,8 @@ def run(args):
         raise UsageError(str(exc))
     try:
         report = crosscheck(args.trace, int(round(args.window * 1000)), args.cache_size, heap,
-                            args.runtime, progress=lambda text: print(text, file=sys.stderr))
+                            args.runtime, progress=lambda text: print(text, file=sys.stderr),
+                            encoding=args.encoding)
     except (ReplayError, TraceError) as exc:
         raise UsageError(str(exc))
     except OSError as exc:

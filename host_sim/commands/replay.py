@@ -1,4 +1,8 @@
-"""`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
+"""`microagent replay TRACE`: runs a trace through an engine, one message per line (JSON, or
+base64 of a compact message)."""
+
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
 
 from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE
 
@@ -15,7 +19,8 @@ def register(subparsers):
     p = subparsers.add_parser(
         "replay", help="replay a trace through the firmware or host engine",
         description="Reads a trace (JSON Lines of raw events) and prints each aggregated message "
-                    "as one JSON line on stdout; warnings go to stderr.")
+                    "as one line on stdout (JSON, or base64 with --encoding compact: "
+                    "`microagent decode` turns those back into JSON); warnings go to stderr.")
     p.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines)")
     p.add_argument("--engine", choices=("firmware", "host"), default="firmware",
                    help="firmware: RTOS semantics (drop new when full); host: Linux semantics "
@@ -33,6 +38,9 @@ def register(subparsers):
                         "to a hub" % SENDING_HEAP)
     p.add_argument("--max-message-size", type=int, default=4096, metavar="BYTES",
                    help="largest message in bytes (default 4096, IoT Hub's billing block)")
+    p.add_argument("--encoding", choices=ENCODINGS, default=JSON,
+                   help="message encoding: json (the spec's, default) or compact (CBOR, "
+                        "docs/compact-encoding.md)")
     hub = p.add_argument_group(
         "sending", "send the messages instead of printing them (both engines; the firmware "
                    "engine sends from inside MicroPython)")
@@ -76,13 +84,13 @@ def run(args):
     try:
         if args.engine == "host" and uplink is not None:
             return replay_host_to_hub(args.trace, window_ms, args.cache_size, uplink, _warn,
-                                      _info, args.max_message_size)
+                                      _info, args.max_message_size, encoding=args.encoding)
         if args.engine == "host":
             replay_host(args.trace, window_ms, args.cache_size, write_line, _warn,
-                        args.max_message_size)
+                        args.max_message_size, encoding=args.encoding)
             return 0
         return replay_firmware(args.trace, window_ms, args.cache_size, write_line, _warn,
                                args.runtime, args.heap, args.max_message_size, uplink=uplink,
-                               on_info=_info)
+                               on_info=_info, encoding=args.encoding)
     except ReplayError as exc:
         raise UsageError(str(exc))
