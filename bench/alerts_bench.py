@@ -51,25 +51,27 @@ def fill_store(data_dir, bodies, devices):
 
 
 def _read_only(data_dir):
+    """(messages, wall s, CPU s) of reading and decoding every stored message."""
     store = HubStore(data_dir)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     count = 0
     for stored in store.read_new():
         read_message(stored.body, stored.properties)
         count += 1
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
-    return count, elapsed
+    return count, elapsed, cpu
 
 
 def _with_rules(data_dir):
+    """(messages, wall s, CPU s, alerts) of the same pass through the default rules."""
     store = HubStore(data_dir)
     evaluation = Evaluation(load_rules())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     alerts = evaluation.batch(store.read_new())
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.close()
-    return evaluation.messages, elapsed, len(alerts)
+    return evaluation.messages, elapsed, cpu, len(alerts)
 
 
 def _get(url, status=200):
@@ -90,9 +92,9 @@ def _pages(data_dir, device_id):
     from host_sim.console.server import ConsoleServer
     store = HubStore(data_dir)
     model = FleetModel(store, load_rules())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.refresh()
-    startup = time.perf_counter() - started
+    startup = time.perf_counter() - started, time.process_time() - cpu
     server = ConsoleServer(("127.0.0.1", 0), model)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -123,26 +125,29 @@ def run(devices=100):
         for _ in range(2):
             read_runs.append(_read_only(data_dir))
             rules_runs.append(_with_rules(data_dir))
-        count, read_s = min(read_runs, key=lambda run: run[1])
-        rules_count, rules_s, alerts = min(rules_runs, key=lambda run: run[1])
+        count, read_s, read_cpu = min(read_runs, key=lambda run: run[2])
+        rules_count, rules_s, rules_cpu, alerts = min(rules_runs, key=lambda run: run[2])
         assert rules_count == count
         table("Alert rules over %d messages (%d devices x a day of busy-gateway traffic, %.0f MiB "
-              "store; %d alerts)" % (count, devices, size_mib, alerts),
-              ["pass", "seconds", "messages/s", "x baseline (time)"],
-              [["read + decode only (baseline)", read_s, count / read_s, 1.0],
-               ["read + decode + default rules", rules_s, count / rules_s, rules_s / read_s]])
+              "store; %d alerts). CPU time is the figure to read on a shared machine"
+              % (count, devices, size_mib, alerts),
+              ["pass", "wall s", "CPU s", "messages per CPU s", "x baseline (CPU)"],
+              [["read + decode only (baseline)", read_s, read_cpu, count / read_cpu, 1.0],
+               ["read + decode + default rules", rules_s, rules_cpu, count / rules_cpu,
+                rules_cpu / read_cpu]])
         progress("alerts bench: console pages")
         startup, first, fleet, device, missing = _pages(data_dir, "gw-%03d" % (devices // 2))
-        table("Console page time, %d devices x a day of busy-gateway traffic" % devices,
-              ["page", "seconds", "KiB", "x baseline"],
-              [["store read + decode once (baseline, cold)", read_s, size_mib * 1024, 1.0],
-               ["console start: the store read into pages and alerts", startup, "-",
-                startup / read_s],
-               ["404 page (baseline, warm)", missing[0], missing[1] / 1024.0, 1.0],
-               ["first fleet page", first[0], first[1] / 1024.0, first[0] / missing[0]],
-               ["fleet page, warm", fleet[0], fleet[1] / 1024.0, fleet[0] / missing[0]],
-               ["device page, warm", device[0], device[1] / 1024.0, device[0] / missing[0]]])
-
+        table("Console page time, %d devices x a day of busy-gateway traffic (pages: wall "
+              "time of an HTTP GET)" % devices,
+              ["step", "wall s", "CPU s", "KiB", "x baseline"],
+              [["store read + decode once (baseline)", read_s, read_cpu, size_mib * 1024, 1.0],
+               ["console start: the store read into pages and alerts", startup[0], startup[1],
+                "-", startup[1] / read_cpu],
+               ["404 page (baseline)", missing[0], "-", missing[1] / 1024.0, 1.0],
+               ["first fleet page", first[0], "-", first[1] / 1024.0, first[0] / missing[0]],
+               ["fleet page, warm", fleet[0], "-", fleet[1] / 1024.0, fleet[0] / missing[0]],
+               ["device page, warm", device[0], "-", device[1] / 1024.0,
+                device[0] / missing[0]]])
 
 if __name__ == "__main__":
     run(int(sys.argv[1]) if len(sys.argv) > 1 else 100)

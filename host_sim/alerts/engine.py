@@ -71,6 +71,7 @@ class _Device:
         self.seen = collections.defaultdict(set)
         self.alerted = collections.Counter()
         self.bursts = collections.defaultdict(dict)
+        self.burst_limit = {}          # rule id -> key count that triggers forgetting old keys
         self.reports = {}
         self.sequences = {}
 
@@ -239,7 +240,16 @@ class AlertEngine:
         windows = state.bursts[rule["id"]]
         matching = [(parse_time(item.get("timestamp")) or t_msg, item)
                     for item in _matching(event["Payload"], where)]
+        if not matching:
+            return
         matching.sort(key=lambda pair: pair[0])
+        if len(windows) > state.burst_limit.get(rule["id"], 1024):
+            # forget keys (an address tried once) whose newest item is out of the time window:
+            # a busy gateway sees thousands of them a day, and following must not grow forever
+            oldest = matching[0][0] - within
+            for key in [k for k, recent in windows.items() if recent[-1][0] < oldest]:
+                del windows[key]
+            state.burst_limit[rule["id"]] = max(1024, 2 * len(windows))
         for t, item in matching:
             key = self._key(item, per)
             recent = windows.get(key)
