@@ -1,31 +1,23 @@
 """Reading one stored or streamed message: the only place the consumer turns bytes into a
 message, so other encodings (or a bounded reader) plug in here and nowhere else."""
 import datetime
-import json
+
+from microagent.decode import DecodeError, decode_body
 
 
 class UnreadableMessage(ValueError):
     """A message the consumer skips; str() says why in one line."""
 
 
-JSON_TYPES = (None, "application/json")
-
-
 def read_message(body, properties):
-    """BODY (bytes) and its PROPERTIES (dict, e.g. {"$.ct": "application/json"}) -> the message
-    dict with a list of events, each a dict with "Name" and a list "Payload" of dicts.
+    """BODY (bytes) and its PROPERTIES (dict, e.g. {"$.ct": "application/cbor"}) -> the message
+    dict with a list of events, each a dict with "Name" and a list "Payload" of dicts. JSON and
+    compact bodies are read by the agent core's decoder (the JSON rows either way).
     UnreadableMessage when it is not a security message we can read."""
-    content_type = (properties or {}).get("$.ct")
-    if content_type not in JSON_TYPES:
-        raise UnreadableMessage("content type %r is not supported" % content_type)
     try:
-        message = json.loads(bytes(body).decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UnreadableMessage("body is not UTF-8") from None
-    except RecursionError:
-        raise UnreadableMessage("body is nested too deeply") from None
-    except ValueError as exc:
-        raise UnreadableMessage("body is not JSON (%s)" % str(exc).split(":")[0]) from None
+        message = decode_body(body, properties)
+    except DecodeError as exc:
+        raise UnreadableMessage(str(exc)) from None
     events = message.get("Events") if isinstance(message, dict) else None
     if not isinstance(events, list):
         raise UnreadableMessage("not a security message (no Events list)")

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from host_sim.alerts.messages import UnreadableMessage, parse_time, read_message
+from host_sim.replay import replay_host
+from microagent.decode import body_of_line
 from host_sim.alerts.rules import RulesError, load_rules
 
 
@@ -65,6 +67,8 @@ def test_mistakes_name_the_file_and_the_rule(tmp_path, data, error):
     assert str(caught.value).startswith("rules file %s" % path)
     assert error in str(caught.value)
 
+AGENT = "5a1e5a1e-0000-4000-8000-000000000001"
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(RulesError, match="cannot read rules file .*nope.json: No such file"):
@@ -72,12 +76,13 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("body,properties,reason", [
-    (b"[" * 200000, {}, "nested too deeply"),
-    (b"\xff\xfe", {}, "not UTF-8"),
+    (b"[" * 200000, {}, "recursion"),
+    (b"\xff\xfe", {}, "can't decode byte 0xff"),
     (b"hello", {}, "not JSON"),
     (b'{"Events": 3}', {}, "no Events list"),
     (b'{"Events": [{"Name": "Login", "Payload": [1]}]}', {}, "lacks a Name or a Payload"),
-    (b'{"Events": []}', {"$.ct": "application/cbor"}, "content type 'application/cbor'"),
+    (b'{"Events": []}', {"$.ct": "application/cbor"}, "not a compact message"),
+    (b'{"Events": []}', {"$.ct": "text/plain"}, "unknown content type 'text/plain'"),
 ])
 def test_unreadable_messages_are_one_line_reasons(body, properties, reason):
     with pytest.raises(UnreadableMessage, match=reason):
@@ -97,3 +102,26 @@ def test_timestamps_read_as_datetime_reads_them(moment):
                                   "2026-01-01T00:0a:00.000Z", "2026-13-01T00:00:00.000Z", "", 7])
 def test_impossible_timestamps_are_none(text):
     assert parse_time(text) is None
+
+
+def test_compact_messages_read_as_the_json_rows(tmp_path):
+    """The consumer reads a compact body as the very message the JSON encoding sends."""
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps(e) + "\n" for e in (
+        {"kind": "login", "t": 1767225600.0, "operation": "LoginFailed", "pid": 7,
+         "user_name": "root", "executable": "sshd", "remote_address": "10.9.9.9"},
+        {"kind": "connection", "t": 1767225601.0, "protocol": "TCP", "local_address": "10.0.0.2",
+         "local_port": 40000, "remote_address": "93.184.216.34", "remote_port": 443,
+         "bytes_in": 5, "bytes_out": 6, "direction": "out"})))
+    bodies = {}
+    for encoding in ("json", "compact"):
+        lines = []
+        replay_host(str(trace), 60000, 16, lines.append, lambda w: None, agent=AGENT,
+                    encoding=encoding)
+        bodies[encoding] = [body_of_line(line) for line in lines]
+    as_json = [read_message(b, {"$.ct": "application/json"}) for b in bodies["json"]]
+    as_compact = [read_message(b, {"$.ct": "application/cbor"}) for b in bodies["compact"]]
+    for message in as_json + as_compact:
+        for event in message["Events"]:
+            event.pop("Id")  # a fresh GUID per encoding run
+    assert as_compact == as_json and as_json
