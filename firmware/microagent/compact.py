@@ -9,7 +9,8 @@ from binascii import hexlify, unhexlify
 
 from microagent import VERSION
 from microagent import events
-from microagent.encode import COMPACT, JSON, MessageEncoder, MessageTooSmall
+from microagent.encode import (_NO_ROOM, COMPACT, JSON, MessageEncoder, MessageTooSmall,
+                               _NoRoom)
 
 # The format's version: the first element of every compact message.
 COMPACT_VERSION = 1
@@ -108,7 +109,6 @@ class CompactEncoder(MessageEncoder):
     ENCODING = COMPACT
     CLOSE_EVENT = b"\xff"
     CLOSE_MESSAGE = b"\xff"
-    SEPARATOR = b""  # CBOR arrays need none
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         if max_size < 256:
@@ -160,6 +160,18 @@ class CompactEncoder(MessageEncoder):
         else:
             self._int(self.utc_offset_minutes)
         self._int(int(self._time_ms) - int(self._window_start_ms))
+
+    def _write_item(self, fields, values, limit):
+        # As MessageEncoder's: False when the item would pass LIMIT (0: none, the buffer grows).
+        self._limit = limit
+        try:
+            if not self._event_open:
+                self._write_header(fields)
+            self._write_fields(fields, values)
+        except _NoRoom:
+            return False
+        self._event_open = True
+        return True
 
     def _write_header(self, fields):
         name, category, event_type = self._event
@@ -302,11 +314,17 @@ class CompactEncoder(MessageEncoder):
     # ---- CBOR pieces ----
 
     def _room(self, size):
-        # The common case (inside the limit) without a call.
+        # Where SIZE more bytes end: the common case (inside the limit) first; past the limit,
+        # _NO_ROOM; past the buffer's end (an item larger than a message), the buffer grows.
         end = self._length + size
         if end <= self._limit:
             return end
-        return MessageEncoder._room(self, size)
+        if self._limit:
+            raise _NO_ROOM
+        if end > len(self.buffer):
+            self._put(bytes(size))
+            self._length -= size
+        return end
 
     def _simple(self, byte):
         end = self._room(1)

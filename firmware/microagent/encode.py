@@ -18,6 +18,7 @@ COMPACT = "compact"
 # message over 256 KB (and disconnects the device), so a larger size could never be delivered.
 MIN_MESSAGE_SIZE = 512
 MAX_MESSAGE_SIZE = 256 * 1024
+_CLOSING = 4  # the most bytes closing a message takes (CLOSE_EVENT + CLOSE_MESSAGE)
 
 
 def guid(raw, version):
@@ -88,7 +89,6 @@ class MessageEncoder:
     # What a message needs after its last item: "]" payload, "}" event; "]" Events, "}" envelope.
     CLOSE_EVENT = b"]}"
     CLOSE_MESSAGE = b"]}"
-    SEPARATOR = b","
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         self.agent_id = agent_id
@@ -134,8 +134,7 @@ class MessageEncoder:
         order. An item that does not fit closes the message and goes in the next."""
         if self._length:
             mark = self._length
-            if self._write_item(fields, values, self.max_size - len(self.CLOSE_EVENT)
-                                - len(self.CLOSE_MESSAGE)):
+            if self._write_item(fields, values, self.max_size - _CLOSING):
                 return
             self._length = mark
             self._close_message()
@@ -158,32 +157,29 @@ class MessageEncoder:
         self._limit = limit
         try:
             if self._event_open:
-                self._put(self.SEPARATOR)
+                self._put(b",")
             else:
-                self._write_header(fields)
-            self._write_fields(fields, values)
+                if self._length > len(self.envelope):
+                    self._put(b",")
+                self._write_header()
+            separator = b"{"
+            timed = fields in _TIMED
+            for i in range(len(fields)):
+                value = values[i]
+                if value is not None:
+                    if timed and i == 0:
+                        value = iso8601(self._window_start_ms + value)
+                    self._put(separator)
+                    self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
+                    separator = b","
+            self._put(b"}" if separator == b"," else b"{}")
         except _NoRoom:
             return False
         self._event_open = True
         return True
 
-    def _write_fields(self, fields, values):
-        separator = b"{"
-        timed = fields in _TIMED
-        for i in range(len(fields)):
-            value = values[i]
-            if value is not None:
-                if timed and i == 0:
-                    value = iso8601(self._window_start_ms + value)
-                self._put(separator)
-                self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
-                separator = b","
-        self._put(b"}" if separator == b"," else b"{}")
-
-    def _write_header(self, fields):
+    def _write_header(self):
         name, category, event_type = self._event
-        if self._length > len(self.envelope):
-            self._put(b",")
         self._put(b'{"Id":"')
         self._put(new_guid().encode())
         self._put(('","TimestampLocal":"%s","TimestampUTC":"%s","Category":"%s","Name":"%s",'
@@ -204,23 +200,18 @@ class MessageEncoder:
             self.buffer = bytearray(self.max_size)
 
     def _put(self, data):
-        end = self._room(len(data))
-        self.buffer[self._length:end] = data
-        self._length = end
-
-    def _room(self, size):
-        # Where SIZE more bytes end: raises _NO_ROOM past the limit, grows the buffer past its end.
-        end = self._length + size
+        end = self._length + len(data)
         if self._limit and end > self._limit:
             raise _NO_ROOM
         if end > len(self.buffer):
             # One item larger than a whole message: it goes alone in a message of its own size
             # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
-            grown = bytearray(end + 6)
+            grown = bytearray(end + _CLOSING + 2)
             grown[:self._length] = self.buffer[:self._length]
             self.buffer = grown
             self.oversized += 1
-        return end
+        self.buffer[self._length:end] = data
+        self._length = end
 
 
 def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):

@@ -73,7 +73,8 @@ def test_decoded_compact_equals_json_field_for_field(engine, trace, window):
     assert sum(len(body_of_line(x)) for x in compact) * 5 < sum(len(x) for x in as_json)
 
 
-@pytest.mark.parametrize("trace,window", [("busy-gateway", 300), ("cache-storm", 300)])
+@pytest.mark.parametrize("trace,window", [("quiet-device", 600), ("busy-gateway", 300),
+                                          ("cache-storm", 300)])
 def test_crosscheck_passes_in_compact_on_micropython(trace, window):
     proc = subprocess.run([MICROAGENT, "crosscheck", os.path.join(TRACES, trace + ".jsonl"),
                            "--window", str(window), "--encoding", "compact"],
