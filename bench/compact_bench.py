@@ -4,9 +4,9 @@ event, the encoders on MicroPython (µs and heap per item), and decoding through
 import json
 import os
 import subprocess
+import sys
 import time
 
-from bench import micropython_i386
 from bench.report import progress, table
 from host_sim.cost import measure
 from host_sim.engine import build_host_engine
@@ -17,6 +17,8 @@ from microagent.encode import COMPACT, JSON
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import build_firmware  # noqa: E402
 BUSY = os.path.join(REPO, "tests", "fixtures", "traces", "busy-gateway.jsonl")
 RTOS_WIRE_BYTES_PER_IPV4_CONNECTION = 36  # Azure RTOS security module, FlatBuffers (anchors.md)
 AGENT = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab"
@@ -82,8 +84,8 @@ def _busy_gateway_day():
 def _micropython_encoders():
     runtimes = [micropython_binary()]
     try:
-        runtimes.append(micropython_i386.binary())
-    except RuntimeError as exc:
+        runtimes.append(build_firmware.ensure(["micropython32"])["micropython32"])
+    except build_firmware.BuildError as exc:
         progress("no 32-bit figures: %s" % exc)
     return [_encoders_on(binary) for binary in runtimes]
 
