@@ -10,6 +10,7 @@ import uuid
 from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
+from host_sim import targets
 from host_sim.engine import build_host_engine
 from host_sim.runtime import micropython_command
 
@@ -77,18 +78,88 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
             return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return 0
+    if runtime == "qemu-cortex-m3" and uplink is not None:
+        raise ReplayError("sending to a hub from replay runs on micropython or micropython32; "
+                          "on qemu-cortex-m3 the agent sends over UART1 (docs/targets.md)")
     with tempfile.TemporaryDirectory(prefix="microagent-") as private:
         extra = uplink.firmware_args(private) if uplink is not None else []
-        return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
-                                on_message, on_warning, on_info or on_warning)
+        args = _replay_args(os.path.abspath(trace), window_ms, sizes, max_message_size, agent,
+                            extra)
+        try:
+            if runtime == "qemu-cortex-m3":
+                return _run_qemu(trace, args, sizes, heap, on_message, on_warning,
+                                 on_info or on_warning)
+            if runtime == "micropython32":
+                argv, env = targets.micropython32_command(args, heap)
+            else:
+                argv, env = micropython_command("microagent.replay_main", args, heap)
+        except targets.TargetError as exc:
+            raise ReplayError(str(exc))
+        return _run_micropython(argv, env, sizes, heap, on_message, on_warning,
+                                on_info or on_warning)
 
 
-def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, on_message,
-                     on_warning, on_info):
-    args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--process-cache",
-            str(sizes[0]), "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
+def _replay_args(trace, window_ms, sizes, max_message_size, agent, extra):
+    return [trace, "--window-ms", str(window_ms), "--process-cache", str(sizes[0]),
+            "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
             "--max-message-size", str(max_message_size), "--agent-id", agent] + extra
-    argv, env = micropython_command("microagent.replay_main", args, heap)
+
+
+def _out_of_heap(heap, sizes):
+    return ReplayError("MicroPython ran out of heap (%s) with caches of %s entries (process, "
+                       "network, login): raise --heap or lower --cache-size"
+                       % (heap, "/".join(str(n) for n in sizes)))
+
+
+def _run_qemu(trace, args, sizes, heap, on_message, on_warning, on_info):
+    """replay_main on the emulated Cortex-M3: the trace and replay's modules read from the host
+    through semihosting (/host), the messages streamed back over the console."""
+    total = targets.heap_of_image("qemu-cortex-m3")
+    wanted = targets.heap_bytes(heap)
+    if wanted > total:
+        raise ReplayError("--heap %s is more than the qemu-cortex-m3 image's heap (%d bytes, "
+                          "MICROPY_HEAP_SIZE in tools/build_firmware.py)" % (heap, total))
+    on_board = "/host" + os.path.abspath(trace)
+    args = [on_board] + args[1:]
+    code = ("import hostfs\nhostfs.mount('/host')\n" +
+            targets.launcher(args, "/host" + targets.replay_modules(), total - wanted))
+    errors, status = [], []
+
+    def line(text):
+        text = text.replace(on_board, os.path.abspath(trace))
+        if text.startswith("{"):
+            on_message(text)
+        elif text.startswith("warning: "):
+            on_warning(text[len("warning: "):])
+        elif text.startswith("info: "):
+            on_info(text[len("info: "):])
+        elif text.startswith(targets.EXIT_PREFIX):
+            status.append(int(text[len(targets.EXIT_PREFIX):]))
+        elif text.strip():
+            errors.append(text)
+    with targets.QemuBoard() as board:
+        failure = board.run(code, line)
+    if failure:
+        errors += failure.replace(on_board, os.path.abspath(trace)).splitlines()
+    if status and status[0] == 0:
+        return 0
+    return _failed(status[0] if status else 1, errors, sizes, "%s of %d" % (heap, total), on_info)
+
+
+def _failed(returncode, errors, sizes, heap, on_info):
+    if returncode == 1 and errors and errors[-1].startswith("error: not every message"):
+        on_info(errors[-1][len("error: "):])
+        return 1
+    if any("MemoryError" in line for line in errors):
+        raise _out_of_heap(heap, sizes)
+    for line in errors:
+        if line.startswith("error: "):
+            raise ReplayError(line[len("error: "):])
+    raise ReplayError("MicroPython exited with code %d: %s"
+                      % (returncode, errors[-1] if errors else "no message"))
+
+
+def _run_micropython(argv, env, sizes, heap, on_message, on_warning, on_info):
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, encoding="utf-8", errors="replace")
     errors = []
@@ -110,18 +181,7 @@ def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, ext
     reader.join()
     if proc.returncode == 0:
         return 0
-    if proc.returncode == 1 and errors and errors[-1].startswith("error: not every message"):
-        on_info(errors[-1][len("error: "):])
-        return 1
-    if any("MemoryError" in line for line in errors):
-        raise ReplayError("MicroPython ran out of heap (-X heapsize=%s) with caches of %s entries "
-                          "(process, network, login): raise --heap or lower --cache-size"
-                          % (heap, "/".join(str(n) for n in sizes)))
-    for line in errors:
-        if line.startswith("error: "):
-            raise ReplayError(line[len("error: "):])
-    raise ReplayError("MicroPython exited with code %d: %s"
-                      % (proc.returncode, errors[-1] if errors else "no message"))
+    return _failed(proc.returncode, errors, sizes, "-X heapsize=%s" % heap, on_info)
 
 
 class Uplink:

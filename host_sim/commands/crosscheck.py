@@ -3,6 +3,7 @@ import sys
 
 from host_sim.cli import UsageError
 from host_sim.crosscheck import crosscheck
+from host_sim.commands.replay import RUNTIMES
 from host_sim.replay import ReplayError, parse_heap
 from microagent.trace import TraceError
 
@@ -19,9 +20,11 @@ def register(subparsers):
                    help="window length in seconds (default 7200)")
     p.add_argument("--cache-size", type=int, default=256, metavar="N",
                    help="entries per cache for both engines (default 256)")
-    p.add_argument("--heap", default="1M", metavar="SIZE",
-                   help="MicroPython heap for the firmware engine (default 1M)")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    p.add_argument("--heap", metavar="SIZE",
+                   help="MicroPython heap for the firmware engine (default 1M; on "
+                        "qemu-cortex-m3 the image's whole heap)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="micropython",
+                   help="where the firmware engine runs (as for replay)")
     p.set_defaults(run=run)
 
 
@@ -29,7 +32,7 @@ def run(args):
     if args.window <= 0 or args.cache_size < 1:
         raise UsageError("--window must be positive and --cache-size at least 1")
     try:
-        heap = parse_heap(args.heap)
+        heap = parse_heap(args.heap or ("140K" if args.runtime == "qemu-cortex-m3" else "1M"))
     except ValueError as exc:
         raise UsageError(str(exc))
     try:
