@@ -13,3 +13,4 @@ if __name__ == "__main__":
     flash_bench.run()
     agent_bench.run()
     run_bench.run()
+    targets_bench.run()
