@@ -140,16 +140,6 @@ def check_board(profile, facts, port, needs_mpy):
                          "compiles for %s" % (port, got_arch, profile["name"], want["arch"]))
 
 
-def check_frozen(link, profile, port):
-    """--frozen: the board's firmware holds the agent package (firmware/manifest.py)."""
-    answer = link.exec("try:\n import microagent.engine\n print('frozen')\nexcept ImportError:\n"
-                       " print('absent')").strip()
-    if answer != b"frozen":
-        raise FlashError("--frozen: the board at %s has no microagent package in its firmware: "
-                         "build it with firmware/manifest.py (`make firmware` for %s) or flash "
-                         "without --frozen" % (port, profile["name"]))
-
-
 def check_space(facts, files, port):
     """Enough free flash for FILES, counting the bytes of the files they replace."""
     if facts["free"] is None:
@@ -279,8 +269,6 @@ def flash(args, report):
                      platform=facts["platform"], version=list(facts["version"]), mpy=facts["mpy"],
                      hashlib=facts["hashlib"], free=facts["free"])
         check_board(profile, facts, args.port, needs_mpy)
-        if args.frozen and not args.files:
-            check_frozen(link, profile, args.port)
         check_space(facts, files, args.port)
         by_hash = profile["hashlib"] and facts["hashlib"]
         stale_folders = [] if args.files else package_folders(files, args.frozen)
