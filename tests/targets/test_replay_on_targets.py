@@ -114,3 +114,32 @@ def test_the_heap_cap_holds_on_the_emulated_board(firmware_targets, small_trace)
     assert fits.returncode == 0, fits.stderr
     capped = run("replay", small_trace, "--runtime", "qemu-cortex-m3", "--heap", "48K", *sizes)
     assert capped.returncode == 2 and "ran out of heap" in capped.stderr
+
+
+def test_micropython32_replay_sends_to_the_hub(firmware_targets, small_trace, tmp_path):
+    """The firmware engine on the 32-bit build delivers what it prints, over TLS, with the key
+    kept off its command line."""
+    from hub_emulator.process import HubProcess
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device("dev32")
+    printed = run("replay", small_trace, "--runtime", "micropython32", "--window", "60")
+    assert printed.returncode == 0, printed.stderr
+    with hub:
+        env = dict(os.environ, MICROAGENT_CONNECTION_STRING=connection_string)
+        sent = subprocess.run([MICROAGENT, "replay", small_trace, "--runtime", "micropython32",
+                               "--window", "60", "--ca", hub.ca, "--port", str(hub.port)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        bodies = [m["payload"].decode() if isinstance(m["payload"], bytes) else m["payload"]
+                  for m in hub.messages("dev32")]
+    assert sent.returncode == 0, sent.stderr
+    assert connection_string.split("SharedAccessKey=")[1] not in sent.stderr
+    assert without_ids("\n".join(bodies)) == without_ids(printed.stdout)
+
+
+def test_sending_from_the_emulated_boards_replay_is_refused(firmware_targets, small_trace):
+    env = dict(os.environ, MICROAGENT_CONNECTION_STRING="HostName=h;DeviceId=d;SharedAccessKey=AAAA")
+    proc = subprocess.run([MICROAGENT, "replay", small_trace, "--runtime", "qemu-cortex-m3",
+                           "--ca", os.path.join(REPO, "README.md")], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "on qemu-cortex-m3 the agent sends over UART1" in proc.stderr
