@@ -291,15 +291,12 @@ def ensure(targets=TARGETS, src=None, jobs=None):
     os.makedirs(BUILD, exist_ok=True)
     with open(os.path.join(BUILD, ".firmware.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        top = identity = None
+        top, identity = prepare_source(source_setting(src))
         for target in targets:
-            check_toolchain(target)
-        for target in targets:
-            if top is None:
-                top, identity = prepare_source(source_setting(src))
             if up_to_date(target, identity):
                 progress("%s: up to date (%s)" % (target, os.path.relpath(output_path(target), REPO)))
                 continue
+            check_toolchain(target)  # only a build needs one
             build_target(target, top, identity, jobs)
             progress("%s: built %s" % (target, os.path.relpath(output_path(target), REPO)))
     return {t: output_path(t) for t in targets}

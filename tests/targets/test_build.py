@@ -72,16 +72,40 @@ def test_a_tarball_that_is_not_micropython_is_refused(tmp_path):
     assert "does not hold a MicroPython source tree" in proc.stderr.splitlines()[-1]
 
 
-def test_a_missing_cross_compiler_is_named(tmp_path):
+def test_a_missing_cross_compiler_is_named(tmp_path, monkeypatch):
+    builder = _builder()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("make", "gcc"):
+    for tool in ("make",):
         os.symlink(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip(),
                    bin_dir / tool)
-    env = dict(os.environ, PATH=str(bin_dir))
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "build_firmware.py"), "qemu-cortex-m3"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(builder.BuildError) as err:
+        builder.check_toolchain("qemu-cortex-m3")
+    assert err.value.exit_status == 2
+    assert str(err.value) == ("missing toolchain: arm-none-eabi-gcc (Debian packages "
+                              "gcc-arm-none-eabi, libnewlib-arm-none-eabi; run `make setup`)")
+
+
+def test_missing_qemu_is_one_line(firmware_targets, tmp_path):
+    """A built image needs no toolchain, but the emulated board needs QEMU."""
+    trace = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl")
+    env = dict(os.environ, PATH=str(tmp_path))  # no qemu-system-arm, nor anything else
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "microagent"), "replay",
+                           trace, "--runtime", "qemu-cortex-m3"], capture_output=True, text=True,
+                          env=env, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("build_firmware: missing toolchain: arm-none-eabi-gcc (Debian "
-                                   "packages gcc-arm-none-eabi, libnewlib-arm-none-eabi; run "
-                                   "`make setup`)")
+    assert proc.stderr.splitlines()[-1] == ("microagent: error: qemu-system-arm is missing: run "
+                                            "`make setup` (Debian package qemu-system-arm)")
+
+
+def test_cmake_firmware_target_runs_the_builder(firmware_targets, tmp_path):
+    build = tmp_path / "cmake"
+    configure = subprocess.run(["cmake", "-S", REPO, "-B", str(build)], capture_output=True,
+                               text=True, timeout=120)
+    assert configure.returncode == 0, configure.stderr
+    proc = subprocess.run(["cmake", "--build", str(build), "--target", "firmware"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "micropython32: up to date" in out and "qemu-cortex-m3: up to date" in out
