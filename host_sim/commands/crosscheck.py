@@ -1,9 +1,10 @@
 """`microagent crosscheck TRACE`: the firmware engine (MicroPython) against the host engine."""
 import sys
 
+from host_sim import targets
 from host_sim.cli import UsageError
-from host_sim.crosscheck import crosscheck
 from host_sim.commands.replay import RUNTIMES
+from host_sim.crosscheck import crosscheck
 from host_sim.replay import ReplayError, parse_heap
 from microagent.trace import TraceError
 
@@ -28,11 +29,18 @@ def register(subparsers):
     p.set_defaults(run=run)
 
 
+def default_heap(runtime):
+    """1M, or on the emulated board the whole heap compiled into its image."""
+    if runtime == "qemu-cortex-m3":
+        return str(targets.heap_of_image(runtime))
+    return "1M"
+
+
 def run(args):
     if args.window <= 0 or args.cache_size < 1:
         raise UsageError("--window must be positive and --cache-size at least 1")
     try:
-        heap = parse_heap(args.heap or ("140K" if args.runtime == "qemu-cortex-m3" else "1M"))
+        heap = parse_heap(args.heap or default_heap(args.runtime))
     except ValueError as exc:
         raise UsageError(str(exc))
     try:
