@@ -2,7 +2,7 @@
 BENCH_JSON=FILE to also get every row as a JSON line."""
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
                    firmware_bench, flash_bench, half_open_bench, host_bench, hub_emulator, run_bench,
-                   transport_heap)
+                   targets_bench, transport_heap)
 
 if __name__ == "__main__":
     firmware_bench.run()
@@ -17,3 +17,4 @@ if __name__ == "__main__":
     agent_bench.run()
     alerts_bench.run()
     run_bench.run()
+    targets_bench.run()

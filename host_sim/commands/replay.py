@@ -11,6 +11,8 @@ from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_ho
                              replay_host_to_hub, write_line)
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 
+RUNTIMES = ("micropython", "micropython32", "qemu-cortex-m3", "cpython")
+
 # Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
 SENDING_HEAP = "192K"
 
@@ -25,8 +27,11 @@ def register(subparsers):
     p.add_argument("--engine", choices=("firmware", "host"), default="firmware",
                    help="firmware: RTOS semantics (drop new when full); host: Linux semantics "
                         "(evict oldest). Default: firmware")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
-                   help="where the firmware engine runs (default: the MicroPython unix port)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="micropython",
+                   help="where the firmware engine runs: the MicroPython unix port (default), "
+                        "the 32-bit builds of `make firmware` with the agent frozen "
+                        "(micropython32: i386 unix port; qemu-cortex-m3: the emulated board), "
+                        "or CPython")
     p.add_argument("--window", type=float, default=7200.0, metavar="S",
                    help="window length in seconds (default 7200: the Medium priority interval)")
     p.add_argument("--cache-size", type=int, metavar="N",
@@ -34,8 +39,9 @@ def register(subparsers):
                         "engine; on the firmware engine 256 network entries and 16 process and "
                         "16 login entries, as a board keeps them")
     p.add_argument("--heap", metavar="SIZE",
-                   help="MicroPython heap cap (-X heapsize): default 64K, or %s when sending "
-                        "to a hub" % SENDING_HEAP)
+                   help="MicroPython heap cap (-X heapsize; on qemu-cortex-m3 a ballast taken "
+                        "from the image's 140K heap): default 64K, or %s when sending to a hub"
+                        % SENDING_HEAP)
     p.add_argument("--max-message-size", type=int, default=4096, metavar="BYTES",
                    help="largest message in bytes (default 4096, IoT Hub's billing block)")
     p.add_argument("--encoding", choices=ENCODINGS, default=JSON,
