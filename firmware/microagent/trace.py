@@ -88,9 +88,10 @@ def parse_line(line, where):
         raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
     # The checks for unusual lines live in tracecheck, loaded only when a line needs them (a
     # board's heap holds the bytecode of every module imported).
-    if line.count(b"{") + line.count(b"[") > 1:
+    # MicroPython's json.loads takes heap per level and CPython's recurses. A line with at most
+    # MAX_DEPTH brackets cannot nest deeper: only others are scanned.
+    if line.count(b"{") + line.count(b"[") > MAX_DEPTH:
         from microagent.tracecheck import deeper_than
-        # MicroPython's json.loads takes heap per level and CPython's recurses.
         if deeper_than(line, MAX_DEPTH):
             raise TraceError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
     if line.find(b"\\ud") >= 0 or line.find(b"\\uD") >= 0:
@@ -216,24 +217,39 @@ def trace_lines(path):
             number += 1
             where = "%s:%d" % (path, number)
             if line[-1:] != b"\n" and len(line) == _PIECE:
-                from microagent.tracecheck import rest_of_line
+                try:
+                    from microagent.tracecheck import rest_of_line
+                except MemoryError:
+                    raise TraceError("%s: out of heap reading this line (raise --heap)" % where)
                 line, size = rest_of_line(f, line, _PIECE, MAX_LINE_BYTES)
                 if size > MAX_LINE_BYTES:
                     raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
                 if line is None:
-                    raise TraceError("%s: out of heap reading this line of %d bytes (raise "
-                                     "--heap)" % (where, size))
+                    raise TraceError("%s: out of heap reading this line (%d bytes or more; "
+                                     "raise --heap)" % (where, size))
             yield where, line
 
 
 def replay_file(replay, path):
     """Feeds every line of the trace file at PATH; the last window is flushed even on error."""
+    lines = trace_lines(path)
+    line = None
     try:
-        for where, line in trace_lines(path):
+        for where, line in lines:
             try:
                 replay.feed(line, where)
             except MemoryError:
                 raise TraceError("%s: out of heap while recording this line (raise --heap or "
                                  "lower --cache-size)" % where)
-    finally:
-        replay.close_window()
+    except Exception as exc:
+        # The bad line and the open file let go of the heap the last window's flush needs.
+        line = None
+        lines.close()
+        try:
+            replay.close_window()
+        except MemoryError:
+            if isinstance(exc, TraceError):
+                raise TraceError("%s; the window before it was lost: out of heap (raise --heap)"
+                                 % exc)
+        raise
+    replay.close_window()
