@@ -1,6 +1,6 @@
 """The host agent: live Linux collectors → host engine → messages (stdout or IoT Hub).
 
-The event-based collectors run in their own threads and hand raw events (spec section 1) to a
+The event-based collectors run in their own threads and hand raw events (docs/spec.md section 1) to a
 queue; one loop owns the engine, records the queued events into the current window (on the wall
 clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
 information, baseline, SBoM) run at start and then every interval of their priority.

@@ -1,7 +1,7 @@
 """Cross-checking the firmware engine (on MicroPython) against the host engine on one trace.
 
 Both engines must agree event for event wherever no cache overflowed; where one did, each must
-show its documented policy (spec section 4): the firmware keeps the first N distinct entries and
+show its documented policy (docs/spec.md section 4): the firmware keeps the first N distinct entries and
 drops the rest, the host evicts the oldest and keeps the last N inserted. To say which
 difference is allowed, the trace is also run through a plain reference model of the spec
 (`host_sim.reference_model`, standard library only), and each engine's output must equal

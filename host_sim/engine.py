@@ -1,7 +1,7 @@
 """The host engine: the core's Engine with Linux overflow semantics.
 
 When a cache is full, the oldest entry (earliest first occurrence in the window) is evicted and
-counted, and the new one is cached (spec section 4). Entries live in insertion-ordered dicts; a
+counted, and the new one is cached (docs/spec.md section 4). Entries live in insertion-ordered dicts; a
 queue of their keys finds the oldest in O(1) (the first key of a dict that keeps losing its first
 entries costs a scan over the deleted slots: 20 % of the storm ingest rate). The event model,
 window logic, DNS join and message encoder are the firmware core's (microagent.*), not copies.

@@ -34,7 +34,7 @@ def log(text):
 
 
 def agent_id(cs):
-    """A GUID stable per device (spec 5): derived from the hub and device (and module) id."""
+    """A GUID stable per device (docs/spec.md section 5): derived from the hub and device (and module) id."""
     import hashlib
     return guid(hashlib.sha256((cs.host + "/" + cs.client_id()).encode()).digest()[:16], 5)
 

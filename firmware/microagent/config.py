@@ -1,4 +1,4 @@
-# Agent configuration: the Defender for IoT micro agent keys (spec section 7), so module twins
+# Agent configuration: the Defender for IoT micro agent keys (docs/spec.md section 7), so module twins
 # written for that agent carry over. MicroPython-compatible.
 #
 # Values arrive as JSON from the module twin's desired properties. Each key is checked on its

@@ -1,4 +1,4 @@
-# The wire formats (spec section 5), shared by the firmware and the host agent: the envelope,
+# The wire formats (docs/spec.md section 5), shared by the firmware and the host agent: the envelope,
 # events and payload items written into one preallocated buffer, split into messages of at most
 # max_size bytes, never truncated. MessageEncoder writes JSON (the spec's encoding); the compact
 # encoding (microagent.compact, docs/compact-encoding.md) inherits its split. Needs only json,

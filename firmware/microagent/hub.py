@@ -1,4 +1,4 @@
-# IoT Hub session for the firmware (spec section 6): SAS-authenticated MQTT, security telemetry
+# IoT Hub session for the firmware (docs/spec.md section 6): SAS-authenticated MQTT, security telemetry
 # from the outbox, and the module twin that carries the configuration. MicroPython-compatible.
 #
 # One step() call does a bounded amount of work and never blocks for long, so the agent can call

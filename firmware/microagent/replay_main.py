@@ -60,7 +60,7 @@ def _warn(text):
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
                  warn, encoding="json"):
-    """The firmware engine; the DNS table is bounded by the network cache size (spec 3)."""
+    """The firmware engine; the DNS table is bounded by the network cache size (docs/spec.md section 3)."""
     encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
                   LoginCache(login_cache), DnsTable(network_cache), encoder, warn)

@@ -1,5 +1,5 @@
-# Replaying a trace (spec section 1: JSON Lines of raw events in time order) through an engine,
-# with the windows of spec section 2 over the trace's own clock. Runs under MicroPython.
+# Replaying a trace (docs/spec.md section 1: JSON Lines of raw events in time order) through an engine,
+# with the windows of docs/spec.md section 2 over the trace's own clock. Runs under MicroPython.
 import json
 
 from microagent import events
@@ -167,7 +167,7 @@ class Replay:
 
 
 def record_event(engine, event, offset, where, halves):
-    """Records one raw event dict (spec section 1) into ENGINE at OFFSET ms into the window,
+    """Records one raw event dict (docs/spec.md section 1) into ENGINE at OFFSET ms into the window,
     checking each field; HALVES is a scratch list of two. Raises TraceError naming WHERE."""
     kind = event["kind"]
     if kind == "connection":

@@ -22,7 +22,7 @@ mode), or `start()` / `stop()` for a thread. `collector.mode` says which mode is
 In audit mode fileno() is an epoll descriptor over the audit and connector sockets, and poll()
 (every 2 s) puts our audit rule back if someone removed it.
 
-Events are raw trace events (spec section 1):
+Events are raw trace events (docs/spec.md section 1):
     {"kind": "process", "t", "type": "fork"|"exec", "pid", "ppid", "uid", "commandline",
      "executable", "user_name"}
 Thread creation is not reported (only new processes). The connector's events carry

@@ -1,5 +1,5 @@
 """`microagent record`: run the live event collectors for a while and write their raw events as a
-trace (spec section 1, JSON lines in time order) that `microagent replay` can read."""
+trace (docs/spec.md section 1, JSON lines in time order) that `microagent replay` can read."""
 import json
 import logging
 import sys

@@ -1,5 +1,5 @@
 """The collectors' output goes through the lead's engine and encoder: raw events pass the trace
-checks, aggregate as spec section 3 says, and every message validates against the schema."""
+checks, aggregate as docs/spec.md section 3 says, and every message validates against the schema."""
 import json
 import socket
 import subprocess
@@ -22,7 +22,7 @@ AGENT_ID = "00000000-0000-4000-8000-00000000c011"
 
 
 class Window:
-    """A host engine fed through the trace path (spec section 1 lines, one long window); its
+    """A host engine fed through the trace path (docs/spec.md section 1 lines, one long window); its
     messages are kept, parsed and schema-checked."""
 
     def __init__(self):

@@ -15,7 +15,7 @@ HOST = "myhub.azure-devices.net"
 
 
 def mint(resource, key=KEY, expiry=None, encode=True):
-    """A token built by hand, the way the spec (section 6) writes it. Valid for a day: the
+    """A token built by hand, the way docs/spec.md section 6 writes it. Valid for a day: the
     parametrized tokens are minted at collection, and a slow run reaches them many minutes later."""
     expiry = expiry or int(time.time()) + 86400
     sr = urllib.parse.quote(resource, safe="") if encode else resource
