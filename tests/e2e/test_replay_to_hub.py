@@ -14,6 +14,7 @@ from host_sim import schema, tracegen
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
+OUTAGE_S = 2
 
 
 def replay_args(trace, engine, *extra):
@@ -125,6 +126,7 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     seen = proc.stderr_lines
     hub.kill()
     proc.wait_for_stderr(("reconnecting", "retry"), after=seen)   # the sender meets the outage
+    time.sleep(OUTAGE_S)  # the outage's length is the scenario, not a wait for something
     hub.start()
     returncode, out, err = proc.finish(300)
     got = normalized(stored(hub))
