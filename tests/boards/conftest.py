@@ -154,13 +154,19 @@ def qemu_microbit():
         _stop(proc)
 
 
+# The package modules of the tiny firmware: the profile loader and what it imports.
+TINY_PACKAGE = ("config", "profile")
+
+
 @pytest.fixture
 def tiny_firmware(tmp_path):
     """A firmware tree like the real one, with a tiny main.py standing in for the agent's: it
-    loads the profile and credentials with microagent.profile and prints the started line."""
+    loads the profile and credentials with microagent.profile (which checks the profile's
+    intervals with microagent.config) and prints the started line."""
     root = tmp_path / "firmware"
     (root / "microagent").mkdir(parents=True)
-    shutil.copy(os.path.join(REPO, "firmware", "microagent", "profile.py"), root / "microagent")
+    for module in TINY_PACKAGE:
+        shutil.copy(os.path.join(REPO, "firmware", "microagent", module + ".py"), root / "microagent")
     (root / "main.py").write_text(
         "import gc, time\n"
         "from microagent import profile\n"
