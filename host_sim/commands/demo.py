@@ -8,6 +8,7 @@ import os
 import tempfile
 
 from host_sim.cli import UsageError
+from host_sim.commands.replay import SENDING_HEAP
 from host_sim.pretty import console, render_message
 from host_sim.replay import ReplayError, Uplink, replay_firmware
 
@@ -44,7 +45,7 @@ def run(args):
             uplink = Uplink(connection_string, hub.ca, hub.port, timeout_s=30)
             try:
                 status = replay_firmware(args.trace, int(args.window * 1000), None, None,
-                                         notes.append, heap="192K", uplink=uplink,
+                                         notes.append, heap=SENDING_HEAP, uplink=uplink,
                                          on_info=notes.append)
             except ReplayError as exc:
                 raise UsageError(str(exc))

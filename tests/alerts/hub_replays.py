@@ -22,7 +22,7 @@ def replay_to_hub(hub, device, trace, tmp_dir, engine="host", window_s=600):
             "--ca", hub.ca, "--port", str(hub.port), "--outbox",
             os.path.join(str(tmp_dir), device + "-outbox.db")]
     if engine == "firmware":
-        args += ["--heap", "192K"]
+        args += ["--heap", "224K"]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

@@ -31,7 +31,7 @@ def test_compact_messages_reach_the_hub_marked_and_decode_to_the_json_rows(hub, 
     tracegen.write(tracegen.random_trace(31, events=1500, distinct=120), trace)
     base = [MICROAGENT, "replay", str(trace), "--engine", engine, "--window", "600",
             "--cache-size", "64"]
-    printed = subprocess.run(base + ["--heap", "192K"], capture_output=True, text=True,
+    printed = subprocess.run(base + ["--heap", "224K"], capture_output=True, text=True,
                              timeout=300)
     assert printed.returncode == 0, printed.stderr
     env = dict(os.environ, MICROAGENT_CONNECTION_STRING=hub.connection_string)

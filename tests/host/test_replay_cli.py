@@ -38,8 +38,13 @@ def without_ids(stdout):
     return out
 
 
-def test_quiet_device_on_micropython_64k_is_schema_valid():
-    proc = replay(os.path.join(TRACES, "quiet-device.jsonl"), "--window", 600)
+@pytest.mark.parametrize("runtime", ["micropython", "micropython32"])
+def test_quiet_device_on_the_default_heap_is_schema_valid(runtime, request):
+    """The default heap: 80K on the 64-bit port (the code loads into it), a board's 64K on the
+    32-bit build with the agent frozen."""
+    if runtime == "micropython32":
+        request.getfixturevalue("firmware_targets")
+    proc = replay(os.path.join(TRACES, "quiet-device.jsonl"), "--window", 600, "--runtime", runtime)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) >= 20

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from host_sim.collectors import login, sbom
 from host_sim.engine import build_host_engine
-from hub_emulator import bounded_json, cli, codec, sas, topics, twin
+from hub_emulator import bounded_json, cli, codec, sas, store, topics, twin
 from microagent import profile
 from microagent.config import Config
 from microagent.replay_main import build_engine
@@ -109,7 +109,7 @@ def test_bounded_json_agrees_with_json_within_bounds(value):
                      st.sampled_from(["Name", "Payload"]), json_values), max_size=3)}).map(
                      lambda v: json.dumps(v).encode())))
 def test_hub_messages_summary_of_any_body(payload):
-    assert "\n" not in cli._summary(payload)
+    assert "\n" not in cli._summary(payload, store.decode_body(payload))
 
 
 @FUZZ
