@@ -6,7 +6,7 @@ from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_ho
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 
 # Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
-SENDING_HEAP = "192K"
+SENDING_HEAP = "224K"
 
 
 def register(subparsers):
