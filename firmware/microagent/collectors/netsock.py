@@ -74,6 +74,7 @@ class Tracker:
         self.pending_halves = array("H", bytes(4 * PENDING_LOOKUPS))
         self.pending = 0
         self.pending_lost = 0
+        self.connections_lost = 0  # connections that could not wait for resume() (see _settle)
         self.window_start = ticks_ms()
         self.local_high = 0
         self.local_low = 0
@@ -98,10 +99,13 @@ class Tracker:
                 engine.record_dns_packed(self.pending_names[i], self.pending_halves[2 * i],
                                          self.pending_halves[2 * i + 1])
             engine.dns.dropped += self.pending_lost
+            engine.network.dropped += self.connections_lost
         for i in range(self.pending):
             self.pending_names[i] = None
         self.pending = 0
         self.pending_lost = 0
+        self.connections_lost = 0
+        self.connections_lost = 0  # connections that could not wait for resume() (see _settle)
 
     def lookup(self, host, high, low):
         """A name lookup's IPv4 answer: into the engine, or kept until resume()."""
@@ -195,7 +199,7 @@ class TrackedSocket(io.IOBase):
                 and halves[1] == self.remote_low):
             return True
         if self.remote_port >= 0:
-            self._report()  # a datagram socket turned to another peer: the last one is done
+            self._settle()  # a datagram socket turned to another peer: the last one is done
         self.remote_high = halves[0]
         self.remote_low = halves[1]
         self.remote_port = port
@@ -208,7 +212,7 @@ class TrackedSocket(io.IOBase):
         if not self._tracked:
             self._tracked = self._t.add(self)
             if not self._tracked:
-                self._report()  # no room to follow it: at least the connection is counted
+                self._settle()  # no room to follow it: at least the connection is counted
         return True
 
     def _local_towards(self, remote_high):
@@ -224,6 +228,19 @@ class TrackedSocket(io.IOBase):
                 self.local_port = getsockname()[1]
             except OSError:
                 pass
+
+    def _settle(self):
+        # Reports now a connection whose state is about to go. While a window flushes there is
+        # nowhere to put it: it is counted as lost to the network cache (DroppedEvents).
+        tracker = self._t
+        if tracker.active is None and tracker.paused and tracker.engine is not None \
+                and self.remote_port >= 0 and (self.fresh or self.bytes_in or self.bytes_out):
+            tracker.connections_lost += 1
+            self.fresh = False
+            self.bytes_in = 0
+            self.bytes_out = 0
+            return
+        self._report()
 
     def _report(self):
         # Records this window's activity into the engine: once per window per connection.
