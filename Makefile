@@ -18,6 +18,7 @@ demo: setup
 	$(BIN)/microagent demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 bench: setup

@@ -181,7 +181,8 @@ def write_and_verify(link, profile, files, stale_folders, by_hash, report):
         for f in files:
             path = on_board(root, f.remote)
             progress.update(total, description="writing " + os.path.basename(f.remote)[:20])
-            link.write(path, f.data, progress=lambda n, _size: progress.update(total, completed=done + n))
+            link.write(path, f.data,
+                       progress=lambda n, _size, start=done: progress.update(total, completed=start + n))
             done += len(f.data)
             progress.update(total, completed=done)
     method = "sha256 on the board" if by_hash else "read back byte for byte"

@@ -19,7 +19,7 @@ from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
-from microagent.encode import MessageEncoder
+from microagent.encode import MessageEncoder, guid
 from microagent.engine import Engine
 from microagent.hub import HubSession
 from microagent.sas import ConnectionString, unix_time
@@ -41,12 +41,7 @@ def log(text):
 def agent_id(cs):
     """A GUID stable per device (spec 5): derived from the hub and device (and module) id."""
     import hashlib
-    from binascii import hexlify
-    raw = bytearray(hashlib.sha256((cs.host + "/" + cs.client_id()).encode()).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = hexlify(raw).decode()
-    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+    return guid(hashlib.sha256((cs.host + "/" + cs.client_id()).encode()).digest()[:16], 5)
 
 
 class Agent:

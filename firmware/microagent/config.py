@@ -56,6 +56,9 @@ def parse_intervals(text):
         if not 1 <= value <= _MAX_INTERVAL_MIN:
             raise ValueError("%d minutes is outside 1..%d" % (value, _MAX_INTERVAL_MIN))
         minutes.append(value)
+    # A higher priority never reports less often than a lower one.
+    if not minutes[0] <= minutes[1] <= minutes[2]:
+        raise ValueError("High <= Medium <= Low must hold")
     return minutes[0], minutes[1], minutes[2]
 
 

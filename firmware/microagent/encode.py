@@ -13,13 +13,18 @@ PAYLOAD_SCHEMA_VERSION = "1.0"
 _CLOSING = b"]}]}"
 
 
-def new_guid():
-    """A random (version 4) GUID string, from os.urandom since MicroPython has no uuid."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
+def guid(raw, version):
+    """The GUID string of 16 bytes RAW, marked as RFC 4122 VERSION (4 random, 5 name-based)."""
+    raw = bytearray(raw)
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = hexlify(raw).decode()
     return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+def new_guid():
+    """A random GUID, from os.urandom since MicroPython has no uuid."""
+    return guid(os.urandom(16), 4)
 
 
 def _civil_from_days(days):

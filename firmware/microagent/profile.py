@@ -4,6 +4,8 @@
 # The host also validates against boards/schema.json; docs/boards.md documents every field.
 import json
 
+from microagent.config import parse_intervals
+
 PROFILE_FILE = "microagent_board.json"
 CREDENTIALS_FILE = "microagent_device.json"
 # The agent prints this (at the start of a line) once it runs; flash.py waits for it.
@@ -67,22 +69,6 @@ def _expect(source, key, value, kind):
                 _fail(source, key, "expected %s, got %s" % (name, _type_name(value)))
 
 
-def priority_intervals(text):
-    """'High,Medium,Low' minutes -> (high, medium, low) ints; ValueError when malformed."""
-    parts = text.split(",")
-    if len(parts) != 3:
-        raise ValueError("expected three minutes 'High,Medium,Low'")
-    minutes = []
-    for part in parts:
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise ValueError("'%s' is not a whole number of minutes >= 1" % part)
-        minutes.append(int(part))
-    if not minutes[0] <= minutes[1] <= minutes[2]:
-        raise ValueError("High <= Medium <= Low must hold")
-    return tuple(minutes)
-
-
 def _check_mpy(source, mpy):
     if mpy is None:
         return
@@ -124,7 +110,7 @@ def check(data, source):
         _fail(source, "uplink", "'%s' is not one of %s" % (data["uplink"], ", ".join(_UPLINKS)))
     config = data["config"]
     try:
-        priority_intervals(config["CollectorsCore_PriorityIntervals"])
+        parse_intervals(config["CollectorsCore_PriorityIntervals"])
     except ValueError as exc:
         _fail(source, "config.CollectorsCore_PriorityIntervals", str(exc))
     for name in CACHED_COLLECTORS:

@@ -106,7 +106,7 @@ def test_board_loader_in_micropython_names_file_and_key(tmp_path, micropython, k
     path = tmp_path / "microagent_board.json"
     path.write_text(json.dumps(_mutated(key, value)))
     script = tmp_path / "load.py"
-    script.write_text("from microagent import profile\n"
+    script.write_text("from microagent import config, profile\n"
                       "try:\n    profile.load_profile(%r)\n    print('LOADED')\n"
                       "except profile.ProfileError as e:\n    print('ERROR', e)\n" % str(path))
     out = micropython(str(script)).stdout.strip()
@@ -117,9 +117,9 @@ def test_board_loader_in_micropython_names_file_and_key(tmp_path, micropython, k
 def test_board_loader_accepts_every_shipped_profile_in_micropython(tmp_path, micropython):
     script = tmp_path / "load_all.py"
     names = board_profiles.names()
-    script.write_text("from microagent import profile\n"
+    script.write_text("from microagent import config, profile\n"
                       "for n in %r:\n    p = profile.load_profile(%r + '/' + n + '.json')\n"
-                      "    print(p['name'], profile.priority_intervals(p['config']['CollectorsCore_PriorityIntervals']))\n"
+                      "    print(p['name'], config.parse_intervals(p['config']['CollectorsCore_PriorityIntervals']))\n"
                       % (names, os.path.join(REPO, "boards")))
     out = micropython(str(script)).stdout.split("\n")
     assert [line.split()[0] for line in out if line] == names

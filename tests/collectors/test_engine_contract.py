@@ -70,7 +70,7 @@ def test_fixture_events_pass_the_engine_and_the_schema():
                for p in processes)
     logins = window.payload("Login")
     assert len(logins) == 8 + 3 + 8
-    assert {l["operation"] for l in logins} == {"Login", "Logout", "LoginFailed"}
+    assert {login["operation"] for login in logins} == {"Login", "Logout", "LoginFailed"}
 
 
 def test_triggered_payloads_validate():

@@ -83,7 +83,8 @@ def test_null_resets_to_default():
 def test_intervals_parsing():
     assert config.parse_intervals("30,120,1440") == (30, 120, 1440)
     for bad, reason in (("0,1,2", "outside"), ("a,b,c", "not a whole number"),
-                        ("1,2,3,4", "three"), ("1,2,99999", "outside"), ("-1,2,3", "not a whole")):
+                        ("1,2,3,4", "three"), ("1,2,99999", "outside"), ("-1,2,3", "not a whole"),
+                        ("60,30,1440", "High <= Medium <= Low")):
         assert reason in str(raises(ValueError, config.parse_intervals, bad)), bad
 
 

@@ -138,7 +138,7 @@ def test_a_window_too_big_for_one_message_is_split_not_truncated():
         conn(run, port * 0.1, 2000 + port)
     run.close()
     assert len(run.messages) > 10
-    for length, message in run.messages:
+    for length, _message in run.messages:
         assert length <= 1024
     ports = [i["local_port"] for i in run.items("ConnectionCreate")]
     assert ports == list(range(2000, 2150))

@@ -2,7 +2,7 @@
 from array import array
 
 from microagent import events
-from microagent.encode import iso8601, new_guid
+from microagent.encode import guid, iso8601, new_guid
 
 
 def test_short_string_is_returned_unchanged():
@@ -71,3 +71,9 @@ def test_guid_is_random_version_4():
     assert a[14] == "4"
     assert a[19] in "89ab"
     assert [len(part) for part in a.split("-")] == [8, 4, 4, 4, 12]
+
+
+def test_guid_marks_version_and_variant_only():
+    # RFC 4122: the high nibble of byte 6 is the version, the top two bits of byte 8 are 10.
+    assert guid(b"\xff" * 16, 5) == "ffffffff-ffff-5fff-bfff-ffffffffffff"
+    assert guid(b"\x00" * 16, 4) == "00000000-0000-4000-8000-000000000000"

@@ -73,3 +73,21 @@ def test_crosscheck_cli_exit_1_with_readable_diff(tmp_path):
     proc = subprocess.run([MICROAGENT, "crosscheck", str(trace)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "bad.jsonl:2: out of time order" in proc.stderr
+
+
+def test_reference_model_stands_apart_from_the_code_it_checks():
+    """The crosscheck oracle imports only the standard library, never the engines' helpers."""
+    import ast
+    import sys
+
+    from host_sim import reference_model
+
+    tree = ast.parse(open(reference_model.__file__).read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or ".").split(".")[0])
+    assert imported, "the model imports nothing? the parse found no import at all"
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)

@@ -1,5 +1,6 @@
 """Conformance with paho-mqtt 2.x (the host agent's client), over TLS and plain TCP."""
 import json
+import queue
 import subprocess
 import sys
 import time
@@ -186,7 +187,7 @@ def test_no_reply_without_a_subscription(hub, devices):
     device = devices(hub)
     device.connect()
     device.publish("$iothub/twin/GET/?$rid=1", b"")
-    with pytest.raises(Exception):
+    with pytest.raises(queue.Empty):
         device.next_message(timeout=1)
 
 

@@ -1,0 +1,183 @@
+"""A plain model of docs/spec.md sections 1-5: what each window of a trace must produce.
+
+It is the oracle of `microagent crosscheck` and the property tests, so it stands apart from the
+code it checks: it imports nothing of the project, only the standard library, and follows the
+spec's wording rather than the engines' data structures (an ordered dict per cache, strings for
+addresses, datetime for timestamps). Written for clarity, not speed.
+"""
+import json
+from collections import OrderedDict
+from datetime import datetime, timezone
+
+FIRMWARE = "firmware"
+HOST = "host"
+PROCESS = "ProcessCreate"
+CONNECTION = "ConnectionCreate"
+LOGIN = "Login"
+DNS = "DNS"
+COLLECTORS = (PROCESS, CONNECTION, LOGIN, DNS)
+
+# Spec section 1: strings are cut to 2,048 bytes of UTF-8, ending in this marker.
+_MAX_BYTES = 2048
+_MARKER = "...[truncated]"
+
+# Spec section 3: the service port names the application protocol.
+_SERVICES = {20: "FTP", 21: "FTP", 22: "SSH", 23: "TELNET", 25: "SMTP", 53: "DNS", 67: "DHCP",
+             68: "DHCP", 80: "HTTP", 110: "POP3", 123: "NTP", 143: "IMAP", 161: "SNMP",
+             389: "LDAP", 443: "HTTPS", 445: "SMB", 502: "MODBUS", 587: "SMTP", 636: "LDAPS",
+             993: "IMAPS", 1883: "MQTT", 3389: "RDP", 5671: "AMQP", 5672: "AMQP", 5683: "COAP",
+             8080: "HTTP", 8443: "HTTPS", 8883: "MQTT", 20000: "DNP3", 47808: "BACNET"}
+
+# The firmware keeps byte counts in 32-bit unsigned counters that saturate.
+_FIRMWARE_COUNTER_MAX = 2 ** 32 - 1
+
+
+def cut(text):
+    """TEXT as the spec says a recorded string looks."""
+    if text is None:
+        return None
+    raw = text.encode("utf-8")
+    if len(raw) <= _MAX_BYTES:
+        return text
+    return raw[:_MAX_BYTES - len(_MARKER)].decode("utf-8", "ignore") + _MARKER
+
+
+def is_ipv6(address):
+    return ":" in address
+
+
+def timestamp(ms):
+    """ISO 8601 UTC with milliseconds, as payload items carry it."""
+    moment = datetime.fromtimestamp(ms // 1000, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms % 1000)
+
+
+def to_ms(seconds):
+    return int(seconds * 1000 + 0.5)
+
+
+class Cache:
+    """One collector's cache under one policy, over one window."""
+
+    def __init__(self, capacity, policy):
+        self.capacity = capacity
+        self.policy = policy
+        self.entries = OrderedDict()
+        self.dropped = 0
+        self.evicted = 0
+        self._serial = 0
+
+    def add(self, key, event, merge):
+        if key is None:  # logins: every event its own entry
+            self._serial += 1
+            key = self._serial
+        if key in self.entries:
+            merge(self.entries[key], event)
+            return
+        if len(self.entries) >= self.capacity:
+            if self.policy == FIRMWARE:
+                self.dropped += 1
+                return
+            self.entries.popitem(last=False)
+            self.evicted += 1
+        self.entries[key] = dict(event, hits=1)
+
+
+def _merge_hit(entry, event):
+    entry["hits"] += 0 if event.get("continued") else 1
+    entry["bytes_in"] = entry.get("bytes_in", 0) + event.get("bytes_in", 0)
+    entry["bytes_out"] = entry.get("bytes_out", 0) + event.get("bytes_out", 0)
+
+
+def _merge_dns(entry, event):
+    entry["hits"] += 1
+    entry["hostname"] = event["hostname"]
+
+
+def expected_window(window_events, window_start, sizes, policy):
+    """The items per collector and the loss counts a window of [(t ms, event)] must produce."""
+    caches = {c: Cache(sizes[c], policy) for c in COLLECTORS}
+    unsupported = 0
+    for t, e in window_events:
+        e = dict(e, offset=t - window_start)
+        kind = e["kind"]
+        if kind == "process":
+            e["commandline"] = cut(e["commandline"])
+            caches[PROCESS].add((e["commandline"], e["uid"]), e, _merge_hit)
+        elif kind == "connection":
+            if is_ipv6(e["local_address"]) or is_ipv6(e["remote_address"]):
+                unsupported += 1
+                continue
+            caches[CONNECTION].add((e["local_port"], e["remote_port"], e["protocol"],
+                                    e["local_address"], e["remote_address"]), e, _merge_hit)
+        elif kind == "dns":
+            if not is_ipv6(e["address"]):
+                caches[DNS].add(e["address"], e, _merge_dns)
+        else:
+            caches[LOGIN].add(None, e, _merge_hit)
+    dns = caches[DNS].entries
+    if policy == FIRMWARE:
+        def counter(n):
+            return min(n, _FIRMWARE_COUNTER_MAX)
+    else:
+        def counter(n):
+            return n
+    items = {PROCESS: [], CONNECTION: [], LOGIN: []}
+    for e in caches[PROCESS].entries.values():
+        item = {"timestamp": timestamp(window_start + e["offset"]), "process_id": e["pid"],
+                "parent_process_id": e["ppid"], "user_id": e["uid"],
+                "commandline": e["commandline"], "type": e["type"], "hit_count": e["hits"]}
+        for optional in ("executable", "user_name"):
+            if e.get(optional) is not None:
+                item[optional] = cut(e[optional])
+        items[PROCESS].append(item)
+    for e in caches[CONNECTION].entries.values():
+        direction = e.get("direction")
+        service_port = e["local_port"] if direction == "in" else e["remote_port"]
+        resolved = dns.get(e["remote_address"])
+        item = {"timestamp": timestamp(window_start + e["offset"]),
+                "local_address": e["local_address"], "remote_address": e["remote_address"],
+                "local_port": e["local_port"], "remote_port": e["remote_port"],
+                "transport_protocol": e["protocol"],
+                "application_protocol": _SERVICES.get(service_port, "UNKNOWN"),
+                "bytes_in": counter(e.get("bytes_in", 0)),
+                "bytes_out": counter(e.get("bytes_out", 0)),
+                "hit_count": e["hits"], "dns_hit_count": resolved["hits"] if resolved else 0,
+                "extended_properties": {"host_name": resolved["hostname"]} if resolved else {}}
+        if direction:
+            item["direction"] = direction
+        items[CONNECTION].append(item)
+    for e in caches[LOGIN].entries.values():
+        item = {"timestamp": timestamp(window_start + e["offset"]), "operation": e["operation"],
+                "process_id": e["pid"], "user_name": cut(e["user_name"]),
+                "executable": cut(e["executable"])}
+        if e.get("remote_address") is not None:
+            item["remote_address"] = e["remote_address"]
+        items[LOGIN].append(item)
+    losses = {}
+    for c in COLLECTORS:
+        extra = unsupported if c == CONNECTION else 0
+        if caches[c].dropped or caches[c].evicted or extra:
+            losses[c] = {"dropped": caches[c].dropped, "evicted": caches[c].evicted,
+                         "unsupported": extra}
+    return items, losses
+
+
+def trace_windows(path, window_ms):
+    """{window index: (window start ms, [(t ms, event)])} of a well-formed trace (spec section 2).
+
+    The engines have already refused a bad trace with its line named; this reader only reads.
+    """
+    windows = OrderedDict()
+    t0 = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            t = to_ms(event["t"])
+            if t0 is None:
+                t0 = t
+            index = (t - t0) // window_ms
+            windows.setdefault(index, (t0 + index * window_ms, []))[1].append((t, event))
+    return windows
