@@ -1,7 +1,7 @@
 """Runs every benchmark: `make bench` (or `python -m bench`). Each prints its tables; set
 BENCH_JSON=FILE to also get every row as a JSON line."""
 from bench import (agent_bench, collectors_bench, delivery_bench, firmware_bench, flash_bench,
-                   host_bench, hub_emulator, run_bench, transport_heap)
+                   heap32, host_bench, hub_emulator, loop_latency, run_bench, transport_heap)
 
 if __name__ == "__main__":
     firmware_bench.run()
@@ -12,4 +12,6 @@ if __name__ == "__main__":
     collectors_bench.run()
     flash_bench.run()
     agent_bench.run()
+    heap32.run()
+    loop_latency.run()
     run_bench.run()

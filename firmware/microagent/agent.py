@@ -15,7 +15,7 @@ import sys
 import asyncio
 
 from microagent import profile as board_profile
-from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.cache import DnsTable, NetworkCache, NoCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
@@ -58,6 +58,7 @@ class Agent:
         self.heap_peak = 0
         self.windows = 0
         self._link_error = None
+        self._gave_up_at = -1  # self.messages when _room() last waited in vain
         self.messages = 0
         self._config_changed = False
         cs = ConnectionString(settings.connection_string)
@@ -71,8 +72,8 @@ class Agent:
         gc.collect()
         size = self._cache_size()
         encoder = MessageEncoder(agent_id(cs), self._sink, board["max_message_bytes"])
-        self.engine = Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size),
-                             encoder, self._warn)
+        self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
+                             self._warn)
         self._message_bytes = board["max_message_bytes"]
         self._window_start = ticks_ms()
         self._window_epoch_ms = unix_time() * 1000
@@ -124,11 +125,15 @@ class Agent:
     async def _room(self):
         # Awaited before each payload item of a flush. A full window can be larger than the
         # outbox (64 connections are ~23 KB of messages): while the hub is reachable the delivery
-        # task frees room, so wait for it (at most SINK_WAIT_MS) rather than drop older messages.
-        if not self.outbox.fits(self._message_bytes) and self.session.connected():
+        # task frees room, so wait for it rather than drop older messages -- at most SINK_WAIT_MS
+        # per message: after a wait in vain, the items of the same message do not wait again.
+        if (not self.outbox.fits(self._message_bytes) and self.session.connected()
+                and self._gave_up_at != self.messages):
             start = ticks_ms()
-            while (self.session.connected() and not self.outbox.fits(self._message_bytes)
-                   and ticks_diff(ticks_ms(), start) < SINK_WAIT_MS):
+            while not self.outbox.fits(self._message_bytes):
+                if not self.session.connected() or ticks_diff(ticks_ms(), start) >= SINK_WAIT_MS:
+                    self._gave_up_at = self.messages
+                    return
                 await asyncio.sleep_ms(10)
         else:
             await asyncio.sleep_ms(0)

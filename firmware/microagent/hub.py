@@ -140,7 +140,8 @@ class HubSession:
     (default mqtt.open_connection); CLOCK_S gives Unix seconds for SAS expiry and message age.
     """
 
-    def __init__(self, cs, outbox, config, ca_der=None, port=8883, buf_size=2048, max_inflight=4,
+    def __init__(self, cs, outbox, config, ca_der=None, port=8883, buf_size=2048, out_size=1024,
+                 max_inflight=4,
                  keepalive_s=240, sas_ttl_s=3600, sas_renew_s=300, log=print, on_config=None,
                  clock_s=unix_time, opener=mqtt.open_connection):
         self.cs = cs
@@ -153,8 +154,12 @@ class HubSession:
         self._clock_s = clock_s
         self._open = opener
         self.tokens = SasTokenSource(cs.resource(), cs.key, sas_ttl_s, sas_renew_s, clock_s)
+        # BUF_SIZE receives (the module twin's documents); OUT_SIZE builds packets: telemetry
+        # topics and CONNECT's user name for device and module ids of IoT Hub's 128 characters
+        # fit in 1024 bytes, payloads and the SAS token are written from where they are.
         self.client = mqtt.MQTTClient(cs.client_id(), user=username(cs), keepalive_s=keepalive_s,
-                                      buf_size=buf_size, max_inflight=max_inflight)
+                                      buf_size=buf_size, max_inflight=max_inflight,
+                                      out_size=out_size)
         self.client.on_message = self._on_message
         # Message ids are unique per boot: a random prefix plus the outbox sequence number.
         self.boot_id = "".join("%02x" % b for b in os.urandom(4))

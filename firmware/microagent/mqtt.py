@@ -207,9 +207,11 @@ async def _handshake(sock, where, name, timeout_ms, started):
 class MQTTClient:
     """MQTT 3.1.1 client, QoS 0 and 1, over a stream from open_connection().
 
-    Buffers of BUF_SIZE bytes (one to build packets, one to receive) are allocated here and never
-    again; an incoming PUBLISH larger than BUF_SIZE is acknowledged and dropped (counted in
-    .oversized). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+    Two buffers are allocated here and never again: BUF_SIZE bytes to receive (an incoming PUBLISH
+    larger than that is acknowledged and dropped, counted in .oversized) and OUT_SIZE (default
+    BUF_SIZE) to build packets: a publish payload or CONNECT password that does not fit after
+    its header is written from the caller's memory right after it, so OUT_SIZE only needs the
+    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
 
     Every method that waits for the network is a coroutine that yields to the asyncio loop while
     it waits (for CONNACK, SUBACK, a packet's remaining bytes, room in the socket's send buffer)
@@ -217,7 +219,7 @@ class MQTTClient:
     """
 
     def __init__(self, client_id, user=None, keepalive_s=60, buf_size=2048, max_inflight=8,
-                 timeout_ms=10000, clock=ticks_ms):
+                 timeout_ms=10000, clock=ticks_ms, out_size=0):
         if not 0 <= keepalive_s <= 65535:
             raise ValueError("keepalive_s must be 0..65535")
         self.client_id = client_id
@@ -227,7 +229,7 @@ class MQTTClient:
         self.max_inflight = max_inflight
         self.buf_size = buf_size
         self._clock = clock
-        self._out = bytearray(buf_size)
+        self._out = bytearray(out_size or buf_size)
         self._outv = memoryview(self._out)
         self._in = bytearray(buf_size)
         self._inv = memoryview(self._in)
@@ -237,6 +239,7 @@ class MQTTClient:
         self._inflight = [0] * max_inflight
         self._next_pid = 0
         self._sock = None
+        self._accepted = False  # CONNACK accepted the connection on _sock
         self._last_tx = 0
         self._ping_sent = None
         self._suback_pid = 0
@@ -284,6 +287,7 @@ class MQTTClient:
             code = self._in[1]
             if code:
                 raise MQTTRefused(code)
+            self._accepted = True
             return bool(self._in[0] & 1)
         except BaseException:
             self.close()
@@ -302,12 +306,21 @@ class MQTTClient:
         pos = self._put_string(pos, self.client_id)
         if self.user is not None:
             pos = self._put_string(pos, self.user)
-        if password is not None:
-            pos = self._put_string(pos, password)
-        await self._send_packet(CONNECT, pos)
+        if password is None:
+            await self._send_packet(CONNECT, pos)
+            return
+        secret = password.encode() if isinstance(password, str) else password
+        pos = self._put_u16(pos, len(secret))
+        if len(secret) <= len(self._out) - pos:
+            self._outv[pos:pos + len(secret)] = secret
+            await self._send_packet(CONNECT, pos + len(secret))
+        else:  # the password (last in CONNECT) follows the packet's start in a second write
+            await self._send_packet(CONNECT, pos, len(secret))
+            await self._write_all(secret)
 
     def connected(self):
-        return self._sock is not None
+        """True once the broker accepted the connection, until it closes."""
+        return self._accepted and self._sock is not None
 
     def disconnect(self):
         """Sends DISCONNECT if the socket takes it at once (never waits) and closes the stream."""
@@ -322,6 +335,7 @@ class MQTTClient:
         """Closes the stream without DISCONNECT (the broker then sends any will)."""
         sock = self._sock
         self._sock = None
+        self._accepted = False
         if sock is not None:
             try:
                 sock.close()

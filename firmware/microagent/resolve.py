@@ -6,12 +6,12 @@
 import os
 import socket
 
+from microagent.clock import ticks_diff, ticks_ms
+from microagent.events import parse_ipv4
+
 # The application's `socket` may be the tracking stand-in (collectors/netsock.py): the agent's own
 # lookups are not the application's traffic.
 socket = getattr(socket, "real", socket)
-
-from microagent.clock import ticks_diff, ticks_ms
-from microagent.events import parse_ipv4
 
 _RESEND_MS = 1000
 _IDLE_MS = 10

@@ -251,7 +251,7 @@ def test_long_host_names_are_capped_and_ipv6_peers_counted_as_unsupported():
 
 
 def test_activity_during_a_flush_waits_for_the_next_window_or_is_counted_lost():
-    tracker, engine, warnings = _warned_engine(4)
+    tracker, engine, warnings = _warned_engine(32)
     u = netsock.TrackedSocket(real.AF_INET, real.SOCK_DGRAM, _tracker=tracker)
     try:
         u.sendto(b"x" * 10, _ipv4(40021))
@@ -259,14 +259,23 @@ def test_activity_during_a_flush_waits_for_the_next_window_or_is_counted_lost():
         engine.flush(0, 0)
         tracker.pause()
         u.sendto(b"y" * 5, _ipv4(40021))     # the same peer: its bytes wait on the socket
-        u.sendto(b"z", _ipv4(40022))          # another peer: the first one's report cannot wait
+        # Other peers: each switch leaves a report that cannot wait on the socket. The tracker
+        # holds PENDING_CONNECTIONS of them; the rest are counted lost.
+        extra = 3
+        for port in range(40022, 40022 + netsock.PENDING_CONNECTIONS + extra):
+            u.sendto(b"z", _ipv4(port))
         for i in range(netsock.PENDING_LOOKUPS + 2):
             tracker.lookup("host%d" % i, 0x0A00, i + 1)
         assert engine.network.count == 0 and engine.dns.count == 0
         tracker.resume()
         tracker.sweep()
-        assert engine.network.dropped == 1  # the 40021 report, counted, not silently lost
+        # 19 peer switches: 16 reports held (40021's 5 bytes first), 3 counted lost; the last
+        # peer (still on the socket) comes with the sweep.
+        assert engine.network.dropped == extra
+        assert engine.network.count == netsock.PENDING_CONNECTIONS + 1
+        rows = [(r[3], r[5], r[6]) for r in _rows(engine)]
+        assert rows[0] == (40021, 0, 5) and rows[1] == (40022, 0, 1)
+        assert rows[-1] == (40022 + netsock.PENDING_CONNECTIONS + extra - 1, 0, 1)
         assert engine.dns.count == netsock.PENDING_LOOKUPS and engine.dns.dropped == 2
-        assert [(r[3], r[6]) for r in _rows(engine)] == [(40022, 1)]
     finally:
         u.close()

@@ -37,6 +37,7 @@ _MP_STREAM_CLOSE = 4
 _MP_STREAM_GET_FILENO = 10
 _LOOPBACK_HIGH = 127 << 8
 PENDING_LOOKUPS = 4  # name lookups kept while a window flushes
+PENDING_CONNECTIONS = 16  # connection reports kept while a window flushes (a UDP socket's peers)
 
 
 def sockaddr_port(addr, halves):
@@ -74,7 +75,13 @@ class Tracker:
         self.pending_halves = array("H", bytes(4 * PENDING_LOOKUPS))
         self.pending = 0
         self.pending_lost = 0
-        self.connections_lost = 0  # connections that could not wait for resume() (see _settle)
+        # Connection reports that could not wait on their socket during a flush (see _settle):
+        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
+        self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
+        self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
+        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
+        self.pending_count = 0
+        self.connections_lost = 0
         self.window_start = ticks_ms()
         self.local_high = 0
         self.local_low = 0
@@ -99,13 +106,27 @@ class Tracker:
                 engine.record_dns_packed(self.pending_names[i], self.pending_halves[2 * i],
                                          self.pending_halves[2 * i + 1])
             engine.dns.dropped += self.pending_lost
+            held = self.pending_connections
+            for i in range(self.pending_count):
+                at = 6 * i
+                engine.record_connection_packed(
+                    0, self.pending_kind[i] >> 2, held[at], held[at + 1], held[at + 2],
+                    held[at + 3], held[at + 4], held[at + 5], self.pending_bytes[2 * i],
+                    self.pending_bytes[2 * i + 1], self.pending_kind[i] & 3)
             engine.network.dropped += self.connections_lost
+        self.pending_count = 0
         for i in range(self.pending):
             self.pending_names[i] = None
         self.pending = 0
         self.pending_lost = 0
         self.connections_lost = 0
-        self.connections_lost = 0  # connections that could not wait for resume() (see _settle)
+        # Connection reports that could not wait on their socket during a flush (see _settle):
+        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
+        self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
+        self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
+        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
+        self.pending_count = 0
+        self.connections_lost = 0
 
     def lookup(self, host, high, low):
         """A name lookup's IPv4 answer: into the engine, or kept until resume()."""
@@ -230,12 +251,28 @@ class TrackedSocket(io.IOBase):
                 pass
 
     def _settle(self):
-        # Reports now a connection whose state is about to go. While a window flushes there is
-        # nowhere to put it: it is counted as lost to the network cache (DroppedEvents).
+        # Reports now a connection whose state is about to go. While a window flushes it waits
+        # in the tracker's small table for the next window; beyond it, it is counted as lost to
+        # the network cache (DroppedEvents), never dropped silently.
         tracker = self._t
         if tracker.active is None and tracker.paused and tracker.engine is not None \
                 and self.remote_port >= 0 and (self.fresh or self.bytes_in or self.bytes_out):
-            tracker.connections_lost += 1
+            i = tracker.pending_count
+            if i < PENDING_CONNECTIONS:
+                held = tracker.pending_connections
+                at = 6 * i
+                held[at] = self.local_high
+                held[at + 1] = self.local_low
+                held[at + 2] = self.local_port
+                held[at + 3] = self.remote_high
+                held[at + 4] = self.remote_low
+                held[at + 5] = self.remote_port
+                tracker.pending_bytes[2 * i] = self.bytes_in
+                tracker.pending_bytes[2 * i + 1] = self.bytes_out
+                tracker.pending_kind[i] = (self.protocol << 2) | self.direction
+                tracker.pending_count = i + 1
+            else:
+                tracker.connections_lost += 1
             self.fresh = False
             self.bytes_in = 0
             self.bytes_out = 0

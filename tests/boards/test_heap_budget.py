@@ -1,0 +1,96 @@
+"""The agent's heap on a 32-bit MicroPython with the agent frozen (build/micropython32, the i386
+unix port with mbedTLS allocating from the MicroPython heap, as on bare-metal boards): each board
+profile's heap_budget_bytes holds with full caches while connected to the hub over TLS, the
+ESP32 profile's agent data fits in 24 KB, and the heap stays flat over 10,000 windows."""
+import subprocess
+
+import pytest
+
+import board32
+import board_profiles
+from hub_emulator.process import HubProcess
+
+AGENT_DATA_LIMIT = 24 * 1024
+FLAT_WITHIN = 1024
+BOARDS = [n for n in board_profiles.names()
+          if board_profiles.load(n)["runs_agent"] and n != "unix"]
+
+
+@pytest.fixture(scope="module")
+def micropython32():
+    binary = board32.micropython32()
+    if binary is None:
+        proc = subprocess.run(["make", "-C", board32.REPO, "firmware"], capture_output=True,
+                              text=True)
+        binary = board32.micropython32()
+        assert binary is not None, ("build/micropython32/micropython is missing and `make "
+                                    "firmware` did not build it:\n" + (proc.stdout + proc.stderr)[-2000:])
+    return binary
+
+
+def _full_and_delivered(profile):
+    size = profile["config"]["NetworkActivity_CacheSize"]
+
+    def done(lines):
+        found = board32.windows(lines)
+        return sum(1 for w in found if w["connections"] == size) >= 2 and found[-1]["delivered"]
+    return done
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_the_agent_runs_in_its_profiles_heap_budget(micropython32, tmp_path, name):
+    """The board's heap is capped at the interpreter's own use plus heap_budget_bytes: the agent
+    must start, connect over TLS, fill its caches and deliver full windows in it without a
+    MemoryError (which would restart it), and its peak must stay within the budget."""
+    profile = board_profiles.load(name)
+    budget = profile["heap_budget_bytes"]
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(name)
+    with hub:
+        flash = board32.board_dir(str(tmp_path), "board", profile, board32.fill_app(profile), hub,
+                                  connection_string=connection_string)
+        interpreter = board32.probe(micropython32, flash, profile["heap_bytes"],
+                                    board32.INTERPRETER)
+        lines = board32.run_board(micropython32, flash, interpreter + budget,
+                                  _full_and_delivered(profile), 90)
+    windows = board32.windows(lines)
+    failures = [line for line in lines if "error:" in line or "MemoryError" in line]
+    assert not failures, "\n".join(lines[-30:])
+    assert _full_and_delivered(profile)(lines), "\n".join(lines[-30:])
+    peak = max(w["peak"] for w in windows) - interpreter
+    assert peak <= budget, "%s: agent peak %d > heap_budget_bytes %d" % (name, peak, budget)
+
+
+def test_esp32_agent_data_fits_in_24_kb_idle_and_connected(micropython32, tmp_path):
+    """Agent data: the heap the running agent holds beyond the interpreter, its frozen modules'
+    objects and the TLS session (in ESP-IDF's heap on an ESP32): caches, window state, encoder
+    buffer, outbox, MQTT client, configuration."""
+    profile = board_profiles.load("esp32")
+    heap = profile["heap_bytes"]
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device("esp32")
+    with hub:
+        flash = board32.board_dir(str(tmp_path), "board", profile, board32.fill_app(profile), hub,
+                                  connection_string=connection_string)
+        code = board32.probe(micropython32, flash, heap, board32.CODE)
+        tls = board32.probe(micropython32, flash, heap, board32.TLS)
+        lines = board32.run_board(micropython32, flash, heap, _full_and_delivered(profile), 90)
+    idle = board32.started_heap(lines) - code
+    connected = max(w["heap"] for w in board32.windows(lines)) - code - tls
+    assert 0 < idle <= AGENT_DATA_LIMIT, "idle agent data %d bytes" % idle
+    assert 0 < connected <= AGENT_DATA_LIMIT, "connected agent data %d bytes" % connected
+
+
+def test_the_heap_is_flat_over_10000_windows(micropython32, tmp_path):
+    profile = board_profiles.load("esp32")
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device("esp32")
+    with hub:  # for its CA and port: the long run never connects
+        flash = board32.board_dir(str(tmp_path), "board", profile, None, hub,
+                                  connection_string=connection_string, window_ms=1)
+    figures = board32.long_run(micropython32, flash, profile["heap_bytes"], 10000, 8)
+    assert figures["windows"] == 10000
+    # Every window made messages; the outbox kept its newest and counted every one it dropped.
+    assert figures["messages"] >= 3 * 10000
+    assert figures["messages"] == figures["dropped"] + figures["queued"]
+    assert abs(figures["last"] - figures["first"]) <= FLAT_WITHIN, figures
