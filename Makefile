@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench firmware clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The 32-bit MicroPython targets with the agent frozen in, from MICROPY_SRC (docs/targets.md).
+firmware: setup
+	cmake -S . -B build/cmake -DMICROPY_SRC="$(MICROPY_SRC)" >/dev/null
+	cmake --build build/cmake --target firmware -- --no-print-directory
 
 bench: setup
 	$(BIN)/python -m bench

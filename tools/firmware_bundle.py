@@ -172,10 +172,14 @@ def ca_file(path):
     return DeployFile(CA_FILE, data, path)
 
 
-# Modules of the package that only a host runs (replaying traces, the CPython stream adapter):
-# they stay off boards.
-HOST_ONLY = ("microagent/replay_main.py", "microagent/replay_uplink.py",
-             "microagent/cpython_stream.py", "microagent/trace.py")
+def _host_only(firmware_dir=FIRMWARE_DIR):
+    """The package's host-only modules (firmware/host_only.txt, shared with firmware/manifest.py):
+    they stay off boards."""
+    with open(os.path.join(firmware_dir, "host_only.txt")) as f:
+        return tuple(line.strip() for line in f if line.strip() and not line.startswith("#"))
+
+
+HOST_ONLY = _host_only()
 
 
 def _package_sources(firmware_dir):

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""A virtual MicroPython board: the real MicroPython unix port behind a pseudo-terminal.
+"""A virtual MicroPython board: the real MicroPython unix port, or the emulated Cortex-M3 in QEMU,
+behind a pseudo-terminal.
 
-    tools/virtual_board.py [--board unix] [--flash DIR] [--port-file FILE] [--link PATH]
+    tools/virtual_board.py [--board unix|micropython32|qemu-cortex-m3] [--flash DIR]
+                           [--port-file FILE] [--link PATH]
 
-The board's process runs with the profile's heap cap (`-X heapsize`) and DIR as its working
-directory, which is its flash (sys.path starts with it, like '/' on an ESP32). Its console is a pty
+A unix-port board (`unix`: the pip micropython; `micropython32`: our i386 build with the agent
+frozen, build/micropython32/micropython) runs with the profile's heap cap (`-X heapsize`) and DIR
+as its working directory, which is its flash (sys.path starts with it, like '/' on an ESP32).
+`qemu-cortex-m3` runs build/qemu-cortex-m3/firmware.elf under qemu-system-arm (mps2-an385): its
+console (UART0) is the pty, its flash a RAM disk at /flash (empty at each start), and its UART1
+is bridged to the host's network (tools/uart_bridge.py) so its agent reaches the hub. Missing
+target images are built first (tools/build_firmware.py, progress on stderr). Its console is a pty
 that any serial tool opens like a USB serial port: the path is printed on the first line of stdout
 as JSON and written to --port-file. The pty is raw with echo off; Ctrl-C interrupts running code
 with KeyboardInterrupt, as on a board. A soft reset ends a unix-port process, so the virtual board ends
@@ -27,7 +34,9 @@ import tty
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import board_profiles  # noqa: E402
+import build_firmware  # noqa: E402
 from host_sim.runtime import micropython_binary  # noqa: E402
+from uart_bridge import UartBridge  # noqa: E402
 from microagent.profile import ProfileError  # noqa: E402
 
 CHUNK = 4096
@@ -44,15 +53,34 @@ def _raw_pty():
     return master, slave
 
 
-def spawn(profile, flash_dir, binary):
-    """Starts the unix port on a fresh pty; (process, master fd of its console)."""
+QEMU = "qemu-system-arm"
+
+
+def qemu_command(image, console="stdio", extra=()):
+    """The qemu-system-arm command line of the emulated Cortex-M3: CONSOLE (UART0) on stdio or a
+    tty device, semihosting for the host's clock (and files), EXTRA for UART1."""
+    # -display none, not -nographic: that multiplexes stdio and takes Ctrl-A (the raw REPL). A
+    # tty console is opened as a serial device (raw); QEMU's stdio would turn \n into \r\n.
+    return [QEMU, "-machine", "mps2-an385", "-display", "none", "-monitor", "null", "-semihosting",
+            "-kernel", image, "-serial", console] + list(extra)
+
+
+def spawn(profile, flash_dir, binary, extra=()):
+    """Starts the board on a fresh pty; (process, master fd of its console)."""
     master, slave = _raw_pty()
     env = dict(os.environ)
-    # As sys.path on a board: '' (the working directory = the flash), the frozen modules (asyncio),
-    # then flash/lib.
-    env["MICROPYPATH"] = ":.frozen:lib"
-    proc = subprocess.Popen([binary, "-X", "heapsize=%d" % profile["heap_bytes"]], cwd=flash_dir,
-                            env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+    if profile["port"] == "qemu":
+        argv = qemu_command(binary, os.ttyname(slave), extra)
+        slave_for_stdio = subprocess.DEVNULL
+    else:
+        # As sys.path on a board: '' (the working directory = the flash), the frozen modules
+        # (asyncio, and the agent on micropython32), then flash/lib.
+        env["MICROPYPATH"] = ":.frozen:lib"
+        argv = [binary, "-X", "heapsize=%d" % profile["heap_bytes"]]
+        slave_for_stdio = slave
+    # QEMU's own errors (a bad image) go to the console too, where the client sees them.
+    proc = subprocess.Popen(argv, cwd=flash_dir, env=env, stdin=slave_for_stdio,
+                            stdout=slave_for_stdio, stderr=slave, close_fds=True,
                             start_new_session=True)
     os.close(slave)
     return proc, master
@@ -96,13 +124,15 @@ def _read_to_prompt(board_fd, deadline):
     while not seen.endswith(b">>> "):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([board_fd], [], [], left)[0]:
-            raise SystemExit("virtual_board: no REPL prompt from the unix port: %r" % seen[-200:])
+            raise SystemExit("virtual_board: the board did not answer (no REPL prompt within "
+                             "the time): %r" % seen[-200:])
         try:
             data = os.read(board_fd, CHUNK)
         except OSError:
             data = b""
         if not data:
-            raise SystemExit("virtual_board: the unix port ended at start: %r" % seen[-200:])
+            raise SystemExit("virtual_board: the board ended at start: %r"
+                             % seen[-200:].decode(errors="replace").strip())
         seen += data
     return seen
 
@@ -118,8 +148,9 @@ def wait_for_prompt(board_fd, timeout=10.0):
     return banner
 
 
-def relay(proc, board_fd, client_fd):
-    """Copies bytes both ways until the board process ends; returns its exit status."""
+def relay(proc, board_fd, client_fd, interrupt_by_signal=True):
+    """Copies bytes both ways until the board process ends; returns its exit status.
+    INTERRUPT_BY_SIGNAL: the unix port's Ctrl-C handling (QEMU's UART passes the byte itself)."""
     os.set_blocking(client_fd, False)
     while True:
         readable, _, _ = select.select([board_fd, client_fd], [], [], 0.5)
@@ -139,7 +170,8 @@ def relay(proc, board_fd, client_fd):
             except (BlockingIOError, OSError):
                 data = b""
             if data:
-                _interrupt(proc, data)
+                if interrupt_by_signal:
+                    _interrupt(proc, data)
                 _write_all(board_fd, data, drop_when_full=False)
         if proc.poll() is not None and board_fd not in readable:
             break
@@ -150,13 +182,16 @@ def relay(proc, board_fd, client_fd):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="virtual_board.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--board", default="unix", help="board profile (a unix-port profile)")
+    parser.add_argument("--board", default="unix", help="board profile: unix, micropython32 or "
+                        "qemu-cortex-m3")
     parser.add_argument("--boards-dir", default=board_profiles.BOARDS_DIR)
     parser.add_argument("--flash", help="directory used as the board's flash (default: a new "
                         "temporary directory, removed at exit)")
     parser.add_argument("--port-file", help="write the pty path to this file once ready")
     parser.add_argument("--link", help="also make this symlink to the pty")
-    parser.add_argument("--micropython", help="the unix-port binary (default: next to python)")
+    parser.add_argument("--micropython", help="the board's binary: a unix-port micropython or a "
+                        "qemu firmware.elf (default: the pip micropython for unix, make "
+                        "firmware's build for micropython32 and qemu-cortex-m3)")
     return parser.parse_args(argv)
 
 
@@ -167,13 +202,14 @@ def main(argv=None):
     except ProfileError as exc:
         print("virtual_board: %s" % exc, file=sys.stderr)
         return 2
-    if profile["port"] != "unix":
+    if profile["port"] not in ("unix", "qemu"):
         print("virtual_board: board %s is for the %s port; a virtual board runs the unix port "
-              "(use --board unix)" % (profile["name"], profile["port"]), file=sys.stderr)
+              "or QEMU (use --board unix, micropython32 or qemu-cortex-m3)"
+              % (profile["name"], profile["port"]), file=sys.stderr)
         return 2
     try:
-        binary = args.micropython or micropython_binary()
-    except RuntimeError as exc:
+        binary = board_binary(profile, args.micropython)
+    except (RuntimeError, build_firmware.BuildError) as exc:
         print("virtual_board: %s" % exc, file=sys.stderr)
         return 2
     scratch = None
@@ -192,13 +228,34 @@ def main(argv=None):
     return 0 if status in (0, -signal.SIGKILL) else 1
 
 
+def board_binary(profile, override=None):
+    """The binary that is PROFILE's board: OVERRIDE, the target `make firmware` builds for it
+    (built now when missing), or the pip micropython. RuntimeError names what is missing."""
+    if override:
+        if not os.path.exists(override):
+            raise RuntimeError("%s does not exist" % override)
+        found = override
+    elif profile["name"] in build_firmware.TARGETS:
+        found = build_firmware.ensure([profile["name"]])[profile["name"]]
+    else:
+        return micropython_binary()
+    if profile["port"] == "qemu" and shutil.which(QEMU) is None:
+        raise RuntimeError("%s is missing: run `make setup` (Debian package qemu-system-arm)" % QEMU)
+    return found
+
+
 def serve(profile, flash_dir, binary, args):
     """Runs the board until its process ends or we are stopped; the process's exit status."""
     # The serial side: a client opens this pty's slave by path; the relay holds the master and a
     # slave descriptor of its own, so a client may come and go without the pty hanging up.
     client_fd, client_slave = _raw_pty()
     port = os.ttyname(client_slave)
-    proc, board_fd = spawn(profile, flash_dir, binary)
+    bridge = None
+    extra = []
+    if profile["uplink"] == "serial":
+        bridge = UartBridge(log=lambda text: print(json.dumps({"link": text}), flush=True))
+        extra = bridge.qemu_args()
+    proc, board_fd = spawn(profile, flash_dir, binary, extra)
 
     def stop(_signum, _frame):
         proc.kill()
@@ -211,17 +268,22 @@ def serve(profile, flash_dir, binary, args):
             if os.path.lexists(args.link):
                 os.remove(args.link)
             os.symlink(port, args.link)
-        print(json.dumps({"port": port, "flash": os.path.abspath(flash_dir), "pid": proc.pid,
-                          "board": profile["name"], "heap_bytes": profile["heap_bytes"]}), flush=True)
+        # QEMU's board keeps its files on its own RAM disk, not in a host directory.
+        flash = os.path.abspath(flash_dir) if profile["port"] == "unix" else None
+        print(json.dumps({"port": port, "flash": flash, "fs_root": profile["fs_root"],
+                          "pid": proc.pid, "board": profile["name"],
+                          "heap_bytes": profile["heap_bytes"]}), flush=True)
         if args.port_file:
             with open(args.port_file + ".tmp", "w") as f:
                 f.write(port + "\n")
             os.replace(args.port_file + ".tmp", args.port_file)
-        return relay(proc, board_fd, client_fd)
+        return relay(proc, board_fd, client_fd, profile["port"] == "unix")
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        if bridge:
+            bridge.stop()
 
 
 if __name__ == "__main__":

@@ -62,13 +62,19 @@ def test_board_profiles_check_runs_under_ctest(build_dir):
     _run("ctest", "--test-dir", str(build_dir), "-R", "board_profiles", "--output-on-failure")
 
 
-def test_manifest_freezes_the_agent_package():
-    """MicroPython's manifest tools are not packaged here, so the manifest runs against a recorder
-    of the manifest API (include, package), checking what it would freeze."""
+def test_manifest_freezes_the_board_modules_only(monkeypatch):
+    """The manifest runs against a recorder of the manifest API (include, package), from its own
+    folder as MicroPython's manifest tools run it: every module of the package but the
+    host-only ones (firmware/host_only.txt) is frozen."""
     calls = []
     api = {"include": lambda path: calls.append(("include", path)),
-           "package": lambda name, *a, **k: calls.append(("package", name))}
-    path = os.path.join(REPO, "firmware", "manifest.py")
+           "package": lambda name, files=None: calls.append(("package", name, sorted(files)))}
+    firmware = os.path.join(REPO, "firmware")
+    path = os.path.join(firmware, "manifest.py")
+    monkeypatch.delenv("MICROAGENT_PORT_MANIFEST", raising=False)
+    monkeypatch.chdir(firmware)
     exec(compile(open(path).read(), path, "exec"), api)
-    assert calls == [("include", "$(PORT_DIR)/boards/manifest.py"), ("package", "microagent")]
-    assert os.path.isdir(os.path.join(os.path.dirname(path), "microagent"))
+    sources = file_tree(os.path.join(firmware, "microagent"), ".py")
+    board = sorted(f for f in sources if "microagent/" + f not in HOST_ONLY)
+    assert calls == [("include", "$(PORT_DIR)/boards/manifest.py"), ("package", "microagent", board)]
+    assert "engine.py" in board and "replay_main.py" not in board and "trace.py" not in board
