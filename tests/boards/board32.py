@@ -63,9 +63,9 @@ sock.close()
 
 
 # The agent through WINDOWS windows without a hub (the outbox keeps its newest messages and
-# counts the rest): each window the application talks to PEERS peers (a different set each
-# window, so entries are new) and resolves a name per peer, then the window closes and the
-# periodic collectors run. Prints the heap after collection after the first and the last window.
+# counts the rest): each window the application resolves a name and talks to PEERS peers (a
+# different set each window, so entries are new), then the window closes and the periodic
+# collectors run. Prints the heap after collection after the first and the last window.
 LONG_RUN = """
 import asyncio, gc, json, sys, time
 from microagent.settings import boot
@@ -84,8 +84,8 @@ targets = [socket.getaddrinfo('127.0.0.1', 44000 + i)[0][-1] for i in range(4 * 
 async def main():
     first = 0
     for window in range(windows):
+        socket.getaddrinfo('localhost', 1)
         for i in range(peers):
-            socket.getaddrinfo('localhost', 1)
             u.sendto(b'x', targets[(window + i) % len(targets)])
         now = time.ticks_ms()
         await board.close_window(now)
