@@ -12,6 +12,12 @@ from hub_emulator.process import HubProcess
 
 AGENT_DATA_LIMIT = 24 * 1024
 FLAT_WITHIN = 1024
+# On these boards mbedTLS allocates from the MicroPython heap, so their budget includes a TLS
+# session: 27,472 bytes measured on the i386 build with mbedTLS's bare-metal allocation (the
+# Cortex-M3 image's configuration). micropython32 keeps it in libc's heap, so the run there is
+# capped that much lower. On an ESP32 it lives in ESP-IDF's heap.
+TLS_IN_HEAP = ("stm32", "rp2-pico-w", "qemu-cortex-m3")
+TLS_SESSION_BYTES = 27472
 BOARDS = [n for n in board_profiles.names()
           if board_profiles.load(n)["runs_agent"] and n != "unix"]
 
@@ -39,11 +45,12 @@ def _full_and_delivered(profile):
 
 @pytest.mark.parametrize("name", BOARDS)
 def test_the_agent_runs_in_its_profiles_heap_budget(micropython32, tmp_path, name):
-    """The board's heap is capped at the interpreter's own use plus heap_budget_bytes: the agent
-    must start, connect over TLS, fill its caches and deliver full windows in it without a
-    MemoryError (which would restart it), and its peak must stay within the budget."""
+    """The board's heap is capped at the interpreter's own use plus heap_budget_bytes (less the
+    TLS session where the budget includes one that micropython32 keeps outside its heap): the
+    agent must start, connect over TLS, fill its caches and deliver full windows in it without a
+    MemoryError (which would restart it)."""
     profile = board_profiles.load(name)
-    budget = profile["heap_budget_bytes"]
+    budget = profile["heap_budget_bytes"] - (TLS_SESSION_BYTES if name in TLS_IN_HEAP else 0)
     hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
     connection_string = hub.add_device(name)
     with hub:
@@ -57,24 +64,28 @@ def test_the_agent_runs_in_its_profiles_heap_budget(micropython32, tmp_path, nam
     failures = [line for line in lines if "error:" in line or "MemoryError" in line]
     assert not failures, "\n".join(lines[-30:])
     assert _full_and_delivered(profile)(lines), "\n".join(lines[-30:])
-    peak = max(w["peak"] for w in windows) - interpreter
-    assert peak <= budget, "%s: agent peak %d > heap_budget_bytes %d" % (name, peak, budget)
+    # The live peak (after collection) leaves the budget room for what is allocated and freed
+    # between two collections and for fragmentation.
+    assert max(w["peak"] for w in windows) - interpreter < budget
 
 
 def test_esp32_agent_data_fits_in_24_kb_idle_and_connected(micropython32, tmp_path):
     """Agent data: the heap the running agent holds beyond the interpreter, its frozen modules'
     objects and the TLS session (in ESP-IDF's heap on an ESP32): caches, window state, encoder
-    buffer, outbox, MQTT client, configuration."""
+    buffer, outbox, MQTT client, configuration. No application runs (its heap is its own); the
+    caches are allocated whole at start, so full ones take no more."""
     profile = board_profiles.load("esp32")
     heap = profile["heap_bytes"]
     hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
     connection_string = hub.add_device("esp32")
     with hub:
-        flash = board32.board_dir(str(tmp_path), "board", profile, board32.fill_app(profile), hub,
+        flash = board32.board_dir(str(tmp_path), "board", profile, None, hub,
                                   connection_string=connection_string)
         code = board32.probe(micropython32, flash, heap, board32.CODE)
         tls = board32.probe(micropython32, flash, heap, board32.TLS)
-        lines = board32.run_board(micropython32, flash, heap, _full_and_delivered(profile), 90)
+        lines = board32.run_board(micropython32, flash, heap,
+                                  lambda found: len([w for w in board32.windows(found)
+                                                     if w["delivered"]]) >= 2, 90)
     idle = board32.started_heap(lines) - code
     connected = max(w["heap"] for w in board32.windows(lines)) - code - tls
     assert 0 < idle <= AGENT_DATA_LIMIT, "idle agent data %d bytes" % idle
