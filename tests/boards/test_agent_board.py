@@ -205,7 +205,7 @@ def _profile_with_small_outbox(tmp_path, max_messages):
 FILL_APP = """
 import asyncio, socket
 async def main():
-    await asyncio.sleep_ms(300)
+    await asyncio.sleep_ms(3000)  # after flash.py let go of the console: its lines are read here
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for port in range(%(first)d, %(first)d + %(peers)d):
         u.sendto(b'x', socket.getaddrinfo('127.0.0.1', port)[0][-1])
