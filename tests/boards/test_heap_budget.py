@@ -2,12 +2,17 @@
 unix port with mbedTLS allocating from the MicroPython heap, as on bare-metal boards): each board
 profile's heap_budget_bytes holds with full caches while connected to the hub over TLS, the
 ESP32 profile's agent data fits in 24 KB, and the heap stays flat over 10,000 windows."""
+import json
+import os
 import subprocess
+import sys
+import time
 
 import pytest
 
 import board32
 import board_profiles
+from board_helpers import TOOLS, run_tool
 from hub_emulator.process import HubProcess
 
 AGENT_DATA_LIMIT = 24 * 1024
@@ -105,3 +110,40 @@ def test_the_heap_is_flat_over_10000_windows(micropython32, tmp_path):
     assert figures["messages"] >= 3 * 10000
     assert figures["messages"] == figures["dropped"] + figures["queued"]
     assert abs(figures["last"] - figures["first"]) <= FLAT_WITHIN, figures
+
+
+def test_micropython32_board_with_64_kb_runs_the_frozen_agent_over_tls(micropython32, tmp_path):
+    """tools/virtual_board.py --board micropython32 (a 64 KB heap), tools/flash.py --frozen: the
+    agent starts, connects to the hub over TLS, and its SystemInformation and SBoM arrive."""
+    profile = board_profiles.load("micropython32")
+    assert profile["heap_bytes"] <= 64 * 1024
+    flash, port_file = tmp_path / "flash", tmp_path / "port"
+    board = subprocess.Popen([sys.executable, os.path.join(TOOLS, "virtual_board.py"), "--board",
+                              "micropython32", "--flash", str(flash), "--port-file", str(port_file)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device("m32")
+    try:
+        end = time.monotonic() + 120  # make firmware may build the image first
+        while not port_file.exists():
+            assert board.poll() is None and time.monotonic() < end, board.stderr.read()
+            time.sleep(0.1)
+        with hub:
+            proc = run_tool("flash.py", "--board", "micropython32", "--frozen", "--port",
+                            port_file.read_text().strip(), "--json", "--connection-string",
+                            connection_string, "--ca", hub.ca, "--hub-port", hub.port,
+                            "--log-seconds", "1", timeout=300)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert any('"started"' in line and "board=micropython32" in line
+                       for line in proc.stdout.splitlines()), proc.stdout
+            end = time.monotonic() + 60
+            names = set()
+            while time.monotonic() < end and names != {"SystemInformation", "SBoM"}:
+                names = {e["Name"] for m in hub.messages("m32")
+                         for e in json.loads(m["payload"])["Events"]}
+                time.sleep(0.2)
+    finally:
+        board.terminate()
+        board.wait(10)
+    assert names == {"SystemInformation", "SBoM"}, names
+    assert not [line for line in proc.stdout.splitlines() if "MemoryError" in line]
