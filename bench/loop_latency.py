@@ -12,6 +12,11 @@ BENCH_LATENCY_SECONDS (default 15), with the ESP32 profile and its heap cap:
 - blackholed hub: a TCP server that accepts and never answers (the TLS handshake never ends).
 The target is a worst lateness of at most 50 ms with the agent in every case.
 
+When build/qemu-cortex-m3/firmware.elf exists, the same cases run on the emulated Cortex-M3
+(tools/virtual_board.py, the qemu-cortex-m3 profile, the hub reached over its UART bridge), its
+baseline being the application alone there; its application has no traffic task, since the
+bridge carries one TCP connection, the agent's.
+
 Run: .venv/bin/python -m bench.loop_latency   (`make bench` calls run()).
 """
 import os
