@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AZURE_VENV := .venv-azure
+AZURE_STAMP := $(AZURE_VENV)/.installed
 
-.PHONY: setup demo test bench firmware clean
+.PHONY: setup demo test bench firmware deb clean require-root
 
-setup: $(STAMP)
+setup: $(STAMP) $(AZURE_STAMP)
 
 $(STAMP): pyproject.toml tools/system-packages.txt
 	tools/setup_system.sh
@@ -14,10 +16,20 @@ $(STAMP): pyproject.toml tools/system-packages.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# Microsoft's device SDK pins paho-mqtt < 2: its own venv, for tests/hub/test_azure_sdk.py.
+$(AZURE_STAMP): tools/azure-sdk-requirements.txt
+	$(PYTHON) -m venv $(AZURE_VENV)
+	$(AZURE_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/azure-sdk-requirements.txt
+	touch $(AZURE_STAMP)
+
 demo: setup
 	$(BIN)/microagent demo
 
-test: setup
+# Live collectors need root: netlink, raw packet sockets, network namespaces (see README).
+require-root:
+	@[ "$$(id -u)" = 0 ] || { echo "make test runs as root (netlink, raw sockets, network namespaces, login): use sudo make test" >&2; exit 2; }
+
+test: require-root setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -29,5 +41,9 @@ firmware: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# build/microagent_<version>_<arch>.deb (docs/packaging.md)
+deb: setup
+	PYTHON=$(BIN)/python packaging/build-deb.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(AZURE_VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,6 @@
 """The host agent: live Linux collectors → host engine → messages (stdout or IoT Hub).
 
-The event-based collectors run in their own threads and hand raw events (spec section 1) to a
+The event-based collectors run in their own threads and hand raw events (docs/spec.md section 1) to a
 queue; one loop owns the engine, records the queued events into the current window (on the wall
 clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
 information, baseline, SBoM) run at start and then every interval of their priority.
@@ -10,6 +10,8 @@ import time
 
 from microagent import events as ev
 from microagent.config import Config
+from microagent.decode import message_line
+from microagent.encode import make_encoder
 from microagent.trace import TraceError, record_event
 
 from host_sim.collectors import baseline, sbom, sysinfo
@@ -66,9 +68,11 @@ class HostAgent:
         self.config = config or Config()
         self.queue = queue.SimpleQueue()
         # TimestampLocal carries this machine's offset from UTC (replays stay in UTC).
+        self.agent_id = agent_id
         self.engine = build_host_engine(options.cache_size, self._sink, log, agent_id,
                                         options.max_message_size,
-                                        time.localtime().tm_gmtoff // 60)
+                                        time.localtime().tm_gmtoff // 60,
+                                        encoding=self.config.encoding())
         self.config_changed = False
         self.collectors = {}
         self.messages = 0
@@ -78,7 +82,7 @@ class HostAgent:
 
     def _sink(self, buffer, length):
         self.messages += 1
-        self.send(bytes(buffer[:length]).decode())
+        self.send(message_line(buffer, length))
 
     def start(self):
         """Starts the event collectors; one that cannot run here is logged and left out."""
@@ -91,6 +95,8 @@ class HostAgent:
 
     def _describe(self, name):
         mode = getattr(self.collectors[name], "mode", None)
+        if mode == "Audit":
+            return "%s (Audit: %s)" % (name, self.collectors[name].source)
         if mode == "Polling":
             return "%s (Polling every %g s)" % (name, self.options.polling_interval_s)
         return "%s (%s)" % (name, mode) if mode else name
@@ -123,6 +129,11 @@ class HostAgent:
         self.engine.network.capacity = config["NetworkActivity_CacheSize"]
         self.engine.dns.capacity = config["NetworkActivity_CacheSize"]
         self.engine.login.resize(config["Login_CacheSize"])
+        if config.encoding() != self.engine.encoder.ENCODING:
+            old = self.engine.encoder
+            self.engine.encoder = make_encoder(config.encoding(), self.agent_id, self._sink,
+                                               old.max_size, old.utc_offset_minutes)
+            self.log("messages now encoded as %s" % config.encoding())
         process = (config["Process_Mode"], config["Process_PollingInterval"] / 1e6)
         if process != (self.options.process_mode, self.options.polling_interval_s):
             self.options.process_mode, self.options.polling_interval_s = process

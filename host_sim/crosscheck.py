@@ -1,14 +1,19 @@
 """Cross-checking the firmware engine (on MicroPython) against the host engine on one trace.
 
 Both engines must agree event for event wherever no cache overflowed; where one did, each must
-show its documented policy (spec section 4): the firmware keeps the first N distinct entries and
+show its documented policy (docs/spec.md section 4): the firmware keeps the first N distinct entries and
 drops the rest, the host evicts the oldest and keeps the last N inserted. To say which
 difference is allowed, the trace is also run through a plain reference model of the spec
 (`host_sim.reference_model`, standard library only), and each engine's output must equal
-the model's for its policy, item for item, with the exact drop and evict counts.
+the model's for its policy, item for item, with the exact drop and evict counts. With the
+compact encoding, each message is decoded back to JSON first, so the same comparison proves that
+decoding a compact message gives exactly the JSON encoding's rows.
 """
 import json
 from datetime import datetime, timezone
+
+from microagent.decode import body_of_line, decode_body
+from microagent.encode import JSON
 
 from host_sim.reference_model import (COLLECTORS, CONNECTION, DNS, FIRMWARE, HOST, LOGIN, PROCESS,
                                       expected_window, trace_windows)
@@ -21,10 +26,11 @@ def _ms(stamp):
 
 
 def group_output(messages, t0, window_ms):
-    """Items per window and collector, and DroppedEvents per window, from engine messages."""
+    """Items per window and collector, and DroppedEvents per window, from engine messages (lines
+    as replay writes them: JSON, or base64 of a compact message)."""
     windows = {}
     for text in messages:
-        message = json.loads(text)
+        message = decode_body(body_of_line(text))
         for event in message["Events"]:
             for item in event["Payload"]:
                 index = (_ms(item["timestamp"]) - t0) // window_ms
@@ -64,15 +70,18 @@ def _diff(label, got, want):
     return "\n".join(lines)
 
 
-def crosscheck(trace, window_ms, cache_size, heap="1M", runtime="micropython", progress=None):
-    """Runs TRACE through both engines and the reference model; returns a Report."""
+def crosscheck(trace, window_ms, cache_size, heap="1M", runtime="micropython", progress=None,
+               encoding=JSON):
+    """Runs TRACE through both engines (messages in ENCODING) and the reference model;
+    returns a Report."""
     outputs = {FIRMWARE: [], HOST: []}
     warnings = {FIRMWARE: [], HOST: []}
     replay_firmware(trace, window_ms, cache_size, outputs[FIRMWARE].append,
-                    warnings[FIRMWARE].append, runtime=runtime, heap=heap)
+                    warnings[FIRMWARE].append, runtime=runtime, heap=heap, encoding=encoding)
     if progress:
         progress("firmware engine done: %d messages" % len(outputs[FIRMWARE]))
-    replay_host(trace, window_ms, cache_size, outputs[HOST].append, warnings[HOST].append)
+    replay_host(trace, window_ms, cache_size, outputs[HOST].append, warnings[HOST].append,
+                encoding=encoding)
     if progress:
         progress("host engine done: %d messages" % len(outputs[HOST]))
     windows = trace_windows(trace, window_ms)

@@ -1,7 +1,7 @@
 """The host engine: the core's Engine with Linux overflow semantics.
 
 When a cache is full, the oldest entry (earliest first occurrence in the window) is evicted and
-counted, and the new one is cached (spec section 4). Entries live in insertion-ordered dicts; a
+counted, and the new one is cached (docs/spec.md section 4). Entries live in insertion-ordered dicts; a
 queue of their keys finds the oldest in O(1) (the first key of a dict that keeps losing its first
 entries costs a scan over the deleted slots: 20 % of the storm ingest rate). The event model,
 window logic, DNS join and message encoder are the firmware core's (microagent.*), not copies.
@@ -10,7 +10,7 @@ from collections import deque
 
 from microagent import events
 from microagent.cache import HIT, LOST, NEW
-from microagent.encode import MessageEncoder
+from microagent.encode import JSON, make_encoder
 from microagent.engine import Engine
 
 
@@ -126,12 +126,13 @@ class HostLoginCache:
 
 
 def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,
-                      utc_offset_minutes=0, cache_sizes=None):
-    """An Engine with Linux semantics; CACHE_SIZES may override per collector name."""
+                      utc_offset_minutes=0, cache_sizes=None, encoding=JSON):
+    """An Engine with Linux semantics; CACHE_SIZES may override per collector name; ENCODING
+    is "json" or "compact"."""
     sizes = dict.fromkeys((events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS),
                           cache_size)
     sizes.update(cache_sizes or {})
-    encoder = MessageEncoder(agent_id, sink, max_message_size, utc_offset_minutes)
+    encoder = make_encoder(encoding, agent_id, sink, max_message_size, utc_offset_minutes)
     return Engine(HostProcessCache(sizes[events.PROCESS]),
                   HostNetworkCache(sizes[events.CONNECTION]),
                   HostLoginCache(sizes[events.LOGIN]), HostDnsTable(sizes[events.DNS]),

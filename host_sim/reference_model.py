@@ -17,11 +17,11 @@ LOGIN = "Login"
 DNS = "DNS"
 COLLECTORS = (PROCESS, CONNECTION, LOGIN, DNS)
 
-# Spec section 1: strings are cut to 2,048 bytes of UTF-8, ending in this marker.
+# docs/spec.md section 1: strings are cut to 2,048 bytes of UTF-8, ending in this marker.
 _MAX_BYTES = 2048
 _MARKER = "...[truncated]"
 
-# Spec section 3: the service port names the application protocol.
+# docs/spec.md section 3: the service port names the application protocol.
 _SERVICES = {20: "FTP", 21: "FTP", 22: "SSH", 23: "TELNET", 25: "SMTP", 53: "DNS", 67: "DHCP",
              68: "DHCP", 80: "HTTP", 110: "POP3", 123: "NTP", 143: "IMAP", 161: "SNMP",
              389: "LDAP", 443: "HTTPS", 445: "SMB", 502: "MODBUS", 587: "SMTP", 636: "LDAPS",
@@ -164,7 +164,7 @@ def expected_window(window_events, window_start, sizes, policy):
 
 
 def trace_windows(path, window_ms):
-    """{window index: (window start ms, [(t ms, event)])} of a well-formed trace (spec section 2).
+    """{window index: (window start ms, [(t ms, event)])} of a well-formed trace (docs/spec.md section 2).
 
     The engines have already refused a bad trace with its line named; this reader only reads.
     """

@@ -1,15 +1,19 @@
 """Replaying a trace through either engine: the firmware engine inside MicroPython (or CPython),
 or the host engine. Messages go to a sink one JSON line each; warnings to a callback."""
 import os
+import re
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 
+from microagent.decode import body_of_line, message_line
+from microagent.encode import JSON
 from microagent.replay_main import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
+from host_sim import targets
+from host_sim.child import dies_with_parent
 from host_sim.engine import build_host_engine
 from host_sim.runtime import micropython_command
 
@@ -32,7 +36,7 @@ def agent_id(root="/"):
 
 def _in_process(engine_factory, trace, window_ms, on_message, on_warning):
     def sink(buffer, length):
-        on_message(bytes(buffer[:length]).decode())
+        on_message(message_line(buffer, length))
 
     engine = engine_factory(sink, on_warning)
     replay = Replay(engine, window_ms)
@@ -51,17 +55,19 @@ HOST_CACHE_SIZE = 256
 
 
 def replay_host(trace, window_ms, cache_size, on_message, on_warning, max_message_size=4096,
-                agent=None):
+                agent=None, encoding=JSON):
     """Runs TRACE through the host engine (Linux semantics) in this process; CACHE_SIZE None
-    means the spec default for every collector."""
+    means the spec default for every collector. ON_MESSAGE gets each message as a line
+    (message_line)."""
     def factory(sink, warn):
         return build_host_engine(cache_size or HOST_CACHE_SIZE, sink, warn, agent or agent_id(),
-                                 max_message_size)
+                                 max_message_size, encoding=encoding)
     return _in_process(factory, trace, window_ms, on_message, on_warning)
 
 
 def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtime="micropython",
-                    heap="64K", max_message_size=4096, agent=None, uplink=None, on_info=None):
+                    heap="64K", max_message_size=4096, agent=None, uplink=None, on_info=None,
+                    encoding=JSON):
     """Runs TRACE through the firmware engine (RTOS semantics), inside MicroPython by default.
     CACHE_SIZE sets every cache; None keeps the firmware defaults (FIRMWARE_CACHE_SIZES).
     UPLINK (an Uplink) sends the messages to IoT Hub from inside MicroPython instead of
@@ -74,23 +80,112 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
             raise ReplayError("sending to a hub runs the firmware engine on MicroPython only")
 
         def factory(sink, warn):
-            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn)
+            return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn,
+                                encoding)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return 0
-    with tempfile.TemporaryDirectory(prefix="microagent-") as private:
-        extra = uplink.firmware_args(private) if uplink is not None else []
-        return _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra,
-                                on_message, on_warning, on_info or on_warning)
+    if runtime == "qemu-cortex-m3" and uplink is not None:
+        raise ReplayError("sending to a hub from replay runs on micropython or micropython32; "
+                          "on qemu-cortex-m3 the agent sends over UART1 (docs/targets.md)")
+    extra = uplink.firmware_args() if uplink is not None else []
+    secret = uplink.connection_string if uplink is not None else None
+    args = _replay_args(os.path.abspath(trace), window_ms, sizes, max_message_size, agent,
+                        extra + ["--encoding", encoding])
+    try:
+        if runtime == "qemu-cortex-m3":
+            return _run_qemu(trace, args, sizes, heap, on_message, on_warning,
+                             on_info or on_warning)
+        if runtime == "micropython32":
+            argv, env = targets.micropython32_command(args, heap)
+        else:
+            argv, env = micropython_command("microagent.replay_main", args, heap)
+    except targets.TargetError as exc:
+        raise ReplayError(str(exc))
+    return _run_micropython(trace, argv, env, secret, sizes, heap, on_message, on_warning,
+                            on_info or on_warning)
 
 
-def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, extra, on_message,
-                     on_warning, on_info):
-    args = [os.path.abspath(trace), "--window-ms", str(window_ms), "--process-cache",
-            str(sizes[0]), "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
+_BASE64_LINE = re.compile(r"^[A-Za-z0-9+/]+=*$")
+
+
+def _replay_args(trace, window_ms, sizes, max_message_size, agent, extra):
+    return [trace, "--window-ms", str(window_ms), "--process-cache", str(sizes[0]),
+            "--network-cache", str(sizes[1]), "--login-cache", str(sizes[2]),
             "--max-message-size", str(max_message_size), "--agent-id", agent] + extra
-    argv, env = micropython_command("microagent.replay_main", args, heap)
+
+
+def _out_of_heap(heap, sizes):
+    return ReplayError("MicroPython ran out of heap (%s) with caches of %s entries (process, "
+                       "network, login): raise --heap or lower --cache-size"
+                       % (heap, "/".join(str(n) for n in sizes)))
+
+
+def _run_qemu(trace, args, sizes, heap, on_message, on_warning, on_info):
+    """replay_main on the emulated Cortex-M3: the trace and replay's modules read from the host
+    through semihosting (/host), the messages streamed back over the console."""
+    total = targets.heap_of_image("qemu-cortex-m3")
+    wanted = targets.heap_bytes(heap)
+    if wanted > total:
+        raise ReplayError("--heap %s is more than the qemu-cortex-m3 image's heap (%d bytes, "
+                          "MICROPY_HEAP_SIZE in tools/build_firmware.py)" % (heap, total))
+    on_board = "/host" + os.path.abspath(trace)
+    args = [on_board] + args[1:]
+    code = ("import hostfs\nhostfs.mount('/host')\n" +
+            targets.launcher(args, "/host" + targets.replay_modules(), total - wanted))
+    errors, status = [], []
+    compact = "compact" in args  # compact messages come back as base64 lines
+
+    def line(text):
+        text = text.replace(on_board, os.path.abspath(trace))
+        if text.startswith("{") or (compact and _BASE64_LINE.match(text)):
+            on_message(text)
+        elif text.startswith("warning: "):
+            on_warning(text[len("warning: "):])
+        elif text.startswith("info: "):
+            on_info(text[len("info: "):])
+        elif text.startswith(targets.EXIT_PREFIX):
+            status.append(int(text[len(targets.EXIT_PREFIX):]))
+        elif text.strip():
+            errors.append(text)
+    with targets.QemuBoard() as board:
+        failure = board.run(code, line)
+    if failure:
+        errors += failure.replace(on_board, os.path.abspath(trace)).splitlines()
+    if status and status[0] == 0:
+        return 0
+    return _failed(trace, status[0] if status else 1, errors, sizes, "%s of %d" % (heap, total),
+                   on_info)
+
+
+def _failed(trace, returncode, errors, sizes, heap, on_info):
+    if returncode == 1 and errors and errors[-1].startswith("error: not every message"):
+        on_info(errors[-1][len("error: "):])
+        return 1
+    if any("MemoryError" in line for line in errors):
+        raise _out_of_heap(heap, sizes)
+    for line in errors:
+        if line.startswith("error: "):
+            # The child was given the absolute path; the user named the trace as given.
+            raise ReplayError(line[len("error: "):].replace(os.path.abspath(trace) + ":",
+                                                             trace + ":", 1))
+    raise ReplayError("MicroPython exited with code %d: %s"
+                      % (returncode, errors[-1] if errors else "no message"))
+
+
+def _run_micropython(trace, argv, env, secret, sizes, heap, on_message, on_warning, on_info):
+    """Runs replay_main under MicroPython. SECRET (the connection string) goes down a pipe the
+    child reads before any network I/O: it is never on disk, on argv or in the environment,
+    and the child is killed with this process, so a crash leaves neither behind."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace")
+                            stdin=subprocess.PIPE if secret else subprocess.DEVNULL,
+                            text=True, encoding="utf-8", errors="replace",
+                            preexec_fn=dies_with_parent())
+    if secret:
+        try:
+            proc.stdin.write(secret + "\n")  # far below a pipe's buffer: never blocks
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child already failed; its stderr says why
     errors = []
     # stderr is drained by a thread so a chatty run cannot block on a full pipe.
 
@@ -110,18 +205,7 @@ def _run_micropython(trace, window_ms, sizes, heap, max_message_size, agent, ext
     reader.join()
     if proc.returncode == 0:
         return 0
-    if proc.returncode == 1 and errors and errors[-1].startswith("error: not every message"):
-        on_info(errors[-1][len("error: "):])
-        return 1
-    if any("MemoryError" in line for line in errors):
-        raise ReplayError("MicroPython ran out of heap (-X heapsize=%s) with caches of %s entries "
-                          "(process, network, login): raise --heap or lower --cache-size"
-                          % (heap, "/".join(str(n) for n in sizes)))
-    for line in errors:
-        if line.startswith("error: "):
-            raise ReplayError(line[len("error: "):])
-    raise ReplayError("MicroPython exited with code %d: %s"
-                      % (proc.returncode, errors[-1] if errors else "no message"))
+    return _failed(trace, proc.returncode, errors, sizes, "-X heapsize=%s" % heap, on_info)
 
 
 class Uplink:
@@ -137,16 +221,13 @@ class Uplink:
         self.outbox_path = outbox_path
         self.timeout_s = timeout_s
 
-    def firmware_args(self, private_dir):
-        """replay_main arguments; the connection string goes in a 0600 file, never on argv."""
+    def firmware_args(self):
+        """replay_main arguments; the connection string goes down the child's stdin
+        (`--credentials -`), never on argv or on disk."""
         if self.broker:
             raise ReplayError("--broker is for the host engine; the firmware engine talks to "
                               "IoT Hub (--connection-string)")
-        path = os.path.join(private_dir, "credentials")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.connection_string)
-        return ["--credentials", path, "--ca", os.path.abspath(self.ca_file), "--port",
+        return ["--credentials", "-", "--ca", os.path.abspath(self.ca_file), "--port",
                 str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
 
     def open_transport(self, log, config=None, on_config=None):
@@ -166,14 +247,14 @@ class Uplink:
 
 
 def replay_host_to_hub(trace, window_ms, cache_size, uplink, on_warning, on_info,
-                       max_message_size=4096, agent=None):
+                       max_message_size=4096, agent=None, encoding=JSON):
     """Replays TRACE through the host engine into the persistent outbox and delivers it with
     paho-mqtt. Returns the exit status: 0 when everything was acknowledged, 1 otherwise (what
     is left stays in the outbox file for the next run)."""
     outbox, transport = uplink.open_transport(on_info)
     try:
-        replay_host(trace, window_ms, cache_size, lambda m: transport.send(m.encode()),
-                    on_warning, max_message_size, agent)
+        replay_host(trace, window_ms, cache_size, lambda m: transport.send(body_of_line(m)),
+                    on_warning, max_message_size, agent, encoding)
     finally:
         delivered = transport.flush(uplink.timeout_s)
         counters = outbox.counters()

@@ -59,8 +59,15 @@ def compiled_firmware():
     return target
 
 
+def child_environment():
+    """This process's environment less the device key: a child never inherits it."""
+    env = dict(os.environ)
+    env.pop("MICROAGENT_CONNECTION_STRING", None)
+    return env
+
+
 def micropython_command(module, args, heap="64K"):
     """(argv, env) to run `micropython -m MODULE ARGS` with the compiled firmware on its path."""
-    env = dict(os.environ)
+    env = child_environment()
     env["MICROPYPATH"] = compiled_firmware() + ":.frozen"
     return [micropython_binary(), "-X", "heapsize=%s" % heap, "-m", module] + list(args), env

@@ -1,4 +1,4 @@
-"""Seeded generators of raw-event traces (spec section 1) for samples, tests and benchmarks.
+"""Seeded generators of raw-event traces (docs/spec.md section 1) for samples, tests and benchmarks.
 
 Profiles:
   quiet   an idle sensor: its MQTT uplink, NTP, a few cron jobs, an occasional login

@@ -169,7 +169,7 @@ class Transport:
             room = self.window - len(self._seq_by_mid)
             if room > 0:
                 for seq, mid, body in self.outbox.pending(room, self._last_handed):
-                    info = self.client.publish(hub.telemetry_topic(self.identity, mid), body, qos=1)
+                    info = self.client.publish(hub.telemetry_topic(self.identity, mid, body), body, qos=1)
                     self._seq_by_mid[info.mid] = seq
                     self._last_handed = seq
             if self.tokens is not None and self._running and self.tokens.due():

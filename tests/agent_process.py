@@ -34,6 +34,24 @@ class AgentProcess:
                 self.finish(30)
                 raise AssertionError("the agent never started collecting:\n" + "".join(self._err))
 
+    @property
+    def stderr_lines(self):
+        """How many lines of stderr were read so far."""
+        return len(self._err)
+
+    def wait_for_stderr(self, texts, after=0, timeout=60):
+        """Waits for a line of stderr, from line AFTER on, containing one of TEXTS: True when it
+        came, False when the process ended without it; AssertionError (with stderr) if neither
+        happened in TIMEOUT seconds."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self._err[after:] for text in texts):
+            if self.proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                raise AssertionError("no line with %s on stderr:\n%s" % (" or ".join(texts), "".join(self._err)))
+            time.sleep(0.05)
+        return True
+
     def finish(self, timeout=120):
         """Waits for the process to end: (exit code, stdout, stderr). One that does not end in
         TIMEOUT seconds is killed (no agent outlives its test) and fails the test."""

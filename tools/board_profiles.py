@@ -11,6 +11,7 @@ from jsonschema.exceptions import best_match
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARDS_DIR = os.path.join(REPO, "boards")
 SCHEMA_FILE = "schema.json"
+MAX_DEPTH = 16  # profiles nest three levels; far deeper is no profile
 sys.path.insert(0, os.path.join(REPO, "firmware"))
 
 from microagent.profile import ProfileError, check  # noqa: E402
@@ -46,6 +47,18 @@ def validate(data, source, schema):
     check(data, source)
 
 
+def _depth(value):
+    """How deeply VALUE nests lists and objects (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if children:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def load(name, boards_dir=BOARDS_DIR):
     """The profile of board NAME from BOARDS_DIR, validated; ProfileError when unusable."""
     available = names(boards_dir)
@@ -60,6 +73,10 @@ def load(name, boards_dir=BOARDS_DIR):
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError("%s line %d: not valid JSON (%s)" % (source, exc.lineno, exc.msg))
+    except RecursionError:
+        raise ProfileError("%s: nested deeper than %d levels" % (source, MAX_DEPTH)) from None
+    if _depth(data) > MAX_DEPTH:  # the validator recurses once per level
+        raise ProfileError("%s: nested deeper than %d levels" % (source, MAX_DEPTH))
     validate(data, source, _schema(boards_dir))
     if data["name"] != name:
         raise ProfileError("%s: key 'name': '%s' differs from the file name '%s'"

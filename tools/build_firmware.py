@@ -42,7 +42,9 @@ OUTPUTS = {"micropython32": "micropython", "qemu-cortex-m3": "firmware.elf"}
 # exchange is one mbedTLS call the board's asyncio loop waits for, about 3x shorter with it.
 UNIX_FLAGS = ("MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0",
               "CFLAGS_EXTRA=-DMBEDTLS_ECP_NIST_OPTIM")
-QEMU_FLAGS = ("MICROPY_PY_BTREE=0",)
+# Double-precision floats (in software: the Cortex-M3 has no FPU): a trace's epoch seconds with
+# milliseconds need 41 bits of mantissa; single precision keeps them to 128 s (docs/targets.md).
+QEMU_FLAGS = ("MICROPY_PY_BTREE=0", "MICROPY_FLOAT_IMPL=double")
 # The heap of the emulated board's image: MicroPython's default for the qemu port. A smaller
 # heap for one run is a ballast the runtime allocates (docs/targets.md).
 QEMU_HEAP_BYTES = 143360
@@ -189,10 +191,12 @@ def stamp_of(target, identity, config_only=False):
     """A hash of everything that goes into TARGET's image; CONFIG_ONLY: of what make does not
     track by itself (the board definition, flags, source), which calls for a clean build."""
     digest = hashlib.sha256()
-    inputs = [os.path.abspath(__file__)]
+    inputs = []
     if target == "qemu-cortex-m3":
-        inputs += list(_tree_files(QEMU_BOARD_DIR))
+        # Its Python modules are frozen like the agent's, which make follows by itself.
+        inputs += [p for p in _tree_files(QEMU_BOARD_DIR) if not config_only or not p.endswith(".py")]
     if not config_only:
+        inputs.append(os.path.abspath(__file__))
         inputs += list(_tree_files(os.path.join(FIRMWARE, "microagent")))
         inputs += [os.path.join(FIRMWARE, "manifest.py"), os.path.join(FIRMWARE, "host_only.txt")]
     for path in inputs:
@@ -290,15 +294,12 @@ def ensure(targets=TARGETS, src=None, jobs=None):
     os.makedirs(BUILD, exist_ok=True)
     with open(os.path.join(BUILD, ".firmware.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        top = identity = None
+        top, identity = prepare_source(source_setting(src))
         for target in targets:
-            check_toolchain(target)
-        for target in targets:
-            if top is None:
-                top, identity = prepare_source(source_setting(src))
             if up_to_date(target, identity):
                 progress("%s: up to date (%s)" % (target, os.path.relpath(output_path(target), REPO)))
                 continue
+            check_toolchain(target)  # only a build needs one
             build_target(target, top, identity, jobs)
             progress("%s: built %s" % (target, os.path.relpath(output_path(target), REPO)))
     return {t: output_path(t) for t in targets}

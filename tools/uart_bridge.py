@@ -81,6 +81,13 @@ class UartBridge:
                     pending += data
                     while len(pending) >= 3:
                         kind = pending[:1]
+                        if kind not in (CONNECT, DATA, CLOSE):
+                            # Out of step (the board restarted mid-frame): what is pending is
+                            # no frame; the board's next connect starts over.
+                            self.log("uart link: unknown frame type %r: %d bytes dropped"
+                                     % (kind, len(pending)))
+                            pending = b""
+                            break
                         length = struct.unpack(">H", pending[1:3])[0]
                         if len(pending) < 3 + length:
                             break
@@ -117,9 +124,6 @@ class UartBridge:
                     upstream.close()
                     return None
             return upstream
-        if kind == CLOSE:
-            if upstream:
-                upstream.close()
-            return None
-        self.log("uart link: unknown frame type %r: link out of step, dropped" % kind)
-        return upstream
+        if upstream:  # CLOSE
+            upstream.close()
+        return None

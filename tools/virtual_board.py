@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import board_profiles  # noqa: E402
 import build_firmware  # noqa: E402
 from host_sim.runtime import micropython_binary  # noqa: E402
+from host_sim.targets import QEMU, qemu_command  # noqa: E402
 from uart_bridge import UartBridge  # noqa: E402
 from microagent.profile import ProfileError  # noqa: E402
 
@@ -51,18 +52,6 @@ def _raw_pty():
     attrs[3] &= ~(termios.ECHO | termios.ECHONL)
     termios.tcsetattr(slave, termios.TCSANOW, attrs)
     return master, slave
-
-
-QEMU = "qemu-system-arm"
-
-
-def qemu_command(image, console="stdio", extra=()):
-    """The qemu-system-arm command line of the emulated Cortex-M3: CONSOLE (UART0) on stdio or a
-    tty device, semihosting for the host's clock (and files), EXTRA for UART1."""
-    # -display none, not -nographic: that multiplexes stdio and takes Ctrl-A (the raw REPL). A
-    # tty console is opened as a serial device (raw); QEMU's stdio would turn \n into \r\n.
-    return [QEMU, "-machine", "mps2-an385", "-display", "none", "-monitor", "null", "-semihosting",
-            "-kernel", image, "-serial", console] + list(extra)
 
 
 def spawn(profile, flash_dir, binary, extra=()):

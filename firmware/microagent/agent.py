@@ -19,7 +19,7 @@ from microagent.cache import DnsTable, NetworkCache, NoCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
-from microagent.encode import MessageEncoder, guid
+from microagent.encode import guid, make_encoder
 from microagent.engine import Engine
 from microagent.hub import HubSession
 from microagent.sas import ConnectionString, unix_time
@@ -39,7 +39,7 @@ def log(text):
 
 
 def agent_id(cs):
-    """A GUID stable per device (spec 5): derived from the hub and device (and module) id."""
+    """A GUID stable per device (docs/spec.md section 5): derived from the hub and device (and module) id."""
     import hashlib
     return guid(hashlib.sha256((cs.host + "/" + cs.client_id()).encode()).digest()[:16], 5)
 
@@ -71,7 +71,8 @@ class Agent:
         # contiguous room.
         gc.collect()
         size = self._cache_size()
-        encoder = MessageEncoder(agent_id(cs), self._sink, board["max_message_bytes"])
+        self._agent_id = agent_id(cs)
+        encoder = self._encoder()
         self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
                              self._warn)
         self._message_bytes = board["max_message_bytes"]
@@ -90,6 +91,10 @@ class Agent:
         if "NetworkActivity" not in self.collectors or not self.config.enabled("NetworkActivity"):
             return 0
         return self.config[_CACHE_KEY]
+
+    def _encoder(self):
+        return make_encoder(self.config.encoding(), self._agent_id, self._sink,
+                            self.settings.board["max_message_bytes"])
 
     def _window_length(self, collector):
         return self.settings.window_ms or self.config.window_ms(collector)
@@ -111,6 +116,11 @@ class Agent:
             self.engine.network = NetworkCache(size)
             self.engine.dns = DnsTable(size)
             log("network cache resized to %d entries" % size)
+        if self.config.encoding() != self.engine.encoder.ENCODING:
+            self.engine.encoder = None
+            gc.collect()
+            self.engine.encoder = self._encoder()
+            log("messages now encoded as %s" % self.config.encoding())
         self.tracker.attach(self.engine if size else None, self._window_start)
 
     # ---- output -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-# Fixed-slot caches with the RTOS overflow policy (spec section 4): when a cache is full, a new
+# Fixed-slot caches with the RTOS overflow policy (docs/spec.md section 4): when a cache is full, a new
 # distinct entry is dropped and counted; entries already cached keep aggregating.
 #
 # Storage is columnar and allocated once at construction: typed arrays for numbers, lists of

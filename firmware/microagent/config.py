@@ -1,4 +1,4 @@
-# Agent configuration: the Defender for IoT micro agent keys (spec section 7), so module twins
+# Agent configuration: the Defender for IoT micro agent keys (docs/spec.md section 7), so module twins
 # written for that agent carry over. MicroPython-compatible.
 #
 # Values arrive as JSON from the module twin's desired properties. Each key is checked on its
@@ -9,6 +9,9 @@ COLLECTORS = ("Process", "NetworkActivity", "Login", "SystemInformation", "Basel
 FREQUENCIES = ("High", "Medium", "Low")
 PRIORITY_INTERVALS = "CollectorsCore_PriorityIntervals"
 MESSAGE_TIMEOUT = "IothubModule_MessageTimeout"
+# Not a Defender key (its agent only spoke JSON): the wire encoding, "Json" or "Compact".
+MESSAGE_ENCODING = "IothubModule_MessageEncoding"
+ENCODING_CHOICES = ("Json", "Compact")
 
 _BOOL = 0
 _INT = 1
@@ -28,7 +31,8 @@ def _schema():
         "NetworkActivity_CacheSize": [_INT, 256, 1, 65535],
         "Login_CacheSize": [_INT, 256, 1, 65535],
         MESSAGE_TIMEOUT: [_INT, 2880, 1, 43200],
-        "Process_Mode": [_CHOICE, "Auto", ("Auto", "Netlink", "Polling")],
+        MESSAGE_ENCODING: [_CHOICE, "Json", ENCODING_CHOICES],
+        "Process_Mode": [_CHOICE, "Auto", ("Auto", "Audit", "Netlink", "Polling")],
         "Process_PollingInterval": [_INT, 100000, 1000, 60000000],
         "Baseline_ChecksDisabled": [_TEXT, ""],
         "Baseline_GroupsDisabled": [_TEXT, ""],
@@ -171,3 +175,7 @@ class Config:
 
     def message_timeout_s(self):
         return self._values[MESSAGE_TIMEOUT] * 60
+
+    def encoding(self):
+        """The message encoding in force: "json" or "compact" (microagent.encode's names)."""
+        return self._values[MESSAGE_ENCODING].lower()

@@ -1,16 +1,24 @@
-# The wire format (spec section 5), shared by the firmware and the host agent: the envelope,
+# The wire formats (docs/spec.md section 5), shared by the firmware and the host agent: the envelope,
 # events and payload items written into one preallocated buffer, split into messages of at most
-# max_size bytes, never truncated. Needs only json, os and binascii.
+# max_size bytes, never truncated. MessageEncoder writes JSON (the spec's encoding); the compact
+# encoding (microagent.compact, docs/compact-encoding.md) inherits its split. Needs only json,
+# os and binascii.
 import json
 import os
 from binascii import hexlify
 
 from microagent import VERSION
+from microagent import events
 
 MESSAGE_SCHEMA_VERSION = "1.0"
 PAYLOAD_SCHEMA_VERSION = "1.0"
-# What a message needs after its last item: "]" payload, "}" event, "]" Events, "}" envelope.
-_CLOSING = b"]}]}"
+JSON = "json"
+COMPACT = "compact"
+# The message size range a configuration may ask for: IoT Hub refuses a device-to-cloud
+# message over 256 KB (and disconnects the device), so a larger size could never be delivered.
+MIN_MESSAGE_SIZE = 512
+MAX_MESSAGE_SIZE = 256 * 1024
+_CLOSING = 4  # the most bytes closing a message takes (CLOSE_EVENT + CLOSE_MESSAGE)
 
 
 def guid(raw, version):
@@ -62,13 +70,25 @@ class MessageTooSmall(Exception):
     pass
 
 
+# Field tuples whose first value is the item's offset in ms from the window start.
+_TIMED = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
+          events.DROPPED_FIELDS)
+
+
 class MessageEncoder:
     """Writes a window's events into messages of at most MAX_SIZE bytes, calling SINK(buffer,
     length) for each finished message. The buffer is reused: SINK must copy what it keeps.
 
-    Usage per window: begin(event_time_ms); event(name, category, event_type); item(fields,
-    values) ...; event(...) ...; finish() -> number of messages sent.
+    Usage per window: begin(event_time_ms, window_start_ms); event(name, category,
+    event_type); item(fields, values) ...; event(...) ...; finish() -> number of messages sent.
+    For the window collectors' field tuples (events.*_FIELDS) values[0] is the item's offset
+    in ms from the window start; a None value omits a field.
     """
+
+    ENCODING = JSON
+    # What a message needs after its last item: "]" payload, "}" event; "]" Events, "}" envelope.
+    CLOSE_EVENT = b"]}"
+    CLOSE_MESSAGE = b"]}"
 
     def __init__(self, agent_id, sink, max_size=4096, utc_offset_minutes=0):
         self.agent_id = agent_id
@@ -88,8 +108,12 @@ class MessageEncoder:
         self._stamp_local = None
         self._stamp_utc = None
         self._limit = 0
+        self._window_start_ms = 0
 
-    def begin(self, event_time_ms):
+    def begin(self, event_time_ms, window_start_ms=None):
+        """Starts a window's messages: EVENT_TIME_MS stamps the events, items' offsets count
+        from WINDOW_START_MS (default: the event time)."""
+        self._window_start_ms = event_time_ms if window_start_ms is None else window_start_ms
         self._stamp_local = iso8601(event_time_ms, self.utc_offset_minutes)
         self._stamp_utc = iso8601(event_time_ms)
         self._messages = 0
@@ -101,26 +125,30 @@ class MessageEncoder:
         """Starts an event; its header is written with its first item (no empty events)."""
         if self._event_open:
             self._limit = 0  # closing an event always fits: the closing bytes are reserved
-            self._put(b"]}")
+            self._put(self.CLOSE_EVENT)
             self._event_open = False
         self._event = (name, category, event_type)
 
     def item(self, fields, values):
         """Writes one payload item straight into the buffer: FIELDS names, VALUES in the same
-        order; None omits. An item that does not fit closes the message and goes in the next."""
+        order. An item that does not fit closes the message and goes in the next."""
         if self._length:
             mark = self._length
-            if self._write_item(fields, values, self.max_size - len(_CLOSING)):
+            if self._write_item(fields, values, self.max_size - _CLOSING):
                 return
             self._length = mark
             self._close_message()
-        self._put(self.envelope)
+        self._limit = 0
+        self._open_message()
         self._write_item(fields, values, 0)
 
     def finish(self):
         if self._length:
             self._close_message()
         return self._messages
+
+    def _open_message(self):
+        self._put(self.envelope)
 
     def _write_item(self, fields, values, limit):
         """Writes separator, event header if needed, and the item, piece by piece (no large
@@ -135,9 +163,12 @@ class MessageEncoder:
                     self._put(b",")
                 self._write_header()
             separator = b"{"
+            timed = fields in _TIMED
             for i in range(len(fields)):
                 value = values[i]
                 if value is not None:
+                    if timed and i == 0:
+                        value = iso8601(self._window_start_ms + value)
                     self._put(separator)
                     self._put(('"%s":%s' % (fields[i], _json_value(value))).encode())
                     separator = b","
@@ -159,8 +190,8 @@ class MessageEncoder:
     def _close_message(self):
         self._limit = 0
         if self._event_open:
-            self._put(b"]}")
-        self._put(b"]}")
+            self._put(self.CLOSE_EVENT)
+        self._put(self.CLOSE_MESSAGE)
         self.sink(self.buffer, self._length)
         self._messages += 1
         self._length = 0
@@ -175,12 +206,23 @@ class MessageEncoder:
         if end > len(self.buffer):
             # One item larger than a whole message: it goes alone in a message of its own size
             # (still far below IoT Hub's 256 KB, strings being capped) rather than be truncated.
-            grown = bytearray(end + len(_CLOSING) + 2)
+            grown = bytearray(end + _CLOSING + 2)
             grown[:self._length] = self.buffer[:self._length]
             self.buffer = grown
             self.oversized += 1
         self.buffer[self._length:end] = data
         self._length = end
+
+
+def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+    """The encoder for ENCODING ("json" or "compact")."""
+    if encoding == COMPACT:
+        # Imported only when chosen: a board speaking JSON keeps the compact code off its heap.
+        from microagent.compact import CompactEncoder
+        return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    if encoding == JSON:
+        return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    raise ValueError("unknown encoding " + str(encoding))
 
 
 class _NoRoom(Exception):

@@ -3,7 +3,6 @@
 # the drop-new caches of microagent.cache, the host agent its evict-oldest ones.
 from microagent import events
 from microagent.cache import LOST
-from microagent.encode import iso8601
 from microagent.events import cap_string, application_protocol
 
 _CAPPED = events.MAX_STRING_BYTES // 4
@@ -109,13 +108,13 @@ class Engine:
         the application's loop and can wait for room in the outbox. The count is then in .sent.
         """
         enc = self.encoder
-        enc.begin(event_time_ms)
+        enc.begin(event_time_ms, window_start_ms)
         row = self._row
         values = self._values
         if self.process.count:
             enc.event(events.PROCESS, "Triggered", "Security")
             for r in self.process.rows(row):
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = r[1]
                 values[2] = r[2]
                 values[3] = r[3]
@@ -130,7 +129,7 @@ class Engine:
             enc.event(events.CONNECTION, "Triggered", "Security")
             for r in self.network.rows(row):
                 dns_hits, host_name = self.dns.lookup(r[2])
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = r[1]
                 values[2] = r[2]
                 values[3] = r[3]
@@ -148,7 +147,7 @@ class Engine:
         if self.login.count:
             enc.event(events.LOGIN, "Triggered", "Security")
             for r in self.login.rows(row):
-                values[0] = iso8601(window_start_ms + r[0])
+                values[0] = r[0]
                 values[1] = events.LOGIN_OPERATIONS[r[1]]
                 values[2] = r[2]
                 values[3] = r[3]
@@ -156,7 +155,7 @@ class Engine:
                 values[5] = r[5]
                 yield
                 enc.item(events.LOGIN_FIELDS, values)
-        for _ in self._flush_losses(window_start_ms):
+        for _ in self._flush_losses():
             yield
         yield
         self.sent = enc.finish()
@@ -188,7 +187,7 @@ class Engine:
         yield
         self.sent = enc.finish()
 
-    def _flush_losses(self, window_start_ms):
+    def _flush_losses(self):
         started = False
         values = self._values
         for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
@@ -199,7 +198,7 @@ class Engine:
             if not started:
                 self.encoder.event("DroppedEvents", "Periodic", "Operational")
                 started = True
-            values[0] = iso8601(window_start_ms)
+            values[0] = 0  # the window start
             values[1] = collector
             values[2] = cache.capacity
             values[3] = cache.dropped

@@ -5,7 +5,7 @@
 MAX_STRING_BYTES = 2048
 TRUNCATION_MARKER = "...[truncated]"
 
-# Identity rules (spec section 3); the caches of both engines key on exactly these fields.
+# Identity rules (docs/spec.md section 3); the caches of both engines key on exactly these fields.
 PROCESS_IDENTITY = ("commandline", "uid")
 CONNECTION_IDENTITY = ("local_port", "remote_port", "protocol", "local_address", "remote_address")
 
@@ -21,7 +21,7 @@ CONNECTION = "ConnectionCreate"
 LOGIN = "Login"
 DNS = "DNS"
 
-# Payload field order per event name (spec section 5); a None value omits an optional field.
+# Payload field order per event name (docs/spec.md section 5); a None value omits an optional field.
 PROCESS_FIELDS = ("timestamp", "process_id", "parent_process_id", "user_id", "commandline",
                   "type", "hit_count", "executable", "user_name")
 CONNECTION_FIELDS = ("timestamp", "local_address", "remote_address", "local_port", "remote_port",

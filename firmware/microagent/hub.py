@@ -1,4 +1,4 @@
-# IoT Hub session for the firmware (spec section 6): SAS-authenticated MQTT, security telemetry
+# IoT Hub session for the firmware (docs/spec.md section 6): SAS-authenticated MQTT, security telemetry
 # from the outbox, and the module twin that carries the configuration. MicroPython-compatible.
 #
 # step() is a coroutine: it does a bounded amount of work and yields to the asyncio loop whenever
@@ -12,9 +12,8 @@ from microagent.clock import ticks_diff, ticks_ms
 from microagent.sas import SasTokenSource, unix_time, url_encode
 
 API_VERSION = "2021-04-12"
-# Marks a message as a security message for Defender for IoT, with a JSON body in UTF-8.
-SECURITY_PROPERTIES = ("%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"
-                       "&%24.ct=application%2Fjson&%24.ce=utf-8")
+# Marks a message as a security message for Defender for IoT; the content type follows the body.
+SECURITY_PROPERTIES = "%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"
 TWIN_RESPONSES = "$iothub/twin/res/#"
 TWIN_DESIRED = "$iothub/twin/PATCH/properties/desired/#"
 _TWIN_RESPONSE_PREFIX = b"$iothub/twin/res/"
@@ -26,13 +25,23 @@ def username(cs):
     return cs.host + "/" + cs.client_id() + "/?api-version=" + API_VERSION
 
 
-def telemetry_topic(cs, message_id):
-    """Device-to-cloud topic with the security property bag and $.mid = MESSAGE_ID."""
+def content_properties(body):
+    """IoT Hub's content-type (and content-encoding) system properties for BODY (None: JSON):
+    a compact message (microagent.compact) opens with CBOR tag 256, a JSON one with "{"."""
+    if body is not None and len(body) > 3 and body[0] == 0xD9:
+        return "%24.ct=application%2Fcbor"
+    return "%24.ct=application%2Fjson&%24.ce=utf-8"
+
+
+def telemetry_topic(cs, message_id, body=None):
+    """Device-to-cloud topic with the security property bag, the content type of BODY (JSON
+    when not given) and $.mid = MESSAGE_ID."""
     if cs.module_id:
         base = "devices/" + cs.device_id + "/modules/" + cs.module_id + "/messages/events/"
     else:
         base = "devices/" + cs.device_id + "/messages/events/"
-    return base + SECURITY_PROPERTIES + "&%24.mid=" + url_encode(message_id)
+    return (base + SECURITY_PROPERTIES + "&" + content_properties(body) + "&%24.mid="
+            + url_encode(message_id))
 
 
 def _rid_and_status(topic):
@@ -112,14 +121,21 @@ class Twin:
             self.log("hub: config %s rejected (%s); the previous value stays" % (key, rejected[key]))
         if applied and self.on_config is not None:
             self.on_config(applied)
-        return self.report(rejected)
+        # A patch (no section) names only the keys that changed: a key rejected earlier and
+        # not in it still has its bad desired value, so its rejection stays reported.
+        return self.report(rejected, document if section is None else None)
 
-    def report(self, rejected):
-        """(topic, body) reporting the configuration in force and the rejected keys; keys
-        rejected before but not now are reported as null (removed from the twin)."""
+    def report(self, rejected, patch=None):
+        """(topic, body) reporting the configuration in force and the rejected keys. Keys
+        rejected before but not now are reported as null (removed from the twin), unless
+        PATCH (the desired patch just applied) is given and leaves them unchanged."""
         cleared = {}
         for key in self._reported_rejections:
-            if key not in rejected:
+            if key in rejected:
+                continue
+            if patch is not None and key not in patch:
+                rejected[key] = self._reported_rejections[key]
+            else:
                 cleared[key] = None
         cleared.update(rejected)
         self._reported_rejections = dict(rejected)
@@ -257,8 +273,9 @@ class HubSession:
             slot = self.outbox.next_unsent()
             if slot < 0:
                 return
-            topic = telemetry_topic(self.cs, self.message_id(self.outbox.seq(slot)))
-            pid = await self.client.publish(topic, self.outbox.payload(slot), qos=1)
+            payload = self.outbox.payload(slot)
+            topic = telemetry_topic(self.cs, self.message_id(self.outbox.seq(slot)), payload)
+            pid = await self.client.publish(topic, payload, qos=1)
             self.outbox.mark_sent(slot, pid)
 
     def _on_message(self, topic, payload):

@@ -1,16 +1,18 @@
 # Entry point run inside MicroPython (or CPython) by `microagent replay --engine firmware`:
 #   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
 #       [--process-cache N] [--network-cache N] [--login-cache N]
-#       [--max-message-size BYTES] [--agent-id GUID]
-#       [--credentials FILE --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
-# Prints each message as one JSON line on stdout, warnings on stderr; exit 2 on a bad trace.
-# With --credentials (a file holding the device connection string, so the key is never on a
-# command line) the messages go to IoT Hub over TLS instead, through the bounded outbox.
+#       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
+#       [--credentials FILE|- --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
+# Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings
+# on stderr; exit 2 on a bad trace.
+# With --credentials (a file holding the device connection string, or - for one line on
+# stdin, so the key is never on a command line) the messages go to IoT Hub over TLS instead,
+# through the bounded outbox.
 import gc
 import sys
 
 from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
-from microagent.encode import MessageEncoder
+from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, make_encoder
 from microagent.engine import Engine
 
 
@@ -21,7 +23,7 @@ def _options(argv):
                "--login-cache": "16", "--max-message-size": "4096",
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
-               "--outbox-bytes": "32768", "--wait-ms": "30000"}
+               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json"}
     trace = None
     i = 0
     while i < len(argv):
@@ -43,6 +45,11 @@ def _options(argv):
 
 def _write_message(buffer, length):
     out = sys.stdout.buffer
+    if buffer[0] == 0xD9:
+        # A compact (binary) body as a base64 line keeps stdout text; b2a_base64 ends the line.
+        from binascii import b2a_base64
+        out.write(b2a_base64(memoryview(buffer)[:length]))
+        return
     out.write(memoryview(buffer)[:length])
     out.write(b"\n")
 
@@ -52,9 +59,9 @@ def _warn(text):
 
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn):
-    """The firmware engine; the DNS table is bounded by the network cache size (spec 3)."""
-    encoder = MessageEncoder(agent_id, sink, max_message_size)
+                 warn, encoding="json"):
+    """The firmware engine; the DNS table is bounded by the network cache size (docs/spec.md section 3)."""
+    encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
                   LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
 
@@ -65,16 +72,23 @@ def main(argv):
         window_ms = int(options["--window-ms"])
         sizes = [int(options[k]) for k in ("--process-cache", "--network-cache", "--login-cache")]
         max_message_size = int(options["--max-message-size"])
-        if window_ms < 1 or min(sizes) < 1 or max_message_size < 512:
-            raise ValueError("window and cache sizes must be positive, message size >= 512")
+        if window_ms < 1 or min(sizes) < 1:
+            raise ValueError("window and cache sizes must be positive")
+        if not MIN_MESSAGE_SIZE <= max_message_size <= MAX_MESSAGE_SIZE:
+            raise ValueError("--max-message-size must be in %d..%d"
+                             % (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE))
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
     # The caches' large arrays are allocated before the uplink and the trace reader are loaded:
     # on a small heap they need contiguous room that loading more code would fragment.
     gc.collect()
-    engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size, options["--agent-id"],
-                          _write_message, _warn)
+    try:
+        engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size,
+                              options["--agent-id"], _write_message, _warn, options["--encoding"])
+    except ValueError as exc:
+        sys.stderr.write("error: --encoding: %s\n" % exc)
+        return 2
     uplink = None
     if options["--credentials"]:
         try:

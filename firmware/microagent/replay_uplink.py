@@ -14,12 +14,17 @@ def _read(path, mode="r"):
         return f.read()
 
 
+def _credentials(path):
+    # "-": the parent pipes the connection string to stdin, so it never touches the disk.
+    return sys.stdin.readline() if path == "-" else _read(path)
+
+
 class Uplink:
     """Sends each finished message through a HubSession; when the outbox stays full longer
     than WAIT_MS (hub down), the outbox drops its oldest message and counts it."""
 
     def __init__(self, options):
-        cs = ConnectionString(_read(options["--credentials"]).strip())
+        cs = ConnectionString(_credentials(options["--credentials"]).strip())
         ca = _read(options["--ca"], "rb")
         ca_der = pem_to_der(ca) if b"-----BEGIN" in ca else ca
         outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))

@@ -3,7 +3,7 @@
 # MicroPython has hashlib.sha256 and binascii but no hmac, base64 or urllib, so HMAC (RFC 2104),
 # base64 and URL encoding are written here on top of them. The device key and the tokens minted
 # from it are secrets: no object here shows them in repr() or str(), and no error message quotes
-# them (spec section 6; rules: secrets never appear in logs or errors).
+# them (docs/spec.md section 6; rules: secrets never appear in logs or errors).
 import binascii
 import hashlib
 import time

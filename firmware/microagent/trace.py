@@ -1,5 +1,5 @@
-# Replaying a trace (spec section 1: JSON Lines of raw events in time order) through an engine,
-# with the windows of spec section 2 over the trace's own clock. Runs under MicroPython.
+# Replaying a trace (docs/spec.md section 1: JSON Lines of raw events in time order) through an engine,
+# with the windows of docs/spec.md section 2 over the trace's own clock. Runs under MicroPython.
 import json
 
 from microagent import events
@@ -12,6 +12,15 @@ REQUIRED = {
     "login": ("t", "operation", "pid", "user_name", "executable"),
 }
 
+# A recorded command line may be long (Linux allows 2 MiB of arguments; the engine cuts strings
+# at 2,048 bytes): the cap only bounds what reading one line can cost, a file without newlines
+# included.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 8
+_PIECE = 256  # lines are read this many bytes at a time
+# Epoch seconds up to the end of unsigned 32-bit time (2106): later is no clock a device has.
+MAX_T = 4294967295
+
 
 class TraceError(Exception):
     """A bad trace line; str() is one line naming the file and line number."""
@@ -21,7 +30,7 @@ def _integer(event, key, where, low=0, high=0x7FFFFFFF):
     value = event.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise TraceError("%s: '%s' must be an integer in %d..%d, got %s"
-                         % (where, key, low, high, json.dumps(value)))
+                         % (where, key, low, high, _shown(value)))
     return value
 
 
@@ -30,7 +39,7 @@ def _text(event, key, where, optional=False):
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise TraceError("%s: '%s' must be a string, got %s" % (where, key, json.dumps(value)))
+        raise TraceError("%s: '%s' must be a string, got %s" % (where, key, _shown(value)))
     return value
 
 
@@ -38,7 +47,7 @@ def _choice(event, key, choices, where):
     value = event.get(key)
     if value not in choices:
         raise TraceError("%s: '%s' must be one of %s, got %s"
-                         % (where, key, "/".join(choices), json.dumps(value)))
+                         % (where, key, "/".join(choices), _shown(value)))
     return choices.index(value)
 
 
@@ -46,29 +55,74 @@ def _address(event, key, where, scratch):
     value = _text(event, key, where)
     if not events.is_ipv6(value) and not events.parse_ipv4(value, scratch, 0):
         raise TraceError("%s: '%s' is not an IPv4 or IPv6 address: %s"
-                         % (where, key, json.dumps(value)))
+                         % (where, key, _shown(value)))
     return value
 
 
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+# CPython's json takes NaN and Infinity, MicroPython's refuses them: both engines must agree.
+try:
+    json.loads("0", parse_constant=_not_json)
+
+    def _loads(text):
+        return json.loads(text, parse_constant=_not_json)
+except TypeError:  # MicroPython: no keyword arguments, and no NaN to refuse
+    _loads = json.loads
+
+
+def _shown(value):
+    """VALUE as JSON for an error message, cut so one bad line gives one short line."""
+    text = json.dumps(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def parse_line(line, where):
-    """The event dict of one trace line, its kind checked and required keys present."""
+    """The event dict of one trace line (bytes, or str), its kind checked and required keys
+    present. Every way a line can be bad is a TraceError naming WHERE, never another exception."""
+    if isinstance(line, str):
+        line = line.encode()
+    if len(line) > MAX_LINE_BYTES:
+        raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+    # The checks for unusual lines live in tracecheck, loaded only when a line needs them (a
+    # board's heap holds the bytecode of every module imported).
+    # MicroPython's json.loads takes heap per level and CPython's recurses. A line with at most
+    # MAX_DEPTH brackets cannot nest deeper: only others are scanned.
+    if line.count(b"{") + line.count(b"[") > MAX_DEPTH:
+        from microagent.tracecheck import deeper_than
+        if deeper_than(line, MAX_DEPTH):
+            raise TraceError("%s: nested deeper than %d levels" % (where, MAX_DEPTH))
+    if line.find(b"\\ud") >= 0 or line.find(b"\\uD") >= 0:
+        from microagent.tracecheck import join_surrogates
+        try:
+            line = join_surrogates(line)
+        except ValueError as exc:
+            raise TraceError("%s: %s" % (where, exc))
     try:
-        event = json.loads(line)
+        text = line.decode()
+    except UnicodeError:
+        raise TraceError("%s: not valid UTF-8" % where)
+    try:
+        event = _loads(text)
     except ValueError:
-        raise TraceError("%s: not valid JSON%s" % (where, "" if line.endswith("\n")
+        raise TraceError("%s: not valid JSON%s" % (where, "" if line.endswith(b"\n")
                                                     else " (truncated last line?)"))
     if not isinstance(event, dict):
         raise TraceError("%s: a trace line must be a JSON object" % where)
     kind = event.get("kind")
-    if kind not in REQUIRED:
+    if not isinstance(kind, str) or kind not in REQUIRED:
         raise TraceError("%s: 'kind' must be one of process/connection/dns/login, got %s"
-                         % (where, json.dumps(kind)))
+                         % (where, _shown(kind)))
     for key in REQUIRED[kind]:
         if key not in event:
             raise TraceError("%s: %s event lacks '%s'" % (where, kind, key))
     t = event["t"]
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0:
-        raise TraceError("%s: 't' must be epoch seconds, got %s" % (where, json.dumps(t)))
+    # t == t is False for NaN; the bound also keeps infinities and 1e300 out of the clock.
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t == t or not 0 <= t <= MAX_T:
+        raise TraceError("%s: 't' must be epoch seconds in 0..%d, got %s"
+                         % (where, MAX_T, _shown(t)))
     return event
 
 
@@ -113,7 +167,7 @@ class Replay:
 
 
 def record_event(engine, event, offset, where, halves):
-    """Records one raw event dict (spec section 1) into ENGINE at OFFSET ms into the window,
+    """Records one raw event dict (docs/spec.md section 1) into ENGINE at OFFSET ms into the window,
     checking each field; HALVES is a scratch list of two. Raises TraceError naming WHERE."""
     kind = event["kind"]
     if kind == "connection":
@@ -149,13 +203,53 @@ def record_event(engine, event, offset, where, halves):
                             _text(event, "executable", where), remote)
 
 
+def trace_lines(path):
+    """(where, line bytes) for each line of the trace file at PATH, where = "PATH:N". A line
+    longer than MAX_LINE_BYTES is a TraceError before it is read whole."""
+    number = 0
+    with open(path, "rb") as f:
+        while True:
+            # Read in small pieces: readline(n) allocates n bytes up front, and a board's
+            # heap next to full caches has no room for a MAX_LINE_BYTES block per line.
+            line = f.readline(_PIECE)
+            if not line:
+                return
+            number += 1
+            where = "%s:%d" % (path, number)
+            if line[-1:] != b"\n" and len(line) == _PIECE:
+                try:
+                    from microagent.tracecheck import rest_of_line
+                except MemoryError:
+                    raise TraceError("%s: out of heap reading this line (raise --heap)" % where)
+                line, size = rest_of_line(f, line, _PIECE, MAX_LINE_BYTES)
+                if size > MAX_LINE_BYTES:
+                    raise TraceError("%s: line longer than %d bytes" % (where, MAX_LINE_BYTES))
+                if line is None:
+                    raise TraceError("%s: out of heap reading this line (%d bytes or more; "
+                                     "raise --heap)" % (where, size))
+            yield where, line
+
+
 def replay_file(replay, path):
     """Feeds every line of the trace file at PATH; the last window is flushed even on error."""
-    number = 0
+    lines = trace_lines(path)
+    line = None
     try:
-        with open(path) as f:
-            for line in f:
-                number += 1
-                replay.feed(line, "%s:%d" % (path, number))
-    finally:
-        replay.close_window()
+        for where, line in lines:
+            try:
+                replay.feed(line, where)
+            except MemoryError:
+                raise TraceError("%s: out of heap while recording this line (raise --heap or "
+                                 "lower --cache-size)" % where)
+    except Exception as exc:
+        # The bad line and the open file let go of the heap the last window's flush needs.
+        line = None
+        lines.close()
+        try:
+            replay.close_window()
+        except MemoryError:
+            if isinstance(exc, TraceError):
+                raise TraceError("%s; the window before it was lost: out of heap (raise --heap)"
+                                 % exc)
+        raise
+    replay.close_window()

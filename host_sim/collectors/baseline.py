@@ -9,7 +9,7 @@ The checks live in host_sim/baseline/*.json, one file per group:
      "source": "CIS Debian Linux 12 Benchmark",
      "checks": [{"id": "3.3.1", "description": ..., "remediation": ..., "severity": ...,
                  "test": {"type": "sysctl", ...}, "applies_if_exists": "/path" (optional)}]}
-and become payload items (spec section 5, Baseline) with
+and become payload items (docs/spec.md section 5, Baseline) with
     check_id = "CIS-<benchmark>-<group>-<id>", e.g. CIS-debian-12-Network-3.3.1.
 Only Fail and Error results are sent. A check that cannot run (a file it needs is missing or
 unreadable, an unknown test type, bad check data) is an Error whose `error` says why; it never

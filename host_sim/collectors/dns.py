@@ -4,7 +4,7 @@
 
 A raw AF_PACKET socket (root) with a classic BPF filter that passes only UDP datagrams from
 source port 53 over IPv4 or IPv6 that this host receives (not the copies of packets it sends).
-Each DNS response's A records become events (spec section 1):
+Each DNS response's A records become events (docs/spec.md section 1):
     {"kind": "dns", "t", "hostname": <the name that was asked>, "address": <dotted IPv4>}
 The hostname is the question's name, so a CNAME chain still reports what the program asked
 for. Responses are parsed with the standard library only (struct; name compression handled);

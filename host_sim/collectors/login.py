@@ -14,7 +14,7 @@ Files are read incrementally: each poll() reads what was appended since the last
 rotation or truncation is followed (follow.py). With from_start=False (the agent) history
 written before the collector started is skipped; tests pass True.
 
-Events (spec section 1): {"kind": "login", "t", "operation": "Login"|"Logout"|"LoginFailed",
+Events (docs/spec.md section 1): {"kind": "login", "t", "operation": "Login"|"Logout"|"LoginFailed",
 "pid", "user_name", "executable" (the terminal: "pts/0", "tty1", "ssh:notty", or "sshd" for the
 syslog method), "remote_address" (the remote IPv4/IPv6 address, or 127.0.0.1 for a local login;
 left out when the remote host is known only by name)}.
@@ -184,7 +184,7 @@ class LoginCollector(EventCollector):
             self._files = {name: FollowedFile(rootfs.path(self.root, name), self.from_start)}
         for name in self._files:
             filename = rootfs.path(self.root, name)
-            if os.path.exists(filename) and not os.access(filename, os.R_OK):
+            if os.path.exists(filename) and not os.access(filename, os.R_OK, effective_ids=True):
                 log.warning("login collector: cannot read %s (permission denied); its events "
                             "are not collected", name)
 

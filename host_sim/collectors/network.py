@@ -17,7 +17,7 @@ its bytes without counting a new hit). So every byte is counted once. Sockets al
 the collector starts are not new connections: only the bytes they move afterwards are reported,
 as follow-ups.
 
-Events (spec section 1): {"kind": "connection", "t", "protocol": "TCP"|"UDP", "local_address",
+Events (docs/spec.md section 1): {"kind": "connection", "t", "protocol": "TCP"|"UDP", "local_address",
 "local_port", "remote_address", "remote_port", "bytes_in", "bytes_out", "direction": "in"|"out"}
 plus "continued": True on follow-ups. Direction: "in" when the local port is a listening port
 (TCP LISTEN socket, or an unconnected bound UDP socket) on this host, or - for a listener that

@@ -1,12 +1,16 @@
-"""Process collector: fork and exec events from the netlink process connector, /proc polling as fallback.
+"""Process collector: exec events with their argv from audit, fork and exec events from the
+netlink process connector, /proc polling as the last fallback.
 
     ProcessCollector(emit, root="/", mode="Auto", polling_interval=0.1)
 
-`mode` is the Defender config key `Process_Mode`: "Netlink" (the kernel's process connector;
-sees every fork/exec, even of processes that live a millisecond), "Polling" (scan
-`<root>/proc` every `polling_interval` seconds, `Process_PollingInterval`; misses processes that
-start and end between two scans, and reports what it finds as `exec`), or "Auto" (netlink, and
-polling when netlink is not available, logged once per open()).
+`mode` is the Defender config key `Process_Mode`: "Audit" (exec records of the kernel's audit
+subsystem, audit.py: the command line comes with the event, so it is exact even for a process
+that lived a microsecond; forks from the process connector when it is available), "Netlink"
+(the kernel's process connector; sees every fork/exec, even of processes that live a
+millisecond), "Polling" (scan `<root>/proc` every `polling_interval` seconds,
+`Process_PollingInterval`; misses processes that start and end between two scans, and reports
+what it finds as `exec`), or "Auto": Audit, then Netlink, then Polling; each fallback is logged
+once per open() with its reason, and `collector.source` says what is in use.
 The connector needs CAP_NET_ADMIN before Linux 6.6, and works only from the initial user
 namespace: inside a container the kernel silently ignores the subscription. open() therefore
 waits for the kernel's acknowledgement of the subscription (2 s at most) and treats a refusal
@@ -15,8 +19,10 @@ or a missing answer as "not available".
 Driving (see runner.py): `open()`, then `fileno()` + `read()` in netlink mode (fileno() is None
 and poll_interval is set in polling mode), `poll()` every `poll_interval` seconds (None in netlink
 mode), or `start()` / `stop()` for a thread. `collector.mode` says which mode is in use after open().
+In audit mode fileno() is an epoll descriptor over the audit and connector sockets, and poll()
+(every 2 s) puts our audit rule back if someone removed it.
 
-Events are raw trace events (spec section 1):
+Events are raw trace events (docs/spec.md section 1):
     {"kind": "process", "t", "type": "fork"|"exec", "pid", "ppid", "uid", "commandline",
      "executable", "user_name"}
 Thread creation is not reported (only new processes). The connector's events carry
@@ -41,6 +47,7 @@ import struct
 import time
 
 from host_sim.collectors import rootfs
+from host_sim.collectors.audit import AuditExecSource
 from host_sim.collectors.runner import EventCollector
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,8 @@ RECEIVE_BUFFER = 8 * 1024 * 1024
 SO_RCVBUFFORCE = 33                          # root may exceed net.core.rmem_max
 ACK_TIMEOUT = 2.0
 MAX_TRACKED_PARENTS = 65536
+MODES = ("Auto", "Audit", "Netlink", "Polling")
+AUDIT_CHECK_INTERVAL = 2.0                   # seconds between checks that our audit rule is there
 
 
 # IoT Hub credentials on a command line (a connection string's SharedAccessKey, a SAS token's
@@ -162,16 +171,21 @@ class ProcessCollector(EventCollector):
     def __init__(self, emit, root="/", mode="Auto", polling_interval=0.1,
                  receive_buffer=RECEIVE_BUFFER):
         super().__init__(emit)
-        if mode not in ("Auto", "Netlink", "Polling"):
-            raise ValueError("Process_Mode must be Auto, Netlink or Polling, not %r" % (mode,))
+        if mode not in MODES:
+            raise ValueError("Process_Mode must be Auto, Audit, Netlink or Polling, not %r"
+                             % (mode,))
         self.root = root
         self.requested_mode = mode
         self.mode = None
+        self.source = ""
         self.polling_interval = polling_interval
         self.receive_buffer = receive_buffer
         self.reader = ProcessReader(root)
         self.stats.update(lost=0, overruns=0, unreadable=0)
         self._sock = None
+        self._audit = None
+        self._audit_counted = {"lost": 0, "overruns": 0}
+        self._epoll = None
         self._buffer = bytearray(65536)
         self._last_seq = {}        # cpu -> last connector sequence number seen
         self._parents = {}         # pid -> ppid from fork events, for processes gone too early
@@ -180,10 +194,23 @@ class ProcessCollector(EventCollector):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self):
+        """Audit, else Netlink, else Polling (as far as `mode` allows); `self.source` says
+        what is in use and why, and each fallback is logged with its reason."""
+        if self.requested_mode in ("Auto", "Audit"):
+            try:
+                self._open_audit()
+                return
+            except OSError as exc:
+                if self.requested_mode == "Audit":
+                    raise
+                log.warning("process collector: audit not available (%s); using the netlink "
+                            "process connector, which reads command lines from /proc and "
+                            "misses those of short-lived processes", exc.strerror or exc)
         if self.requested_mode in ("Auto", "Netlink"):
             try:
                 self._open_netlink()
                 self.mode = "Netlink"
+                self.source = "process connector, command lines from /proc"
                 return
             except OSError as exc:
                 if self.requested_mode == "Netlink":
@@ -192,8 +219,29 @@ class ProcessCollector(EventCollector):
                             "falling back to polling /proc every %g s, which misses short-lived "
                             "processes", exc.strerror or exc, self.polling_interval)
         self.mode = "Polling"
+        self.source = "/proc scans"
         self.poll_interval = self.polling_interval
         self._known = self._snapshot()
+
+    def _open_audit(self):
+        """Execs (with argv) from audit; forks from the process connector when it is there
+        (one epoll fd stands for both sockets)."""
+        audit = AuditExecSource()
+        audit.open()
+        forks = "forks from the process connector"
+        try:
+            self._open_netlink()
+        except OSError as exc:
+            forks = "no fork events (process connector: %s)" % (exc.strerror or exc)
+            log.warning("process collector: %s", forks)
+        self._audit = audit
+        self._epoll = select.epoll()
+        self._epoll.register(audit.fileno(), select.EPOLLIN)
+        if self._sock is not None:
+            self._epoll.register(self._sock.fileno(), select.EPOLLIN)
+        self.mode = "Audit"
+        self.source = "audit exec records with argv, %s; %s" % (audit.describe, forks)
+        self.poll_interval = AUDIT_CHECK_INTERVAL
 
     def _open_netlink(self):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
@@ -241,6 +289,12 @@ class ProcessCollector(EventCollector):
 
     def close(self):
         self._report_pending(None)  # stopping: the processes of the last scan are not lost
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
         if self._sock is not None:
             try:
                 self._sock.send(self._control(PROC_CN_MCAST_IGNORE))
@@ -250,6 +304,8 @@ class ProcessCollector(EventCollector):
             self._sock = None
 
     def fileno(self):
+        if self._epoll is not None:
+            return self._epoll.fileno()
         return self._sock.fileno() if self._sock is not None else None
 
     # -- netlink -----------------------------------------------------------------------------
@@ -260,11 +316,11 @@ class ProcessCollector(EventCollector):
         process ends. So the pending messages are taken off the socket first, exec events are
         described next (their processes may be about to exit), then forks (described from the
         parent, which lives on), and the batch is emitted in time order."""
-        if self._sock is None:
+        if self._sock is None and self._audit is None:
             return 0
         execs, forks, exits = [], [], []
         buf = self._buffer
-        while True:
+        while self._sock is not None:
             try:
                 n = self._sock.recv_into(buf)
             except BlockingIOError:
@@ -275,7 +331,13 @@ class ProcessCollector(EventCollector):
                     continue
                 raise
             self._parse(buf, n, execs, forks, exits)
-        events = [self._describe(pid, "exec", stamp, pid) for pid, stamp in execs]
+        if self._audit is not None:               # execs come from audit, with their argv
+            events = [self._exec_event(e) for e in self._audit.read()]
+            for key in ("lost", "overruns"):
+                self.stats[key] += self._audit.stats[key] - self._audit_counted[key]
+                self._audit_counted[key] = self._audit.stats[key]
+        else:
+            events = [self._describe(pid, "exec", stamp, pid) for pid, stamp in execs]
         events += [self._describe(parent, "fork", stamp, child) for child, parent, stamp in forks]
         for pid in exits:
             self._parents.pop(pid, None)
@@ -309,6 +371,15 @@ class ProcessCollector(EventCollector):
             if pid == tgid:
                 exits.append(tgid)
 
+    def _exec_event(self, record):
+        """A process event from an audit exec record: all of it comes from the kernel, nothing
+        from /proc, so it is exact however short the process lived."""
+        commandline = b" ".join(record.argv).decode("utf-8", "replace")
+        return {"kind": "process", "t": record.t, "type": "exec", "pid": record.pid,
+                "ppid": record.ppid, "uid": record.uid,
+                "commandline": redact_secrets(commandline), "executable": record.executable,
+                "user_name": self.reader.users.name(record.uid)}
+
     def _describe(self, source, kind, stamp_ns, pid):
         """The event for process `pid`, read from /proc/<source>. A forked child is a copy of
         its parent: it is described from the parent (source), which is still there, rather than
@@ -333,12 +404,20 @@ class ProcessCollector(EventCollector):
         return known
 
     def poll(self):
-        """Polling mode: report the processes that appeared since the scan before last.
+        """Audit mode: our audit rule is still there (else added again). Polling mode: report
+        the processes that appeared since the scan before last.
 
         A new process is reported one scan after it was first seen: a child caught between
         fork and exec still shows its parent's command line (from a parent with a large heap
         the gap is milliseconds, so scans often land in it), and by the next scan it shows its
         own. One that is gone by then is reported as it was first read."""
+        if self._audit is not None:
+            restored = self._audit.stats["rules_restored"]
+            self._audit.check()
+            if self._audit.stats["rules_restored"] != restored:
+                log.warning("process collector: our audit rule had been removed (auditd "
+                            "reloading its rules?); added it again")
+            return 0
         if self.mode != "Polling":
             return 0
         now = time.time()

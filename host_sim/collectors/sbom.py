@@ -1,6 +1,6 @@
 """SBoM collector (trigger-based): installed packages from the dpkg or opkg status database.
 
-    collect(root="/") -> [{"name", "version", "vendor"}]     (spec section 5, SBoM)
+    collect(root="/") -> [{"name", "version", "vendor"}]     (docs/spec.md section 5, SBoM)
     installed_packages(root="/") -> [Package]                  (with architecture and source db)
 
 Sources, read through `root`:

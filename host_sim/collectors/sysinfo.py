@@ -1,6 +1,6 @@
 """SystemInformation collector (trigger-based): hardware, operating system and network interfaces.
 
-    collect(root="/") -> [payload item]     (one item, fields of spec section 5)
+    collect(root="/") -> [payload item]     (one item, fields of docs/spec.md section 5)
 
 Sources, all read through `root`:
   hardware_vendor / hardware_model  /sys/class/dmi/id/{sys_vendor,product_name} (PCs, VMs);

@@ -1,9 +1,13 @@
 """`microagent crosscheck TRACE`: the firmware engine (MicroPython) against the host engine."""
 import sys
 
+from host_sim import targets
 from host_sim.cli import UsageError
+from host_sim.commands.replay import RUNTIMES
 from host_sim.crosscheck import crosscheck
 from host_sim.replay import ReplayError, parse_heap
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
 from microagent.trace import TraceError
 
 
@@ -19,22 +23,35 @@ def register(subparsers):
                    help="window length in seconds (default 7200)")
     p.add_argument("--cache-size", type=int, default=256, metavar="N",
                    help="entries per cache for both engines (default 256)")
-    p.add_argument("--heap", default="1M", metavar="SIZE",
-                   help="MicroPython heap for the firmware engine (default 1M)")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    p.add_argument("--heap", metavar="SIZE",
+                   help="MicroPython heap for the firmware engine (default 1M; on "
+                        "qemu-cortex-m3 the image's whole heap)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="micropython",
+                   help="where the firmware engine runs (as for replay)")
+    p.add_argument("--encoding", choices=ENCODINGS, default=JSON,
+                   help="message encoding both engines write (compact messages are decoded "
+                        "back to JSON before the comparison); default json")
     p.set_defaults(run=run)
+
+
+def default_heap(runtime):
+    """1M, or on the emulated board the whole heap compiled into its image."""
+    if runtime == "qemu-cortex-m3":
+        return str(targets.heap_of_image(runtime))
+    return "1M"
 
 
 def run(args):
     if args.window <= 0 or args.cache_size < 1:
         raise UsageError("--window must be positive and --cache-size at least 1")
     try:
-        heap = parse_heap(args.heap)
+        heap = parse_heap(args.heap or default_heap(args.runtime))
     except ValueError as exc:
         raise UsageError(str(exc))
     try:
         report = crosscheck(args.trace, int(round(args.window * 1000)), args.cache_size, heap,
-                            args.runtime, progress=lambda text: print(text, file=sys.stderr))
+                            args.runtime, progress=lambda text: print(text, file=sys.stderr),
+                            encoding=args.encoding)
     except (ReplayError, TraceError) as exc:
         raise UsageError(str(exc))
     except OSError as exc:

@@ -1,5 +1,5 @@
 """`microagent record`: run the live event collectors for a while and write their raw events as a
-trace (spec section 1, JSON lines in time order) that `microagent replay` can read."""
+trace (docs/spec.md section 1, JSON lines in time order) that `microagent replay` can read."""
 import json
 import logging
 import sys
@@ -26,7 +26,8 @@ def register(subparsers):
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
     parser.add_argument("--collectors", default=",".join(COLLECTORS),
                         help="comma-separated, from: %s (default all)" % ", ".join(COLLECTORS))
-    parser.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"), default="Auto",
+    parser.add_argument("--process-mode", choices=("Auto", "Audit", "Netlink", "Polling"),
+                        default="Auto",
                         help="Process_Mode (default Auto)")
     parser.add_argument("--root", default="/", help="root for /proc, /etc, /var/log (default /)")
     parser.add_argument("--output", default="-", help="trace file (default - for stdout)")

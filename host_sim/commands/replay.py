@@ -1,9 +1,17 @@
-"""`microagent replay TRACE`: runs a trace through an engine, one JSON message per line."""
+"""`microagent replay TRACE`: runs a trace through an engine, one message per line (JSON, or
+base64 of a compact message)."""
+
+from microagent.compact import ENCODINGS
+from microagent.encode import JSON
+
+from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE
 
 from host_sim.cli import UsageError, log_line
 from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,
                              replay_host_to_hub, write_line)
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
+
+RUNTIMES = ("micropython", "micropython32", "qemu-cortex-m3", "cpython")
 
 # Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
 SENDING_HEAP = "224K"
@@ -13,13 +21,17 @@ def register(subparsers):
     p = subparsers.add_parser(
         "replay", help="replay a trace through the firmware or host engine",
         description="Reads a trace (JSON Lines of raw events) and prints each aggregated message "
-                    "as one JSON line on stdout; warnings go to stderr.")
+                    "as one line on stdout (JSON, or base64 with --encoding compact: "
+                    "`microagent decode` turns those back into JSON); warnings go to stderr.")
     p.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines)")
     p.add_argument("--engine", choices=("firmware", "host"), default="firmware",
                    help="firmware: RTOS semantics (drop new when full); host: Linux semantics "
                         "(evict oldest). Default: firmware")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
-                   help="where the firmware engine runs (default: the MicroPython unix port)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="micropython",
+                   help="where the firmware engine runs: the MicroPython unix port (default), "
+                        "the 32-bit builds of `make firmware` with the agent frozen "
+                        "(micropython32: i386 unix port; qemu-cortex-m3: the emulated board), "
+                        "or CPython")
     p.add_argument("--window", type=float, default=7200.0, metavar="S",
                    help="window length in seconds (default 7200: the Medium priority interval)")
     p.add_argument("--cache-size", type=int, metavar="N",
@@ -27,10 +39,14 @@ def register(subparsers):
                         "engine; on the firmware engine 256 network entries and 16 process and "
                         "16 login entries, as a board keeps them")
     p.add_argument("--heap", metavar="SIZE",
-                   help="MicroPython heap cap (-X heapsize): default 64K, or %s when sending "
-                        "to a hub" % SENDING_HEAP)
+                   help="MicroPython heap cap (-X heapsize; on qemu-cortex-m3 a ballast taken "
+                        "from the image's 140K heap): default 64K, or %s when sending to a hub"
+                        % SENDING_HEAP)
     p.add_argument("--max-message-size", type=int, default=4096, metavar="BYTES",
                    help="largest message in bytes (default 4096, IoT Hub's billing block)")
+    p.add_argument("--encoding", choices=ENCODINGS, default=JSON,
+                   help="message encoding: json (the spec's, default) or compact (CBOR, "
+                        "docs/compact-encoding.md)")
     hub = p.add_argument_group(
         "sending", "send the messages instead of printing them (both engines; the firmware "
                    "engine sends from inside MicroPython)")
@@ -43,8 +59,9 @@ def check_common(args):
         raise UsageError("--window must be positive, got %s" % args.window)
     if args.cache_size is not None and args.cache_size < 1:
         raise UsageError("--cache-size must be at least 1, got %d" % args.cache_size)
-    if args.max_message_size < 512:
-        raise UsageError("--max-message-size must be at least 512, got %d" % args.max_message_size)
+    if not MIN_MESSAGE_SIZE <= args.max_message_size <= MAX_MESSAGE_SIZE:
+        raise UsageError("--max-message-size must be in %d..%d (IoT Hub's 256 KB limit), got %d"
+                         % (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, args.max_message_size))
     try:
         args.heap = parse_heap(args.heap or "64K")
     except ValueError as exc:
@@ -73,13 +90,13 @@ def run(args):
     try:
         if args.engine == "host" and uplink is not None:
             return replay_host_to_hub(args.trace, window_ms, args.cache_size, uplink, _warn,
-                                      _info, args.max_message_size)
+                                      _info, args.max_message_size, encoding=args.encoding)
         if args.engine == "host":
             replay_host(args.trace, window_ms, args.cache_size, write_line, _warn,
-                        args.max_message_size)
+                        args.max_message_size, encoding=args.encoding)
             return 0
         return replay_firmware(args.trace, window_ms, args.cache_size, write_line, _warn,
                                args.runtime, args.heap, args.max_message_size, uplink=uplink,
-                               on_info=_info)
+                               on_info=_info, encoding=args.encoding)
     except ReplayError as exc:
         raise UsageError(str(exc))

@@ -6,7 +6,8 @@ from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
 from host_sim.cli import UsageError, log_line
 from host_sim.replay import ReplayError, agent_id, write_line
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
-from microagent.config import Config
+from microagent.config import ENCODING_CHOICES, MESSAGE_ENCODING, Config
+from microagent.decode import body_of_line
 
 ALL = list(EVENT_COLLECTORS) + list(TRIGGERED)
 CACHE_KEYS = ("Process_CacheSize", "NetworkActivity_CacheSize", "Login_CacheSize")
@@ -15,17 +16,19 @@ CACHE_KEYS = ("Process_CacheSize", "NetworkActivity_CacheSize", "Login_CacheSize
 def register(subparsers):
     p = subparsers.add_parser(
         "run", help="run the host agent: live Linux collectors, aggregated, sent or printed",
-        description="Collects processes (netlink), connections (sock_diag), DNS (raw socket), "
-                    "logins (utmp/wtmp/btmp, auth log), system information, CIS baseline and "
-                    "SBoM on this machine, aggregates them per window and sends the messages "
+        description="Collects processes (audit, netlink), connections (sock_diag), DNS (raw "
+                    "socket), logins (utmp/wtmp/btmp, auth log), system information, CIS "
+                    "baseline and SBoM on this machine, aggregates them per window and sends the messages "
                     "to IoT Hub (--connection-string), your broker (--broker), or prints them "
-                    "(--output -). Needs root for netlink and raw sockets.")
+                    "(--output -). Needs root, or the capabilities of docs/collectors.md "
+                    "(the systemd unit grants them).")
     p.add_argument("--once", action="store_true",
                    help="collect for --seconds, send one window and the triggered collectors, "
                         "and exit")
     p.add_argument("--seconds", type=float, default=5.0, help="with --once: how long (default 5)")
     p.add_argument("--output", metavar="FILE",
-                   help="write messages as JSON lines to FILE ('-': stdout) instead of sending")
+                   help="write messages as lines to FILE ('-': stdout) instead of sending: "
+                        "JSON, or base64 with --encoding compact")
     p.add_argument("--window", type=float, metavar="S",
                    help="window length in seconds (default: from CollectorsCore_PriorityIntervals"
                         " and NetworkActivity_MessageFrequency, 120 minutes; the twin can "
@@ -38,8 +41,11 @@ def register(subparsers):
                    help="Process_, NetworkActivity_ and Login_CacheSize (default 256)")
     p.add_argument("--collectors", default=",".join(ALL),
                    help="comma-separated, from %s (default all)" % ", ".join(ALL))
-    p.add_argument("--process-mode", choices=("Auto", "Netlink", "Polling"),
-                   help="Process_Mode (default Auto: netlink, else /proc polling)")
+    p.add_argument("--process-mode", choices=("Auto", "Audit", "Netlink", "Polling"),
+                   help="Process_Mode (default Auto: audit, else netlink, else /proc polling)")
+    p.add_argument("--encoding", choices=[c.lower() for c in ENCODING_CHOICES],
+                   help="%s: json (the spec's, default) or compact (CBOR, "
+                        "docs/compact-encoding.md)" % MESSAGE_ENCODING)
     p.add_argument("--root", default="/", help="root of the filesystem to read (default /)")
     add_uplink_arguments(p.add_argument_group("sending"),
                          "your own broker: mqtts://user:pass@host:port")
@@ -64,6 +70,8 @@ def _apply_file(config, path):
     except ValueError as exc:
         where = " line %d" % exc.lineno if hasattr(exc, "lineno") else ""
         raise UsageError("%s%s: not JSON (%s)" % (path, where, getattr(exc, "msg", exc)))
+    except RecursionError:
+        raise UsageError("%s: not a configuration (nested too deep)" % path) from None
     if not isinstance(desired, dict):
         raise UsageError("%s: expected a JSON object of configuration keys" % path)
     _, rejected = config.apply(desired)
@@ -93,6 +101,8 @@ def run(args):
             flags[key] = args.cache_size
     if args.process_mode is not None:
         flags["Process_Mode"] = args.process_mode
+    if args.encoding is not None:
+        flags[MESSAGE_ENCODING] = args.encoding.capitalize()
     _, rejected = config.apply(flags)
     if rejected:
         raise UsageError("--cache-size: %s" % rejected[CACHE_KEYS[0]])
@@ -107,7 +117,7 @@ def run(args):
                 _log, config, on_config=lambda applied: agent and agent.on_config(applied))
         except ReplayError as exc:
             raise UsageError(str(exc))
-        send = lambda text: transport.send(text.encode())  # noqa: E731
+        send = lambda line: transport.send(body_of_line(line))  # noqa: E731
     elif args.output == "-":
         send = write_line
     else:

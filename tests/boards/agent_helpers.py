@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 
 import serial
@@ -14,12 +13,6 @@ WINDOW_LINE = re.compile(r"microagent: window (\d+): (\d+) messages, (\d+) conne
                          r"delivered (\d+) dropped (\d+) expired (\d+) too_large (\d+)")
 WINDOW_FIELDS = ("window", "messages", "connections", "lost", "heap", "peak", "queued",
                  "delivered", "dropped", "expired", "too_large")
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def provision(flash, hub, connection_string, window_ms, app_source=None):

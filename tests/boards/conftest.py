@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from board_helpers import REPO, TOOLS
+from free_port import free_port  # noqa: E402
 
 from host_sim.runtime import micropython_binary  # noqa: E402
 
@@ -49,6 +50,22 @@ def _wait_for(predicate, what, process, timeout=START_TIMEOUT):
     raise AssertionError("%s: not ready within %ss" % (what, timeout))
 
 
+def _wait_for_prompt(send, receive, what, process, timeout=START_TIMEOUT):
+    """Presses Enter on a board's REPL until it answers with its prompt (the banner may have gone
+    by unseen); AssertionError if it does not within TIMEOUT seconds."""
+    seen = b""
+    end = time.monotonic() + timeout
+    while b">>> " not in seen:
+        if process.poll() is not None:
+            raise AssertionError("%s: the process ended with %s" % (what, process.returncode))
+        if time.monotonic() > end:
+            raise AssertionError("%s: no REPL prompt within %ss (it said %r)" % (what, timeout, seen[-200:]))
+        send(b"\r")
+        deadline = time.monotonic() + 0.5
+        while b">>> " not in seen and time.monotonic() < deadline:
+            seen += receive(deadline - time.monotonic())
+
+
 def _stop(process):
     if process.poll() is None:
         process.terminate()
@@ -57,12 +74,6 @@ def _stop(process):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -90,7 +101,12 @@ def socat_board(tmp_path):
                             cwd=str(flash), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(link.exists, "socat pty", proc)
-        time.sleep(0.3)  # the unix port prints its banner before it reads the REPL
+        console = os.open(str(link), os.O_RDWR | os.O_NOCTTY)
+        try:
+            _wait_for_prompt(lambda data: os.write(console, data), lambda wait: os.read(console, 4096)
+                             if select.select([console], [], [], max(wait, 0))[0] else b"", "socat pty", proc)
+        finally:
+            os.close(console)
         yield Board(str(link), str(flash), proc)
     finally:
         _stop(proc)
@@ -112,7 +128,7 @@ def microbit_firmware():
 def qemu_microbit():
     """A BBC micro:bit emulated by QEMU running MicroPython 1.9.2, its UART on socket://."""
     firmware = microbit_firmware()
-    port = free_tcp_port()
+    port = free_port()
     # -kernel accepts ELF or raw images only; QEMU's generic loader reads the Intel HEX file.
     proc = subprocess.Popen(["qemu-system-arm", "-M", "microbit", "-device", "loader,file=" + firmware,
                              "-serial", "tcp:127.0.0.1:%d,server=on,wait=off" % port,
@@ -125,19 +141,32 @@ def qemu_microbit():
 
     try:
         _wait_for(listening, "QEMU micro:bit UART", proc)
-        time.sleep(0.5)  # MicroPython boots to its REPL
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as uart:
+            def receive(wait):
+                uart.settimeout(max(wait, 0.01))
+                try:
+                    return uart.recv(4096)
+                except socket.timeout:
+                    return b""
+            _wait_for_prompt(uart.sendall, receive, "QEMU micro:bit REPL", proc)
         yield Board("socket://127.0.0.1:%d" % port, "", proc)
     finally:
         _stop(proc)
 
 
+# The package modules of the tiny firmware: the profile loader and what it imports.
+TINY_PACKAGE = ("config", "profile")
+
+
 @pytest.fixture
 def tiny_firmware(tmp_path):
     """A firmware tree like the real one, with a tiny main.py standing in for the agent's: it
-    loads the profile and credentials with microagent.profile and prints the started line."""
+    loads the profile and credentials with microagent.profile (which checks the profile's
+    intervals with microagent.config) and prints the started line."""
     root = tmp_path / "firmware"
     (root / "microagent").mkdir(parents=True)
-    shutil.copy(os.path.join(REPO, "firmware", "microagent", "profile.py"), root / "microagent")
+    for module in TINY_PACKAGE:
+        shutil.copy(os.path.join(REPO, "firmware", "microagent", module + ".py"), root / "microagent")
     (root / "main.py").write_text(
         "import gc, time\n"
         "from microagent import profile\n"

@@ -17,7 +17,7 @@ def test_flash_a_unix_port_behind_socat(socat_board, tiny_firmware):
                     tiny_firmware, "--connection-string", CONNECTION_STRING)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert sum(e["event"] == "verified" for e in events) == 4
+    assert sum(e["event"] == "verified" for e in events) == 5
     assert any(e["event"] == "log" and e["line"] == "tiny: sum 45 device DeviceId=socat-1" for e in events)
     assert events[-2] == {"event": "started", "line": "microagent: started board=unix"}
     for f in firmware_bundle.build(board_profiles.load("unix"), str(tiny_firmware), CONNECTION_STRING):

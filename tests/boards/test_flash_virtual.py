@@ -33,7 +33,8 @@ def test_dry_run_shows_the_plan_and_never_the_key(tiny_firmware):
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout + proc.stderr
     assert KEY not in text and "(secret)" in text and "DeviceId=board-7" in text
-    for path in ("/microagent/profile.mpy", "/main.py", "/microagent_board.json", "/microagent_device.json"):
+    for path in ("/microagent/config.mpy", "/microagent/profile.mpy", "/main.py", "/microagent_board.json",
+                 "/microagent_device.json"):
         assert path in text
     assert "nothing written" in text
 
@@ -45,7 +46,8 @@ def test_flash_end_to_end(virtual_board, tiny_firmware):
     events = _events(proc)
     verified = {e["path"]: e["method"] for e in events if e["event"] == "verified"}
     assert verified == {p: "sha256 on the board" for p in
-                        ("microagent/profile.mpy", "main.py", "microagent_board.json", "microagent_device.json")}
+                        ("microagent/config.mpy", "microagent/profile.mpy", "main.py", "microagent_board.json",
+                         "microagent_device.json")}
     # The files on the board's flash are the ones built for it, byte for byte.
     profile = board_profiles.load("unix")
     for f in firmware_bundle.build(profile, str(tiny_firmware), CONNECTION_STRING):
@@ -186,7 +188,7 @@ def test_connection_string_from_environment_is_used_and_hidden(tiny_firmware):
 def test_frozen_flash_writes_entry_points_only_and_clears_the_package(virtual_board, tiny_firmware):
     assert _flash(virtual_board, "--firmware", tiny_firmware).returncode == 0
     package = os.path.join(virtual_board.flash, "microagent")
-    assert os.listdir(package) == ["profile.mpy"]
+    assert sorted(os.listdir(package)) == ["config.mpy", "profile.mpy"]
     os.remove(tiny_firmware / "main.py")
     (tiny_firmware / "boot.py").write_text("print('boot')\n")
     proc = _flash(virtual_board, "--firmware", tiny_firmware, "--frozen")
@@ -203,7 +205,7 @@ def test_files_mode_leaves_other_files_alone(virtual_board, tiny_firmware, tmp_p
     proc = run_tool("flash.py", "--board", "unix", "--port", virtual_board.port, "--files",
                     "%s:microagent/extra.txt" % extra)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(os.path.join(virtual_board.flash, "microagent"))) == ["extra.txt", "profile.mpy"]
+    assert sorted(os.listdir(os.path.join(virtual_board.flash, "microagent"))) == ["config.mpy", "extra.txt", "profile.mpy"]
 
 
 def test_space_check_counts_the_files_being_replaced():

@@ -172,7 +172,9 @@ def test_a_failing_poll_is_counted_and_logged_once_and_the_thread_goes_on(tree, 
             time.sleep(0.02)
         collector.method = "Broken"         # make every poll fail: _auth_lines is not reached
         collector._files = None
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and collector.stats.get("errors", 0) < 2:
+            time.sleep(0.02)
         assert collector._thread.is_alive()
     finally:
         collector._files = {}

@@ -56,7 +56,8 @@ def test_truncated_message_is_ignored():
     assert list(parse_messages(raw[:40], 40)) == []
 
 
-# -- live: sock_diag on this machine, as root ---------------------------------------------------
+# -- live: sock_diag on this machine's kernel, as root, in a network namespace of the test's own,
+# so other programs' loopback connections do not fill the dumps and the destroy group ---------
 class Listener:
     """A loopback TCP server that reads everything, then answers `reply` bytes and closes."""
 
@@ -115,7 +116,7 @@ def drain_until(collector, condition, timeout=5.0):
 
 
 @pytest.fixture
-def collector(events):
+def collector(events, private_network):
     c = NetworkCollector(events.append, dump_interval=3600)
     yield c
     c.close()
@@ -237,7 +238,7 @@ def test_connected_udp_socket_is_reported(collector, events):
     assert (event["bytes_in"], event["bytes_out"]) == (0, 0)
 
 
-def test_thread_runner_reports_connections(events):
+def test_thread_runner_reports_connections(events, private_network):
     collector = NetworkCollector(events.append, dump_interval=0.1)
     listener = Listener(reply=5)
     collector.start()
@@ -253,7 +254,7 @@ def test_thread_runner_reports_connections(events):
     assert collector.stats["lost"] == 0
 
 
-def test_destroy_notifications_dropped_by_the_kernel_are_counted(events):
+def test_destroy_notifications_dropped_by_the_kernel_are_counted(events, private_network):
     collector = NetworkCollector(events.append, dump_interval=3600, receive_buffer=1024)
     listener = Listener(reply=1)
     try:
@@ -290,7 +291,7 @@ print(sorted(e["bytes_out"] for e in events if server.getsockname()[1] in
 """
 
 
-def test_without_root():
+def test_without_root(private_network):
     """As nobody: the DNS collector says it needs root; sock_diag (dumps and destroy
     notifications) works unprivileged on this kernel."""
     import subprocess

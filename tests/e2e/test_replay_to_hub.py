@@ -14,6 +14,7 @@ from host_sim import schema, tracegen
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
+OUTAGE_S = 2
 
 
 def replay_args(trace, engine, *extra):
@@ -118,19 +119,19 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0, printed.stderr
     expected = normalized(printed.stdout.splitlines())
-    proc = subprocess.Popen(replay_args(trace, engine, "--window", 60, "--ca", hub.ca, "--port",
-                                        hub.port, "--outbox", tmp_path / "outbox.db",
-                                        "--timeout", 60),
-                            env=sending_env(hub), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = AgentProcess(replay_args(trace, engine, "--window", 60, "--ca", hub.ca, "--port",
+                                    hub.port, "--outbox", tmp_path / "outbox.db", "--timeout", 60),
+                        env=sending_env(hub))
     assert _wait_for(lambda: len(hub.messages()) >= 20, 120), "delivery never started"
+    seen = proc.stderr_lines
     hub.kill()
-    time.sleep(2)
+    proc.wait_for_stderr(("reconnecting", "retry"), after=seen)   # the sender meets the outage
+    time.sleep(OUTAGE_S)  # the outage's length is the scenario, not a wait for something
     hub.start()
-    out, err = proc.communicate(timeout=300)
+    returncode, out, err = proc.finish(300)
     got = normalized(stored(hub))
     if engine == "host":
-        assert proc.returncode == 0, err
+        assert returncode == 0, err
         assert got == expected  # the SQLite outbox lost nothing, in order
     else:
         report = [line for line in err.splitlines() if line.startswith("info: delivered")][-1]

@@ -216,3 +216,30 @@ def test_send_when_room_waits_for_acknowledgement_instead_of_dropping():
     assert run(session.send_when_room(b"second", 1000)) == 2
     assert session.outbox.dropped == 0 and session.outbox.delivered == 1
     assert run(session.send_when_room(b"x" * 300, 1000)) == -1  # larger than the outbox: never fits
+
+
+def test_a_rejection_stays_reported_until_its_desired_value_changes():
+    session, opener, logs = _session()
+    run(session.step(now_ms=0))
+    sock = opener.sockets[0]
+    sock.sent = bytearray()
+    sock.feed(incoming_publish("$iothub/twin/PATCH/properties/desired/?$version=2",
+                               b'{"Process_CacheSize": -1, "$version": 2}'))
+    run(session.step(now_ms=1))
+    report = json.loads(publish_parts(*packets(sock.sent)[0])[2])
+    reason = report["config_rejected"]["Process_CacheSize"]
+    assert reason
+    # An unrelated valid key: desired still holds -1, so the rejection is reported again.
+    sock.sent = bytearray()
+    sock.feed(incoming_publish("$iothub/twin/PATCH/properties/desired/?$version=3",
+                               b'{"Login_Disabled": true, "$version": 3}'))
+    run(session.step(now_ms=2))
+    report = json.loads(publish_parts(*packets(sock.sent)[0])[2])
+    assert report["config_rejected"] == {"Process_CacheSize": reason}
+    # Changing the bad value clears it.
+    sock.sent = bytearray()
+    sock.feed(incoming_publish("$iothub/twin/PATCH/properties/desired/?$version=4",
+                               b'{"Process_CacheSize": 32, "$version": 4}'))
+    run(session.step(now_ms=3))
+    report = json.loads(publish_parts(*packets(sock.sent)[0])[2])
+    assert report["config_rejected"] == {"Process_CacheSize": None}

@@ -1,4 +1,5 @@
-"""Every MicroPython-compatible test module (mp_*.py) runs on CPython and on MicroPython."""
+"""Every MicroPython-compatible test module (mp_*.py) runs on CPython, on MicroPython (the 64-bit
+unix port) and on micropython32 (our i386 build: 31-bit small ints, 4-byte pointers)."""
 import importlib
 import os
 
@@ -28,4 +29,11 @@ def test_cpython(module_name, function):
 @pytest.mark.parametrize("module_name", MODULES)
 def test_micropython(micropython, module_name):
     proc = micropython(os.path.join(HERE, "mp_runner.py"), [module_name], path=[HERE], heap="2M")
+    assert " 0 failed" in proc.stdout
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_micropython32(micropython, firmware_targets, module_name):
+    proc = micropython(os.path.join(HERE, "mp_runner.py"), [module_name], path=[HERE], heap="2M",
+                       binary=firmware_targets["micropython32"])
     assert " 0 failed" in proc.stdout

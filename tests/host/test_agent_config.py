@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from host_sim.agent import HostAgent, Options
 from microagent.config import Config
 
@@ -63,16 +65,16 @@ def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
     assert len(_items(messages, "ProcessCreate")) == 1
 
 
+@pytest.mark.requires_root("audit and the netlink process connector")
 def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
-    assert os.geteuid() == 0, "the netlink process connector needs root"
     logs = []
     agent, config, messages = _agent(["Process"], logs.append)
     agent.start()
     try:
-        assert agent.collectors["Process"].mode == "Netlink"
+        assert agent.collectors["Process"].mode == "Audit"
         applied, _ = config.apply({"Process_Mode": "Polling", "Process_PollingInterval": 50000})
         agent.on_config(applied)
-        assert agent.collectors["Process"].mode == "Netlink"  # not inside the window
+        assert agent.collectors["Process"].mode == "Audit"  # not inside the window
         agent.close_window(T0_MS, T0_MS + 60000)
         collector = agent.collectors["Process"]
         assert collector.mode == "Polling" and collector.poll_interval == 0.05

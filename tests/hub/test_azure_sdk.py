@@ -1,41 +1,34 @@
 """Conformance with Microsoft's azure-iot-device SDK 2.14.0, in its own venv (it pins paho-mqtt < 2).
 
-The SDK always connects to port 8883, so this test owns 127.0.0.1:8883.
+The SDK always connects to port 8883, so the emulator and the SDK device run in a network
+namespace of the test's own, where 127.0.0.1:8883 is free whatever the machine runs.
 """
 import json
 import os
-import socket
 import subprocess
-import sys
 
 import pytest
 
 from hub_emulator.process import HubProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AZURE_VENV = os.path.join(REPO, ".venv-azure")
-AZURE_PYTHON = os.path.join(AZURE_VENV, "bin", "python")
+AZURE_PYTHON = os.path.join(REPO, ".venv-azure", "bin", "python")
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "azure_sdk_device.py")
-SDK = "azure-iot-device==2.14.0"
+SDK_VERSION = "2.14.0"
 
 
 @pytest.fixture(scope="session")
 def azure_python():
-    """.venv-azure's python, creating the venv on first use (pip install from PyPI)."""
-    probe = [AZURE_PYTHON, "-c", "import azure.iot.device, sys; sys.exit(azure.iot.device.__version__ != '2.14.0')"]
-    if not os.path.exists(AZURE_PYTHON) or subprocess.run(probe, capture_output=True).returncode != 0:
-        subprocess.run([sys.executable, "-m", "venv", AZURE_VENV], check=True, timeout=120)
-        subprocess.run([os.path.join(AZURE_VENV, "bin", "pip"), "install", "--quiet", "--disable-pip-version-check",
-                        SDK], check=True, timeout=900)
+    """.venv-azure's python, made by `make setup` (tools/azure-sdk-requirements.txt)."""
+    probe = [AZURE_PYTHON, "-c", "import importlib.metadata as m; print(m.version('azure-iot-device'))"]
+    found = subprocess.run(probe, capture_output=True, text=True) if os.path.exists(AZURE_PYTHON) else None
+    if found is None or found.stdout.strip() != SDK_VERSION:
+        pytest.fail("azure-iot-device %s is not in .venv-azure: run `make setup`" % SDK_VERSION, pytrace=False)
     return AZURE_PYTHON
 
 
 @pytest.fixture
-def hub_8883(tmp_path):
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 8883)) == 0:
-            pytest.fail("127.0.0.1:8883 is taken; the azure-iot-device test needs it (the SDK has no port option)",
-                        pytrace=False)
+def hub_8883(tmp_path, private_network):
     process = HubProcess(tmp_path / "hub", port=8883, plain_port=None)
     with process:
         yield process

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from hub_emulator import codec, registry, store, twin
+from hub_emulator import bounded_json, codec, registry, store, twin, wire
 from hub_emulator.database import FILE_NAME, open_db
 
 
@@ -92,6 +92,14 @@ def parse_pairs(pairs):
             patch[key] = json.loads(value)
         except ValueError:
             patch[key] = value
+        except RecursionError:
+            raise UsageError("%s: value nested deeper than a twin allows (%d levels)"
+                             % (key, twin.MAX_TWIN_DEPTH)) from None
+    try:  # the limits IoT Hub puts on a twin patch, as for a device's reported patch
+        twin.parse_patch(json.dumps(patch))
+    except (twin.TwinError, RecursionError) as exc:
+        raise UsageError("desired patch refused: %s" % (exc if isinstance(exc, twin.TwinError)
+                                                        else "nested too deep")) from None
     return patch
 
 
@@ -110,27 +118,39 @@ def _cut(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _summary(payload):
+def _summary(payload, body):
     """A security message as its events (`ProcessCreate[3] Login[1]`: name[payload items]), else the text."""
-    body = store.decode_body(payload)
     events = body.get("Events") if isinstance(body, dict) else None
-    if isinstance(events, list) and events and all(isinstance(e, dict) and "Name" in e for e in events):
+    if isinstance(events, list) and events and all(
+            isinstance(e, dict) and "Name" in e and isinstance(e.get("Payload") or [], list) for e in events):
         return " ".join("%s[%d]" % (e["Name"], len(e.get("Payload") or ())) for e in events)
     return payload.decode("utf-8", errors="replace").replace("\n", " ")
+
+
+def _readable(messages):
+    """(message, body) pairs: a compact body decoded to the JSON message it stands for; one that
+    cannot be decoded is named on stderr in one line and skipped."""
+    for m in messages:
+        try:
+            yield m, wire.read_body(m["payload"], m["properties"], store.decode_body)
+        except wire.DecodeError as exc:
+            print("hub_emulator: message %d from %s skipped: %s" % (m["id"], m["device"], exc),
+                  file=sys.stderr)
 
 
 def run_messages(args):
     messages = store.read(_existing_db(args.data), args.device)
     if args.json:
-        for m in messages:
-            print(json.dumps({"id": m["id"], "device": m["device"], "time": m["time"], "topic": m["topic"],
-                              "properties": m["properties"], "body": store.decode_body(m["payload"])}))
+        for m, body in _readable(messages):
+            print(bounded_json.dumps({"id": m["id"], "device": m["device"], "time": m["time"],
+                                      "topic": m["topic"], "properties": m["properties"],
+                                      "body": body}))
         return 0
     rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
-    for m in messages:
+    for m, body in _readable(messages):
         properties = " ".join("%s=%s" % item for item in sorted(m["properties"].items()))
         rows.append((str(m["id"]), m["time"], m["device"], str(len(m["payload"])),
-                     _cut(properties, 48), _cut(_summary(m["payload"]), 60)))
+                     _cut(properties, 48), _cut(_summary(m["payload"], body), 60)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(w) if i in (0, 3) else cell.ljust(w)

@@ -27,10 +27,25 @@ CREATE TABLE IF NOT EXISTS desired_patches (
 """
 
 
+def _private_file(path):
+    """Creates PATH mode 0600 if missing and makes it 0600 if not: it holds every device key."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def open_db(data_dir):
-    """Opens (creating DIR and the schema if needed) the hub database in DATA_DIR."""
-    os.makedirs(data_dir, exist_ok=True)
-    db = sqlite3.connect(os.path.join(data_dir, FILE_NAME), timeout=10, isolation_level=None)
+    """Opens (creating DIR and the schema if needed) the hub database in DATA_DIR.
+
+    The database holds every device key in plain text, so it is 0600, and so are its -wal and
+    -shm files: SQLite creates them with the database file's mode.
+    """
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(data_dir, FILE_NAME)
+    _private_file(path)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chmod(path + suffix, 0o600)
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)

@@ -4,20 +4,25 @@ One task per connection. Anything a device does that IoT Hub refuses by disconne
 another device's topic, a malformed or oversized packet) closes that connection only.
 """
 import asyncio
+import collections
+import gc
 import json
 import logging
 import os
 import signal
 import ssl
 
-from hub_emulator import certs, codec, registry, sas, store, topics, twin
+from hub_emulator import certs, codec, memory, registry, sas, store, topics, twin
 from hub_emulator.codec import ProtocolError
 from hub_emulator.database import hub_name, open_db
 
 log = logging.getLogger("hub_emulator")
 
 STATE_FILE = "hub.json"
-CONNECT_TIMEOUT = 10          # seconds a new connection gets to send CONNECT
+CONNECT_DEADLINE = 10         # seconds from accept to CONNACK: TLS handshake and CONNECT together
+MAX_PENDING = 64              # unauthenticated connections held at once; more evict the oldest
+MAX_MESSAGE_BYTES = 256 * 1024  # IoT Hub refuses (disconnects) larger device-to-cloud messages
+TRIM_DELAY = 1.0              # seconds after the last unauthenticated connection ends
 KEEPALIVE_CAP = 1767          # IoT Hub's ceiling on 1.5 x the client's keep-alive
 WRITE_TIMEOUT = 30            # seconds a client may leave our replies unread
 DESIRED_POLL_INTERVAL = 0.1   # seconds between looks for patches queued by `hub set-desired`
@@ -47,19 +52,66 @@ class Session:
 
 
 class Hub:
+    """Connections start as plain TCP; TLS begins in handle(), once the connection has a place
+    among the MAX_PENDING unauthenticated ones. A TLS handshake holds about half a megabyte, so
+    no more than MAX_PENDING half-open connections are held, each for at most CONNECT_DEADLINE
+    seconds."""
+
     def __init__(self, data_dir, max_packet=codec.DEFAULT_MAX_PACKET):
         self.data_dir = data_dir
         self.max_packet = max_packet
         self.db = open_db(data_dir)
         self.hub_name = hub_name(self.db)
         self.sessions = {}
+        self.pending = collections.OrderedDict()  # writer -> its handler task, oldest first
+        self._evicted_writers = set()
+        self.evicted = 0
+        self._trim = None
 
-    async def handle(self, reader, writer):
+    def _admit(self, writer):
+        if len(self.pending) >= MAX_PENDING:
+            oldest, task = self.pending.popitem(last=False)
+            self._evicted_writers.add(oldest)
+            task.cancel()
+            if not self.evicted:
+                log.warning("%d unauthenticated connections: closing the oldest for each new one",
+                            MAX_PENDING)
+            self.evicted += 1
+        self.pending[writer] = asyncio.current_task()
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
+
+    def _release(self, writer):
+        self.pending.pop(writer, None)
+        if not self.pending and self._trim is None:
+            # Once a burst of connections is over, what they held goes back to the system.
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY, self._trimmed)
+
+    def _trimmed(self):
+        self._trim = None
+        if self.evicted:
+            log.warning("%d unauthenticated connections were closed to admit newer ones",
+                        self.evicted)
+            self.evicted = 0
+        gc.collect()  # connections that ended in an exception sit in reference cycles
+        memory.return_free_memory()
+
+    async def handle(self, reader, writer, tls_context=None):
         """A connection from accept to close; never lets an error escape into the server."""
         session = None
         peer = "%s:%d" % writer.get_extra_info("peername")[:2]
+        self._admit(writer)
         try:
-            session = await self._open_session(reader, writer)
+            try:
+                async with asyncio.timeout(CONNECT_DEADLINE):
+                    if tls_context is not None:
+                        await writer.start_tls(tls_context)
+                    session = await self._open_session(reader, writer)
+            except TimeoutError:
+                raise Refused("no CONNECT within %d s of connecting" % CONNECT_DEADLINE) from None
+            finally:
+                self._release(writer)
             if session:
                 await self._run_session(session, reader)
         except (ProtocolError, Refused) as exc:
@@ -68,6 +120,12 @@ class Hub:
             log.warning("closing %s: keep-alive or write timeout", session.identity if session else peer)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             pass  # the peer went away mid-packet or mid-handshake: nothing to answer
+        except asyncio.CancelledError:
+            if writer not in self._evicted_writers:
+                raise
+            # Closed by _admit to make room: the connection ends here, the server goes on.
+            self._evicted_writers.discard(writer)
+            asyncio.current_task().uncancel()
         except Exception:
             log.exception("closing %s after an internal error", session.identity if session else peer)
         finally:
@@ -81,8 +139,7 @@ class Hub:
                 pass
 
     async def _open_session(self, reader, writer):
-        packet = await asyncio.wait_for(codec.read_packet(reader, self.max_packet, (codec.CONNECT,)),
-                                        CONNECT_TIMEOUT)
+        packet = await codec.read_packet(reader, self.max_packet, (codec.CONNECT,))
         if packet is None:
             return None
         try:
@@ -99,6 +156,7 @@ class Hub:
             writer.write(codec.connack(return_code))
             await writer.drain()
             return None
+        self._release(writer)  # authenticated: no longer one of the pending connections
         identity = connect.client_id
         previous = self.sessions.get(identity)
         if previous:
@@ -178,9 +236,12 @@ class Hub:
         prefix = topics.telemetry_prefix(identity)
         twin_reply = None
         if topic.startswith(prefix) or topic == prefix[:-1]:
+            if len(message.payload) > MAX_MESSAGE_BYTES:
+                raise Refused("message of %d bytes is over IoT Hub's limit of %d"
+                              % (len(message.payload), MAX_MESSAGE_BYTES))
             properties = topics.parse_property_bag(topic[len(prefix):])
             store.add(self.db, identity, topic, properties, message.payload)
-        elif topic.startswith(topics.TWIN_GET) or topic.startswith(topics.TWIN_REPORTED):
+        elif topics.twin_request(topic):
             twin_reply = self._twin_request(identity, topic, message.payload)
         elif not topic.startswith(topics.METHOD_RESPONSES):
             raise Refused("publish to %r, a topic %s may not use" % (topic, identity))
@@ -194,12 +255,12 @@ class Hub:
         rid = topics.request_id(topic)
         if rid is None:
             raise Refused("twin request without $rid")
-        if topic.startswith(topics.TWIN_GET):
+        if topics.twin_request(topic) == "GET":
             body = json.dumps(twin.document(self.db, identity)).encode("utf-8")
             return "%s200/?$rid=%s" % (topics.TWIN_RESPONSES, rid), body
         try:
-            version = twin.patch_reported(self.db, identity, json.loads(payload))
-        except (ValueError, twin.TwinError) as exc:
+            version = twin.patch_reported(self.db, identity, twin.parse_patch(payload))
+        except twin.TwinError as exc:
             log.warning("%s: reported patch rejected: %s", identity, exc)
             return "%s400/?$rid=%s" % (topics.TWIN_RESPONSES, rid), b""
         return "%s204/?$rid=%s&$version=%d" % (topics.TWIN_RESPONSES, rid, version), b""
@@ -240,8 +301,9 @@ async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_pack
                 announce=print):
     """Runs the hub until SIGTERM or SIGINT; calls ANNOUNCE with one line once it listens."""
     hub = Hub(data_dir, max_packet)
-    servers = [await asyncio.start_server(hub.handle, host, port, ssl=tls_context(data_dir, hub.hub_name),
-                                          ssl_handshake_timeout=CONNECT_TIMEOUT)]
+    memory.map_large_blocks()
+    context = tls_context(data_dir, hub.hub_name)
+    servers = [await asyncio.start_server(lambda r, w: hub.handle(r, w, context), host, port)]
     if plain_port is not None:
         servers.append(await asyncio.start_server(hub.handle, host, plain_port))
     ports = [server.sockets[0].getsockname()[1] for server in servers]

@@ -2,6 +2,8 @@
 import datetime
 import json
 
+from hub_emulator import bounded_json
+
 
 def add(db, device, topic, properties, payload):
     """Stores one message and commits it (durably) before returning; returns its id."""
@@ -12,12 +14,12 @@ def add(db, device, topic, properties, payload):
 
 
 def decode_body(payload):
-    """The payload as JSON when it is JSON, else as text (undecodable bytes replaced)."""
-    text = bytes(payload).decode("utf-8", errors="replace")
+    """The payload as JSON when it is JSON within bounded_json's limits, else as text
+    (undecodable bytes replaced): one device's body can never break a listing."""
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return bounded_json.loads(payload)
+    except bounded_json.BoundsError:
+        return bytes(payload).decode("utf-8", errors="replace")
 
 
 def read(db, device=None):

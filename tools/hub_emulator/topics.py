@@ -37,6 +37,18 @@ def parse_property_bag(bag):
     return properties
 
 
+def twin_request(topic):
+    """"GET" or "PATCH" for a twin request topic (`$iothub/twin/GET/?$rid=N`,
+    `$iothub/twin/PATCH/properties/reported/?$rid=N`), else None: the path must match exactly,
+    as IoT Hub's does (`.../reported/anything` is no twin topic)."""
+    path, _, _ = topic.partition("?")
+    if path == TWIN_GET:
+        return "GET"
+    if path == TWIN_REPORTED:
+        return "PATCH"
+    return None
+
+
 def request_id(topic):
     """The `$rid` of a twin request topic (`...?$rid=N`), or None."""
     _, _, query = topic.partition("?")

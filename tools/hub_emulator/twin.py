@@ -5,13 +5,17 @@ Desired patches are also queued (desired_patches) for the running server to push
 """
 import json
 
+from hub_emulator import bounded_json
 from hub_emulator.database import transaction
 
 FIRST_VERSION = 1
+# IoT Hub: a twin section is at most 32 KB and its JSON nests at most 10 levels deep.
+MAX_TWIN_PATCH_BYTES = 32 * 1024
+MAX_TWIN_DEPTH = 10
 
 
 class TwinError(ValueError):
-    """A patch that is not a JSON object."""
+    """A patch that is not a JSON object (or not JSON within bounded_json's limits)."""
 
 
 def _row(db, device):
@@ -40,6 +44,15 @@ def document(db, device):
     desired, desired_version, reported, reported_version = _row(db, device)
     return {"desired": dict(desired, **{"$version": desired_version}),
             "reported": dict(reported, **{"$version": reported_version})}
+
+
+def parse_patch(payload):
+    """The patch object in a device's PATCH body; TwinError when it is not bounded JSON."""
+    try:
+        return _check(bounded_json.loads(payload, max_bytes=MAX_TWIN_PATCH_BYTES,
+                                         max_depth=MAX_TWIN_DEPTH))
+    except bounded_json.BoundsError as exc:
+        raise TwinError("patch: %s" % exc) from None
 
 
 def _check(patch):

@@ -1,4 +1,4 @@
-# SBoM on a board (spec section 5): the firmware itself, the agent, and the packages installed
+# SBoM on a board (docs/spec.md section 5): the firmware itself, the agent, and the packages installed
 # under /lib (by mip or mpremote mip). A package's version comes from its metadata when it has
 # some: a `__version__` line in the module or package __init__, or the "version" of a
 # package.json next to it; otherwise it is reported with an empty version.

@@ -1,4 +1,4 @@
-# SystemInformation on a board (spec section 5): what the firmware knows about itself, from
+# SystemInformation on a board (docs/spec.md section 5): what the firmware knows about itself, from
 # os.uname(), sys.implementation, machine.unique_id() and the `network` interfaces present.
 # A module or call a port lacks leaves its field empty (the message schema requires the
 # top-level fields) or absent (inside a NIC), never an error. Runs once per SystemInformation

@@ -1,0 +1,346 @@
+"""Evaluates the alert rules over each device's messages, in arrival order, with state per
+device: the values seen in its learning period (its baseline), sliding windows for bursts, its
+last Baseline and SBoM reports, its outbox sequence numbers and the spacing of its windows.
+
+Times are the device's (the events' timestamps), so a replayed day gives the alerts that day
+would have given; only silence also looks at a clock: the newest time any device reported.
+"""
+import collections
+
+from host_sim.alerts.messages import format_time, message_time, parse_time
+
+DEFAULT_MAX_EVIDENCE = 20
+DEFAULT_MAX_ALERTS = 100
+
+
+class Alert:
+    """One alert: a rule that matched on a device for one key (an address, a command line...).
+    Later matches for the same key update it (last time, count, evidence) instead of adding one."""
+
+    __slots__ = ("device", "rule", "severity", "key", "title", "what_to_do", "first", "last",
+                 "count", "evidence", "max_evidence")
+
+    def __init__(self, device, rule, key, first, max_evidence):
+        self.device = device
+        self.rule = rule["id"]
+        self.severity = rule["severity"]
+        self.key = key
+        self.title = ""
+        self.what_to_do = ""
+        self.first = first
+        self.last = first
+        self.count = 0
+        self.evidence = []
+        self.max_evidence = max_evidence
+
+    def add(self, t, item):
+        self.first = min(self.first, t)
+        self.last = max(self.last, t)
+        self.count += 1
+        if len(self.evidence) < self.max_evidence:
+            self.evidence.append(item)
+
+    def as_dict(self):
+        return {"device": self.device, "rule": self.rule, "severity": self.severity,
+                "key": self.key, "title": self.title, "first": format_time(self.first),
+                "last": format_time(self.last), "count": self.count,
+                "evidence": self.evidence, "what_to_do": self.what_to_do}
+
+
+class _Fields(dict):
+    def __missing__(self, key):
+        return "?"
+
+
+def _render(template, fields):
+    try:
+        return template.format_map(fields)
+    except (KeyError, IndexError, AttributeError, ValueError, TypeError):
+        return template
+
+
+class _Device:
+    def __init__(self, first_time, learning_s):
+        self.first_time = first_time
+        self.learning_until = first_time + learning_s
+        self.last_time = None        # newest device time of any message
+        self.last_arrival = None
+        self.last_window_time = None  # newest time of a message with Triggered events
+        self.gaps = collections.Counter()
+        self.messages = 0
+        self.seen = collections.defaultdict(set)
+        self.alerted = collections.Counter()
+        self.bursts = collections.defaultdict(dict)
+        self.burst_limit = {}          # rule id -> key count that triggers forgetting old keys
+        self.reports = {}
+        self.sequences = {}
+
+    def window_s(self, default):
+        """The device's window length: the commonest spacing of its window messages (empty
+        windows send nothing, so gaps are multiples of it), DEFAULT until two are known."""
+        if sum(self.gaps.values()) < 2:
+            return default
+        best = max(self.gaps.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+        return float(best) if best > 0 else default
+
+
+def _compiled_where(where):
+    """{"field": value or [values]} -> ((field, values), ...) for _matching."""
+    return tuple((field, tuple(wanted) if isinstance(wanted, list) else (wanted,))
+                 for field, wanted in (where or {}).items())
+
+
+def _matching(items, where):
+    """The ITEMS (payload dicts) whose fields have the wanted values (all of them when WHERE
+    is empty); a list comprehension per field, the per-item cost being the hot path."""
+    for field, wanted in where:
+        items = [item for item in items if item.get(field) in wanted]
+    return items
+
+
+class AlertEngine:
+    """RULES (host_sim.alerts.rules.Rules). feed() each message as it arrives; it returns the
+    alerts it raised or changed. check_silence() at the end of a batch or now and then."""
+
+    def __init__(self, rules):
+        self.rules = rules
+        self.devices = {}
+        self.alerts = {}
+        self._by_event = collections.defaultdict(list)
+        self._sequence_rules = []
+        self._silence_rules = []
+        self._where = {rule["id"]: _compiled_where(rule.get("where")) for rule in rules.rules}
+        for rule in rules.rules:
+            if "event" in rule:
+                self._by_event[rule["event"]].append(rule)
+            elif rule["kind"] == "sequence_gap":
+                self._sequence_rules.append(rule)
+            elif rule["kind"] == "silence":
+                self._silence_rules.append(rule)
+        self.newest_time = None      # the fleet's clock: newest device time seen
+        self.newest_arrival = None
+
+    # ---- the stream -----------------------------------------------------------------------
+
+    def feed(self, device, properties, message, arrival):
+        """One message (read by read_message) of DEVICE with its PROPERTIES, stored at ARRIVAL
+        (epoch seconds). Returns the alerts raised or updated, each once."""
+        t_msg = message_time(message, arrival)
+        state = self.devices.get(device)
+        if state is None:
+            state = self.devices[device] = _Device(t_msg, self.rules.learning_s)
+        state.messages += 1
+        changed = {}
+        if state.last_time is not None and t_msg > state.last_time:
+            for rule in self._silence_rules:
+                self._silence_gap(device, state, rule, state.last_time, t_msg, changed)
+        has_window = any(e.get("Category") == "Triggered" for e in message["Events"])
+        if has_window:
+            if state.last_window_time is not None and t_msg > state.last_window_time:
+                state.gaps[round(t_msg - state.last_window_time)] += 1
+            if state.last_window_time is None or t_msg > state.last_window_time:
+                state.last_window_time = t_msg
+        if state.last_time is None or t_msg > state.last_time:
+            state.last_time = t_msg
+        state.last_arrival = arrival
+        if self.newest_time is None or t_msg >= self.newest_time:
+            self.newest_time = t_msg
+            self.newest_arrival = arrival
+        for rule in self._sequence_rules:
+            self._sequence(device, state, rule, (properties or {}).get(rule["property"]), t_msg,
+                           changed)
+        learning = t_msg < state.learning_until
+        for event in message["Events"]:
+            rules = self._by_event.get(event["Name"])
+            if not rules:
+                continue
+            for rule in rules:
+                kind = rule["kind"]
+                if kind == "new":
+                    self._new(device, state, rule, event, t_msg, learning, changed)
+                elif kind == "burst":
+                    self._burst(device, state, rule, event, t_msg, changed)
+                elif kind == "each":
+                    self._each(device, rule, event, t_msg, changed)
+                else:
+                    self._report(device, state, rule, event, t_msg, changed)
+        return list(changed.values())
+
+    def check_silence(self, now=None):
+        """Raises silence for every device quiet for its rule's windows up to NOW (device time;
+        default: the fleet's clock, the newest time any device reported)."""
+        now = self.newest_time if now is None else now
+        changed = {}
+        if now is None:
+            return []
+        for device, state in self.devices.items():
+            for rule in self._silence_rules:
+                self._silence_gap(device, state, rule, state.last_time, now, changed, ongoing=True)
+        return list(changed.values())
+
+    def fleet_now(self, wall_now):
+        """The fleet's clock at WALL_NOW while following: the newest device time plus the wall
+        time since it arrived."""
+        if self.newest_time is None:
+            return None
+        return self.newest_time + max(0.0, wall_now - self.newest_arrival)
+
+    def sorted_alerts(self):
+        return sorted(self.alerts.values(), key=lambda a: (a.first, a.device, a.rule, a.key))
+
+    # ---- rule kinds -------------------------------------------------------------------------
+
+    def _raise(self, device, rule, key, t, item, fields, changed):
+        ident = (device, rule["id"], key)
+        alert = self.alerts.get(ident)
+        if alert is None:
+            alert = self.alerts[ident] = Alert(device, rule, key, t,
+                                               rule.get("max_evidence", DEFAULT_MAX_EVIDENCE))
+        alert.add(t, item)
+        values = _Fields(fields)
+        for name, spec in rule.get("lookup", {}).items():
+            values[name] = spec["map"].get(values.get(spec["from"]), "?")
+        values["count"] = alert.count
+        values.setdefault("key", key)
+        alert.title = _render(rule["title"], values)
+        alert.what_to_do = _render(rule["what_to_do"], values)
+        changed[ident] = alert
+        return alert
+
+    @staticmethod
+    def _key(item, per):
+        return " ".join(map(str, map(item.get, per)))
+
+    def _new(self, device, state, rule, event, t_msg, learning, changed):
+        seen = state.seen[rule["id"]]
+        where = self._where[rule["id"]]
+        per = rule["per"]
+        for item in _matching(event["Payload"], where):
+            key = tuple(map(item.get, per))
+            if key in seen:
+                continue
+            seen.add(key)
+            if learning:
+                continue
+            t = parse_time(item.get("timestamp")) or t_msg
+            limit = rule.get("max_alerts", DEFAULT_MAX_ALERTS)
+            state.alerted[rule["id"]] += 1
+            if state.alerted[rule["id"]] > limit:
+                alert = self._raise(device, rule, "(more)", t, item, item, changed)
+                alert.title = "%d more new values after the first %d (latest: %s)" % (
+                    alert.count, limit, _render(rule["title"], _Fields(item)))
+            else:
+                self._raise(device, rule, self._key(item, per), t, item, item, changed)
+
+    def _burst(self, device, state, rule, event, t_msg, changed):
+        where = self._where[rule["id"]]
+        per = rule["per"]
+        count = rule["count"]
+        within = rule["within_s"]
+        windows = state.bursts[rule["id"]]
+        matching = [(parse_time(item.get("timestamp")) or t_msg, item)
+                    for item in _matching(event["Payload"], where)]
+        if not matching:
+            return
+        matching.sort(key=lambda pair: pair[0])
+        if len(windows) > state.burst_limit.get(rule["id"], 1024):
+            # forget keys (an address tried once) whose newest item is out of the time window:
+            # a busy gateway sees thousands of them a day, and following must not grow forever
+            oldest = matching[0][0] - within
+            for key in [k for k, recent in windows.items() if recent[-1][0] < oldest]:
+                del windows[key]
+            state.burst_limit[rule["id"]] = max(1024, 2 * len(windows))
+        for t, item in matching:
+            key = self._key(item, per)
+            recent = windows.get(key)
+            if recent is None:
+                recent = windows[key] = collections.deque(maxlen=count)
+            recent.append((t, item))
+            if len(recent) < count or t - recent[0][0] > within:
+                continue
+            ident = (device, rule["id"], key)
+            fields = dict(item, within_s=within)
+            if ident in self.alerts:
+                self._raise(device, rule, key, t, item, fields, changed)
+            else:
+                for earlier_t, earlier in recent:
+                    self._raise(device, rule, key, earlier_t, earlier, fields, changed)
+
+    def _each(self, device, rule, event, t_msg, changed):
+        for item in _matching(event["Payload"], self._where[rule["id"]]):
+            t = parse_time(item.get("timestamp")) or t_msg
+            self._raise(device, rule, self._key(item, rule["per"]), t, item, item, changed)
+
+    def _report(self, device, state, rule, event, t_msg, changed):
+        """A periodic report (Baseline, SBoM) may be split over several messages that share
+        its event time; it is compared item by item with the previous report."""
+        t_report = parse_time(event.get("TimestampUTC")) or t_msg
+        report = state.reports.get(rule["id"])
+        if report is None:
+            report = state.reports[rule["id"]] = {"time": t_report, "current": {},
+                                                  "previous": None}
+        elif t_report != report["time"]:
+            if t_report < report["time"]:
+                return  # a late copy of an older report
+            report["previous"], report["current"], report["time"] = report["current"], {}, t_report
+        where = self._where[rule["id"]]
+        value_field = rule.get("value")
+        previous = report["previous"]
+        for item in _matching(event["Payload"], where):
+            key = self._key(item, rule["per"])
+            value = item.get(value_field) if value_field else None
+            report["current"][key] = value
+            if previous is None:
+                continue
+            if key not in previous:
+                change, before = "added", "(none)"
+            elif value_field and previous[key] != value:
+                change, before = "changed", previous[key]
+            else:
+                continue
+            if change in rule["changes"]:
+                evidence = dict(item, change=change, previous=before)
+                self._raise(device, rule, key, t_report, evidence, evidence, changed)
+
+    def _sequence(self, device, state, rule, message_id, t_msg, changed):
+        """Firmware message ids are BOOT-SEQ, SEQ counting up from the outbox: a jump means
+        the outbox dropped what lies between. Other ids (the host agent's) carry no order."""
+        if not isinstance(message_id, str):
+            return
+        boot, sep, number = message_id.rpartition("-")
+        if not sep or not boot or not number.isdigit():
+            return
+        seq = int(number)
+        highest = state.sequences.get(boot)
+        state.sequences[boot] = seq if highest is None else max(highest, seq)
+        if highest is None or seq <= highest + 1:
+            return
+        evidence = {"boot": boot, "from_seq": highest + 1, "to_seq": seq - 1,
+                    "missing": seq - highest - 1, "next_message_id": message_id}
+        self._raise(device, rule, "%s:%d-%d" % (boot, highest + 1, seq - 1), t_msg, evidence,
+                    evidence, changed)
+
+    def _silence_gap(self, device, state, rule, since, until, changed, ongoing=False):
+        window = state.window_s(rule["default_window_s"])
+        limit = rule["windows"] * window
+        if until - since <= limit:
+            return
+        key = "since " + format_time(since)
+        ident = (device, rule["id"], key)
+        evidence = {"last_message": format_time(since),
+                    "next_message": None if ongoing else format_time(until),
+                    "window_s": window}
+        fields = {"silent_s": int(until - since), "windows": rule["windows"],
+                  "window_s": int(window)}
+        alert = self.alerts.get(ident)
+        if alert is not None:
+            # the same silence seen again: a later clock extends it quietly; the device coming
+            # back ends it, and that is news
+            alert.last = max(alert.last, until)
+            alert.title = _render(rule["title"], _Fields(fields))
+            if not ongoing:
+                alert.evidence = [evidence]
+                changed[ident] = alert
+            return
+        alert = self._raise(device, rule, key, since, evidence, fields, changed)
+        alert.last = until

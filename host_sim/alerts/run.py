@@ -1,0 +1,49 @@
+"""Runs the rules over a source: a batch over everything stored, or following new messages."""
+import time
+
+from host_sim.alerts.engine import AlertEngine
+from host_sim.alerts.messages import UnreadableMessage, read_message
+
+
+class Evaluation:
+    """An AlertEngine fed from StoredMessages; unreadable ones are skipped and reported once each
+    through ON_SKIP(line)."""
+
+    def __init__(self, rules, on_skip=None):
+        self.engine = AlertEngine(rules)
+        self.on_skip = on_skip or (lambda line: None)
+        self.messages = 0
+        self.skipped = 0
+
+    def feed(self, stored):
+        try:
+            message = read_message(stored.body, stored.properties)
+        except UnreadableMessage as exc:
+            self.skipped += 1
+            where = "message %s" % stored.id if stored.id is not None else "a message"
+            self.on_skip("skipped %s of %s: %s" % (where, stored.device, exc))
+            return []
+        self.messages += 1
+        return self.engine.feed(stored.device, stored.properties, message, stored.arrival)
+
+    def batch(self, stored_messages):
+        for stored in stored_messages:
+            self.feed(stored)
+        self.engine.check_silence()
+        return self.engine.sorted_alerts()
+
+    def follow(self, stream, on_alerts, silence_every_s=5.0, clock=time.time):
+        """Feeds STREAM (StoredMessage, or None when idle) until it ends; ON_ALERTS(list) hears
+        every alert raised or updated, silence included (checked on the fleet's clock)."""
+        next_check = clock() + silence_every_s
+        for stored in stream:
+            changed = self.feed(stored) if stored is not None else []
+            if changed:
+                on_alerts(changed)
+            now = clock()
+            if now >= next_check:
+                next_check = now + silence_every_s
+                fleet_now = self.engine.fleet_now(now)
+                silent = self.engine.check_silence(fleet_now) if fleet_now is not None else []
+                if silent:
+                    on_alerts(silent)

@@ -1,0 +1,162 @@
+"""Where the consumer gets messages: the hub emulator's store (all of it, or following it as
+messages arrive) or an MQTT broker the messages are forwarded to. Each yields StoredMessage;
+host_sim.alerts.messages.read_message turns one into a message dict."""
+import collections
+import json
+import os
+import queue
+import sqlite3
+import ssl
+import threading
+import time
+import urllib.parse
+
+from hub_emulator.database import FILE_NAME
+from hub_emulator.topics import parse_property_bag
+
+from host_sim.alerts.messages import parse_time
+
+StoredMessage = collections.namedtuple("StoredMessage", "id device arrival properties body")
+
+
+class SourceError(Exception):
+    """The source cannot be read; str() is one line naming it."""
+
+
+class HubStore:
+    """The emulator's SQLite store in DATA_DIR, opened read only (the hub may be writing it)."""
+
+    def __init__(self, data_dir):
+        path = os.path.join(data_dir, FILE_NAME)
+        if not os.path.isfile(path):
+            raise SourceError("%s holds no hub data (no %s)" % (data_dir, FILE_NAME))
+        try:
+            self.db = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(path), uri=True,
+                                      timeout=10, check_same_thread=False)
+            self.db.execute("SELECT id, device, time, properties, payload FROM messages LIMIT 1")
+        except sqlite3.Error as exc:
+            raise SourceError("%s is not a hub store (%s)" % (path, exc)) from None
+        self.path = path
+        self.last_id = 0
+
+    def read_new(self, batch=2000):
+        """Messages stored after the last one read, oldest first (a generator)."""
+        while True:
+            try:
+                rows = self.db.execute(
+                    "SELECT id, device, time, properties, payload FROM messages WHERE id > ? "
+                    "ORDER BY id LIMIT ?", (self.last_id, batch)).fetchall()
+            except sqlite3.Error as exc:
+                raise SourceError("cannot read %s (%s)" % (self.path, exc)) from None
+            if not rows:
+                return
+            for row_id, device, stored, properties, payload in rows:
+                self.last_id = row_id
+                try:
+                    bag = json.loads(properties)
+                except ValueError:
+                    bag = {}
+                yield StoredMessage(row_id, device, parse_time(stored) or time.time(),
+                                    bag if isinstance(bag, dict) else {}, bytes(payload))
+
+    def follow(self, stop, poll_s=0.5):
+        """Every message, then each new one as the hub stores it, until STOP (an Event) is set;
+        None whenever there is nothing new (so the caller can look at its clock)."""
+        while not stop.is_set():
+            yield from self.read_new()
+            yield None
+            stop.wait(poll_s)
+
+    def close(self):
+        self.db.close()
+
+
+def parse_mqtt_url(url):
+    """mqtt[s]://[user[:password]@]host[:port] -> dict; SourceError naming the problem (never
+    the password)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SourceError("--broker: not a valid URL") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise SourceError("--broker: expected mqtt[s]://[user:password@]host[:port]")
+    tls = parts.scheme == "mqtts"
+    return {"tls": tls, "host": parts.hostname, "port": port or (8883 if tls else 1883),
+            "user": urllib.parse.unquote(parts.username) if parts.username else None,
+            "password": urllib.parse.unquote(parts.password) if parts.password else None}
+
+
+class MqttSource:
+    """Subscribes to TOPIC (default: every device's telemetry) on a broker the messages are
+    forwarded to; each message's device and properties come from its IoT Hub topic
+    (devices/{id}/messages/events/{property bag})."""
+
+    def __init__(self, url, ca_file=None, topic="devices/+/messages/events/#", client_id=None,
+                 log=None):
+        import paho.mqtt.client as paho
+        self.options = parse_mqtt_url(url)
+        self.topic = topic
+        self.log = log or (lambda line: None)
+        self.queue = queue.Queue()
+        self.subscribed = threading.Event()
+        self.failure = None
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or "microagent-alerts-%d" % os.getpid())
+        if self.options["user"] is not None:
+            self.client.username_pw_set(self.options["user"], self.options["password"])
+        if self.options["tls"]:
+            try:
+                self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError) as exc:
+                raise SourceError("--ca %s: %s" % (ca_file, exc)) from None
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.failure = "broker refused the connection: %s" % reason_code
+            self.subscribed.set()
+            return
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.log("alerts: subscribed to %s on %s:%d" % (self.topic, self.options["host"],
+                                                       self.options["port"]))
+        self.subscribed.set()
+
+    def _on_message(self, client, userdata, msg):
+        levels = msg.topic.split("/")
+        if len(levels) < 4 or levels[0] != "devices":
+            return
+        device = levels[1]
+        if levels[2] == "modules" and len(levels) > 4:
+            device = levels[1] + "/" + levels[3]
+        _, _, bag = msg.topic.partition("/messages/events/")
+        self.queue.put(StoredMessage(None, device, time.time(), parse_property_bag(bag),
+                                     bytes(msg.payload)))
+
+    def start(self, timeout=30):
+        try:
+            self.client.connect(self.options["host"], self.options["port"], keepalive=60)
+        except (OSError, ssl.SSLError) as exc:
+            raise SourceError("cannot connect to %s:%d: %s" % (
+                self.options["host"], self.options["port"], exc.strerror or exc)) from None
+        self.client.loop_start()
+        if not self.subscribed.wait(timeout) or self.failure:
+            self.close()
+            raise SourceError(self.failure or "no subscription within %d s" % timeout)
+        return self
+
+    def follow(self, stop, poll_s=0.5):
+        """Each message as it arrives, None when none came for POLL_S, until STOP is set."""
+        while not stop.is_set():
+            try:
+                yield self.queue.get(timeout=poll_s)
+            except queue.Empty:
+                yield None
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()

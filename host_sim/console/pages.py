@@ -1,0 +1,210 @@
+"""The console's HTML pages: the fleet, and one device. Server-side rendered, no scripts."""
+import html
+
+from host_sim.alerts.messages import format_time
+from host_sim.console.charts import bar_chart, quota_bar
+from host_sim.console.model import TIERS
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
+header{background:#1d3557;color:#fff;padding:10px 20px}header a{color:#fff}
+main{padding:12px 20px;max-width:1400px}
+h1{font-size:20px;margin:0}h2{font-size:16px;margin:22px 0 6px}
+table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:8px}
+th,td{border:1px solid #d5dbe1;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#e9eef3}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.sev-High{color:#fff;background:#c62828}.sev-Medium{background:#f9a825}
+.sev-Low{background:#cfe3f7}.sev-Informational{background:#eee}
+.failed{color:#c62828;font-weight:600}.muted{color:#667}
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#fff;border:1px solid #d5dbe1;padding:8px 12px}
+.card b{font-size:20px;display:block}
+.chart{background:#fff;border:1px solid #d5dbe1;margin:4px 8px 4px 0}
+.chart-title{font-weight:600;font-size:12px}.tick{font-size:10px;fill:#556}.axis{stroke:#888}
+details summary{cursor:pointer}code{font-size:12px;word-break:break-all}
+"""
+
+
+def esc(value):
+    return html.escape("" if value is None else str(value))
+
+
+def when(seconds):
+    return format_time(seconds)[:19].replace("T", " ") if seconds is not None else "-"
+
+
+def number(value):
+    return "{:,}".format(value) if isinstance(value, int) else "{:,.1f}".format(value)
+
+
+def page(title, body):
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<title>%s</title><link rel="icon" href="data:,">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<style>%s</style></head><body><header><h1><a href="/">microagent console</a> '
+            '&middot; %s</h1></header><main>%s</main></body></html>'
+            % (esc(title), STYLE, esc(title), body))
+
+
+def table(headers, rows, numeric=(), row_id=None):
+    out = ["<table%s><thead><tr>" % (' id="%s"' % row_id if row_id else "")]
+    out += ["<th>%s</th>" % esc(h) for h in headers]
+    out.append("</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(
+            '<td class="n">%s</td>' % cell if i in numeric else "<td>%s</td>" % cell
+            for i, cell in enumerate(row)) + "</tr>")
+    if not rows:
+        out.append('<tr><td colspan="%d" class="muted">none</td></tr>' % len(headers))
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def alert_rows(alerts, with_device):
+    rows = []
+    for alert in alerts:
+        d = alert.as_dict()
+        evidence = "".join("<li><code>%s</code></li>" % esc(_compact(item)) for item in d["evidence"])
+        cells = ['<span class="sev-%s">%s</span>' % (esc(d["severity"]), esc(d["severity"]))]
+        if with_device:
+            cells.append('<a href="/device?id=%s">%s</a>' % (esc(_quote(d["device"])), esc(d["device"])))
+        cells += [esc(d["rule"]), esc(d["title"]), esc(d["first"][:19].replace("T", " ")),
+                  esc(d["last"][:19].replace("T", " ")), number(d["count"]),
+                  "%s<details><summary>evidence (%d)</summary><ul>%s</ul></details>"
+                  % (esc(d["what_to_do"]), len(d["evidence"]), evidence)]
+        rows.append(cells)
+    headers = ["severity"] + (["device"] if with_device else []) + [
+        "rule", "alert", "first", "last", "count", "what to do"]
+    return headers, rows
+
+
+def _compact(item):
+    return ", ".join("%s=%s" % (k, v) for k, v in item.items() if v not in (None, "", {}))
+
+
+def _quote(text):
+    from urllib.parse import quote
+    return quote(text, safe="")
+
+
+def fleet_page(model, tier, units):
+    quota = TIERS[tier] * units
+    devices = sorted(model.devices.values(), key=lambda v: v.device)
+    alerts = model.alerts()
+    total_blocks_day = sum(v.blocks / v.days for v in devices)
+    hourly = {}
+    for view in devices:
+        for t, (messages, blocks, events) in view.hourly.items():
+            row = hourly.setdefault(t, [0, 0, 0])
+            row[0] += messages
+            row[1] += blocks
+            row[2] += events
+    points = sorted(hourly.items())
+    by_severity = {}
+    for alert in alerts:
+        by_severity[alert.severity] = by_severity.get(alert.severity, 0) + 1
+    tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t) for t in TIERS)
+    body = ['<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> units '
+            '<input name="units" type="number" min="1" value="%d" style="width:4em"> '
+            '<button>apply</button></form>' % (tier_options, units)]
+    body.append('<div class="cards"><div class="card"><b>%d</b>devices</div>'
+                '<div class="card"><b>%s</b>messages</div>'
+                '<div class="card"><b>%s</b>4 KB blocks per day (%s)</div>'
+                '<div class="card"><b>%s</b>of the %s &times; %d quota (%s/day)<br>%s</div>'
+                '<div class="card"><b>%d</b>alerts (%s)</div></div>'
+                % (len(devices), number(sum(v.messages for v in devices)),
+                   number(round(total_blocks_day)), "all devices, at the rate each device has sent",
+                   "%.2f%%" % (100.0 * total_blocks_day / quota), esc(tier), units, number(quota),
+                   quota_bar(total_blocks_day, quota), len(alerts),
+                   ", ".join("%d %s" % (n, s) for s, n in sorted(by_severity.items())) or "none"))
+    body.append("<h2>Traffic over time (device time, per hour)</h2>")
+    body.append(bar_chart([(t, r[2]) for t, r in points], "events per hour", "events"))
+    body.append(bar_chart([(t, r[1]) for t, r in points], "4 KB blocks per hour", "blocks",
+                          color="#8e5ea2"))
+    rows = []
+    for v in devices:
+        per_day = v.blocks / v.days
+        device_alerts = [a for a in alerts if a.device == v.device]
+        rows.append(['<a href="/device?id=%s">%s</a>%s' % (
+                         esc(_quote(v.device)), esc(v.device),
+                         ' <span class="failed">(%d unreadable)</span>' % v.skipped if v.skipped else ""),
+                     esc(when(v.last_seen)), esc(when(v.last_time)),
+                     number(round(v.messages / v.days)), number(round(per_day)),
+                     "%.3f%%" % (100.0 * per_day / quota),
+                     number(sum(v.dropped.values())),
+                     number(len(device_alerts)) + (" (%d High)" % sum(
+                         1 for a in device_alerts if a.severity == "High")
+                         if any(a.severity == "High" for a in device_alerts) else "")])
+    body.append("<h2>Devices</h2>")
+    body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",
+                       "4 KB blocks/day", "of quota", "dropped events", "alerts"], rows,
+                      numeric=(3, 4, 5, 6), row_id="devices"))
+    headers, rows = alert_rows(alerts[-200:][::-1], True)
+    body.append("<h2>Alerts (newest first)</h2>" + table(headers, rows, numeric=(6,), row_id="alerts"))
+    return page("fleet", "".join(body))
+
+
+def device_page(model, view):
+    alerts = model.alerts(view.device)
+    body = ['<p class="muted">agent %s &middot; %s messages, %s 4 KB blocks, %s bytes &middot; '
+            'first event %s, last event %s UTC, last seen by the hub %s UTC%s</p>'
+            % (esc(view.agent_id), number(view.messages), number(view.blocks),
+               number(view.bytes), esc(when(view.first_time)), esc(when(view.last_time)),
+               esc(when(view.last_seen)),
+               " &middot; %d unreadable messages skipped" % view.skipped if view.skipped else "")]
+    points = sorted(view.hourly.items())
+    body.append(bar_chart([(t, r[2]) for t, r in points], "events per hour", "events"))
+    body.append(bar_chart([(t, r[1]) for t, r in points], "4 KB blocks per hour", "blocks",
+                          color="#8e5ea2"))
+    headers, rows = alert_rows(alerts[::-1], False)
+    body.append("<h2>Alerts</h2>" + table(headers, rows, numeric=(5,), row_id="alerts"))
+    info = view.reports.get("SystemInformation")
+    if info and info[1]:
+        item = info[1][0]
+        nics = "; ".join("%s %s" % (n.get("type", ""), _compact(n.get("info") or {}))
+                         for n in item.get("nics") or [] if isinstance(n, dict))
+        rows = [[esc(k), esc(item.get(k))] for k in ("hardware_vendor", "hardware_model", "os_dist",
+                                                      "os_version", "os_platform", "os_arch")]
+        rows.append(["nics", esc(nics)])
+        body.append("<h2>System information</h2>" + table(["field", "value"], rows,
+                                                           row_id="system"))
+    procs = sorted(view.processes.values(), key=lambda r: -r["hits"])[:100]
+    body.append("<h2>Processes by hit count</h2>" + table(
+        ["hits", "command line", "uid", "user", "last seen"],
+        [[number(r["hits"]), "<code>%s</code>" % esc(r["commandline"]), esc(r["user_id"]),
+          esc(r["user_name"]), esc(r["last"])] for r in procs], numeric=(0,), row_id="processes"))
+    conns = sorted(view.connections.values(), key=lambda r: -r["hits"])[:100]
+    body.append("<h2>Connections</h2>" + table(
+        ["hits", "protocol", "direction", "local", "remote", "host name", "application",
+         "bytes in", "bytes out"],
+        [[number(r["hits"]), esc(r["protocol"]), esc(r["direction"]), esc(r["local"]),
+          esc(r["remote"]), esc(r["host_name"]), esc(r["application"]), number(r["bytes_in"]),
+          number(r["bytes_out"])] for r in conns], numeric=(0, 7, 8), row_id="connections"))
+    if view.other_rows:
+        body.append('<p class="muted">%s</p>' % esc(", ".join(
+            "%d more hits on %s not listed" % (n, what) for what, n in view.other_rows.items())))
+    counts = ", ".join("%s %d" % (op, n) for op, n in sorted(view.login_counts.items())) or "none"
+    body.append("<h2>Logins</h2><p>%s</p>" % esc(counts))
+    body.append(table(["time", "operation", "user", "terminal", "from"], [
+        [esc(i.get("timestamp")), '<span class="%s">%s</span>' % (
+            "failed" if i.get("operation") == "LoginFailed" else "", esc(i.get("operation"))),
+         esc(i.get("user_name")), esc(i.get("executable")), esc(i.get("remote_address"))]
+        for i in list(view.logins)[::-1][:50]], row_id="logins"))
+    baseline = view.reports.get("Baseline")
+    body.append("<h2>Baseline failures</h2>" + table(
+        ["check", "result", "severity", "description", "remediation"],
+        [[esc(i.get("check_id")), esc(i.get("check_result")), esc(i.get("severity")),
+          esc(i.get("description")), esc(i.get("remediation"))]
+         for i in (baseline[1] if baseline else [])], row_id="baseline"))
+    sbom = view.reports.get("SBoM")
+    body.append("<h2>Software (SBoM)</h2>" + table(
+        ["name", "version", "vendor"],
+        [[esc(i.get("name")), esc(i.get("version")), esc(i.get("vendor"))]
+         for i in sorted(sbom[1] if sbom else [], key=lambda i: str(i.get("name")))], row_id="sbom"))
+    body.append("<h2>Dropped events</h2>" + table(
+        ["collector", "events lost"], [[esc(c), number(n)] for c, n in sorted(view.dropped.items())],
+        numeric=(1,)))
+    return page("device " + view.device, "".join(body))
+
+
+def not_found(text):
+    return page("not found", "<p>%s</p>" % esc(text))
