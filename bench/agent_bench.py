@@ -74,7 +74,7 @@ host = ConnectionString(settings.connection_string).connect_host()
 ca = settings.ca_der()
 gc.collect()
 before = gc.mem_alloc()
-sock = mqtt.open_connection(host, settings.port, ca, server_hostname=host)
+sock = mqtt.run(mqtt.open_connection(host, settings.port, ca, server_hostname=host))
 gc.collect()
 tls = gc.mem_alloc() - before
 sock.close()

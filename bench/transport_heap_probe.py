@@ -37,25 +37,25 @@ if mode in ("hub", "agent"):
                              ca_der=ca_der, port=port, buf_size=1024, max_inflight=2,
                              log=lambda line: None, clock_s=lambda: int(sys.argv[7]))
     mark("session built")
-    session.connect()
+    mqtt.run(session.connect())
     mark("connected")
     session.send(b'{"Events": []}')
-    ok = session.flush(10000)
+    ok = mqtt.run(session.flush(10000))
     mark("message acked")
     session.close()
 else:
     client = mqtt.MQTTClient("bench-" + mode, user=user, buf_size=1024, max_inflight=2)
     mark("client built")
-    sock = mqtt.open_connection("127.0.0.1", port, ca_der if mode == "tls" else None,
-                                server_hostname="127.0.0.1")
+    sock = mqtt.run(mqtt.open_connection("127.0.0.1", port, ca_der if mode == "tls" else None,
+                                         server_hostname="127.0.0.1"))
     mark("socket open")
-    client.connect(sock, password=password)
+    mqtt.run(client.connect(sock, password=password, peer="127.0.0.1:%d" % port))
     mark("connected")
-    pid = client.publish("bench/" + mode, token.encode(), qos=1)
+    pid = mqtt.run(client.publish("bench/" + mode, token.encode(), qos=1))
     for _ in range(500):
         if not client.pending(pid):
             break
-        client.poll(10)
+        mqtt.run(client.poll(10))
     ok = not client.pending(pid)
     mark("message acked")
     client.disconnect()

@@ -30,6 +30,7 @@ _ACCEPTED = const(0x41)  # 'A'
 _MAX_FRAME = const(4096)
 _POLL_RD = const(1)
 _POLL_WR = const(4)
+_POLL_HUP = const(16)
 _IOCTL_POLL = const(3)
 _IOCTL_CLOSE = const(4)
 
@@ -54,7 +55,8 @@ class socket(io.IOBase):
         if type != SOCK_STREAM:
             raise OSError(errno.EINVAL)
         self._uart = _link()
-        self._header = bytearray(3)
+        self._header = bytearray(3)  # of the frame being received
+        self._out_header = bytearray(3)  # of the frame being sent (a send may come mid-receive)
         self._got = 0  # bytes of the next frame header read so far
         self._left = 0  # payload bytes of the current data frame not read yet
         self._timeout_ms = None
@@ -64,7 +66,7 @@ class socket(io.IOBase):
     # ---- framing ---------------------------------------------------------------------------------
 
     def _send_frame(self, kind, payload=b""):
-        header = self._header
+        header = self._out_header
         header[0] = kind
         header[1] = len(payload) >> 8
         header[2] = len(payload) & 0xFF
@@ -121,6 +123,8 @@ class socket(io.IOBase):
             _current.close()
         _current = self
         self._send_frame(_CONNECT, ("%s:%d" % (addr[0], addr[1])).encode())
+        if self._timeout_ms == 0:  # non-blocking (asyncio): poll for writable, as with lwIP
+            raise OSError(errno.EINPROGRESS)
         timeout = 15000 if self._timeout_ms is None else self._timeout_ms
         start = ticks_ms()
         while not (self._open or self._eof):
@@ -188,6 +192,10 @@ class socket(io.IOBase):
 
     def ioctl(self, request, arg):
         if request == _IOCTL_POLL:
+            if not self._eof:
+                self._poll_frames()  # a connect's answer, a close
+            if self._eof and not self._open:
+                return _POLL_HUP  # refused, or closed
             ready = 0
             if arg & _POLL_RD and (self._eof or self._uart.any()):
                 ready |= _POLL_RD

@@ -2,6 +2,11 @@
 # on the board's tick clock -> encoder -> bounded outbox -> IoT Hub session, as asyncio tasks
 # beside the user's application. MicroPython-compatible.
 #
+# Two tasks share the outbox: the window task closes windows and sends the periodic collectors,
+# one payload item at a time with an await between items; the delivery task keeps the hub session
+# going (connect, publish, acknowledgements), every wait of which yields. Neither ever holds the
+# application's loop for longer than one item's encoding.
+#
 # It never takes the board down: an exception in the agent is logged and the agent starts again
 # with backoff (1 s doubling to 60 s); the application keeps running meanwhile.
 import gc
@@ -10,7 +15,7 @@ import sys
 import asyncio
 
 from microagent import profile as board_profile
-from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.cache import DnsTable, NetworkCache, NoCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
@@ -20,7 +25,7 @@ from microagent.hub import HubSession
 from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
-STEP_MS = 100            # how often the agent task wakes up
+STEP_MS = 100            # how often the agent's tasks wake up
 SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush while connected
 RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
@@ -52,6 +57,8 @@ class Agent:
         self.collectors = board["collectors"]
         self.heap_peak = 0
         self.windows = 0
+        self._link_error = None
+        self._gave_up_at = -1  # self.messages when _room() last waited in vain
         self.messages = 0
         self._config_changed = False
         cs = ConnectionString(settings.connection_string)
@@ -66,8 +73,9 @@ class Agent:
         size = self._cache_size()
         self._agent_id = agent_id(cs)
         encoder = self._encoder()
-        self.engine = Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size),
-                             encoder, self._warn)
+        self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
+                             self._warn)
+        self._message_bytes = board["max_message_bytes"]
         self._window_start = ticks_ms()
         self._window_epoch_ms = unix_time() * 1000
         self._window_ms = self._window_length("NetworkActivity")
@@ -118,14 +126,27 @@ class Agent:
     # ---- output -----------------------------------------------------------------------------
 
     def _sink(self, buffer, length):
-        # A full window can be larger than the outbox (64 connections are ~23 KB of messages):
-        # while the hub is reachable, the session delivers older messages to make room instead
-        # of the outbox dropping them; when it is not, the oldest are dropped and counted.
+        # _room() made room for this message when the hub was reachable; otherwise the outbox
+        # drops its oldest messages and counts them.
         self.sample_heap()
-        data = memoryview(buffer)[:length]
-        if not (self.session.connected() and self.session.send_when_room(data, SINK_WAIT_MS) >= 0):
-            self.session.send(data)
+        self.session.send(memoryview(buffer)[:length])
         self.messages += 1
+
+    async def _room(self):
+        # Awaited before each payload item of a flush. A full window can be larger than the
+        # outbox (64 connections are ~23 KB of messages): while the hub is reachable the delivery
+        # task frees room, so wait for it rather than drop older messages -- at most SINK_WAIT_MS
+        # per message: after a wait in vain, the items of the same message do not wait again.
+        if (not self.outbox.fits(self._message_bytes) and self.session.connected()
+                and self._gave_up_at != self.messages):
+            start = ticks_ms()
+            while not self.outbox.fits(self._message_bytes):
+                if not self.session.connected() or ticks_diff(ticks_ms(), start) >= SINK_WAIT_MS:
+                    self._gave_up_at = self.messages
+                    return
+                await asyncio.sleep_ms(10)
+        else:
+            await asyncio.sleep_ms(0)
 
     def _warn(self, text):
         log("warning: " + text)
@@ -141,19 +162,25 @@ class Agent:
 
     # ---- windows ----------------------------------------------------------------------------
 
-    def close_window(self, now):
+    async def close_window(self, now):
         """Reports the open sockets' activity, flushes the window into the outbox, starts the
         next window (with any new configuration)."""
         self.tracker.sweep()
         connections = self.engine.network.count
         lost = self.engine.network.dropped + self.engine.dns.dropped
-        sent = self.engine.flush(self._window_epoch_ms, unix_time() * 1000)
+        # While the flush awaits, the application's socket activity waits on its sockets and
+        # its lookups in the tracker: it belongs to the next window, not to the caches being sent.
+        self.tracker.pause()
+        for _ in self.engine.flush_steps(self._window_epoch_ms, unix_time() * 1000):
+            await self._room()
+        sent = self.engine.sent
         self.windows += 1
         self._window_start = now
         self._window_epoch_ms = unix_time() * 1000
         if self._config_changed:
             self._apply_config()
         self.tracker.new_window(now)
+        self.tracker.resume()
         self._window_ms = self._window_length("NetworkActivity")
         stats = self.outbox.stats()
         log("window %d: %d messages, %d connections, %d lost to a full cache, heap %d peak %d "
@@ -162,7 +189,7 @@ class Agent:
                stats["queued"], stats["delivered"], stats["dropped"], stats["expired"],
                stats["too_large"]))
 
-    def send_periodic(self, now):
+    async def send_periodic(self, now):
         for name in _PERIODIC:
             due = self._periodic_due[name]
             if ticks_diff(now, due) < 0:
@@ -171,7 +198,9 @@ class Agent:
             if name not in self.collectors or not self.config.enabled(name):
                 continue
             items = self._collect(name)
-            sent = self.engine.send_periodic(name, items, unix_time() * 1000)
+            for _ in self.engine.periodic_steps(name, items, unix_time() * 1000):
+                await self._room()
+            sent = self.engine.sent
             log("%s: %d items in %d messages" % (name, len(items), sent))
             del items
             gc.collect()
@@ -193,20 +222,36 @@ class Agent:
         _unload("microagent.collectors", "sbom")
         return items
 
-    def step(self):
+    async def step(self):
         now = ticks_ms()
         if ticks_diff(now, ticks_add(self._window_start, self._window_ms)) >= 0:
-            self.close_window(now)
-        self.send_periodic(now)
-        connects = self.session.connects
-        self.session.step(now)
-        if self.session.connects != connects:
-            self.sample_heap()
+            await self.close_window(now)
+        await self.send_periodic(now)
+
+    async def _deliver(self):
+        # The delivery task. An exception that is not the hub's (those the session handles and
+        # retries) ends it; run() raises it, so supervise() restarts the agent.
+        try:
+            while True:
+                connects = self.session.connects
+                connected = await self.session.step(poll_ms=STEP_MS)
+                if self.session.connects != connects:
+                    _unload("microagent", "resolve")  # only needed while connecting
+                    self.sample_heap()
+                if not connected:
+                    await asyncio.sleep_ms(STEP_MS)
+        except Exception as exc:  # noqa: BLE001 - handed to run()
+            self._link_error = exc
 
     async def run(self):
-        while True:
-            self.step()
-            await asyncio.sleep_ms(STEP_MS)
+        link = asyncio.create_task(self._deliver())
+        try:
+            while self._link_error is None:
+                await self.step()
+                await asyncio.sleep_ms(STEP_MS)
+            raise self._link_error
+        finally:
+            link.cancel()
 
 
 def _unload(package, name):
@@ -253,6 +298,7 @@ async def supervise(settings, outbox, tracker, started=None, opener=None):
                     pass
             agent = None
             tracker.attach(None, ticks_ms())
+            tracker.resume()  # a flush the exception cut short left it paused
             gc.collect()
             await asyncio.sleep_ms(delay)
             delay = min(delay * 2, RESTART_MAX_MS)

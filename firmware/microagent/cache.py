@@ -300,6 +300,26 @@ class DnsTable(_IndexedCache):
         _clear(self.host_name)
 
 
+class NoCache:
+    """The cache of a collector that does not run here (Process and Login on a board): it holds
+    nothing and costs one small object; an event recorded into it is counted as dropped."""
+
+    capacity = 0
+    count = 0
+    dropped = 0
+    evicted = 0
+
+    def record(self, *event):
+        self.dropped += 1
+        return LOST
+
+    def rows(self, row):
+        return ()
+
+    def reset(self):
+        self.dropped = 0
+
+
 class LoginCache:
     """Login entries: never aggregated, every event is its own entry."""
 

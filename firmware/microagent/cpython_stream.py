@@ -1,7 +1,7 @@
 # CPython sockets lack MicroPython's stream methods; this adapter gives them readinto/write that
 # return None when the socket would block, as MicroPython's do, so the firmware MQTT client also
 # runs on CPython (e.g. the firmware engine under --runtime cpython). Not needed on a board.
-from microagent.mqtt import _would_block
+from microagent.mqtt import would_block
 
 
 class CPythonStream:
@@ -12,7 +12,7 @@ class CPythonStream:
         try:
             return self._sock.recv_into(buf)
         except OSError as exc:
-            if _would_block(exc):
+            if would_block(exc):
                 return None
             raise
 
@@ -20,7 +20,7 @@ class CPythonStream:
         try:
             return self._sock.send(buf)
         except OSError as exc:
-            if _would_block(exc):
+            if would_block(exc):
                 return None
             raise
 

@@ -11,6 +11,10 @@ _CAPPED = events.MAX_STRING_BYTES // 4
 class Engine:
     """One window at a time. Callers give each event its offset in ms from the window start
     (a small int on every port) and call flush(window_start_ms, event_time_ms) when it closes.
+
+    Every event goes in through a record_* method, from replay, the host's collectors and the
+    board's socket tracker alike: that is where strings are capped, IPv6 is counted as
+    unsupported and a full cache is reported (once per window per collector).
     """
 
     def __init__(self, process, network, login, dns, encoder, warn):
@@ -24,6 +28,7 @@ class Engine:
         self._warned = set()
         self._row = [None] * 13
         self._values = [None] * 13
+        self.sent = 0  # messages the last flush or periodic send produced
 
     def _lost(self, collector):
         if collector not in self._warned:
@@ -52,18 +57,37 @@ class Engine:
         """Addresses are dotted IPv4 strings; an IPv6 one is counted as unsupported. HIT=0:
         more bytes of a connection already counted (once per window when first seen)."""
         if ":" in local_address or ":" in remote_address:  # IPv6 (inlined: the hot path)
-            self.unsupported += 1
-            if self.unsupported == 1:
-                self.warn("IPv6 connection events are not supported; counting them as unsupported")
+            self.record_unsupported_connection()
             return
         if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
                                remote_port, bytes_in, bytes_out, direction, hit) == LOST:
             self._lost(events.CONNECTION)
 
+    def record_connection_packed(self, offset_ms, protocol, local_high, local_low, local_port,
+                                 remote_high, remote_low, remote_port, bytes_in, bytes_out,
+                                 direction, hit=1):
+        """record_connection with IPv4 addresses as 16-bit halves (the board's socket tracker:
+        no strings on its hot path)."""
+        if self.network.record_packed(offset_ms, protocol, local_high, local_low, local_port,
+                                      remote_high, remote_low, remote_port, bytes_in, bytes_out,
+                                      direction, hit) == LOST:
+            self._lost(events.CONNECTION)
+
+    def record_unsupported_connection(self):
+        """A connection event this agent cannot report (IPv6): counted in DroppedEvents."""
+        self.unsupported += 1
+        if self.unsupported == 1:
+            self.warn("IPv6 connection events are not supported; counting them as unsupported")
+
     def record_dns(self, host_name, address):
         if events.is_ipv6(address):
             return
         if self.dns.record(cap_string(host_name), address) == LOST:
+            self._lost(events.DNS)
+
+    def record_dns_packed(self, host_name, high, low):
+        """record_dns with the IPv4 address as 16-bit halves (the board's getaddrinfo)."""
+        if self.dns.record_packed(cap_string(host_name), high, low) == LOST:
             self._lost(events.DNS)
 
     def record_login(self, offset_ms, operation, pid, user_name, executable, remote_address):
@@ -73,6 +97,16 @@ class Engine:
 
     def flush(self, window_start_ms, event_time_ms):
         """Encodes the window into messages, empties the caches; returns messages sent."""
+        for _ in self.flush_steps(window_start_ms, event_time_ms):
+            pass
+        return self.sent
+
+    def flush_steps(self, window_start_ms, event_time_ms):
+        """flush() one item at a time: a generator that yields before each item (and before the
+        last message closes), when at most one message has been handed to the encoder's sink
+        since the last yield. The board awaits between steps, so a window's flush never holds
+        the application's loop and can wait for room in the outbox. The count is then in .sent.
+        """
         enc = self.encoder
         enc.begin(event_time_ms, window_start_ms)
         row = self._row
@@ -89,6 +123,7 @@ class Engine:
                 values[6] = r[6]
                 values[7] = r[7]
                 values[8] = r[8]
+                yield
                 enc.item(events.PROCESS_FIELDS, values)
         if self.network.count:
             enc.event(events.CONNECTION, "Triggered", "Security")
@@ -107,6 +142,7 @@ class Engine:
                 values[10] = dns_hits
                 values[11] = {"host_name": host_name} if host_name is not None else {}
                 values[12] = events.DIRECTIONS[r[9]]
+                yield
                 enc.item(events.CONNECTION_FIELDS, values)
         if self.login.count:
             enc.event(events.LOGIN, "Triggered", "Security")
@@ -117,28 +153,39 @@ class Engine:
                 values[3] = r[3]
                 values[4] = r[4]
                 values[5] = r[5]
+                yield
                 enc.item(events.LOGIN_FIELDS, values)
-        self._flush_losses()
-        sent = enc.finish()
+        for _ in self._flush_losses():
+            yield
+        yield
+        self.sent = enc.finish()
         for cache in (self.process, self.network, self.login, self.dns):
             cache.reset()
         self.unsupported = 0
         self._warned = set()
-        return sent
 
     def send_periodic(self, name, items, event_time_ms):
         """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
         SBoM) as one Periodic event, split over messages like any window; returns messages sent.
         """
+        for _ in self.periodic_steps(name, items, event_time_ms):
+            pass
+        return self.sent
+
+    def periodic_steps(self, name, items, event_time_ms):
+        """send_periodic() one item at a time, as flush_steps(); the count is then in .sent."""
+        self.sent = 0
         if not items:
-            return 0
+            return
         enc = self.encoder
         enc.begin(event_time_ms)
         enc.event(name, "Periodic", "Security")
         for item in items:
             fields = sorted(item)
+            yield
             enc.item(fields, [item[f] for f in fields])
-        return enc.finish()
+        yield
+        self.sent = enc.finish()
 
     def _flush_losses(self):
         started = False
@@ -157,4 +204,5 @@ class Engine:
             values[3] = cache.dropped
             values[4] = cache.evicted
             values[5] = unsupported if unsupported else None
+            yield
             self.encoder.item(events.DROPPED_FIELDS, values)

@@ -1,13 +1,14 @@
 # IoT Hub session for the firmware (docs/spec.md section 6): SAS-authenticated MQTT, security telemetry
 # from the outbox, and the module twin that carries the configuration. MicroPython-compatible.
 #
-# One step() call does a bounded amount of work and never blocks for long, so the agent can call
-# it from an asyncio task beside the collectors.
+# step() is a coroutine: it does a bounded amount of work and yields to the asyncio loop whenever
+# it waits for the network (connect, TLS handshake, CONNACK, SUBACK, PUBACK), so the agent runs it
+# as a task beside the application without ever stalling the application's loop.
 import json
 import os
 
 from microagent import mqtt
-from microagent.clock import sleep_ms, ticks_diff, ticks_ms
+from microagent.clock import ticks_diff, ticks_ms
 from microagent.sas import SasTokenSource, unix_time, url_encode
 
 API_VERSION = "2021-04-12"
@@ -151,11 +152,12 @@ class HubSession:
     TCP (tests against a local broker only). The connection goes to GatewayHostName when the
     connection string has one. LOG(text) receives one-line status messages, never secrets.
     ON_CONFIG(applied) is called after desired properties changed the configuration.
-    OPENER(host, port, ca_der, server_hostname=...) opens the stream (default
-    mqtt.open_connection); CLOCK_S gives Unix seconds for SAS expiry and message age.
+    OPENER(host, port, ca_der, server_hostname=...) is a coroutine function opening the stream
+    (default mqtt.open_connection); CLOCK_S gives Unix seconds for SAS expiry and message age.
     """
 
-    def __init__(self, cs, outbox, config, ca_der=None, port=8883, buf_size=2048, max_inflight=4,
+    def __init__(self, cs, outbox, config, ca_der=None, port=8883, buf_size=2048, out_size=1024,
+                 max_inflight=4,
                  keepalive_s=240, sas_ttl_s=3600, sas_renew_s=300, log=print, on_config=None,
                  clock_s=unix_time, opener=mqtt.open_connection):
         self.cs = cs
@@ -168,14 +170,19 @@ class HubSession:
         self._clock_s = clock_s
         self._open = opener
         self.tokens = SasTokenSource(cs.resource(), cs.key, sas_ttl_s, sas_renew_s, clock_s)
+        # BUF_SIZE receives (the module twin's documents); OUT_SIZE builds packets: telemetry
+        # topics and CONNECT's user name for device and module ids of IoT Hub's 128 characters
+        # fit in 1024 bytes, payloads and the SAS token are written from where they are.
         self.client = mqtt.MQTTClient(cs.client_id(), user=username(cs), keepalive_s=keepalive_s,
-                                      buf_size=buf_size, max_inflight=max_inflight)
+                                      buf_size=buf_size, max_inflight=max_inflight,
+                                      out_size=out_size)
         self.client.on_message = self._on_message
         # Message ids are unique per boot: a random prefix plus the outbox sequence number.
         self.boot_id = "".join("%02x" % b for b in os.urandom(4))
         self.connects = 0
         self.last_error = None
         self._oversized_seen = 0
+        self._reply = None  # a twin reply (topic, body) to publish after the current poll
 
     def __repr__(self):
         return "<HubSession %s via %s:%d>" % (self.cs.client_id(), self.cs.connect_host(), self.port)
@@ -187,7 +194,7 @@ class HubSession:
         """Queues one JSON message (bytes) for delivery; returns its outbox sequence number."""
         return self.outbox.put(data, self._clock_s() if now_s is None else now_s)
 
-    def send_when_room(self, data, timeout_ms):
+    async def send_when_room(self, data, timeout_ms):
         """Like send(), but first steps the session until the outbox has room for DATA without
         dropping an older message (for senders that must lose nothing, such as replay). Returns
         the sequence number, or -1 if there was no room within TIMEOUT_MS (nothing queued)."""
@@ -195,22 +202,23 @@ class HubSession:
         while not self.outbox.fits(len(data)):
             if len(data) > self.outbox.max_bytes or ticks_diff(ticks_ms(), start) >= timeout_ms:
                 return -1
-            if not self.step(poll_ms=20):
-                sleep_ms(20)
+            if not await self.step(poll_ms=20):
+                await mqtt.pause_ms(20)
         return self.send(data)
 
     # ---- connection -------------------------------------------------------------------------
 
-    def connect(self):
+    async def connect(self):
         """Opens TLS + MQTT with a fresh SAS token, subscribes to the twin topics and asks for
         the twin. Raises mqtt.MQTTError, mqtt.TLSError or OSError."""
         self.client.close()
         host = self.cs.connect_host()
-        sock = self._open(host, self.port, self.ca_der, server_hostname=host)
-        self.client.connect(sock, password=self.tokens.token())
-        self.client.subscribe(TWIN_RESPONSES, 0)
-        self.client.subscribe(TWIN_DESIRED, 0)
-        self.client.publish(self.twin.request(), b"")
+        sock = await self._open(host, self.port, self.ca_der, server_hostname=host)
+        await self.client.connect(sock, password=self.tokens.token(),
+                                  peer="%s:%d" % (host, self.port), server_hostname=host)
+        await self.client.subscribe(TWIN_RESPONSES, 0)
+        await self.client.subscribe(TWIN_DESIRED, 0)
+        await self.client.publish(self.twin.request(), b"")
         self.outbox.requeue()
         self.outbox.succeeded()
         self.connects += 1
@@ -222,7 +230,7 @@ class HubSession:
         self.client.disconnect()
         self.outbox.requeue()
 
-    def step(self, now_ms=None, poll_ms=0):
+    async def step(self, now_ms=None, poll_ms=0):
         """One bounded round: (re)connect when due, renew the SAS token, publish what the
         inflight window allows, handle incoming packets for up to POLL_MS. Returns True while
         connected. Failures are logged, counted in the outbox backoff, and retried later."""
@@ -237,11 +245,15 @@ class HubSession:
             if not self.connected():
                 if not self.outbox.retry_due(now_ms):
                     return False
-                self.connect()
+                await self.connect()
                 self.log("hub: connected to %s:%d as %s" % (self.cs.connect_host(), self.port,
                                                             self.cs.client_id()))
-            self._publish_unsent()
-            self.client.poll(poll_ms)
+            await self._publish_unsent()
+            await self.client.poll(poll_ms)
+            if self._reply is not None:
+                reply = self._reply
+                self._reply = None
+                await self.client.publish(reply[0], reply[1])
             self.outbox.settle(self.client.pending)
             if self.client.oversized != self._oversized_seen:
                 self._oversized_seen = self.client.oversized
@@ -256,29 +268,30 @@ class HubSession:
             self.log("hub: %s; retrying in %d ms" % (exc, delay))
             return False
 
-    def _publish_unsent(self):
+    async def _publish_unsent(self):
         while self.client.inflight_count() < self.client.max_inflight:
             slot = self.outbox.next_unsent()
             if slot < 0:
                 return
             payload = self.outbox.payload(slot)
             topic = telemetry_topic(self.cs, self.message_id(self.outbox.seq(slot)), payload)
-            pid = self.client.publish(topic, payload, qos=1)
+            pid = await self.client.publish(topic, payload, qos=1)
             self.outbox.mark_sent(slot, pid)
 
     def _on_message(self, topic, payload):
+        # Called inside poll(): the reply goes out once poll() returned.
         reply = self.twin.handle(topic, payload)
         if reply is not None:
-            self.client.publish(reply[0], reply[1])
+            self._reply = reply
 
     # ---- convenience for one-shot senders (replay) ------------------------------------------
 
-    def flush(self, timeout_ms):
+    async def flush(self, timeout_ms):
         """Steps until the outbox is empty or TIMEOUT_MS passed; returns True when all delivered."""
         start = ticks_ms()
         while self.outbox.count:
             if ticks_diff(ticks_ms(), start) >= timeout_ms:
                 return False
-            if not self.step(poll_ms=20):
-                sleep_ms(20)
+            if not await self.step(poll_ms=20):
+                await mqtt.pause_ms(20)
         return True

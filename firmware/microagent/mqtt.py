@@ -4,35 +4,71 @@
 # the broker really has), keep-alive without blocking the application, buffers allocated once, and
 # a receive parser that treats every byte from the network as hostile.
 #
-# The socket is used in non-blocking mode through the MicroPython stream methods (readinto/write,
-# None when it would block): the first byte of a packet is polled, the rest is read against a
-# deadline, so poll() never blocks longer than timeout_ms and never hangs on a half packet.
+# It shares the board's asyncio loop with the application, so it never blocks it: the stream is
+# non-blocking (MicroPython's readinto/write return None when they would block, and so do the
+# "busy" errnos in BUSY_ERRNOS), and every wait -- name lookup, TCP connect, TLS handshake,
+# CONNACK, SUBACK, PUBACK, the rest of a packet begun, room to send -- is an await against a
+# deadline. A silent or slow broker costs the application nothing but a few polls.
+import asyncio
 import errno
+import select
 import socket
 
-from microagent.clock import sleep_ms, ticks_diff, ticks_ms
+from microagent.clock import ticks_diff, ticks_ms
+from microagent.events import parse_ipv4
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(value):
+        return value
+
+try:
+    pause_ms = asyncio.sleep_ms
+except AttributeError:  # CPython
+    def pause_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+CONNECT = const(0x10)
+CONNACK = const(0x20)
+PUBLISH = const(0x30)
+PUBACK = const(0x40)
+SUBSCRIBE = const(0x82)
+SUBACK = const(0x90)
+PINGREQ = const(0xC0)
+PINGRESP = const(0xD0)
+DISCONNECT = const(0xE0)
 
 _PINGREQ_PACKET = b"\xc0\x00"
 _DISCONNECT_PACKET = b"\xe0\x00"
-_HEADROOM = 5  # fixed header: 1 type byte + up to 4 remaining-length bytes
-_MAX_REMAINING = 268435455
-_CONNACK_REASONS = {
-    1: "unacceptable protocol version",
-    2: "client id rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
+_HEADROOM = const(5)  # fixed header: 1 type byte + up to 4 remaining-length bytes
+_MAX_REMAINING = const(268435455)
+_IDLE_MS = const(10)  # how long a wait sleeps between two looks at the socket
+_CONNACK_REASONS = (
+    "",
+    "unacceptable protocol version",
+    "client id rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorized",
+)
+
+
+def _busy_errnos():
+    # "Try again later" from a non-blocking socket, as each port spells it: EAGAIN/EWOULDBLOCK
+    # everywhere; EINPROGRESS/EALREADY while a connect is under way (lwip, Linux); ETIMEDOUT from
+    # the ESP32 port's socket timeout; ENOBUFS/ENOMEM when lwip is out of buffers (ESP32 and RP2
+    # under Wi-Fi load). ESP-IDF's newlib numbers differ from Linux's, so both are listed.
+    found = [11, 115, 114, 110, 105, 12, 119, 120, 116]
+    for name in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY", "ETIMEDOUT", "ENOBUFS",
+                 "ENOMEM"):
+        value = getattr(errno, name, None)
+        if value is not None and value not in found:
+            found.append(value)
+    return tuple(found)
+
+
+BUSY_ERRNOS = _busy_errnos()
 
 
 class MQTTError(Exception):
@@ -44,7 +80,8 @@ class MQTTRefused(MQTTError):
 
     def __init__(self, code):
         super().__init__("broker refused the connection: %s (CONNACK code %d)"
-                           % (_CONNACK_REASONS.get(code, "unknown reason"), code))
+                         % (_CONNACK_REASONS[code] if code < len(_CONNACK_REASONS)
+                            else "unknown reason", code))
         self.code = code
 
 
@@ -65,40 +102,86 @@ def pem_to_der(pem):
     return binascii.a2b_base64(body)
 
 
-def _would_block(exc):
-    # MicroPython reports EAGAIN; CPython's ssl module its own SSLWantRead/WriteError.
-    name = type(exc).__name__
-    return exc.args and exc.args[0] == errno.EAGAIN or name in ("SSLWantReadError", "SSLWantWriteError")
+def would_block(exc):
+    """True when EXC only says a non-blocking socket is not ready yet."""
+    # MicroPython reports an errno (BUSY_ERRNOS); CPython's ssl module SSLWantRead/WriteError.
+    if exc.args and exc.args[0] in BUSY_ERRNOS:
+        return True
+    return type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError", "BlockingIOError")
 
 
-def open_connection(host, port, ca_der=None, server_hostname=None, timeout_s=15):
-    """A connected stream to HOST:PORT; TLS verified against the CA certificate CA_DER when given.
+def tls_error(exc, where, server_hostname):
+    """The TLSError for a handshake that failed with EXC (mbedTLS reports a bad chain as
+    ValueError("The certificate is not correctly signed by the trusted CA"), CPython as
+    SSLCertVerificationError)."""
+    reason = str(exc).strip()
+    upper = reason.upper()
+    if "VERIF" in upper or "CERTIFICATE" in upper:
+        return TLSError("TLS to %s: server certificate not trusted: it does not chain to the "
+                        "given CA certificate or does not match host name %s (%s)"
+                        % (where, server_hostname, reason))
+    return TLSError("TLS handshake with %s failed: %s" % (where, reason))
 
-    The server certificate must chain to CA_DER and match SERVER_HOSTNAME (default HOST);
-    otherwise TLSError says so. Returns an object with readinto/write/setblocking/close.
+
+def run(coroutine):
+    """Runs COROUTINE to its end from code that is not itself on an asyncio loop (replay, tools,
+    tests); the agent awaits the coroutines instead."""
+    return asyncio.run(coroutine)
+
+
+async def _writable(sock, where, deadline_ms, started):
+    # Waits, yielding, until the non-blocking connect of SOCK finished; OSError when it failed.
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    while True:
+        for entry in poller.poll(0):
+            if entry[1] & (select.POLLERR | select.POLLHUP):
+                raise OSError("connection to %s refused or unreachable" % where)
+            if entry[1] & select.POLLOUT:
+                return
+        if ticks_diff(ticks_ms(), started) >= deadline_ms:
+            raise OSError("no TCP connection to %s within %d ms" % (where, deadline_ms))
+        await pause_ms(_IDLE_MS)
+
+
+async def open_connection(host, port, ca_der=None, server_hostname=None, timeout_ms=15000):
+    """A connected non-blocking stream to HOST:PORT; TLS verified against the CA certificate
+    CA_DER when given. Every wait (name lookup, connect, handshake) yields to the asyncio loop.
+
+    The server certificate must chain to CA_DER and match SERVER_HOSTNAME (default HOST). On
+    CPython the handshake is done here and a failure raises TLSError; MicroPython's TLS sockets
+    do it within the first write, so MQTTClient.connect raises the TLSError there. Returns an
+    object with readinto/write/setblocking/close.
     """
-    addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    started = ticks_ms()
+    where = "%s:%d" % (host, port)
+    if host == "localhost" or parse_ipv4(host, [0, 0], 0):  # no name lookup needed
+        address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+    else:
+        from microagent.resolve import resolve
+        address = await resolve(host, port, timeout_ms)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout_s)
-        sock.connect(addr)
+        sock.setblocking(False)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            if not would_block(exc):
+                raise
+        await _writable(sock, where, timeout_ms, started)
         if ca_der is not None:
             import ssl
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(cadata=ca_der)
+            name = server_hostname or host
             try:
-                sock = context.wrap_socket(sock, server_hostname=server_hostname or host)
+                sock = context.wrap_socket(sock, server_hostname=name,
+                                           do_handshake_on_connect=False)
             except (OSError, ValueError) as exc:
-                # mbedTLS on MicroPython reports a bad chain as ValueError("The certificate is not
-                # correctly signed by the trusted CA"), CPython as SSLCertVerificationError.
-                reason = str(exc).strip()
-                upper = reason.upper()
-                if "VERIF" in upper or "CERTIFICATE" in upper:
-                    raise TLSError("TLS to %s:%d: server certificate not trusted: it does not chain "
-                                   "to the given CA certificate or does not match host name %s (%s)"
-                                   % (host, port, server_hostname or host, reason))
-                raise TLSError("TLS handshake with %s:%d failed: %s" % (host, port, reason))
+                raise tls_error(exc, where, name)
+            if hasattr(sock, "do_handshake"):  # CPython
+                await _handshake(sock, where, name, timeout_ms, started)
     except BaseException:
         sock.close()
         raise
@@ -108,16 +191,35 @@ def open_connection(host, port, ca_der=None, server_hostname=None, timeout_s=15)
     return sock
 
 
+async def _handshake(sock, where, name, timeout_ms, started):
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except OSError as exc:
+            if not would_block(exc):
+                raise tls_error(exc, where, name)
+        if ticks_diff(ticks_ms(), started) >= timeout_ms:
+            raise TLSError("TLS handshake with %s: no answer within %d ms" % (where, timeout_ms))
+        await pause_ms(_IDLE_MS)
+
+
 class MQTTClient:
     """MQTT 3.1.1 client, QoS 0 and 1, over a stream from open_connection().
 
-    Buffers of BUF_SIZE bytes (one to build packets, one to receive) are allocated here and never
-    again; an incoming PUBLISH larger than BUF_SIZE is acknowledged and dropped (counted in
-    .oversized). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+    Two buffers are allocated here and never again: BUF_SIZE bytes to receive (an incoming PUBLISH
+    larger than that is acknowledged and dropped, counted in .oversized) and OUT_SIZE (default
+    BUF_SIZE) to build packets: a publish payload or CONNECT password that does not fit after
+    its header is written from the caller's memory right after it, so OUT_SIZE only needs the
+    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+
+    Every method that waits for the network is a coroutine that yields to the asyncio loop while
+    it waits (for CONNACK, SUBACK, a packet's remaining bytes, room in the socket's send buffer)
+    and gives up after TIMEOUT_MS.
     """
 
     def __init__(self, client_id, user=None, keepalive_s=60, buf_size=2048, max_inflight=8,
-                 timeout_ms=10000, clock=ticks_ms):
+                 timeout_ms=10000, clock=ticks_ms, out_size=0):
         if not 0 <= keepalive_s <= 65535:
             raise ValueError("keepalive_s must be 0..65535")
         self.client_id = client_id
@@ -127,7 +229,7 @@ class MQTTClient:
         self.max_inflight = max_inflight
         self.buf_size = buf_size
         self._clock = clock
-        self._out = bytearray(buf_size)
+        self._out = bytearray(out_size or buf_size)
         self._outv = memoryview(self._out)
         self._in = bytearray(buf_size)
         self._inv = memoryview(self._in)
@@ -137,6 +239,7 @@ class MQTTClient:
         self._inflight = [0] * max_inflight
         self._next_pid = 0
         self._sock = None
+        self._accepted = False  # CONNACK accepted the connection on _sock
         self._last_tx = 0
         self._ping_sent = None
         self._suback_pid = 0
@@ -150,10 +253,13 @@ class MQTTClient:
 
     # ---- connection -------------------------------------------------------------------------
 
-    def connect(self, sock, password=None, clean_session=True):
+    async def connect(self, sock, password=None, clean_session=True, peer="the broker",
+                      server_hostname=None):
         """Sends CONNECT on SOCK and waits for CONNACK; returns the session-present flag.
 
-        PASSWORD (e.g. a SAS token) is used for this CONNECT only and never kept.
+        PASSWORD (e.g. a SAS token) is used for this CONNECT only and never kept. On a
+        MicroPython TLS stream the handshake happens during the CONNECT write: a failure there
+        raises TLSError naming PEER and SERVER_HOSTNAME.
         """
         self.close()
         self._sock = sock
@@ -164,26 +270,30 @@ class MQTTClient:
             self._next_pid = 0
         self._ping_sent = None
         try:
-            self._send_connect(password, clean_session)
-            deadline = ticks_ms()
+            try:
+                await self._send_connect(password, clean_session)
+            except ValueError as exc:  # mbedTLS's handshake errors
+                raise tls_error(exc, peer, server_hostname or peer)
+            start = ticks_ms()
             while True:
-                kind = self._read_packet()
+                kind = await self._read_packet()
                 if kind == CONNACK:
                     break
                 if kind:
                     raise MQTTError("expected CONNACK, got packet type 0x%02x" % kind)
-                if ticks_diff(ticks_ms(), deadline) >= self.timeout_ms:
+                if ticks_diff(ticks_ms(), start) >= self.timeout_ms:
                     raise MQTTError("no CONNACK within %d ms" % self.timeout_ms)
-                sleep_ms(5)
+                await pause_ms(_IDLE_MS)
             code = self._in[1]
             if code:
                 raise MQTTRefused(code)
+            self._accepted = True
             return bool(self._in[0] & 1)
         except BaseException:
             self.close()
             raise
 
-    def _send_connect(self, password, clean_session):
+    async def _send_connect(self, password, clean_session):
         pos = _HEADROOM
         pos = self._put_bytes(pos, b"\x00\x04MQTT\x04")
         flags = 0x02 if clean_session else 0
@@ -196,19 +306,28 @@ class MQTTClient:
         pos = self._put_string(pos, self.client_id)
         if self.user is not None:
             pos = self._put_string(pos, self.user)
-        if password is not None:
-            pos = self._put_string(pos, password)
-        self._send_packet(CONNECT, pos)
+        if password is None:
+            await self._send_packet(CONNECT, pos)
+            return
+        secret = password.encode() if isinstance(password, str) else password
+        pos = self._put_u16(pos, len(secret))
+        if len(secret) <= len(self._out) - pos:
+            self._outv[pos:pos + len(secret)] = secret
+            await self._send_packet(CONNECT, pos + len(secret))
+        else:  # the password (last in CONNECT) follows the packet's start in a second write
+            await self._send_packet(CONNECT, pos, len(secret))
+            await self._write_all(secret)
 
     def connected(self):
-        return self._sock is not None
+        """True once the broker accepted the connection, until it closes."""
+        return self._accepted and self._sock is not None
 
     def disconnect(self):
-        """Sends DISCONNECT (best effort) and closes the stream."""
+        """Sends DISCONNECT if the socket takes it at once (never waits) and closes the stream."""
         if self._sock is not None:
             try:
-                self._write_all(_DISCONNECT_PACKET)
-            except (OSError, MQTTError):
+                self._sock.write(_DISCONNECT_PACKET)
+            except (OSError, ValueError):
                 pass
         self.close()
 
@@ -216,6 +335,7 @@ class MQTTClient:
         """Closes the stream without DISCONNECT (the broker then sends any will)."""
         sock = self._sock
         self._sock = None
+        self._accepted = False
         if sock is not None:
             try:
                 sock.close()
@@ -224,7 +344,7 @@ class MQTTClient:
 
     # ---- sending ----------------------------------------------------------------------------
 
-    def publish(self, topic, payload, qos=0, retain=False, dup=False):
+    async def publish(self, topic, payload, qos=0, retain=False, dup=False):
         """Publishes PAYLOAD (bytes-like) to TOPIC (str); returns the packet id (0 for QoS 0).
 
         For QoS 1, pending(pid) stays True until the broker's PUBACK arrives in poll().
@@ -247,15 +367,15 @@ class MQTTClient:
         size = len(payload)
         if size <= len(self._out) - pos:
             self._outv[pos:pos + size] = payload
-            self._send_packet(first, pos + size)
+            await self._send_packet(first, pos + size)
         else:
-            self._send_packet(first, pos, size)
-            self._write_all(payload)
+            await self._send_packet(first, pos, size)
+            await self._write_all(payload)
         if qos:
             self._inflight[slot] = pid
         return pid
 
-    def subscribe(self, topic, qos=0):
+    async def subscribe(self, topic, qos=0):
         """Subscribes to TOPIC and waits for SUBACK; returns the granted QoS."""
         if qos not in (0, 1):
             raise ValueError("QoS %r not supported (0 or 1)" % (qos,))
@@ -265,40 +385,40 @@ class MQTTClient:
         pos = self._put_string(pos, topic)
         pos = self._put_bytes(pos, bytes((qos,)))
         self._suback_pid = 0
-        self._send_packet(SUBSCRIBE, pos)
+        await self._send_packet(SUBSCRIBE, pos)
         start = ticks_ms()
         while self._suback_pid != pid:
             remaining = self.timeout_ms - ticks_diff(ticks_ms(), start)
             if remaining <= 0:
                 raise MQTTError("no SUBACK for %s within %d ms" % (topic, self.timeout_ms))
-            self.poll(remaining)
+            await self.poll(remaining)
         if self._suback_code == 0x80:
             raise MQTTError("broker refused the subscription to %s" % topic)
         return self._suback_code
 
-    def ping(self):
+    async def ping(self):
         self._require_connection()
-        self._write_all(_PINGREQ_PACKET)
+        await self._write_all(_PINGREQ_PACKET)
         if self._ping_sent is None:
             self._ping_sent = self._clock()
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def poll(self, timeout_ms=0):
+    async def poll(self, timeout_ms=0):
         """Keeps the connection alive and handles at most one incoming packet.
 
-        Waits up to TIMEOUT_MS for one; returns its type (e.g. PUBACK) or 0 when none came.
-        Incoming PUBLISH packets go to on_message(topic_bytes, payload_memoryview); the
+        Waits (yielding) up to TIMEOUT_MS for one; returns its type (e.g. PUBACK) or 0 when none
+        came. Incoming PUBLISH packets go to on_message(topic_bytes, payload_memoryview); the
         memoryview is only valid during the call.
         """
         self._require_connection()
         start = ticks_ms()
         while True:
-            self._keep_alive()
-            kind = self._read_packet()
+            await self._keep_alive()
+            kind = await self._read_packet()
             if kind or ticks_diff(ticks_ms(), start) >= timeout_ms:
                 return kind
-            sleep_ms(min(10, max(1, timeout_ms - ticks_diff(ticks_ms(), start))))
+            await pause_ms(min(_IDLE_MS, max(1, timeout_ms - ticks_diff(ticks_ms(), start))))
 
     def pending(self, pid):
         """True while the QoS 1 message with packet id PID awaits its PUBACK."""
@@ -307,7 +427,7 @@ class MQTTClient:
     def inflight_count(self):
         return self.max_inflight - self._inflight.count(0)
 
-    def _keep_alive(self):
+    async def _keep_alive(self):
         if not self.keepalive_ms:
             return
         now = self._clock()
@@ -317,9 +437,9 @@ class MQTTClient:
                 raise MQTTError("no PINGRESP within %d ms: connection lost"
                                 % min(self.keepalive_ms, self.timeout_ms))
         elif ticks_diff(now, self._last_tx) >= self.keepalive_ms // 2:
-            self.ping()
+            await self.ping()
 
-    def _read_packet(self):
+    async def _read_packet(self):
         # Returns the packet type handled, or 0 when no packet has started arriving.
         got = self._recv_into(self._bytev)
         if not got:
@@ -328,7 +448,7 @@ class MQTTClient:
         length = 0
         multiplier = 1
         for _ in range(4):
-            self._read_exact(self._bytev, 1)
+            await self._read_exact(self._bytev, 1)
             digit = self._byte[0]
             length += (digit & 0x7F) * multiplier
             if not digit & 0x80:
@@ -338,21 +458,21 @@ class MQTTClient:
             self._fail("malformed remaining length")
         kind = first & 0xF0
         if kind == PUBLISH:
-            self._handle_publish(first, length)
+            await self._handle_publish(first, length)
             return PUBLISH
         if first & 0x0F:
             self._fail("reserved flags set in packet type 0x%02x" % first)
         if kind == CONNACK or kind == PUBACK:
             if length != 2:
                 self._fail("packet type 0x%02x with length %d, expected 2" % (kind, length))
-            self._read_exact(self._inv, 2)
+            await self._read_exact(self._inv, 2)
             if kind == PUBACK:
                 self._acknowledged((self._in[0] << 8) | self._in[1])
             return kind
         if kind == SUBACK:
             if length < 3 or length > len(self._in):
                 self._fail("SUBACK with length %d" % length)
-            self._read_exact(self._inv, length)
+            await self._read_exact(self._inv, length)
             self._suback_pid = (self._in[0] << 8) | self._in[1]
             self._suback_code = self._in[2]
             return SUBACK
@@ -363,37 +483,37 @@ class MQTTClient:
             return PINGRESP
         self._fail("unexpected packet type 0x%02x from the broker" % kind)
 
-    def _handle_publish(self, first, length):
+    async def _handle_publish(self, first, length):
         qos = (first >> 1) & 0x03
         if qos > 1:
             self._fail("incoming PUBLISH with QoS %d" % qos)
         header = 2 + (2 if qos else 0)
         if length < header:
             self._fail("PUBLISH shorter than its header")
-        self._read_exact(self._inv, 2)
+        await self._read_exact(self._inv, 2)
         topic_len = (self._in[0] << 8) | self._in[1]
         header += topic_len
         if header > length:
             self._fail("PUBLISH topic longer than the packet")
         if header > len(self._in):
             self._fail("PUBLISH topic longer than the %d-byte buffer" % len(self._in))
-        self._read_exact(self._inv[2:], header - 2)
+        await self._read_exact(self._inv[2:], header - 2)
         pid = (self._in[header - 2] << 8) | self._in[header - 1] if qos else 0
         body = length - header
         if header + body <= len(self._in):
-            self._read_exact(self._inv[header:], body)
+            await self._read_exact(self._inv[header:], body)
             if self.on_message is not None:
                 self.on_message(bytes(self._inv[2:2 + topic_len]), self._inv[header:header + body])
         else:
             self.oversized += 1
             while body:
                 chunk = min(body, len(self._in))
-                self._read_exact(self._inv, chunk)
+                await self._read_exact(self._inv, chunk)
                 body -= chunk
         if qos:
             self._ack[2] = pid >> 8
             self._ack[3] = pid & 0xFF
-            self._write_all(self._ack)
+            await self._write_all(self._ack)
 
     def _acknowledged(self, pid):
         for i in range(self.max_inflight):
@@ -426,10 +546,13 @@ class MQTTClient:
 
     def _recv_into(self, buf):
         # Bytes read into BUF, or None when nothing is available yet; raises when the peer closed.
+        sock = self._sock
+        if sock is None:
+            raise MQTTError("connection closed")
         try:
-            n = self._sock.readinto(buf)
+            n = sock.readinto(buf)
         except OSError as exc:
-            if _would_block(exc):
+            if would_block(exc):
                 return None
             self.close()
             raise MQTTError("connection lost: %s" % exc)
@@ -438,8 +561,9 @@ class MQTTClient:
             raise MQTTError("connection closed by the broker")
         return n
 
-    def _read_exact(self, view, count):
-        # Fills VIEW[:count], waiting at most timeout_ms for the rest of a packet already begun.
+    async def _read_exact(self, view, count):
+        # Fills VIEW[:count], waiting (yielding) at most timeout_ms for the rest of a packet
+        # already begun.
         got = 0
         start = ticks_ms()
         while got < count:
@@ -447,20 +571,23 @@ class MQTTClient:
             if n:
                 got += n
                 continue
-            if self._sock is None or ticks_diff(ticks_ms(), start) >= self.timeout_ms:
+            if ticks_diff(ticks_ms(), start) >= self.timeout_ms:
                 self.close()
                 raise MQTTError("packet incomplete after %d ms" % self.timeout_ms)
-            sleep_ms(1)
+            await pause_ms(1)
 
-    def _write_all(self, data):
+    async def _write_all(self, data):
         view = memoryview(data)
         sent = 0
         start = ticks_ms()
         while sent < len(view):
+            sock = self._sock
+            if sock is None:
+                raise MQTTError("connection closed")
             try:
-                n = self._sock.write(view[sent:])
+                n = sock.write(view[sent:])
             except OSError as exc:
-                if not _would_block(exc):
+                if not would_block(exc):
                     self.close()
                     raise MQTTError("connection lost: %s" % exc)
                 n = None
@@ -470,7 +597,7 @@ class MQTTClient:
             if ticks_diff(ticks_ms(), start) >= self.timeout_ms:
                 self.close()
                 raise MQTTError("could not send within %d ms" % self.timeout_ms)
-            sleep_ms(1)
+            await pause_ms(1)
         self._last_tx = self._clock()
 
     def _put_bytes(self, pos, data):
@@ -491,7 +618,7 @@ class MQTTClient:
         data = text.encode() if isinstance(text, str) else text
         return self._put_bytes(self._put_u16(pos, len(data)), data)
 
-    def _send_packet(self, first, end, extra=0):
+    async def _send_packet(self, first, end, extra=0):
         # The body is in _out[_HEADROOM:end]; EXTRA more payload bytes follow in a second write.
         # The fixed header goes right before the body, so the packet leaves in one write.
         remaining = end - _HEADROOM + extra
@@ -512,4 +639,4 @@ class MQTTClient:
             digit = value & 0x7F
             value >>= 7
             self._out[start + 1 + i] = digit | (0x80 if value else 0)
-        self._write_all(self._outv[start:end])
+        await self._write_all(self._outv[start:end])

@@ -4,7 +4,7 @@ import sys
 
 from microagent.config import Config
 from microagent.hub import HubSession
-from microagent.mqtt import MQTTRefused, pem_to_der
+from microagent.mqtt import MQTTRefused, pem_to_der, run
 from microagent.outbox import Outbox
 from microagent.sas import ConnectionString
 
@@ -32,7 +32,7 @@ class Uplink:
                                   port=int(options["--port"]), log=_info)
         self.wait_ms = int(options["--wait-ms"])
         try:
-            self.session.connect()
+            run(self.session.connect())
         except MQTTRefused as exc:
             # Bad credentials do not get better with retries: stop before replaying anything.
             raise ValueError("the hub %s" % exc)
@@ -41,11 +41,11 @@ class Uplink:
 
     def send(self, buffer, length):
         data = memoryview(buffer)[:length]
-        if self.session.send_when_room(data, self.wait_ms) < 0:
+        if run(self.session.send_when_room(data, self.wait_ms)) < 0:
             self.session.send(bytes(data))
 
     def finish(self):
-        delivered = self.session.flush(self.wait_ms * 4)
+        delivered = run(self.session.flush(self.wait_ms * 4))
         stats = self.session.outbox.stats()
         _info("delivered %d messages; %d queued, %d dropped from the full outbox, %d too large"
               % (stats["delivered"], stats["queued"], stats["dropped"], stats["too_large"]))

@@ -8,6 +8,7 @@ from microagent import profile as board_profile
 from microagent.outbox import Outbox
 
 DEFAULT_CA_FILES = ("microagent_ca.der", "microagent_ca.pem")
+_KEPT = ("name", "collectors", "max_message_bytes", "outbox", "fs_root", "config")
 
 
 class Settings:
@@ -17,7 +18,12 @@ class Settings:
 
     def __init__(self, profile_path=board_profile.PROFILE_FILE,
                  device_path=board_profile.CREDENTIALS_FILE):
-        self.board = board_profile.load_profile(profile_path)
+        board = board_profile.load_profile(profile_path)
+        # Only what the agent reads stays in the heap (the description alone is 100 bytes).
+        self.board = {}
+        for key in _KEPT:
+            self.board[key] = board[key]
+        del board
         self.connection_string = board_profile.load_credentials(device_path)
         with open(device_path) as f:
             device = json.load(f)

@@ -187,17 +187,72 @@ def test_the_agent_reports_the_applications_traffic_to_the_hub(virtual_board, pe
     assert 0 < peak <= budget, "agent heap peak %d exceeds the unix budget %d" % (peak, budget)
 
 
-def _profile_with_small_outbox(tmp_path, max_messages):
-    """A boards folder whose unix profile keeps at most MAX_MESSAGES unsent messages."""
+def _unix_profile_with(tmp_path, change):
+    """A boards folder whose unix profile is the real one after CHANGE(profile)."""
     boards = tmp_path / "boards"
     boards.mkdir()
     source = board_profiles.BOARDS_DIR
     with open(os.path.join(source, "schema.json")) as f:
         (boards / "schema.json").write_text(f.read())
     profile = board_profiles.load("unix")
-    profile["outbox"]["max_messages"] = max_messages
+    change(profile)
     (boards / "unix.json").write_text(json.dumps(profile))
     return str(boards)
+
+
+def _profile_with_small_outbox(tmp_path, max_messages):
+    """A boards folder whose unix profile keeps at most MAX_MESSAGES unsent messages."""
+    return _unix_profile_with(tmp_path, lambda p: p["outbox"].update(max_messages=max_messages))
+
+
+FILL_APP = """
+import asyncio, socket
+async def main():
+    await asyncio.sleep_ms(3000)  # after flash.py let go of the console: its lines are read here
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for port in range(%(first)d, %(first)d + %(peers)d):
+        u.sendto(b'x', socket.getaddrinfo('127.0.0.1', port)[0][-1])
+    u.close()
+    print('app: filled')
+    while True:
+        await asyncio.sleep_ms(1000)
+"""
+
+
+def test_a_full_network_cache_warns_once_in_its_window_and_the_hub_gets_the_drop_count(
+        virtual_board, tmp_path):
+    """Socket events on the board go through the engine's entry points, as in replay: the
+    application talks to 7 peers in one window with a cache of 4, so the console warns once and
+    DroppedEvents says 3."""
+    boards = _unix_profile_with(tmp_path, lambda p: p["config"].update(NetworkActivity_CacheSize=4))
+    first = 41000 + os.getpid() % 1000 * 10
+    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
+    connection_string = hub.add_device(DEVICE)
+    with hub:
+        provision(virtual_board.flash, hub, connection_string, 1500,
+                  FILL_APP % {"first": first, "peers": 7})
+        proc = _flash(virtual_board, boards, log_seconds=0.5)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        console = Console(virtual_board.port)
+        try:
+            console.wait_for(lambda c: any(w["lost"] for w in c.windows()), 20,
+                             "a window with connections lost to the full cache")
+            console.wait_for(lambda c: items(security_messages(hub, DEVICE), "DroppedEvents"), 20,
+                             "DroppedEvents at the hub")
+            lines = list(console.lines)
+            flash_lines = proc.stdout.splitlines()
+        finally:
+            console.close()
+        messages = security_messages(hub, DEVICE)
+    warning = ("microagent: warning: ConnectionCreate cache full (4 entries): dropping new "
+               "entries this window; raise NetworkActivity_CacheSize")
+    assert sum(1 for line in lines + flash_lines if warning in line) == 1, lines
+    assert [w["lost"] for w in console.windows() if w["lost"]] == [3]
+    dropped = items(messages, "DroppedEvents")
+    assert [(d["collector"], d["cache_size"], d["dropped"]) for d in dropped] == \
+        [("ConnectionCreate", 4, 3)]
+    peers = [c["remote_port"] for c in items(messages, "ConnectionCreate")]
+    assert peers == list(range(first, first + 4))  # the first four: a full cache drops new ones
 
 
 def _sequence_numbers(hub):
@@ -261,9 +316,11 @@ def test_twin_changes_apply_at_the_next_window_and_bad_values_are_refused(virtua
         assert proc.returncode == 0, proc.stdout + proc.stderr
         console = Console(virtual_board.port)
         try:
-            # or the hub's log: flash.py may have read the board's line on its way out
-            console.wait_for(lambda c: any("hub: connected" in line for line in c.lines)
-                             or "twin/PATCH/properties/desired" in hub.log(), 20, "the hub connection")
+            # Connected: a window reports a delivery, or the hub's log shows the twin exchange
+            # (flash.py may have read the board's "hub: connected" line on its way out).
+            console.wait_for(lambda c: any(w["delivered"] for w in c.windows())
+                             or "twin/PATCH/properties/desired" in hub.log(), 20,
+                             "the hub connection")
             hub.set_desired(DEVICE, {"NetworkActivity_CacheSize": 8, "SBoM_Disabled": "yes"})
             console.wait_for(lambda c: any("network cache resized to 8 entries" in line  # and a line after
                                            for line in c.lines[:-1]), 20, "the cache resized")

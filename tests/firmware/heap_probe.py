@@ -21,8 +21,10 @@ def warn(text):
     pass
 
 
+# The message buffer first, as the agent allocates it: the largest block needs contiguous room.
+encoder = MessageEncoder("00000000-0000-4000-8000-000000000000", sink, 4096)
 engine = Engine(ProcessCache(16), NetworkCache(capacity), LoginCache(16), DnsTable(capacity),
-                MessageEncoder("00000000-0000-4000-8000-000000000000", sink, 4096), warn)
+                encoder, warn)
 gc.collect()
 engine_bytes = gc.mem_alloc() - start
 network = engine.network

@@ -2,9 +2,13 @@
 
 
 def raises(exc_type, fn, *args):
-    """Calls FN(*ARGS), which must raise EXC_TYPE; returns the exception."""
+    """Calls FN(*ARGS), which must raise EXC_TYPE (a coroutine it returns is run to its end);
+    returns the exception."""
     try:
-        fn(*args)
+        result = fn(*args)
+        if hasattr(result, "send"):
+            import asyncio
+            asyncio.run(result)
     except exc_type as exc:
         return exc
     raise AssertionError("expected %s" % exc_type.__name__)

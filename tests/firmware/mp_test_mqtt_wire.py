@@ -4,6 +4,8 @@
 from microagent import mqtt
 from mp_assert import raises
 
+run = mqtt.run
+
 USER = "hub.example/dev-01/?api-version=2021-04-12"
 CONNACK_OK = b"\x20\x02\x00\x00"
 
@@ -59,7 +61,7 @@ def _string(text):
 def _connected(user=USER, **kwargs):
     sock = FakeSocket(CONNACK_OK)
     client = mqtt.MQTTClient("dev-01", user=user, **kwargs)
-    client.connect(sock, password="tok")
+    run(client.connect(sock, password="tok"))
     sock.sent = bytearray()
     return client, sock
 
@@ -69,7 +71,7 @@ def _connected(user=USER, **kwargs):
 def test_connect_bytes():
     sock = FakeSocket(b"\x20\x02\x01\x00")
     client = mqtt.MQTTClient("dev-01", user=USER, keepalive_s=60)
-    assert client.connect(sock, password="tok") is True  # session present flag
+    assert run(client.connect(sock, password="tok")) is True  # session present flag
     body = b"\x00\x04MQTT\x04\xc2\x00\x3c" + _string("dev-01") + _string(USER) + _string("tok")
     assert bytes(sock.sent) == bytes((0x10, len(body))) + body
     assert sock.blocking is False and client.connected()
@@ -78,7 +80,7 @@ def test_connect_bytes():
 def test_connect_without_credentials_and_persistent_session():
     sock = FakeSocket(CONNACK_OK)
     client = mqtt.MQTTClient("c", keepalive_s=1177)
-    assert client.connect(sock, clean_session=False) is False
+    assert run(client.connect(sock, clean_session=False)) is False
     assert bytes(sock.sent) == b"\x10\x0d\x00\x04MQTT\x04\x00\x04\x99\x00\x01c"
 
 
@@ -99,24 +101,24 @@ def test_connect_times_out_without_connack():
 
 def test_publish_qos0_bytes():
     client, sock = _connected()
-    assert client.publish("a/b", b"hello") == 0
+    assert run(client.publish("a/b", b"hello")) == 0
     assert bytes(sock.sent) == b"\x30\x0a\x00\x03a/bhello"
 
 
 def test_publish_qos1_tracks_puback():
     client, sock = _connected()
-    pid = client.publish("devices/dev-01/messages/events/", b"{}", qos=1)
+    pid = run(client.publish("devices/dev-01/messages/events/", b"{}", qos=1))
     assert pid == 1
     assert bytes(sock.sent) == b"\x32" + bytes((2 + 31 + 2 + 2,)) + _string("devices/dev-01/messages/events/") + b"\x00\x01{}"
     assert client.pending(1) and client.inflight_count() == 1
     sock.feed(b"\x40\x02\x00\x01")
-    assert client.poll() == mqtt.PUBACK
+    assert run(client.poll()) == mqtt.PUBACK
     assert not client.pending(1) and client.inflight_count() == 0
 
 
 def test_publish_dup_retain_flags():
     client, sock = _connected()
-    client.publish("t", b"", qos=1, retain=True, dup=True)
+    run(client.publish("t", b"", qos=1, retain=True, dup=True))
     assert bytes(sock.sent) == b"\x3b\x05\x00\x01t\x00\x01"
 
 
@@ -127,7 +129,7 @@ def test_remaining_length_encoding_boundaries():
                               (16383, b"\x30\xff\x7f"), (16384, b"\x30\x80\x80\x01")):
         sock.sent = bytearray()
         payload = b"x" * (remaining - 3)
-        client.publish("t", payload)
+        run(client.publish("t", payload))
         assert bytes(sock.sent[:len(header)]) == header, (remaining, bytes(sock.sent[:4]))
         assert len(sock.sent) == len(header) + remaining
         assert bytes(sock.sent[len(header):len(header) + 3]) == b"\x00\x01t"
@@ -136,14 +138,14 @@ def test_remaining_length_encoding_boundaries():
 def test_payload_larger_than_buffer_is_sent_whole():
     client, sock = _connected(user=None, buf_size=32)
     payload = bytes(range(256)) * 4
-    client.publish("big", payload)
+    run(client.publish("big", payload))
     assert bytes(sock.sent) == b"\x30\x85\x08\x00\x03big" + payload
 
 
 def test_subscribe_bytes_and_suback():
     client, sock = _connected()
     sock.feed(b"\x90\x03\x00\x01\x01")
-    assert client.subscribe("$iothub/twin/res/#", qos=1) == 1
+    assert run(client.subscribe("$iothub/twin/res/#", qos=1)) == 1
     assert bytes(sock.sent) == b"\x82" + bytes((2 + 2 + 18 + 1,)) + b"\x00\x01" + _string("$iothub/twin/res/#") + b"\x01"
 
 
@@ -159,7 +161,7 @@ def test_incoming_publish_qos1_delivered_and_acked():
     got = []
     client.on_message = lambda topic, payload: got.append((topic, bytes(payload)))
     sock.feed(b"\x32\x0c\x00\x03a/b\x12\x34hello")
-    assert client.poll() == mqtt.PUBLISH
+    assert run(client.poll()) == mqtt.PUBLISH
     assert got == [(b"a/b", b"hello")]
     assert bytes(sock.sent) == b"\x40\x02\x12\x34"
 
@@ -170,8 +172,8 @@ def test_packets_split_across_reads():
     client.on_message = lambda topic, payload: got.append((topic, bytes(payload)))
     sock.chunk = 1
     sock.feed(b"\x30\x07\x00\x01tpayl" + b"\x40\x02\x00\x09")
-    assert client.poll() == mqtt.PUBLISH
-    assert client.poll() == mqtt.PUBACK
+    assert run(client.poll()) == mqtt.PUBLISH
+    assert run(client.poll()) == mqtt.PUBACK
     assert got == [(b"t", b"payl")] and client.unknown_acks == 1
 
 
@@ -181,27 +183,27 @@ def test_oversized_incoming_publish_dropped_counted_acked():
     client.on_message = lambda topic, payload: got.append(bytes(payload))
     body = b"\x00\x01t\x00\x07" + b"z" * 60
     sock.feed(b"\x32" + bytes((len(body),)) + body + b"\x30\x04\x00\x01tk")
-    assert client.poll() == mqtt.PUBLISH
+    assert run(client.poll()) == mqtt.PUBLISH
     assert client.oversized == 1 and got == []
     assert bytes(sock.sent) == b"\x40\x02\x00\x07"
-    assert client.poll() == mqtt.PUBLISH and got == [b"k"]
+    assert run(client.poll()) == mqtt.PUBLISH and got == [b"k"]
 
 
 def test_keepalive_pingreq_and_lost_connection():
     clock = FakeClock()
     sock = FakeSocket(CONNACK_OK)
     client = mqtt.MQTTClient("c", keepalive_s=10, clock=clock)
-    client.connect(sock)
+    run(client.connect(sock))
     sock.sent = bytearray()
     clock.now = 4999
-    assert client.poll() == 0 and bytes(sock.sent) == b""
+    assert run(client.poll()) == 0 and bytes(sock.sent) == b""
     clock.now = 5000
-    client.poll()
+    run(client.poll())
     assert bytes(sock.sent) == b"\xc0\x00"
     sock.feed(b"\xd0\x00")
-    assert client.poll() == mqtt.PINGRESP
+    assert run(client.poll()) == mqtt.PINGRESP
     clock.now = 10000
-    client.poll()
+    run(client.poll())
     assert bytes(sock.sent) == b"\xc0\x00\xc0\x00"
     clock.now = 20000
     exc = raises(mqtt.MQTTError, client.poll)
@@ -239,21 +241,21 @@ def test_eof_and_truncated_packet():
 
 def test_inflight_limit_and_packet_ids():
     client, sock = _connected(max_inflight=2)
-    assert client.publish("t", b"", qos=1) == 1
-    assert client.publish("t", b"", qos=1) == 2
+    assert run(client.publish("t", b"", qos=1)) == 1
+    assert run(client.publish("t", b"", qos=1)) == 2
     raises(mqtt.MQTTError, client.publish, "t", b"", 1)
     sock.feed(b"\x40\x02\x00\x01")
-    client.poll()
-    assert client.publish("t", b"", qos=1) == 3
+    run(client.poll())
+    assert run(client.publish("t", b"", qos=1)) == 3
     raises(ValueError, client.publish, "t", b"", 2)
 
 
 def test_packet_id_wraps_and_skips_ids_in_use():
     client, sock = _connected(max_inflight=2)
     client._next_pid = 65534
-    assert client.publish("t", b"", qos=1) == 65535
+    assert run(client.publish("t", b"", qos=1)) == 65535
     client._next_pid = 65534
-    assert client.publish("t", b"", qos=1) == 1  # skips 65535 (in flight) and 0
+    assert run(client.publish("t", b"", qos=1)) == 1  # skips 65535 (in flight) and 0
 
 
 def test_disconnect_bytes():

@@ -198,3 +198,84 @@ def test_sending_and_receiving_allocate_nothing():
         client.close()
     finally:
         server.close()
+
+
+def _warned_engine(size):
+    warnings = []
+    encoder = MessageEncoder("00000000-0000-4000-8000-000000000000", lambda buf, n: None, 4096)
+    engine = Engine(ProcessCache(0), NetworkCache(size), LoginCache(0), DnsTable(size), encoder,
+                    warnings.append)
+    tracker = netsock.Tracker(size)
+    tracker.attach(engine, netsock.ticks_ms())
+    netsock.TRACKER = tracker
+    return tracker, engine, warnings
+
+
+def _ipv4(port):
+    return real.getaddrinfo("127.0.0.1", port)[0][-1]
+
+
+def test_a_full_network_cache_warns_once_per_window_as_in_replay():
+    tracker, engine, warnings = _warned_engine(2)
+    u = netsock.TrackedSocket(real.AF_INET, real.SOCK_DGRAM, _tracker=tracker)
+    try:
+        for port in range(40001, 40006):  # 5 peers, a cache of 2: 3 dropped
+            u.sendto(b"x", _ipv4(port))
+        tracker.sweep()
+        assert engine.network.count == 2 and engine.network.dropped == 3
+        assert warnings == ["ConnectionCreate cache full (2 entries): dropping new entries this "
+                            "window; raise NetworkActivity_CacheSize"]
+        engine.flush(0, 0)
+        for port in range(40011, 40014):
+            u.sendto(b"x", _ipv4(port))
+        tracker.sweep()
+        assert len(warnings) == 2  # a new window warns again
+    finally:
+        u.close()
+
+
+def test_long_host_names_are_capped_and_ipv6_peers_counted_as_unsupported():
+    tracker, engine, warnings = _warned_engine(4)
+    name = "a" * 3000
+    tracker.lookup(name, 0x7F00, 1)
+    assert engine.dns.host_name[0].endswith("...[truncated]")
+    assert len(engine.dns.host_name[0].encode()) == 2048
+    u = netsock.TrackedSocket(real.AF_INET, real.SOCK_DGRAM, _tracker=tracker)
+    try:
+        u._set_peer(("::1", 5000), netsock.OUTBOUND)
+        u._set_peer(("::1", 5000), netsock.OUTBOUND)  # the same peer again: counted once
+        assert engine.unsupported == 1 and engine.network.count == 0
+        assert warnings == ["IPv6 connection events are not supported; counting them as unsupported"]
+    finally:
+        u.close()
+
+
+def test_activity_during_a_flush_waits_for_the_next_window_or_is_counted_lost():
+    tracker, engine, warnings = _warned_engine(32)
+    u = netsock.TrackedSocket(real.AF_INET, real.SOCK_DGRAM, _tracker=tracker)
+    try:
+        u.sendto(b"x" * 10, _ipv4(40021))
+        tracker.sweep()
+        engine.flush(0, 0)
+        tracker.pause()
+        u.sendto(b"y" * 5, _ipv4(40021))     # the same peer: its bytes wait on the socket
+        # Other peers: each switch leaves a report that cannot wait on the socket. The tracker
+        # holds PENDING_CONNECTIONS of them; the rest are counted lost.
+        extra = 3
+        for port in range(40022, 40022 + netsock.PENDING_CONNECTIONS + extra):
+            u.sendto(b"z", _ipv4(port))
+        for i in range(netsock.PENDING_LOOKUPS + 2):
+            tracker.lookup("host%d" % i, 0x0A00, i + 1)
+        assert engine.network.count == 0 and engine.dns.count == 0
+        tracker.resume()
+        tracker.sweep()
+        # 19 peer switches: 16 reports held (40021's 5 bytes first), 3 counted lost; the last
+        # peer (still on the socket) comes with the sweep.
+        assert engine.network.dropped == extra
+        assert engine.network.count == netsock.PENDING_CONNECTIONS + 1
+        rows = [(r[3], r[5], r[6]) for r in _rows(engine)]
+        assert rows[0] == (40021, 0, 5) and rows[1] == (40022, 0, 1)
+        assert rows[-1] == (40022 + netsock.PENDING_CONNECTIONS + extra - 1, 0, 1)
+        assert engine.dns.count == netsock.PENDING_LOOKUPS and engine.dns.dropped == 2
+    finally:
+        u.close()

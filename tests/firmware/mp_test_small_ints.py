@@ -7,7 +7,7 @@ import sys
 from microagent.cache import NetworkCache
 from microagent.clock import ticks_add, ticks_diff
 from microagent.events import parse_ipv4
-from microagent.mqtt import MQTTClient
+from microagent.mqtt import MQTTClient, run
 from microagent.outbox import Outbox
 
 SMALL_INT_MAX = (1 << 30) - 1  # on a 32-bit MicroPython; 64-bit ports have room to spare
@@ -99,8 +99,8 @@ def test_mqtt_keepalive_across_the_ticks_wrap_around():
     client._sock = stream
     client._last_tx = clock[0]
     clock[0] = ticks_add(clock[0], 1999)  # past the wrap, just short of half the keep-alive
-    client._keep_alive()
+    run(client._keep_alive())
     assert bytes(stream.written) == b""
     clock[0] = ticks_add(clock[0], 1)
-    client._keep_alive()
+    run(client._keep_alive())
     assert bytes(stream.written) == b"\xc0\x00"  # PINGREQ after exactly 2 s

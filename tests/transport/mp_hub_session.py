@@ -20,11 +20,11 @@ logs = []
 session = hub.HubSession(ConnectionString(cs_text), Outbox(4, 2048), Config(), ca_der=ca_der,
                          port=int(port), buf_size=1024, log=logs.append, clock_s=lambda: int(now))
 seq = session.send(payload)
-delivered = session.flush(10000)
+delivered = mqtt.run(session.flush(10000))
 for _ in range(300):  # wait for the twin exchange: GET answered, reported PATCH answered
     if session.twin.last_report_status:
         break
-    session.step(poll_ms=10)
+    mqtt.run(session.step(poll_ms=10))
     sleep_ms(5)
 session.close()
 print(json.dumps({"delivered": delivered, "mid": session.message_id(seq),

@@ -18,15 +18,17 @@ with open(payload_path, "rb") as f:
     payload = f.read()
 client = mqtt.MQTTClient("fw-" + user, user=user, buf_size=1024, max_inflight=2, timeout_ms=5000)
 try:
-    sock = mqtt.open_connection("127.0.0.1", int(port), ca_der, server_hostname="127.0.0.1")
+    sock = mqtt.run(mqtt.open_connection("127.0.0.1", int(port), ca_der,
+                                         server_hostname="127.0.0.1"))
     gc.collect()
     heap["tls"] = gc.mem_alloc()
-    client.connect(sock, password=password)
-    pid = client.publish(topic, payload, qos=int(qos))
+    mqtt.run(client.connect(sock, password=password, peer="127.0.0.1:" + port,
+                            server_hostname="127.0.0.1"))
+    pid = mqtt.run(client.publish(topic, payload, qos=int(qos)))
     for _ in range(500):
         if not client.pending(pid):
             break
-        client.poll(10)
+        mqtt.run(client.poll(10))
     acked = not client.pending(pid)
     gc.collect()
     heap["connected"] = gc.mem_alloc()

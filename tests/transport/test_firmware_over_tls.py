@@ -79,7 +79,7 @@ def test_hub_session_sas_telemetry_and_twin(micropython, mosquitto_factory, tmp_
     payload_file.write_bytes(payload)
     try:
         _, result = _run(micropython, "mp_hub_session.py",
-                         [broker.port, broker.certs["ca.pem"], cs_text, NOW, str(payload_file)], heap="96K")
+                         [broker.port, broker.certs["ca.pem"], cs_text, NOW, str(payload_file)], heap="128K")
         assert result["delivered"] is True, result
         topic, received = subscriber.get()
         assert received == payload
@@ -107,18 +107,19 @@ def test_firmware_client_on_cpython_over_tls(mosquitto_factory):
         ca_der = mqtt.pem_to_der(f.read())
     client = mqtt.MQTTClient("cpython-fw", user="device", timeout_ms=5000)
     try:
-        client.connect(mqtt.open_connection("127.0.0.1", broker.port, ca_der), password="device-pass")
-        pid = client.publish("cp/x", b"\x00payload\xff", qos=1)
+        mqtt.run(client.connect(mqtt.run(mqtt.open_connection("127.0.0.1", broker.port, ca_der)),
+                                password="device-pass"))
+        pid = mqtt.run(client.publish("cp/x", b"\x00payload\xff", qos=1))
         for _ in range(200):
             if not client.pending(pid):
                 break
-            client.poll(10)
+            mqtt.run(client.poll(10))
         assert not client.pending(pid)
         assert subscriber.get() == ("cp/x", b"\x00payload\xff")
         with open(broker.certs["other-ca.pem"], "rb") as f:
             other = mqtt.pem_to_der(f.read())
         try:
-            mqtt.open_connection("127.0.0.1", broker.port, other)
+            mqtt.run(mqtt.open_connection("127.0.0.1", broker.port, other))
         except mqtt.TLSError as exc:
             assert "server certificate not trusted" in str(exc)
         else:

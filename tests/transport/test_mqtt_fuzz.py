@@ -33,7 +33,7 @@ def watchdog():
 def _client(buf_size, chunk):
     sock = FakeSocket(b"\x20\x02\x00\x00", chunk=chunk)
     client = mqtt.MQTTClient("fuzz", buf_size=buf_size, timeout_ms=20, keepalive_s=0)
-    client.connect(sock)
+    mqtt.run(client.connect(sock))
     delivered = []
     client.on_message = lambda topic, payload: delivered.append((topic, bytes(payload)))
     return client, sock, delivered
@@ -46,7 +46,7 @@ def _drain(client, sock, data):
     handled = []
     for _ in range(len(data) + 2):  # every handled packet consumes at least 2 bytes
         try:
-            kind = client.poll()
+            kind = mqtt.run(client.poll())
         except mqtt.MQTTError:
             assert not client.connected() and sock.closed
             return handled, True

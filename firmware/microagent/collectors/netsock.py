@@ -1,8 +1,10 @@
 # NetworkActivity on a board: the agent puts a stand-in for the `socket` module into
 # sys.modules before the application imports it, so every socket the application opens is a
 # TrackedSocket. It counts bytes in the stream and socket methods (send, recv, write, read,
-# readinto, sendto, recvfrom ...) and reports each connection once per window to the engine's
-# network cache; getaddrinfo() lookups go to the engine's DNS table.
+# readinto, sendto, recvfrom ...) and reports each connection once per window through the
+# engine's entry points (record_connection_packed, record_dns_packed,
+# record_unsupported_connection), exactly as replay does: the once-per-window cache-full warning,
+# string caps and IPv6 counting are the engine's.
 #
 # Why a wrapper object and not a subclass: MicroPython's native socket type cannot be extended
 # with Python methods that native code (ssl, select, asyncio) would call. TrackedSocket is an
@@ -34,6 +36,8 @@ _MP_STREAM_POLL = 3
 _MP_STREAM_CLOSE = 4
 _MP_STREAM_GET_FILENO = 10
 _LOOPBACK_HIGH = 127 << 8
+PENDING_LOOKUPS = 4  # name lookups kept while a window flushes
+PENDING_CONNECTIONS = 16  # connection reports kept while a window flushes (a UDP socket's peers)
 
 
 def sockaddr_port(addr, halves):
@@ -55,13 +59,29 @@ class Tracker:
     """The application's open sockets (a fixed table of CAPACITY) and where their reports go.
 
     ENGINE is None until the agent's engine exists; sockets opened before are reported at the
-    first sweep. LOCAL_HIGH/LOCAL_LOW: the board's IPv4 address as 16-bit halves (0.0.0.0 when
-    unknown), reported as the local address of outbound connections.
+    first sweep. While the agent flushes a window it pauses the tracker: ACTIVE is then None,
+    sockets keep their counts for the next window and name lookups wait in a small table
+    (PENDING_LOOKUPS; one more is counted as a DNS event lost to a full cache). LOCAL_HIGH/LOW:
+    the board's IPv4 address as 16-bit halves (0.0.0.0 when unknown), reported as the local
+    address of outbound connections.
     """
 
     def __init__(self, capacity):
         self.sockets = [None] * capacity
         self.engine = None
+        self.active = None  # the engine, or None while there is none or the tracker is paused
+        self.paused = False
+        self.pending_names = [None] * PENDING_LOOKUPS
+        self.pending_halves = array("H", bytes(4 * PENDING_LOOKUPS))
+        self.pending = 0
+        self.pending_lost = 0
+        # Connection reports that could not wait on their socket during a flush (see _settle):
+        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
+        self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
+        self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
+        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
+        self.pending_count = 0
+        self.connections_lost = 0
         self.window_start = ticks_ms()
         self.local_high = 0
         self.local_low = 0
@@ -70,7 +90,56 @@ class Tracker:
 
     def attach(self, engine, window_start_ticks):
         self.engine = engine
+        self.active = None if self.paused else engine
         self.window_start = window_start_ticks
+
+    def pause(self):
+        self.paused = True
+        self.active = None
+
+    def resume(self):
+        """Records the lookups made while paused into the (new) window."""
+        self.paused = False
+        self.active = engine = self.engine
+        if engine is not None:
+            for i in range(self.pending):
+                engine.record_dns_packed(self.pending_names[i], self.pending_halves[2 * i],
+                                         self.pending_halves[2 * i + 1])
+            engine.dns.dropped += self.pending_lost
+            held = self.pending_connections
+            for i in range(self.pending_count):
+                at = 6 * i
+                engine.record_connection_packed(
+                    0, self.pending_kind[i] >> 2, held[at], held[at + 1], held[at + 2],
+                    held[at + 3], held[at + 4], held[at + 5], self.pending_bytes[2 * i],
+                    self.pending_bytes[2 * i + 1], self.pending_kind[i] & 3)
+            engine.network.dropped += self.connections_lost
+        self.pending_count = 0
+        for i in range(self.pending):
+            self.pending_names[i] = None
+        self.pending = 0
+        self.pending_lost = 0
+        self.connections_lost = 0
+        # Connection reports that could not wait on their socket during a flush (see _settle):
+        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
+        self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
+        self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
+        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
+        self.pending_count = 0
+        self.connections_lost = 0
+
+    def lookup(self, host, high, low):
+        """A name lookup's IPv4 answer: into the engine, or kept until resume()."""
+        if self.active is not None:
+            self.active.record_dns_packed(host, high, low)
+        elif self.paused and self.engine is not None:
+            if self.pending < PENDING_LOOKUPS:
+                self.pending_names[self.pending] = host
+                self.pending_halves[2 * self.pending] = high
+                self.pending_halves[2 * self.pending + 1] = low
+                self.pending += 1
+            else:
+                self.pending_lost += 1
 
     def set_local_address(self, text):
         if text and parse_ipv4(text, self.halves, 0):
@@ -136,16 +205,22 @@ class TrackedSocket(io.IOBase):
     # ---- peers and reports ------------------------------------------------------------------
 
     def _set_peer(self, addr, direction):
-        """Makes ADDR the connection this socket reports; False when it is not IPv4."""
+        """Makes ADDR the connection this socket reports; False when it is not IPv4 (an IPv6
+        peer is counted once as an unsupported connection event)."""
         port = sockaddr_port(addr, self._t.halves)
         if port < 0:
+            if self.remote_port != -2:
+                self.remote_port = -2  # -2: an IPv6 peer, counted
+                engine = self._t.active
+                if engine is not None:
+                    engine.record_unsupported_connection()
             return False
         halves = self._t.halves
         if (port == self.remote_port and halves[0] == self.remote_high
                 and halves[1] == self.remote_low):
             return True
         if self.remote_port >= 0:
-            self._report()  # a datagram socket turned to another peer: the last one is done
+            self._settle()  # a datagram socket turned to another peer: the last one is done
         self.remote_high = halves[0]
         self.remote_low = halves[1]
         self.remote_port = port
@@ -158,7 +233,7 @@ class TrackedSocket(io.IOBase):
         if not self._tracked:
             self._tracked = self._t.add(self)
             if not self._tracked:
-                self._report()  # no room to follow it: at least the connection is counted
+                self._settle()  # no room to follow it: at least the connection is counted
         return True
 
     def _local_towards(self, remote_high):
@@ -175,18 +250,47 @@ class TrackedSocket(io.IOBase):
             except OSError:
                 pass
 
+    def _settle(self):
+        # Reports now a connection whose state is about to go. While a window flushes it waits
+        # in the tracker's small table for the next window; beyond it, it is counted as lost to
+        # the network cache (DroppedEvents), never dropped silently.
+        tracker = self._t
+        if tracker.active is None and tracker.paused and tracker.engine is not None \
+                and self.remote_port >= 0 and (self.fresh or self.bytes_in or self.bytes_out):
+            i = tracker.pending_count
+            if i < PENDING_CONNECTIONS:
+                held = tracker.pending_connections
+                at = 6 * i
+                held[at] = self.local_high
+                held[at + 1] = self.local_low
+                held[at + 2] = self.local_port
+                held[at + 3] = self.remote_high
+                held[at + 4] = self.remote_low
+                held[at + 5] = self.remote_port
+                tracker.pending_bytes[2 * i] = self.bytes_in
+                tracker.pending_bytes[2 * i + 1] = self.bytes_out
+                tracker.pending_kind[i] = (self.protocol << 2) | self.direction
+                tracker.pending_count = i + 1
+            else:
+                tracker.connections_lost += 1
+            self.fresh = False
+            self.bytes_in = 0
+            self.bytes_out = 0
+            return
+        self._report()
+
     def _report(self):
         # Records this window's activity into the engine: once per window per connection.
-        engine = self._t.engine
+        engine = self._t.active
         if engine is None or self.remote_port < 0:
             return
         if not (self.fresh or self.bytes_in or self.bytes_out):
             return
         offset = ticks_diff(self.opened, self._t.window_start)
-        engine.network.record_packed(offset if offset > 0 else 0, self.protocol,
-                                     self.local_high, self.local_low, self.local_port,
-                                     self.remote_high, self.remote_low, self.remote_port,
-                                     self.bytes_in, self.bytes_out, self.direction)
+        engine.record_connection_packed(offset if offset > 0 else 0, self.protocol,
+                                        self.local_high, self.local_low, self.local_port,
+                                        self.remote_high, self.remote_low, self.remote_port,
+                                        self.bytes_in, self.bytes_out, self.direction)
         self.bytes_in = 0
         self.bytes_out = 0
         self.fresh = False
@@ -316,7 +420,7 @@ class TrackedSocket(io.IOBase):
             return
         self._closed = True
         self._s.close()
-        if self._t.engine is not None:
+        if self._t.active is not None:
             self._report()
             if self._tracked:
                 self._t.release(self)
@@ -338,8 +442,7 @@ class TrackedSocket(io.IOBase):
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     """The port's getaddrinfo(); each distinct IPv4 address it returns is a DNS event."""
     result = _real.getaddrinfo(host, port, af, type, proto, flags)
-    engine = TRACKER.engine
-    if engine is None or not isinstance(host, str) or parse_ipv4(host, TRACKER.halves, 0):
+    if TRACKER.engine is None or not isinstance(host, str) or parse_ipv4(host, TRACKER.halves, 0):
         return result  # an address literal is no name lookup
     seen_high = -1
     seen_low = -1
@@ -352,7 +455,7 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
             continue  # the same address for another socket type
         seen_high = high
         seen_low = low
-        engine.dns.record_packed(host, high, low)
+        TRACKER.lookup(host, high, low)
     return result
 
 

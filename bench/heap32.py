@@ -1,0 +1,97 @@
+"""The agent's heap per board profile on the 32-bit MicroPython with the agent frozen
+(build/micropython32/micropython from `make firmware`; MICROAGENT_MICROPYTHON32 names another
+build), connected to the local IoT Hub emulator over TLS with its caches full every window.
+
+Figures (gc.mem_alloc() after a collection): the interpreter alone (the baseline); the frozen
+agent's module objects (code in flash, its function objects and dictionaries in the heap); agent
+data idle (started, not yet connected) and connected (TLS session excluded), the TLS session;
+the whole agent's peak against the profile's heap_budget_bytes; and the heap after 10,000 windows
+against after the first.
+
+Run: .venv/bin/python -m bench.heap32   (`make bench` calls run()).
+"""
+import os
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
+
+import board32  # noqa: E402
+import board_profiles  # noqa: E402
+from bench.report import progress, table  # noqa: E402
+from hub_emulator.process import HubProcess  # noqa: E402
+
+LONG_RUN_WINDOWS = int(os.environ.get("BENCH_LONG_RUN_WINDOWS", "10000"))
+
+
+def _full(profile):
+    size = profile["config"]["NetworkActivity_CacheSize"]
+
+    def done(lines):
+        found = board32.windows(lines)
+        return sum(1 for w in found if w["connections"] == size) >= 3 and found[-1]["delivered"]
+    return done
+
+
+def measure(binary, name, root):
+    profile = board_profiles.load(name)
+    heap = profile["heap_bytes"]
+    hub = HubProcess(os.path.join(root, "hub-" + name), port=0, plain_port=None)
+    cs = hub.add_device(name)
+    with hub:
+        flash = board32.board_dir(root, name, profile, board32.fill_app(profile), hub,
+                                  connection_string=cs)
+        interpreter = board32.probe(binary, flash, heap, board32.INTERPRETER)
+        code = board32.probe(binary, flash, heap, board32.CODE)
+        tls = board32.probe(binary, flash, heap, board32.TLS)
+        lines = board32.run_board(binary, flash, heap, _full(profile), 90)
+    windows = board32.windows(lines)
+    started = board32.started_heap(lines)
+    if started is None or not windows:
+        raise RuntimeError("%s: the agent did not run: %s" % (name, lines[-10:]))
+    return {"board": name, "heap": heap, "budget": profile["heap_budget_bytes"],
+            "interpreter": interpreter, "code": code - interpreter,
+            "idle": started - code, "connected": max(w["heap"] for w in windows) - code - tls,
+            "tls": tls, "peak": max(w["peak"] for w in windows) - interpreter}
+
+
+def run():
+    binary = board32.micropython32()
+    if binary is None:
+        progress("heap32: build/micropython32/micropython not built (make firmware); skipped")
+        return []
+    names = [n for n in board_profiles.names()
+             if board_profiles.load(n)["runs_agent"] and n != "unix"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="heap32-") as root:
+        for name in names:
+            progress("heap32: %s" % name)
+            results.append(measure(binary, name, root))
+        progress("heap32: %d windows without a hub (esp32)" % LONG_RUN_WINDOWS)
+        profile = board_profiles.load("esp32")
+        hub = HubProcess(os.path.join(root, "hub-long"), port=0, plain_port=None)
+        cs = hub.add_device("long")
+        with hub:
+            flash = board32.board_dir(root, "long", profile, None, hub, connection_string=cs,
+                                      window_ms=1)
+        flat = board32.long_run(binary, flash, profile["heap_bytes"], LONG_RUN_WINDOWS, 8)
+    table("Agent heap on micropython32 (i386, agent frozen, mbedTLS in the MicroPython heap), "
+          "connected over TLS, network cache full every window; baseline: the interpreter alone",
+          ["board", "interpreter", "agent modules", "agent data idle", "agent data connected",
+           "TLS session", "whole agent peak", "heap_budget_bytes", "peak/budget"],
+          [[r["board"], r["interpreter"], r["code"], r["idle"], r["connected"], r["tls"],
+            r["peak"], r["budget"], r["peak"] / r["budget"]] for r in results])
+    table("Heap after collection over %d windows (esp32 profile, 8 new peers and names a "
+          "window, periodic collectors every window, no hub); baseline: after the first window"
+          % flat["windows"],
+          ["after window 1", "after window %d" % flat["windows"], "difference", "ratio",
+           "messages", "dropped by the outbox"],
+          [[flat["first"], flat["last"], flat["last"] - flat["first"], flat["last"] / flat["first"],
+            flat["messages"], flat["dropped"]]])
+    return results, flat
+
+
+if __name__ == "__main__":
+    run()
