@@ -8,7 +8,9 @@ AZURE_STAMP := $(AZURE_VENV)/.installed
 
 .PHONY: setup demo test bench firmware deb clean require-root
 
-setup: $(STAMP) $(AZURE_STAMP)
+AUDITD_DEBS := build/debs/.downloaded
+
+setup: $(STAMP) $(AZURE_STAMP) $(AUDITD_DEBS)
 
 $(STAMP): pyproject.toml tools/system-packages.txt
 	tools/setup_system.sh
@@ -21,6 +23,14 @@ $(AZURE_STAMP): tools/azure-sdk-requirements.txt
 	$(PYTHON) -m venv $(AZURE_VENV)
 	$(AZURE_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/azure-sdk-requirements.txt
 	touch $(AZURE_STAMP)
+
+# auditd's packages, for the test that runs a real auditd beside the agent in a throw-away overlay
+# of this system (tests/collectors/test_audit.py): downloaded here, never installed on the machine.
+$(AUDITD_DEBS):
+	mkdir -p build/debs
+	cd build/debs && { apt-get download -q auditd libauparse0 >/dev/null 2>&1 || \
+	    { apt-get -o DPkg::Lock::Timeout=900 update -qq && apt-get download -q auditd libauparse0 >/dev/null; }; }
+	touch $@
 
 demo: setup
 	$(BIN)/microagent demo

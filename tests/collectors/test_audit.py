@@ -3,6 +3,7 @@
 Record parsing is fed netlink datagrams written here by hand, in the kernel's format (taken from
 this machine's kernel: SYSCALL, EXECVE, ..., EOE records sharing a serial); the live tests need
 root (or CAP_AUDIT_CONTROL + CAP_AUDIT_READ) and check against the argv they exec'd."""
+import glob
 import os
 import socket
 import struct
@@ -14,6 +15,8 @@ import uuid
 from host_sim.collectors import audit
 from host_sim.collectors.audit import AuditControl, AuditExecSource, Exec, exec_rule, rule_key
 from host_sim.collectors.process import ProcessCollector
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SITE_DIR = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
 
@@ -229,7 +232,7 @@ def test_without_the_audit_capabilities_auto_says_why_and_uses_netlink():
 
 
 # -- with a running auditd ----------------------------------------------------------------------
-# auditd, installed (with dpkg, from `apt-get download`) into a throw-away overlay of this
+# auditd, installed (with dpkg, from the packages `make setup` downloads) into a throw-away overlay of this
 # system in a private mount namespace -- this machine is shared, nothing is installed on it --
 # and started there (`auditd -n`) with Debian's default rules loaded by augenrules (which begin
 # with -D: delete all rules). It is this kernel's real audit daemon while the test runs.
@@ -261,11 +264,9 @@ kill "$AUDITD_PID"
 
 class Auditd:
     def __init__(self, tmp_path):
-        debs = tmp_path / "debs"
-        debs.mkdir()
-        download = subprocess.run(["apt-get", "download", "auditd", "libauparse0"], cwd=debs,
-                                  capture_output=True, text=True, timeout=300)
-        assert download.returncode == 0, "apt-get download auditd: " + download.stderr
+        debs = os.path.join(REPO, "build", "debs")
+        assert glob.glob(os.path.join(debs, "auditd_*.deb")), \
+            "auditd's packages are missing from %s: run `make setup`" % debs
         (tmp_path / "root").mkdir()
         self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                                       AUDITD, "sh", str(tmp_path / "root"), str(debs)],
