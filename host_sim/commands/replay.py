@@ -14,10 +14,10 @@ from host_sim.uplink_options import add_uplink_arguments, uplink_of
 RUNTIMES = ("micropython", "micropython32", "qemu-cortex-m3", "cpython")
 
 # The firmware engine's heap by runtime. The 64-bit unix port loads the engine's code into its
-# heap (37 KB of bytecode with 8-byte pointers, the trace checks included); the 32-bit targets
+# heap (39 KB of bytecode with 8-byte pointers, the trace checks included); the 32-bit targets
 # have the agent frozen, its code in flash as on a board, so a board's 64K holds the same caches
 # with room to spare.
-DEFAULT_HEAP = {"micropython": "80K", "micropython32": "64K", "qemu-cortex-m3": "64K",
+DEFAULT_HEAP = {"micropython": "96K", "micropython32": "64K", "qemu-cortex-m3": "64K",
                 "cpython": "64K"}
 # Heap for the firmware engine when it also holds a TLS MQTT session, twin and outbox.
 SENDING_HEAP = "224K"
@@ -46,7 +46,7 @@ def register(subparsers):
                         "16 login entries, as a board keeps them")
     p.add_argument("--heap", metavar="SIZE",
                    help="MicroPython heap cap (-X heapsize; on qemu-cortex-m3 a ballast taken "
-                        "from the image's 140K heap): default 80K on micropython (the 64-bit port "
+                        "from the image's 140K heap): default 96K on micropython (the 64-bit port "
                         "holds the code in its heap), 64K on the 32-bit targets, or %s when "
                         "sending to a hub" % SENDING_HEAP)
     p.add_argument("--max-message-size", type=int, default=4096, metavar="BYTES",

@@ -40,7 +40,7 @@ def without_ids(stdout):
 
 @pytest.mark.parametrize("runtime", ["micropython", "micropython32"])
 def test_quiet_device_on_the_default_heap_is_schema_valid(runtime, request):
-    """The default heap: 80K on the 64-bit port (the code loads into it), a board's 64K on the
+    """The default heap: 96K on the 64-bit port (the code loads into it), a board's 64K on the
     32-bit build with the agent frozen."""
     if runtime == "micropython32":
         request.getfixturevalue("firmware_targets")

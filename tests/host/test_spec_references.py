@@ -25,7 +25,7 @@ def test_every_spec_citation_has_its_target():
     assert sections >= {"1", "2", "3", "4", "5", "6", "7"}, sections
     citations = 0
     for name, text in _tracked_texts():
-        if name == "docs/spec.md":
+        if name in ("docs/spec.md", "tests/host/test_spec_references.py"):
             continue
         cited = {m.start() for m in CITATION.finditer(text)}
         for match in CITATION.finditer(text):

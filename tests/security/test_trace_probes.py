@@ -3,6 +3,7 @@ line naming the file and line, exit 2, no traceback, and every window before the
 printed exactly as a replay of the good lines alone prints it."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 ENGINES = ["host", "firmware"]
-FIRMWARE_HEAP = "96K"
+FIRMWARE_HEAP = "128K"
 
 
 def process_line(t, commandline="ls", **extra):
@@ -84,9 +85,9 @@ def good_output(tmp_path_factory):
 def test_bad_line_is_one_error_naming_file_and_line(tmp_path, good_output, engine, probe):
     trace = tmp_path / ("%s.jsonl" % probe)
     trace.write_bytes(b"\n".join(GOOD + [PROBES[probe], process_line(T0 + 500)]) + b"\n")
-    # The firmware engine's default 64K heap has about 1 KB to spare next to full caches: the
-    # checks of unusual lines get room to run (the default heap is probed below); the
-    # 200 KB nested line gets room to be read at all.
+    # The firmware engine's default heap has little to spare next to full caches and the code
+    # the 64-bit port holds in it: here the checks of unusual lines get room to run (the default
+    # heap is probed below); the 200 KB nested line gets room to be read at all.
     proc = replay(trace, engine, "--heap", "1M" if probe == "nested-100000" else FIRMWARE_HEAP)
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 2, stderr
@@ -147,15 +148,19 @@ def test_max_message_size_is_bounded_by_iot_hub(tmp_path, size):
 
 def test_a_line_too_long_for_the_heap_says_so_and_names_the_line(tmp_path):
     trace = tmp_path / "long.jsonl"
-    long_line = process_line(T0 + 400, "x" * 3000) + b"\n"
+    # Far longer than what the default heap has free next to full caches, far below the line cap.
+    long_line = process_line(T0 + 400, "x" * 60000) + b"\n"
     trace.write_bytes(b"\n".join(GOOD) + b"\n" + long_line)
-    proc = replay(trace, "firmware", "--heap", "72K")
+    proc = replay(trace, "firmware")
     assert proc.returncode == 2
-    assert proc.stderr.decode().splitlines() == [
-        "microagent: error: %s:4: out of heap reading this line (%d bytes or more; raise --heap)"
-        % (trace, len(long_line))]
+    [line] = proc.stderr.decode().splitlines()
+    found = re.fullmatch(r"microagent: error: %s:4: out of heap reading this line \((\d+) bytes or "
+                         r"more; raise --heap\)" % re.escape(str(trace)), line)
+    assert found, line
+    # A lower bound that holds: more than one 256-byte piece was read, no more than the line.
+    assert 256 < int(found.group(1)) <= len(long_line)
     assert len(without_ids(proc.stdout)) == 3
-    assert replay(trace, "firmware", "--heap", "256K").returncode == 0
+    assert replay(trace, "firmware", "--heap", "1M").returncode == 0
 
 
 def test_a_deeply_nested_run_config_is_one_error(tmp_path):
