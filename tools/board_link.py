@@ -17,7 +17,11 @@ from mpremote.transport_serial import SerialTransport
 
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PACED_SLICE_BYTES = 32
+# The pause between slices starts short and doubles at each resend, up to the longest: how fast a
+# board without flow control drains its UART depends on the board (and an emulated one on how
+# busy its host is), so the link slows down to what the board has shown it can take.
 PACED_PAUSE_S = 0.003
+PACED_PAUSE_MAX_S = 0.05
 SEND_ATTEMPTS = 4
 
 # Prints one line, a dict repr; runs on every MicroPython from 1.9 (the micro:bit's) on.
@@ -93,6 +97,7 @@ class BoardLink:
         self.port = port
         self.timeout = timeout
         self.resent = 0  # commands sent again because they arrived garbled
+        self.pause_s = PACED_PAUSE_S  # between slices of a paced command; grows on resends
         device = port
         if _is_local_device(port) and os.path.exists(port):
             real = os.path.realpath(port)  # a pty behind a link: mpremote treats /dev/pts/N as a pty
@@ -161,24 +166,26 @@ class BoardLink:
             raise LinkError("lost the raw REPL on %s: no prompt" % self.port)
         for i in range(0, len(code), PACED_SLICE_BYTES):
             transport.serial.write(code[i:i + PACED_SLICE_BYTES])
-            time.sleep(PACED_PAUSE_S)
+            time.sleep(self.pause_s)
         transport.serial.write(b"\x04")
         answer = transport.serial.read(2)
         if answer != b"OK":
             raise LinkError("the board did not accept a command on %s (answered %r)" % (self.port, answer))
         return transport.follow(self.timeout)
 
-    def _literal(self, code, what):
+    def _literal(self, code):
         """The Python literal CODE prints (one line), run with resends."""
-        out = self._exec_intact(code).strip()
-        try:
-            return ast.literal_eval(out.decode())
-        except (ValueError, SyntaxError):
-            raise LinkError("unexpected answer from the board %s: %r" % (what, out[:80])) from None
+        def literal(out):
+            try:
+                return ast.literal_eval(out.strip().decode())
+            except (ValueError, SyntaxError, UnicodeError):
+                return None
+        # A lost byte can leave a command that still runs but prints nothing: no literal, a resend.
+        return literal(self._exec_intact(code, accept=lambda answer: literal(answer) is not None))
 
     def probe(self, root, paths):
         """Facts about the board: platform, version, mpy word, hashlib, free bytes, sizes of PATHS."""
-        return self._literal(PROBE % {"root": root, "paths": list(paths)}, "to the probe")
+        return self._literal(PROBE % {"root": root, "paths": list(paths)})
 
     def makedirs(self, paths):
         for path in paths:
@@ -188,21 +195,23 @@ class BoardLink:
     def listdir(self, path):
         """Names of the files (not folders) in PATH on the board ([] when it does not exist)."""
         return self._literal("import os\ntry:\n l = [e[0] for e in os.ilistdir(%r) if e[1] & 0x8000]\n"
-                             "except OSError:\n l = []\nprint(repr(l))" % path, "listing " + path)
+                             "except OSError:\n l = []\nprint(repr(l))" % path)
 
     def remove(self, path):
         folder, _, name = path.rpartition("/")
         self._exec_intact("import os\nif %r in os.listdir(%r):\n os.remove(%r)" % (name, folder, path))
 
-    def _exec_intact(self, code, expect=None, real_errors=()):
+    def _exec_intact(self, code, expect=None, real_errors=(), accept=None):
         """exec(CODE), sent again when it may have arrived garbled: a board without flow control
         can drop a byte, and the command then fails (to parse, on a name or a file name it
         mangled, ...), prints 'garbled' from its own check, or prints something other than
-        EXPECT. Exceptions named in REAL_ERRORS are real failures (a full flash), raised at once;
+        EXPECT (or that ACCEPT(output) refuses). Exceptions named in REAL_ERRORS are real failures (a full flash), raised at once;
         any other that persists is raised after the last attempt. A lost control byte (the end of
         a raw paste) leaves the protocol out of step: the raw REPL is entered again first. For
         commands that are safe to run again."""
         for attempt in range(1, SEND_ATTEMPTS + 1):
+            if attempt > 1:
+                self.pause_s = min(self.pause_s * 2, PACED_PAUSE_MAX_S)
             try:
                 out = self.exec(code)
             except CommandFailed as exc:
@@ -219,7 +228,8 @@ class BoardLink:
                     raise lost from None
                 self.resent += 1
                 continue
-            if b"garbled" not in out and (expect is None or out.strip() == expect):
+            if b"garbled" not in out and (expect is None or out.strip() == expect) and (
+                    accept is None or accept(out)):
                 return out
             self.resent += 1
         raise LinkError("the serial link to %s keeps losing bytes (%d attempts)" % (self.port, SEND_ATTEMPTS))
