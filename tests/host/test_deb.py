@@ -43,12 +43,17 @@ RUN="microagent run --once --seconds 2 --output - --config /etc/microagent/micro
 AS_USER="setpriv --reuid=microagent --regid=microagent --init-groups --no-new-privs
          --inh-caps=-all,@CAPS@ --ambient-caps=-all,@CAPS@ --bounding-set=-all,@CAPS@"
 NAMES='import sys, json; print(sorted({e["Name"] for l in sys.stdin for e in json.loads(l)["Events"]}))'
+# Processes for the Process collector to see, whatever else the machine is doing (a quiet one may
+# start none in the 2 s of a run).
+( while :; do in_root /bin/true; sleep 0.05; done ) &
+EXECS=$!
 echo "== run as root"
 in_root $RUN 2>"$T/run-root.err" | in_root python3 -c "$NAMES"
 cat "$T/run-root.err"
 echo "== run as microagent"
 in_root $AS_USER $RUN 2>"$T/run-user.err" | in_root python3 -c "$NAMES"
 cat "$T/run-user.err"
+kill $EXECS
 echo "== upgrade"
 printf '{\n  "Process_Mode": "Netlink"\n}\n' > "$R/etc/microagent/microagent.json"
 in_root dpkg -i /pkg/v2.deb 2>&1
