@@ -64,7 +64,8 @@ def rest_of_line(f, first, piece, limit):
     """(line, size) for FIRST (PIECE bytes without a newline) and the rest of its line from the
     binary file F, read PIECE bytes at a time. LINE is None when SIZE exceeds LIMIT or the heap
     cannot hold the line; the rest is then only measured, up to LIMIT + 1 bytes, so a full
-    heap can still tell an overlong line from a long one."""
+    heap can still tell an overlong line from a long one. The measure may fall short by up to
+    PIECE bytes: MicroPython's readline can run out of heap after taking bytes from the file."""
     pieces = [first]
     size = len(first)
     chunk = first
@@ -77,7 +78,7 @@ def rest_of_line(f, first, piece, limit):
             pieces.append(chunk)
         if size <= limit:
             return b"".join(pieces), size
-    except MemoryError:  # raised before reading, or after counting the chunk
+    except MemoryError:  # in readline (its piece is lost) or after counting the chunk
         pieces = chunk = None
         if size <= limit:
             size = _measure(f, size, limit)
