@@ -45,7 +45,7 @@ def run(args):
             uplink = Uplink(connection_string, hub.ca, hub.port, timeout_s=30)
             try:
                 status = replay_firmware(args.trace, int(args.window * 1000), None, None,
-                                         notes.append, heap=SENDING_HEAP, uplink=uplink,
+                                         notes.append, heap=SENDING_HEAP["micropython"], uplink=uplink,
                                          on_info=notes.append)
             except ReplayError as exc:
                 raise UsageError(str(exc))

@@ -9,6 +9,7 @@ import threading
 
 from alert_helpers import START, login_failed, merged, quiet
 from host_sim import tracegen
+from host_sim.commands.replay import SENDING_HEAP
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,7 +23,7 @@ def replay_to_hub(hub, device, trace, tmp_dir, engine="host", window_s=600):
             "--ca", hub.ca, "--port", str(hub.port), "--outbox",
             os.path.join(str(tmp_dir), device + "-outbox.db")]
     if engine == "firmware":
-        args += ["--heap", "224K"]
+        args += ["--heap", SENDING_HEAP["micropython"]]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 

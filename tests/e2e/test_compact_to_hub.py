@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from host_sim import schema, tracegen
+from host_sim.commands.replay import SENDING_HEAP
 from microagent.decode import body_of_line, decode_body, message_text
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
@@ -31,7 +32,7 @@ def test_compact_messages_reach_the_hub_marked_and_decode_to_the_json_rows(hub, 
     tracegen.write(tracegen.random_trace(31, events=1500, distinct=120), trace)
     base = [MICROAGENT, "replay", str(trace), "--engine", engine, "--window", "600",
             "--cache-size", "64"]
-    printed = subprocess.run(base + ["--heap", "224K"], capture_output=True, text=True,
+    printed = subprocess.run(base + ["--heap", SENDING_HEAP["micropython"]], capture_output=True, text=True,
                              timeout=300)
     assert printed.returncode == 0, printed.stderr
     env = dict(os.environ, MICROAGENT_CONNECTION_STRING=hub.connection_string)

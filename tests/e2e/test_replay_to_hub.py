@@ -10,6 +10,7 @@ import pytest
 
 from agent_process import AgentProcess
 from host_sim import schema, tracegen
+from host_sim.commands.replay import SENDING_HEAP
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,7 +54,7 @@ def stored(hub):
 def test_hub_stores_exactly_what_replay_prints(hub, tmp_path, engine):
     trace = tmp_path / "t.jsonl"
     tracegen.write(tracegen.random_trace(21, events=1500, distinct=120), trace)
-    printed = subprocess.run(replay_args(trace, engine, "--cache-size", 64, "--heap", "224K"),
+    printed = subprocess.run(replay_args(trace, engine, "--cache-size", 64, "--heap", SENDING_HEAP["micropython"]),
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0, printed.stderr
     sent = subprocess.run(replay_args(trace, engine, "--cache-size", 64, "--ca", hub.ca,
@@ -115,7 +116,7 @@ def _wait_for(predicate, timeout):
 @pytest.mark.parametrize("engine", ["host", "firmware"])
 def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     trace = os.path.join(TRACES, "busy-gateway.jsonl")
-    printed = subprocess.run(replay_args(trace, engine, "--window", 60, "--heap", "224K"),
+    printed = subprocess.run(replay_args(trace, engine, "--window", 60, "--heap", SENDING_HEAP["micropython"]),
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0, printed.stderr
     expected = normalized(printed.stdout.splitlines())
