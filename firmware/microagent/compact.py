@@ -410,18 +410,26 @@ class CompactEncoder(MessageEncoder):
         self._slot_number[slot] = number
         return slot
 
-    def _shared_text(self, text):
+    def _lookup(self, text, kind):
+        """Writes a reference and returns -1 when TEXT of KIND was already written in this
+        message; else returns the free index bucket where it belongs (an int, not a tuple:
+        nothing allocated per item)."""
         mask = _SHARED_INDEX - 1
         bucket = hash(text) & mask
         index = self._index
         while True:
             slot = index[bucket]
             if slot < 0:
-                break
-            if self._slot_kind[slot] == _SLOT_TEXT and self._slot_text[slot] == text:
+                return bucket
+            if self._slot_kind[slot] == kind and self._slot_text[slot] == text:
                 self._reference(self._slot_number[slot])
-                return
+                return -1
             bucket = (bucket + 1) & mask
+
+    def _shared_text(self, text):
+        bucket = self._lookup(text, _SLOT_TEXT)
+        if bucket < 0:
+            return
         data = _utf8(text)
         self._head(_TEXT, len(data))
         self._put(data)
@@ -432,17 +440,9 @@ class CompactEncoder(MessageEncoder):
     def _address(self, text):
         """A dotted IPv4 address as a shared 4-byte string (other text as shared text). Looked
         up by its text (hashed and compared in C); parsed only when first written."""
-        mask = _SHARED_INDEX - 1
-        bucket = hash(text) & mask
-        index = self._index
-        while True:
-            slot = index[bucket]
-            if slot < 0:
-                break
-            if self._slot_kind[slot] == _SLOT_ADDRESS and self._slot_text[slot] == text:
-                self._reference(self._slot_number[slot])
-                return
-            bucket = (bucket + 1) & mask
+        bucket = self._lookup(text, _SLOT_ADDRESS)
+        if bucket < 0:
+            return
         halves = self._scratch
         if not events.parse_ipv4(text, halves, 0):
             self._shared_text(text)

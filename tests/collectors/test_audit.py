@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 
+import throwaway_root
 from host_sim.collectors import audit
 from host_sim.collectors.audit import AuditControl, AuditExecSource, Exec, exec_rule, rule_key
 from host_sim.collectors.process import ProcessCollector
@@ -237,14 +238,7 @@ def test_without_the_audit_capabilities_auto_says_why_and_uses_netlink():
 # and started there (`auditd -n`) with Debian's default rules loaded by augenrules (which begin
 # with -D: delete all rules). It is this kernel's real audit daemon while the test runs.
 AUDITD = r"""
-set -eu
-T=$1; DEBS=$2
-mount -t tmpfs tmpfs "$T"
-mkdir "$T/upper" "$T/work" "$T/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
-R=$T/root
-mount -t proc proc "$R/proc"
-mount --rbind /dev "$R/dev"
+DEBS=$1
 mkdir -p "$R/debs" && cp "$DEBS"/*.deb "$R/debs/"
 printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d" && chmod 755 "$R/usr/sbin/policy-rc.d"
 chroot "$R" sh -c 'dpkg -i /debs/*.deb' >/dev/null
@@ -268,8 +262,7 @@ class Auditd:
         assert glob.glob(os.path.join(debs, "auditd_*.deb")), \
             "auditd's packages are missing from %s: run `make setup`" % debs
         (tmp_path / "root").mkdir()
-        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                      AUDITD, "sh", str(tmp_path / "root"), str(debs)],
+        self.proc = subprocess.Popen(throwaway_root.command(AUDITD, tmp_path / "root", debs),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         ready = self.proc.stdout.readline().split()
         assert ready and ready[0] == "READY", "auditd did not start"

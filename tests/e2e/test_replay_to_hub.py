@@ -1,5 +1,4 @@
 """End to end: replayed traces delivered over TLS to the local IoT Hub emulator."""
-import json
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ import pytest
 from agent_process import AgentProcess
 from host_sim import schema, tracegen
 from host_sim.commands.replay import SENDING_HEAP
+from message_rows import without_ids
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,17 +25,6 @@ def replay_args(trace, engine, *extra):
 
 def sending_env(hub):
     return dict(os.environ, MICROAGENT_CONNECTION_STRING=hub.connection_string)
-
-
-def normalized(bodies):
-    """Messages with their random event ids blanked, in order."""
-    out = []
-    for body in bodies:
-        message = json.loads(body)
-        for event in message["Events"]:
-            event["Id"] = "-"
-        out.append(message)
-    return out
 
 
 def stored(hub):
@@ -67,7 +56,7 @@ def test_hub_stores_exactly_what_replay_prints(hub, tmp_path, engine):
     assert len(bodies) == len(printed.stdout.splitlines()) > 3
     for body in bodies:
         schema.check(body)
-    assert normalized(bodies) == normalized(printed.stdout.splitlines())
+    assert without_ids(bodies) == without_ids(printed.stdout)
     for m in hub.messages():
         assert m["properties"]["$.ifid"] == "urn:azureiot:Security:SecurityAgent:1"
         assert m["properties"]["$.ct"] == "application/json"
@@ -119,7 +108,7 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     printed = subprocess.run(replay_args(trace, engine, "--window", 60, "--heap", SENDING_HEAP["micropython"]),
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0, printed.stderr
-    expected = normalized(printed.stdout.splitlines())
+    expected = without_ids(printed.stdout)
     proc = AgentProcess(replay_args(trace, engine, "--window", 60, "--ca", hub.ca, "--port",
                                     hub.port, "--outbox", tmp_path / "outbox.db", "--timeout", 60),
                         env=sending_env(hub))
@@ -130,7 +119,7 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     time.sleep(OUTAGE_S)  # the outage's length is the scenario, not a wait for something
     hub.start()
     returncode, out, err = proc.finish(300)
-    got = normalized(stored(hub))
+    got = without_ids(stored(hub))
     if engine == "host":
         assert returncode == 0, err
         assert got == expected  # the SQLite outbox lost nothing, in order

@@ -1,9 +1,7 @@
 """The Debian package (`make deb`, packaging/build-deb.sh): built here, then installed, run,
 upgraded, removed and purged with dpkg -- not on this machine, which colleagues share, but in a
-throw-away copy of it: a private mount namespace (unshare) holding an overlay of / whose writes
-go to a tmpfs, entered with chroot. Everything dpkg does happens in that copy, with the real
-dpkg database, python3, adduser and kernel; the namespace and its mounts vanish with the test.
-Needs root (mounts, chroot, dpkg)."""
+throw-away copy of it (tests/throwaway_root.py) with the real dpkg database, python3, adduser
+and kernel. Needs root (mounts, chroot, dpkg)."""
 import os
 import re
 import subprocess
@@ -11,20 +9,14 @@ import sys
 
 import pytest
 
+import throwaway_root
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CAPS = "+audit_control,+audit_read,+net_raw,+dac_read_search"
 
-# Runs inside `unshare --mount`: $1 work dir (tmpfs mounted on it), $2 dir holding v1.deb and
-# v2.deb. Each step prints a "== step" line, then what the test checks.
+# Runs in the throw-away root $R: $1 is the dir holding v1.deb and v2.deb. Each step prints a "== step" line, then what the test checks.
 SCRIPT = r"""
-set -eu
-T=$1; PKG=$2
-mount -t tmpfs tmpfs "$T"
-mkdir "$T/upper" "$T/work" "$T/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
-R=$T/root
-mount -t proc proc "$R/proc"
-mount --rbind /dev "$R/dev"
+PKG=$1
 mount --rbind /sys "$R/sys"
 mkdir -p "$R/pkg" && mount --bind "$PKG" "$R/pkg"
 in_root() { chroot "$R" "$@"; }
@@ -107,8 +99,7 @@ def steps(output):
 def test_install_run_upgrade_remove_purge_in_a_throwaway_copy_of_this_system(packages, tmp_path):
     work = tmp_path / "root"
     work.mkdir()
-    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             SCRIPT, "sh", str(work), str(packages)],
+    result = subprocess.run(throwaway_root.command(SCRIPT, work, packages),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     step = steps(result.stdout)

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from host_sim import schema, tracegen
+from message_rows import without_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
@@ -25,17 +26,6 @@ def items(stdout, name):
             if event["Name"] == name:
                 found.extend(event["Payload"])
     return found
-
-
-def without_ids(stdout):
-    """Messages with their random event ids blanked, for comparing runs."""
-    out = []
-    for line in stdout.splitlines():
-        message = json.loads(line)
-        for event in message["Events"]:
-            event["Id"] = "-"
-        out.append(message)
-    return out
 
 
 @pytest.mark.parametrize("runtime", ["micropython", "micropython32"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from message_rows import without_ids
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 ENGINES = ["host", "firmware"]
@@ -58,14 +59,6 @@ EXPECTED = {
 def replay(trace, engine, *extra):
     return subprocess.run([MICROAGENT, "replay", str(trace), "--engine", engine, "--window", "60"]
                           + list(extra), capture_output=True, timeout=300)
-
-
-def without_ids(stdout):
-    messages = [json.loads(line) for line in stdout.decode().splitlines()]
-    for message in messages:
-        for event in message["Events"]:
-            event["Id"] = "-"
-    return messages
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from message_rows import without_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRACES = os.path.join(REPO, "tests", "fixtures", "traces")
@@ -23,16 +24,6 @@ def run(*args):
 def events(stdout, name):
     return [e for line in stdout.splitlines() for e in json.loads(line)["Events"]
             if e["Name"] == name]
-
-
-def without_ids(stdout):
-    out = []
-    for line in stdout.splitlines():
-        message = json.loads(line)
-        for event in message["Events"]:
-            event["Id"] = "-"
-        out.append(message)
-    return out
 
 
 def _connection(t, remote, port, bytes_in=10, bytes_out=20):
