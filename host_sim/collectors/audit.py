@@ -48,6 +48,8 @@ import struct
 import subprocess
 import time
 
+from host_sim.collectors import nlsocket
+
 NETLINK_AUDIT = 9
 AUDIT_NLGRP_READLOG = 1
 AUDIT_GET, AUDIT_SET = 1000, 1001
@@ -339,16 +341,7 @@ class AuditExecSource:
     def _drain(self, keep_probe=False):
         done = []
         buf = self._buffer
-        while True:
-            try:
-                n = self._sock.recv_into(buf)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.stats["overruns"] += 1
-                    continue
-                raise
+        for n in nlsocket.datagrams(self._sock, buf, self.stats):
             if n > NLMSGHDR.size:
                 self._record(struct.unpack_from("=H", buf, 4)[0], bytes(buf[NLMSGHDR.size:n]),
                              done)

@@ -46,7 +46,7 @@ import socket
 import struct
 import time
 
-from host_sim.collectors import rootfs
+from host_sim.collectors import nlsocket, rootfs
 from host_sim.collectors.audit import AuditExecSource
 from host_sim.collectors.runner import EventCollector
 
@@ -320,17 +320,10 @@ class ProcessCollector(EventCollector):
             return 0
         execs, forks, exits = [], [], []
         buf = self._buffer
-        while self._sock is not None:
-            try:
-                n = self._sock.recv_into(buf)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.stats["overruns"] += 1   # the lost count comes from the sequence gap
-                    continue
-                raise
-            self._parse(buf, n, execs, forks, exits)
+        if self._sock is not None:
+            # An overrun's lost count comes from the sequence gap.
+            for n in nlsocket.datagrams(self._sock, buf, self.stats):
+                self._parse(buf, n, execs, forks, exits)
         if self._audit is not None:               # execs come from audit, with their argv
             events = [self._exec_event(e) for e in self._audit.read()]
             for key in ("lost", "overruns"):
