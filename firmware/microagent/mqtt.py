@@ -1,4 +1,5 @@
-# A small MQTT 3.1.1 client for the firmware (MicroPython-compatible; also runs on CPython).
+# A small MQTT 3.1.1 client for the firmware (MicroPython-compatible; also runs on CPython): the
+# I/O, keep-alive and QoS 1 tracking. The packets themselves are microagent.mqtt_codec's.
 #
 # Why not umqtt: the agent needs QoS 1 with PUBACK tracking by packet id (so the outbox knows what
 # the broker really has), keep-alive without blocking the application, buffers allocated once, and
@@ -14,8 +15,11 @@ import errno
 import select
 import socket
 
+from microagent import mqtt_codec as codec
 from microagent.clock import ticks_diff, ticks_ms
 from microagent.events import parse_ipv4
+from microagent.mqtt_codec import (CONNACK, CONNECT, DISCONNECT, PINGREQ, PINGRESP, PUBACK,  # noqa: F401
+                                   PUBLISH, SUBACK, SUBSCRIBE, PacketError)
 
 try:
     from micropython import const
@@ -29,20 +33,6 @@ except AttributeError:  # CPython
     def pause_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-CONNECT = const(0x10)
-CONNACK = const(0x20)
-PUBLISH = const(0x30)
-PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)
-SUBACK = const(0x90)
-PINGREQ = const(0xC0)
-PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
-
-_PINGREQ_PACKET = b"\xc0\x00"
-_DISCONNECT_PACKET = b"\xe0\x00"
-_HEADROOM = const(5)  # fixed header: 1 type byte + up to 4 remaining-length bytes
-_MAX_REMAINING = const(268435455)
 _IDLE_MS = const(10)  # how long a wait sleeps between two looks at the socket
 _CONNACK_REASONS = (
     "",
@@ -211,7 +201,8 @@ class MQTTClient:
     larger than that is acknowledged and dropped, counted in .oversized) and OUT_SIZE (default
     BUF_SIZE) to build packets: a publish payload or CONNECT password that does not fit after
     its header is written from the caller's memory right after it, so OUT_SIZE only needs the
-    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1
+    messages may await their PUBACK. CLOCK returns ms ticks.
 
     Every method that waits for the network is a coroutine that yields to the asyncio loop while
     it waits (for CONNACK, SUBACK, a packet's remaining bytes, room in the socket's send buffer)
@@ -233,9 +224,8 @@ class MQTTClient:
         self._outv = memoryview(self._out)
         self._in = bytearray(buf_size)
         self._inv = memoryview(self._in)
-        self._byte = bytearray(1)
-        self._bytev = memoryview(self._byte)
-        self._ack = bytearray(b"\x40\x02\x00\x00")
+        self._first = self._inv[0:1]  # where an incoming packet's first byte goes
+        self._ack = bytearray(4)
         self._inflight = [0] * max_inflight
         self._next_pid = 0
         self._sock = None
@@ -270,8 +260,14 @@ class MQTTClient:
             self._next_pid = 0
         self._ping_sent = None
         try:
+            secret = password.encode() if isinstance(password, str) else password
             try:
-                await self._send_connect(password, clean_session)
+                end = codec.connect(self._out, self.client_id, self.keepalive_ms // 1000,
+                                    clean_session, self.user, -1 if secret is None else len(secret))
+            except PacketError as exc:
+                raise MQTTError(str(exc))
+            try:
+                await self._send(CONNECT, end, secret)
             except ValueError as exc:  # mbedTLS's handshake errors
                 raise tls_error(exc, peer, server_hostname or peer)
             start = ticks_ms()
@@ -293,31 +289,6 @@ class MQTTClient:
             self.close()
             raise
 
-    async def _send_connect(self, password, clean_session):
-        pos = _HEADROOM
-        pos = self._put_bytes(pos, b"\x00\x04MQTT\x04")
-        flags = 0x02 if clean_session else 0
-        if self.user is not None:
-            flags |= 0x80
-        if password is not None:
-            flags |= 0x40
-        pos = self._put_bytes(pos, bytes((flags, self.keepalive_ms // 1000 >> 8,
-                                          self.keepalive_ms // 1000 & 0xFF)))
-        pos = self._put_string(pos, self.client_id)
-        if self.user is not None:
-            pos = self._put_string(pos, self.user)
-        if password is None:
-            await self._send_packet(CONNECT, pos)
-            return
-        secret = password.encode() if isinstance(password, str) else password
-        pos = self._put_u16(pos, len(secret))
-        if len(secret) <= len(self._out) - pos:
-            self._outv[pos:pos + len(secret)] = secret
-            await self._send_packet(CONNECT, pos + len(secret))
-        else:  # the password (last in CONNECT) follows the packet's start in a second write
-            await self._send_packet(CONNECT, pos, len(secret))
-            await self._write_all(secret)
-
     def connected(self):
         """True once the broker accepted the connection, until it closes."""
         return self._accepted and self._sock is not None
@@ -326,7 +297,7 @@ class MQTTClient:
         """Sends DISCONNECT if the socket takes it at once (never waits) and closes the stream."""
         if self._sock is not None:
             try:
-                self._sock.write(_DISCONNECT_PACKET)
+                self._sock.write(codec.DISCONNECT_PACKET)
             except (OSError, ValueError):
                 pass
         self.close()
@@ -360,17 +331,11 @@ class MQTTClient:
             if slot < 0:
                 raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
             pid = self._new_pid()
-        pos = self._put_string(_HEADROOM, topic)
-        if qos:
-            pos = self._put_u16(pos, pid)
-        first = PUBLISH | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-        size = len(payload)
-        if size <= len(self._out) - pos:
-            self._outv[pos:pos + size] = payload
-            await self._send_packet(first, pos + size)
-        else:
-            await self._send_packet(first, pos, size)
-            await self._write_all(payload)
+        try:
+            end = codec.publish(self._out, topic, pid)
+        except PacketError as exc:
+            raise MQTTError(str(exc))
+        await self._send(codec.publish_flags(qos, retain, dup), end, payload)
         if qos:
             self._inflight[slot] = pid
         return pid
@@ -381,11 +346,12 @@ class MQTTClient:
             raise ValueError("QoS %r not supported (0 or 1)" % (qos,))
         self._require_connection()
         pid = self._new_pid()
-        pos = self._put_u16(_HEADROOM, pid)
-        pos = self._put_string(pos, topic)
-        pos = self._put_bytes(pos, bytes((qos,)))
+        try:
+            end = codec.subscribe(self._out, pid, topic, qos)
+        except PacketError as exc:
+            raise MQTTError(str(exc))
         self._suback_pid = 0
-        await self._send_packet(SUBSCRIBE, pos)
+        await self._send(SUBSCRIBE, end)
         start = ticks_ms()
         while self._suback_pid != pid:
             remaining = self.timeout_ms - ticks_diff(ticks_ms(), start)
@@ -398,7 +364,7 @@ class MQTTClient:
 
     async def ping(self):
         self._require_connection()
-        await self._write_all(_PINGREQ_PACKET)
+        await self._write_all(codec.PINGREQ_PACKET)
         if self._ping_sent is None:
             self._ping_sent = self._clock()
 
@@ -440,70 +406,48 @@ class MQTTClient:
             await self.ping()
 
     async def _read_packet(self):
-        # Returns the packet type handled, or 0 when no packet has started arriving.
-        got = self._recv_into(self._bytev)
-        if not got:
+        # Returns the packet type handled, or 0 when no packet has started arriving. The fixed
+        # header goes to _in[0:5], then the body over it from _in[0].
+        if not self._recv_into(self._first):
             return 0
-        first = self._byte[0]
-        length = 0
-        multiplier = 1
-        for _ in range(4):
-            await self._read_exact(self._bytev, 1)
-            digit = self._byte[0]
-            length += (digit & 0x7F) * multiplier
-            if not digit & 0x80:
-                break
-            multiplier *= 128
-        else:
-            self._fail("malformed remaining length")
-        kind = first & 0xF0
-        if kind == PUBLISH:
-            await self._handle_publish(first, length)
-            return PUBLISH
-        if first & 0x0F:
-            self._fail("reserved flags set in packet type 0x%02x" % first)
-        if kind == CONNACK or kind == PUBACK:
-            if length != 2:
-                self._fail("packet type 0x%02x with length %d, expected 2" % (kind, length))
-            await self._read_exact(self._inv, 2)
-            if kind == PUBACK:
-                self._acknowledged((self._in[0] << 8) | self._in[1])
+        try:
+            size = 1
+            length = -1
+            while length < 0:  # one byte at a time: never past this packet
+                await self._read_exact(self._inv[size:], 1)
+                size += 1
+                length = codec.remaining_length(self._in, 1, size)
+            first = self._in[0]
+            await self._read_exact(self._inv, codec.check_header(first, length, len(self._in)))
+            kind = first & 0xF0
+            if kind == PUBLISH:
+                await self._handle_publish(first, length)
+            elif kind == CONNACK:
+                codec.connack(self._in)
+            elif kind == PUBACK:
+                self._acknowledged(codec.packet_id(self._in, 0))
+            elif kind == SUBACK:
+                self._suback_code = codec.suback(self._in, length)
+                self._suback_pid = codec.packet_id(self._in, 0)
+            else:
+                self._ping_sent = None  # PINGRESP
             return kind
-        if kind == SUBACK:
-            if length < 3 or length > len(self._in):
-                self._fail("SUBACK with length %d" % length)
-            await self._read_exact(self._inv, length)
-            self._suback_pid = (self._in[0] << 8) | self._in[1]
-            self._suback_code = self._in[2]
-            return SUBACK
-        if kind == PINGRESP:
-            if length:
-                self._fail("PINGRESP with length %d" % length)
-            self._ping_sent = None
-            return PINGRESP
-        self._fail("unexpected packet type 0x%02x from the broker" % kind)
+        except PacketError as exc:
+            self.close()
+            raise MQTTError("protocol error from the broker: %s" % exc)
 
     async def _handle_publish(self, first, length):
-        qos = (first >> 1) & 0x03
-        if qos > 1:
-            self._fail("incoming PUBLISH with QoS %d" % qos)
-        header = 2 + (2 if qos else 0)
-        if length < header:
-            self._fail("PUBLISH shorter than its header")
-        await self._read_exact(self._inv, 2)
-        topic_len = (self._in[0] << 8) | self._in[1]
-        header += topic_len
-        if header > length:
-            self._fail("PUBLISH topic longer than the packet")
-        if header > len(self._in):
-            self._fail("PUBLISH topic longer than the %d-byte buffer" % len(self._in))
+        # The topic length is in _in[0:2]; the topic, the packet id (QoS 1) and the payload follow.
+        header = codec.publish_header(first, length, self._in)
         await self._read_exact(self._inv[2:], header - 2)
-        pid = (self._in[header - 2] << 8) | self._in[header - 1] if qos else 0
+        qos = first & 0x06
+        pid = codec.packet_id(self._in, header - 2) if qos else 0
         body = length - header
-        if header + body <= len(self._in):
+        if length <= len(self._in):
             await self._read_exact(self._inv[header:], body)
             if self.on_message is not None:
-                self.on_message(bytes(self._inv[2:2 + topic_len]), self._inv[header:header + body])
+                self.on_message(bytes(self._inv[2:header - 2 if qos else header]),
+                                self._inv[header:length])
         else:
             self.oversized += 1
             while body:
@@ -511,8 +455,7 @@ class MQTTClient:
                 await self._read_exact(self._inv, chunk)
                 body -= chunk
         if qos:
-            self._ack[2] = pid >> 8
-            self._ack[3] = pid & 0xFF
+            codec.puback(self._ack, pid)
             await self._write_all(self._ack)
 
     def _acknowledged(self, pid):
@@ -523,10 +466,6 @@ class MQTTClient:
         self.unknown_acks += 1
 
     # ---- low level --------------------------------------------------------------------------
-
-    def _fail(self, reason):
-        self.close()
-        raise MQTTError("protocol error from the broker: " + reason)
 
     def _require_connection(self):
         if self._sock is None:
@@ -600,43 +539,18 @@ class MQTTClient:
             await pause_ms(1)
         self._last_tx = self._clock()
 
-    def _put_bytes(self, pos, data):
-        end = pos + len(data)
-        if end > len(self._out):
-            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
-        self._outv[pos:end] = data
-        return end
-
-    def _put_u16(self, pos, value):
-        if pos + 2 > len(self._out):
-            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
-        self._out[pos] = value >> 8
-        self._out[pos + 1] = value & 0xFF
-        return pos + 2
-
-    def _put_string(self, pos, text):
-        data = text.encode() if isinstance(text, str) else text
-        return self._put_bytes(self._put_u16(pos, len(data)), data)
-
-    async def _send_packet(self, first, end, extra=0):
-        # The body is in _out[_HEADROOM:end]; EXTRA more payload bytes follow in a second write.
-        # The fixed header goes right before the body, so the packet leaves in one write.
-        remaining = end - _HEADROOM + extra
-        if remaining > _MAX_REMAINING:
-            raise ValueError("MQTT packet too large")
-        start = _HEADROOM
-        digits = 0
-        value = remaining
-        while True:
-            digits += 1
-            value >>= 7
-            if not value:
-                break
-        start -= digits + 1
-        self._out[start] = first
-        value = remaining
-        for i in range(digits):
-            digit = value & 0x7F
-            value >>= 7
-            self._out[start + 1 + i] = digit | (0x80 if value else 0)
+    async def _send(self, first, end, last=None):
+        # The packet's body is in _out[HEADROOM:end]; LAST, its last field (payload or password),
+        # is copied after it when it fits, else written from the caller's memory right after.
+        tail = 0
+        if last is not None:
+            copied = codec.put_tail(self._out, end, last)
+            tail = len(last) - (copied - end)
+            end = copied
+        try:
+            start = codec.finish(self._out, first, end, tail)
+        except PacketError as exc:
+            raise MQTTError(str(exc))
         await self._write_all(self._outv[start:end])
+        if tail:
+            await self._write_all(last)
