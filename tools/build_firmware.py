@@ -48,6 +48,16 @@ QEMU_FLAGS = ("MICROPY_PY_BTREE=0", "MICROPY_FLOAT_IMPL=double")
 # The heap of the emulated board's image: MicroPython's default for the qemu port. A smaller
 # heap for one run is a ballast the runtime allocates (docs/targets.md).
 QEMU_HEAP_BYTES = 143360
+QEMU = "qemu-system-arm"
+
+
+def qemu_command(image, console="stdio", extra=()):
+    """The qemu-system-arm command line that runs the Cortex-M3 image built here: CONSOLE (UART0)
+    on stdio or a tty device, semihosting for the host's clock and files, EXTRA for UART1."""
+    # -display none, not -nographic: that multiplexes stdio and takes Ctrl-A (the raw REPL). A
+    # tty console is opened as a serial device (raw); QEMU's stdio would turn \n into \r\n.
+    return [QEMU, "-machine", "mps2-an385", "-display", "none", "-monitor", "null", "-semihosting",
+            "-kernel", image, "-serial", console] + list(extra)
 
 
 class BuildError(Exception):

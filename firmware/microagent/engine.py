@@ -2,7 +2,8 @@
 # flushes a window into messages. The cache classes are the overflow policy: the firmware passes
 # the drop-new caches of microagent.cache, the host agent its evict-oldest ones.
 from microagent import events
-from microagent.cache import LOST
+from microagent.cache import LOST, DnsTable, LoginCache, NetworkCache, ProcessCache
+from microagent.encode import COMPACT, JSON, MessageEncoder
 from microagent.events import cap_string, application_protocol
 
 _CAPPED = events.MAX_STRING_BYTES // 4
@@ -206,3 +207,25 @@ class Engine:
             values[5] = unsupported if unsupported else None
             yield
             self.encoder.item(events.DROPPED_FIELDS, values)
+
+
+def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+    """The encoder for ENCODING ("json" or "compact"). Chosen here, not in microagent.encode:
+    microagent.compact builds on that module, which therefore never imports it."""
+    if encoding == COMPACT:
+        # Imported only when chosen: a board speaking JSON keeps the compact code off its heap.
+        from microagent.compact import CompactEncoder
+        return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    if encoding == JSON:
+        return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    raise ValueError("unknown encoding " + str(encoding))
+
+
+def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
+                 warn, encoding="json"):
+    """The firmware's engine as replay runs it (replay_main, `microagent replay --engine firmware`,
+    the crosscheck): drop-new caches of these sizes, the DNS table bounded by the network cache
+    size (docs/spec.md section 3)."""
+    encoder = make_encoder(encoding, agent_id, sink, max_message_size)
+    return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
+                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn)

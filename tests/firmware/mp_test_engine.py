@@ -1,7 +1,7 @@
 # The engine over windows: aggregation, DNS join, drops, the warning, DroppedEvents, splitting.
 import json
 
-from microagent.replay_main import build_engine
+from microagent.engine import build_engine
 from microagent.trace import Replay, TraceError
 
 T0 = 1767225600.0

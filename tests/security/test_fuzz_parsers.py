@@ -18,7 +18,7 @@ from host_sim.engine import build_host_engine
 from hub_emulator import bounded_json, cli, codec, sas, store, topics, twin
 from microagent import profile
 from microagent.config import Config
-from microagent.replay_main import build_engine
+from microagent.engine import build_engine
 from microagent.sas import ConnectionString, ConnectionStringError
 from microagent.trace import TraceError, parse_line, record_event, time_ms
 
