@@ -2,8 +2,7 @@
 # flushes a window into messages. The cache classes are the overflow policy: the firmware passes
 # the drop-new caches of microagent.cache, the host agent its evict-oldest ones.
 from microagent import events
-from microagent.cache import LOST, DnsTable, LoginCache, NetworkCache, ProcessCache
-from microagent.encode import COMPACT, JSON, MessageEncoder
+from microagent.cache import LOST
 from microagent.events import cap_string, application_protocol
 
 _CAPPED = events.MAX_STRING_BYTES // 4
@@ -212,6 +211,7 @@ class Engine:
 def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
     """The encoder for ENCODING ("json" or "compact"). Chosen here, not in microagent.encode:
     microagent.compact builds on that module, which therefore never imports it."""
+    from microagent.encode import COMPACT, JSON, MessageEncoder  # here: no names kept on a board
     if encoding == COMPACT:
         # Imported only when chosen: a board speaking JSON keeps the compact code off its heap.
         from microagent.compact import CompactEncoder
@@ -226,6 +226,7 @@ def build_engine(process_cache, network_cache, login_cache, max_message_size, ag
     """The firmware's engine as replay runs it (replay_main, `microagent replay --engine firmware`,
     the crosscheck): drop-new caches of these sizes, the DNS table bounded by the network cache
     size (docs/spec.md section 3)."""
+    from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache  # never on a board
     encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
                   LoginCache(login_cache), DnsTable(network_cache), encoder, warn)

@@ -18,8 +18,7 @@ import socket
 from microagent import mqtt_codec as codec
 from microagent.clock import ticks_diff, ticks_ms
 from microagent.events import parse_ipv4
-from microagent.mqtt_codec import (CONNACK, CONNECT, DISCONNECT, PINGREQ, PINGRESP, PUBACK,  # noqa: F401
-                                   PUBLISH, SUBACK, SUBSCRIBE, PacketError)
+from microagent.mqtt_codec import MQTTError
 
 try:
     from micropython import const
@@ -32,6 +31,17 @@ try:
 except AttributeError:  # CPython
     def pause_ms(ms):
         return asyncio.sleep(ms / 1000)
+
+# Packet types (MQTT 3.1.1, 2.2.1) as the first byte with its flags: what poll() returns.
+CONNECT = const(0x10)
+CONNACK = const(0x20)
+PUBLISH = const(0x30)
+PUBACK = const(0x40)
+SUBSCRIBE = const(0x82)
+SUBACK = const(0x90)
+PINGREQ = const(0xC0)
+PINGRESP = const(0xD0)
+DISCONNECT = const(0xE0)
 
 _IDLE_MS = const(10)  # how long a wait sleeps between two looks at the socket
 _CONNACK_REASONS = (
@@ -59,10 +69,6 @@ def _busy_errnos():
 
 
 BUSY_ERRNOS = _busy_errnos()
-
-
-class MQTTError(Exception):
-    """The connection is unusable: refused, timed out, closed, or the broker broke the protocol."""
 
 
 class MQTTRefused(MQTTError):
@@ -261,13 +267,10 @@ class MQTTClient:
         self._ping_sent = None
         try:
             secret = password.encode() if isinstance(password, str) else password
+            end = codec.connect(self._out, self.client_id, self.keepalive_ms // 1000,
+                                clean_session, self.user, -1 if secret is None else len(secret))
             try:
-                end = codec.connect(self._out, self.client_id, self.keepalive_ms // 1000,
-                                    clean_session, self.user, -1 if secret is None else len(secret))
-            except PacketError as exc:
-                raise MQTTError(str(exc))
-            try:
-                await self._send(CONNECT, end, secret)
+                await self._send(end, secret)
             except ValueError as exc:  # mbedTLS's handshake errors
                 raise tls_error(exc, peer, server_hostname or peer)
             start = ticks_ms()
@@ -331,11 +334,7 @@ class MQTTClient:
             if slot < 0:
                 raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
             pid = self._new_pid()
-        try:
-            end = codec.publish(self._out, topic, pid)
-        except PacketError as exc:
-            raise MQTTError(str(exc))
-        await self._send(codec.publish_flags(qos, retain, dup), end, payload)
+        await self._send(codec.publish(self._out, topic, qos, pid, retain, dup), payload)
         if qos:
             self._inflight[slot] = pid
         return pid
@@ -346,12 +345,9 @@ class MQTTClient:
             raise ValueError("QoS %r not supported (0 or 1)" % (qos,))
         self._require_connection()
         pid = self._new_pid()
-        try:
-            end = codec.subscribe(self._out, pid, topic, qos)
-        except PacketError as exc:
-            raise MQTTError(str(exc))
+        end = codec.subscribe(self._out, pid, topic, qos)
         self._suback_pid = 0
-        await self._send(SUBSCRIBE, end)
+        await self._send(end, None)
         start = ticks_ms()
         while self._suback_pid != pid:
             remaining = self.timeout_ms - ticks_diff(ticks_ms(), start)
@@ -423,18 +419,18 @@ class MQTTClient:
             if kind == PUBLISH:
                 await self._handle_publish(first, length)
             elif kind == CONNACK:
-                codec.connack(self._in)
+                codec.check_body(CONNACK, self._in, 2)
             elif kind == PUBACK:
                 self._acknowledged(codec.packet_id(self._in, 0))
             elif kind == SUBACK:
-                self._suback_code = codec.suback(self._in, length)
+                self._suback_code = codec.check_body(SUBACK, self._in, length)
                 self._suback_pid = codec.packet_id(self._in, 0)
             else:
                 self._ping_sent = None  # PINGRESP
             return kind
-        except PacketError as exc:
+        except MQTTError:  # a malformed packet: the connection cannot go on
             self.close()
-            raise MQTTError("protocol error from the broker: %s" % exc)
+            raise
 
     async def _handle_publish(self, first, length):
         # The topic length is in _in[0:2]; the topic, the packet id (QoS 1) and the payload follow.
@@ -539,18 +535,16 @@ class MQTTClient:
             await pause_ms(1)
         self._last_tx = self._clock()
 
-    async def _send(self, first, end, last=None):
-        # The packet's body is in _out[HEADROOM:end]; LAST, its last field (payload or password),
-        # is copied after it when it fits, else written from the caller's memory right after.
+    async def _send(self, end, last):
+        # The codec wrote the packet to _out[:end] but its remaining length; LAST, its last field
+        # (payload or password), is copied after it when it fits, else written right after it
+        # from the caller's memory.
         tail = 0
         if last is not None:
             copied = codec.put_tail(self._out, end, last)
             tail = len(last) - (copied - end)
             end = copied
-        try:
-            start = codec.finish(self._out, first, end, tail)
-        except PacketError as exc:
-            raise MQTTError(str(exc))
+        start = codec.finish(self._out, end, tail)
         await self._write_all(self._outv[start:end])
         if tail:
             await self._write_all(last)

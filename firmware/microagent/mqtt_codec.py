@@ -1,55 +1,52 @@
 # MQTT 3.1.1 packets as bytes, with no I/O (OASIS standard, 29 October 2014; section numbers below
 # are that document's). The client (microagent.mqtt) owns the buffers and the socket; this module
 # only writes packets into a caller's bytearray and checks what the broker sent. Nothing here
-# allocates on success: positions and lengths are small ints.
+# allocates on success: positions and lengths are small ints. It is frozen into a board's flash,
+# where each function and class still costs heap, so it keeps to few of them and no defaults.
 #
-# Encoding. A packet's body is written from HEADROOM on; finish() then puts the fixed header
-# (2.2: the type byte and the 1..4-byte remaining length) right before the body, so the packet
-# is the contiguous slice buf[start:end]. The last field of CONNECT (the password) and of PUBLISH
-# (the payload) may be larger than the buffer: put_tail() copies it when it fits, else the caller
-# writes it right after the packet and passes its size to finish() as TAIL.
+# Encoding. connect(), publish() and subscribe() write a packet's body from HEADROOM on, with the
+# packet's first byte (2.2.1 type, 2.2.2 flags) just before it; finish() then puts the remaining
+# length (2.2.3) between the two, so the packet is the contiguous slice buf[start:end]. The last
+# field of CONNECT (the password) and of PUBLISH (the payload) may be larger than the buffer:
+# put_tail() copies it when it fits, else the caller writes it right after the packet and passes
+# its size to finish() as TAIL.
 #
 # Decoding, of what a client receives (CONNACK, PUBLISH, PUBACK, SUBACK, PINGRESP): the caller
-# reads the fixed header, gets the remaining length from remaining_length() and the body's plan
-# from check_header(), then the body into its buffer. Every byte from the network is hostile:
-# anything malformed raises PacketError with a one-line reason.
+# reads the fixed header, gets the remaining length from remaining_length() and the size of what
+# to read from check_header(), then the body into its buffer. Every byte from the network is
+# hostile: anything malformed raises MQTTError "protocol error from the broker: <reason>".
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(value):
         return value
 
-CONNECT = const(0x10)
-CONNACK = const(0x20)
-PUBLISH = const(0x30)
-PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)  # 3.8.1: the flags of SUBSCRIBE's fixed header are 0010
-SUBACK = const(0x90)
-PINGREQ = const(0xC0)
-PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
+# Private consts cost a board no heap; microagent.mqtt has the public names.
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)  # 3.8.1: SUBSCRIBE's flags are 0010
+_SUBACK = const(0x90)
+_PINGRESP = const(0xD0)
+_MAX_REMAINING = const(268435455)  # 2.2.3: four 7-bit digits
 
 PINGREQ_PACKET = b"\xc0\x00"  # 3.12
 DISCONNECT_PACKET = b"\xe0\x00"  # 3.14
 HEADROOM = const(5)  # the longest fixed header: 1 type byte + 4 remaining-length bytes
-MAX_REMAINING = const(268435455)  # 2.2.3: four 7-bit digits
-_LEVEL_4 = b"\x00\x04MQTT\x04"  # 3.1.2.1 protocol name "MQTT", 3.1.2.2 protocol level 4
 
 
-class PacketError(Exception):
-    """Bytes that are not a valid MQTT 3.1.1 packet, or a packet that does not fit its buffer."""
+class MQTTError(Exception):
+    """The connection is unusable: refused, timed out, closed, or the broker broke the protocol
+    (raised here for malformed packets, and for a packet that does not fit its buffer)."""
 
 
 # ---- encoding ----------------------------------------------------------------------------------
 
-def _no_room(buf):
-    raise PacketError("packet does not fit the %d-byte buffer" % len(buf))
-
-
 def put_u16(buf, pos, value):
     """Writes VALUE big-endian (1.5.2) at POS; returns the end."""
     if pos + 2 > len(buf):
-        _no_room(buf)
+        raise MQTTError("packet does not fit the %d-byte buffer" % len(buf))
     buf[pos] = value >> 8
     buf[pos + 1] = value & 0xFF
     return pos + 2
@@ -61,7 +58,7 @@ def put_string(buf, pos, text):
     pos = put_u16(buf, pos, len(data))
     end = pos + len(data)
     if end > len(buf):
-        _no_room(buf)
+        raise MQTTError("packet does not fit the %d-byte buffer" % len(buf))
     buf[pos:end] = data
     return end
 
@@ -76,24 +73,23 @@ def put_tail(buf, pos, data):
     return end
 
 
-def connect(buf, client_id, keepalive_s, clean_session=True, user=None, password_size=-1):
-    """CONNECT's variable header and payload (3.1.2, 3.1.3) up to the password's length field
-    (PASSWORD_SIZE >= 0: a password follows; the caller adds its bytes with put_tail). Returns the
-    end."""
+def connect(buf, client_id, keepalive_s, clean_session, user, password_size):
+    """CONNECT (3.1) up to its password's length field: USER None for no user name, PASSWORD_SIZE
+    -1 for no password, else the caller adds its bytes with put_tail. Returns the end."""
     if not 0 <= keepalive_s <= 65535:
-        raise PacketError("keep alive %r s out of 0..65535 (3.1.2.10)" % (keepalive_s,))
-    pos = HEADROOM + len(_LEVEL_4)
+        raise MQTTError("keep alive %r s out of 0..65535 (3.1.2.10)" % (keepalive_s,))
+    pos = HEADROOM + 7
     if pos + 3 > len(buf):
-        _no_room(buf)
-    buf[HEADROOM:pos] = _LEVEL_4
+        raise MQTTError("packet does not fit the %d-byte buffer" % len(buf))
+    buf[HEADROOM - 1] = _CONNECT
+    buf[HEADROOM:pos] = b"\x00\x04MQTT\x04"  # 3.1.2.1 protocol name "MQTT", 3.1.2.2 level 4
     flags = 0x02 if clean_session else 0  # 3.1.2.3: bit 1 clean session, 6 password, 7 user name
     if user is not None:
         flags |= 0x80
     if password_size >= 0:
         flags |= 0x40
     buf[pos] = flags
-    pos = put_u16(buf, pos + 1, keepalive_s)
-    pos = put_string(buf, pos, client_id)
+    pos = put_string(buf, put_u16(buf, pos + 1, keepalive_s), client_id)  # 3.1.2.10, 3.1.3.1
     if user is not None:
         pos = put_string(buf, pos, user)
     if password_size >= 0:
@@ -101,53 +97,56 @@ def connect(buf, client_id, keepalive_s, clean_session=True, user=None, password
     return pos
 
 
-def publish_flags(qos, retain=False, dup=False):
-    """PUBLISH's first byte (3.3.1): DUP bit 3, QoS bits 2-1, RETAIN bit 0."""
+def publish(buf, topic, qos, pid, retain, dup):
+    """PUBLISH (3.3) up to its payload, which follows through put_tail: the topic name, then at
+    QoS 1 the packet identifier PID. Returns the end."""
     if qos != 0 and qos != 1:
-        raise PacketError("QoS %r not supported (0 or 1)" % (qos,))
-    return PUBLISH | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-
-
-def publish(buf, topic, pid=0):
-    """PUBLISH's variable header (3.3.2): the topic name, then the packet identifier when PID is
-    not 0 (QoS 1). The payload follows through put_tail. Returns the end."""
+        raise MQTTError("QoS %r not supported (0 or 1)" % (qos,))
+    # 3.3.1: DUP bit 3, QoS bits 2-1, RETAIN bit 0
+    buf[HEADROOM - 1] = _PUBLISH | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
     pos = put_string(buf, HEADROOM, topic)
-    if pid:
+    if qos:
         pos = put_u16(buf, pos, pid)
     return pos
 
 
 def subscribe(buf, pid, topic, qos):
-    """SUBSCRIBE for one topic filter (3.8.2, 3.8.3): packet identifier, filter, requested QoS.
-    Returns the end."""
+    """SUBSCRIBE (3.8) to one topic filter: packet identifier, filter, requested QoS. Returns the
+    end."""
     if qos != 0 and qos != 1:
-        raise PacketError("QoS %r not supported (0 or 1)" % (qos,))
+        raise MQTTError("QoS %r not supported (0 or 1)" % (qos,))
+    buf[HEADROOM - 1] = _SUBSCRIBE
     pos = put_string(buf, put_u16(buf, HEADROOM, pid), topic)
     if pos >= len(buf):
-        _no_room(buf)
+        raise MQTTError("packet does not fit the %d-byte buffer" % len(buf))
     buf[pos] = qos
     return pos + 1
 
 
 def puback(buf, pid):
     """PUBACK (3.4) for PID into the 4 bytes of BUF."""
-    buf[0] = PUBACK
+    buf[0] = _PUBACK
     buf[1] = 2
     buf[2] = pid >> 8
     buf[3] = pid & 0xFF
 
 
-def finish(buf, first, end, tail=0):
-    """Writes the fixed header (2.2) with type byte FIRST right before BUF[HEADROOM:END], the body,
-    for a remaining length of the body plus TAIL bytes sent after it. Returns the packet's start."""
+def finish(buf, end, tail):
+    """Puts the remaining length (2.2.3) of the body BUF[HEADROOM:END] plus TAIL bytes sent after
+    it between the body and the packet's first byte (at BUF[HEADROOM - 1]). Returns the packet's
+    start."""
     remaining = end - HEADROOM + tail
-    if remaining > MAX_REMAINING:
-        raise PacketError("packet of %d bytes exceeds MQTT's remaining length limit of %d (2.2.3)"
-                          % (remaining, MAX_REMAINING))
-    start = HEADROOM - 1 - length_size(remaining)
-    buf[start] = first
+    if remaining > _MAX_REMAINING:
+        raise MQTTError("packet of %d bytes exceeds MQTT's remaining length limit of %d (2.2.3)"
+                        % (remaining, _MAX_REMAINING))
+    start = HEADROOM - 2
+    value = remaining >> 7
+    while value:
+        start -= 1
+        value >>= 7
+    buf[start] = buf[HEADROOM - 1]
     pos = start + 1
-    while True:  # 2.2.3: 7 bits a byte, least significant first, bit 7 set when more follow
+    while True:  # 7 bits a byte, least significant first, bit 7 set when more follow
         digit = remaining & 0x7F
         remaining >>= 7
         if remaining:
@@ -158,24 +157,11 @@ def finish(buf, first, end, tail=0):
             return start
 
 
-def length_size(remaining):
-    """How many bytes the remaining length REMAINING takes (2.2.3): 1 to 4."""
-    size = 1
-    while remaining > 127:
-        remaining >>= 7
-        size += 1
-    return size
-
-
 # ---- decoding ----------------------------------------------------------------------------------
-
-def _fail(reason):
-    raise PacketError(reason)
-
 
 def remaining_length(buf, pos, end):
     """The remaining length (2.2.3) whose first byte is BUF[POS]: its value, or -1 when
-    BUF[POS:END] holds only the start of it. PacketError when a fourth byte says more follow."""
+    BUF[POS:END] holds only the start of it; MQTTError when a fourth byte says more follow."""
     value = 0
     shift = 0
     while pos < end:
@@ -185,7 +171,8 @@ def remaining_length(buf, pos, end):
             return value
         shift += 7
         if shift == 28:
-            _fail("malformed remaining length: more than 4 bytes (2.2.3)")
+            raise MQTTError("protocol error from the broker: malformed remaining length: more "
+                            "than 4 bytes (2.2.3)")
         pos += 1
     return -1
 
@@ -195,28 +182,49 @@ def check_header(first, length, buf_size):
     LENGTH. Returns how many body bytes to read into a BUF_SIZE-byte buffer: the whole body, but
     for PUBLISH its first 2 (the topic length; see publish_header)."""
     kind = first & 0xF0
-    if kind == PUBLISH:
+    reason = None
+    if kind == _PUBLISH:
         qos = (first >> 1) & 0x03
         if qos > 1:  # 3.3.1.2: QoS 3 is malformed; this client never subscribes with QoS 2
-            _fail("incoming PUBLISH with QoS %d" % qos)
-        if length < (4 if qos else 2):
-            _fail("PUBLISH shorter than its header")
-        return 2
-    if first & 0x0F:  # 2.2.2: reserved flags of these packet types are 0
-        _fail("reserved flags set in packet type 0x%02x" % first)
-    if kind == CONNACK or kind == PUBACK:  # 3.2.1, 3.4.1
-        if length != 2:
-            _fail("packet type 0x%02x with length %d, expected 2" % (kind, length))
-        return 2
-    if kind == SUBACK:  # 3.9.1: packet identifier and at least one return code
-        if length < 3 or length > buf_size:
-            _fail("SUBACK with length %d" % length)
-        return length
-    if kind == PINGRESP:  # 3.13.1
-        if length:
-            _fail("PINGRESP with length %d" % length)
-        return 0
-    _fail("unexpected packet type 0x%02x from the broker" % kind)
+            reason = "incoming PUBLISH with QoS %d" % qos
+        elif length < (4 if qos else 2):
+            reason = "PUBLISH shorter than its header"
+        else:
+            return 2
+    elif first & 0x0F:  # 2.2.2: the other packets' flags are reserved, 0
+        reason = "reserved flags set in packet type 0x%02x" % first
+    elif kind == _CONNACK or kind == _PUBACK:  # 3.2.1, 3.4.1
+        if length == 2:
+            return 2
+        reason = "packet type 0x%02x with length %d, expected 2" % (kind, length)
+    elif kind == _SUBACK:  # 3.9.1: packet identifier and at least one return code
+        if 3 <= length <= buf_size:
+            return length
+        reason = "SUBACK with length %d" % length
+    elif kind == _PINGRESP:  # 3.13.1
+        if not length:
+            return 0
+        reason = "PINGRESP with length %d" % length
+    raise MQTTError("protocol error from the broker: " + (
+        reason or "unexpected packet type 0x%02x from the broker" % kind))
+
+
+def check_body(first, buf, length):
+    """Checks the body BUF[0:LENGTH] of a CONNACK or SUBACK (type byte FIRST) and returns what it
+    says: CONNACK's session-present flag (3.2.2.2; its return code, 3.2.2.3, is BUF[1]), SUBACK's
+    first return code (3.9.3: 0x00-0x02 granted QoS, 0x80 failure)."""
+    if first == _CONNACK:
+        if not buf[0] & 0xFE:  # 3.2.2.1: acknowledge flags bits 7-1 are reserved
+            return buf[0]
+        reason = "CONNACK acknowledge flags 0x%02x: bits 7-1 are reserved" % buf[0]
+    else:
+        for pos in range(2, length):
+            if buf[pos] > 2 and buf[pos] != 0x80:
+                break
+        else:
+            return buf[2]
+        reason = "SUBACK return code 0x%02x (3.9.3 allows 0x00-0x02 and 0x80)" % buf[pos]
+    raise MQTTError("protocol error from the broker: " + reason)
 
 
 def packet_id(buf, pos):
@@ -228,26 +236,10 @@ def publish_header(first, length, buf):
     """The size of an incoming PUBLISH's variable header (3.3.2: topic name, then the packet
     identifier at QoS 1) from the topic length in BUF[0:2], checked against the remaining length
     LENGTH and the buffer that must hold it."""
-    header = 4 + packet_id(buf, 0) if first & 0x06 else 2 + packet_id(buf, 0)
+    header = (4 if first & 0x06 else 2) + packet_id(buf, 0)
     if header > length:
-        _fail("PUBLISH topic longer than the packet")
+        raise MQTTError("protocol error from the broker: PUBLISH topic longer than the packet")
     if header > len(buf):
-        _fail("PUBLISH topic longer than the %d-byte buffer" % len(buf))
+        raise MQTTError("protocol error from the broker: PUBLISH topic longer than the %d-byte "
+                        "buffer" % len(buf))
     return header
-
-
-def connack(buf):
-    """The session-present flag (3.2.2.2) of a CONNACK body in BUF[0:2]; its return code
-    (3.2.2.3) is BUF[1]. PacketError when reserved acknowledge flags (bits 7-1) are set."""
-    if buf[0] & 0xFE:
-        _fail("CONNACK acknowledge flags 0x%02x: bits 7-1 are reserved" % buf[0])
-    return buf[0] & 1
-
-
-def suback(buf, length):
-    """The first return code (3.9.3) of a SUBACK body BUF[0:LENGTH]: 0x00, 0x01, 0x02 (granted
-    QoS) or 0x80 (failure); PacketError for any other value."""
-    for pos in range(2, length):
-        if buf[pos] > 2 and buf[pos] != 0x80:
-            _fail("SUBACK return code 0x%02x (3.9.3 allows 0x00-0x02 and 0x80)" % buf[pos])
-    return buf[2]
