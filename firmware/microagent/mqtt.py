@@ -12,7 +12,6 @@
 # deadline. A silent or slow broker costs the application nothing but a few polls.
 import asyncio
 import errno
-import select
 import socket
 
 from microagent import mqtt_codec as codec
@@ -32,16 +31,13 @@ except AttributeError:  # CPython
     def pause_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-# Packet types (MQTT 3.1.1, 2.2.1) as the first byte with its flags: what poll() returns.
-CONNECT = const(0x10)
+# The types (MQTT 3.1.1, 2.2.1) of the packets poll() handles and returns. What a client sends
+# is the codec's.
 CONNACK = const(0x20)
 PUBLISH = const(0x30)
 PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)
 SUBACK = const(0x90)
-PINGREQ = const(0xC0)
 PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
 
 _IDLE_MS = const(10)  # how long a wait sleeps between two looks at the socket
 _CONNACK_REASONS = (
@@ -53,22 +49,14 @@ _CONNACK_REASONS = (
     "not authorized",
 )
 
-
-def _busy_errnos():
-    # "Try again later" from a non-blocking socket, as each port spells it: EAGAIN/EWOULDBLOCK
-    # everywhere; EINPROGRESS/EALREADY while a connect is under way (lwip, Linux); ETIMEDOUT from
-    # the ESP32 port's socket timeout; ENOBUFS/ENOMEM when lwip is out of buffers (ESP32 and RP2
-    # under Wi-Fi load). ESP-IDF's newlib numbers differ from Linux's, so both are listed.
-    found = [11, 115, 114, 110, 105, 12, 119, 120, 116]
-    for name in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY", "ETIMEDOUT", "ENOBUFS",
-                 "ENOMEM"):
-        value = getattr(errno, name, None)
-        if value is not None and value not in found:
-            found.append(value)
-    return tuple(found)
-
-
-BUSY_ERRNOS = _busy_errnos()
+# "Try again later" from a non-blocking socket, as each port spells it: EAGAIN/EWOULDBLOCK
+# everywhere; EINPROGRESS/EALREADY while a connect is under way (lwip, Linux); ETIMEDOUT from
+# the ESP32 port's socket timeout; ENOBUFS/ENOMEM when lwip is out of buffers (ESP32 and RP2
+# under Wi-Fi load). ESP-IDF's newlib numbers differ from Linux's, so both are listed.
+BUSY_ERRNOS = tuple({11, 115, 114, 110, 105, 12, 119, 120, 116}
+                    | {getattr(errno, name) for name in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS",
+                                                         "EALREADY", "ETIMEDOUT", "ENOBUFS", "ENOMEM")
+                       if hasattr(errno, name)})
 
 
 class MQTTRefused(MQTTError):
@@ -127,6 +115,7 @@ def run(coroutine):
 
 async def _writable(sock, where, deadline_ms, started):
     # Waits, yielding, until the non-blocking connect of SOCK finished; OSError when it failed.
+    import select  # here, once a connection: a name less in the module's dictionary on a board
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
     while True:
@@ -330,9 +319,9 @@ class MQTTClient:
             payload = payload.encode()
         pid = 0
         if qos:
-            slot = self._free_slot()
-            if slot < 0:
+            if 0 not in self._inflight:
                 raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
+            slot = self._inflight.index(0)
             pid = self._new_pid()
         await self._send(codec.publish(self._out, topic, qos, pid, retain, dup), payload)
         if qos:
@@ -421,7 +410,11 @@ class MQTTClient:
             elif kind == CONNACK:
                 codec.check_body(CONNACK, self._in, 2)
             elif kind == PUBACK:
-                self._acknowledged(codec.packet_id(self._in, 0))
+                pid = codec.packet_id(self._in, 0)
+                if pid and pid in self._inflight:
+                    self._inflight[self._inflight.index(pid)] = 0
+                else:
+                    self.unknown_acks += 1
             elif kind == SUBACK:
                 self._suback_code = codec.check_body(SUBACK, self._in, length)
                 self._suback_pid = codec.packet_id(self._in, 0)
@@ -454,24 +447,11 @@ class MQTTClient:
             codec.puback(self._ack, pid)
             await self._write_all(self._ack)
 
-    def _acknowledged(self, pid):
-        for i in range(self.max_inflight):
-            if self._inflight[i] == pid and pid:
-                self._inflight[i] = 0
-                return
-        self.unknown_acks += 1
-
     # ---- low level --------------------------------------------------------------------------
 
     def _require_connection(self):
         if self._sock is None:
             raise MQTTError("not connected")
-
-    def _free_slot(self):
-        for i in range(self.max_inflight):
-            if not self._inflight[i]:
-                return i
-        return -1
 
     def _new_pid(self):
         while True:
