@@ -257,7 +257,7 @@ class MQTTClient:
         try:
             secret = password.encode() if isinstance(password, str) else password
             end = codec.connect(self._out, self.client_id, self.keepalive_ms // 1000,
-                                clean_session, self.user, -1 if secret is None else len(secret))
+                                clean_session, self.user, secret)
             try:
                 await self._send(end, secret)
             except ValueError as exc:  # mbedTLS's handshake errors
@@ -323,7 +323,7 @@ class MQTTClient:
                 raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
             slot = self._inflight.index(0)
             pid = self._new_pid()
-        await self._send(codec.publish(self._out, topic, qos, pid, retain, dup), payload)
+        await self._send(codec.publish(self._out, topic, qos, pid, retain, dup, payload), payload)
         if qos:
             self._inflight[slot] = pid
         return pid
@@ -410,14 +410,14 @@ class MQTTClient:
             elif kind == CONNACK:
                 codec.check_body(CONNACK, self._in, 2)
             elif kind == PUBACK:
-                pid = codec.packet_id(self._in, 0)
+                pid = codec.check_body(PUBACK, self._in, 2)
                 if pid and pid in self._inflight:
                     self._inflight[self._inflight.index(pid)] = 0
                 else:
                     self.unknown_acks += 1
             elif kind == SUBACK:
-                self._suback_code = codec.check_body(SUBACK, self._in, length)
-                self._suback_pid = codec.packet_id(self._in, 0)
+                self._suback_pid = codec.check_body(SUBACK, self._in, length)
+                self._suback_code = self._in[2]
             else:
                 self._ping_sent = None  # PINGRESP
             return kind
@@ -430,7 +430,8 @@ class MQTTClient:
         header = codec.publish_header(first, length, self._in)
         await self._read_exact(self._inv[2:], header - 2)
         qos = first & 0x06
-        pid = codec.packet_id(self._in, header - 2) if qos else 0
+        if qos:
+            codec.puback(self._ack, self._in, header)  # before the payload takes _in
         body = length - header
         if length <= len(self._in):
             await self._read_exact(self._inv[header:], body)
@@ -444,7 +445,6 @@ class MQTTClient:
                 await self._read_exact(self._inv, chunk)
                 body -= chunk
         if qos:
-            codec.puback(self._ack, pid)
             await self._write_all(self._ack)
 
     # ---- low level --------------------------------------------------------------------------
@@ -516,15 +516,12 @@ class MQTTClient:
         self._last_tx = self._clock()
 
     async def _send(self, end, last):
-        # The codec wrote the packet to _out[:end] but its remaining length; LAST, its last field
-        # (payload or password), is copied after it when it fits, else written right after it
-        # from the caller's memory.
-        tail = 0
-        if last is not None:
-            copied = codec.put_tail(self._out, end, last)
-            tail = len(last) - (copied - end)
-            end = copied
-        start = codec.finish(self._out, end, tail)
-        await self._write_all(self._outv[start:end])
-        if tail:
-            await self._write_all(last)
+        # The codec wrote a packet ending at END to _out but for its remaining length. When END is
+        # past the buffer, LAST, its last field (payload or password), did not fit: it is written
+        # from the caller's memory right after the rest.
+        start = codec.finish(self._out, end)
+        if end <= len(self._out):
+            await self._write_all(self._outv[start:end])
+            return
+        await self._write_all(self._outv[start:end - len(last)])
+        await self._write_all(last)

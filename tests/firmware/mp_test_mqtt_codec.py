@@ -3,14 +3,18 @@
 # 2014); the comment before each names the section it follows. Nothing here is produced by our own
 # encoder or by another MQTT library. Runs on CPython, MicroPython and micropython32.
 from microagent import mqtt_codec as codec
-from microagent.mqtt_codec import HEADROOM, MQTTError
+from microagent.mqtt_codec import MQTTError
 from mp_assert import raises
 
+HEADROOM = 5  # where the codec starts a body: room for the longest fixed header (2.2.3)
 
-def _packet(buf, end, tail=b""):
-    # The bytes on the wire: the packet in BUF, then the TAIL the caller writes after it.
-    start = codec.finish(buf, end, len(tail))
-    return bytes(buf[start:end]) + tail
+
+def _packet(buf, end, last=b""):
+    # The bytes on the wire: the packet in BUF, and after it LAST when it did not fit there.
+    start = codec.finish(buf, end)
+    if end <= len(buf):
+        return bytes(buf[start:end])
+    return bytes(buf[start:end - len(last)]) + last
 
 
 def _fails(fn, args, reason):
@@ -22,8 +26,7 @@ def _fails(fn, args, reason):
 
 def test_connect_with_user_name_password_and_clean_session():
     buf = bytearray(64)
-    end = codec.connect(buf, "dev-01", 60, True, "u", 2)
-    end = codec.put_tail(buf, end, b"pw")
+    end = codec.connect(buf, "dev-01", 60, True, "u", b"pw")
     # 3.1.1 fixed header 0x10; 3.1.2.1 protocol name 00 04 'MQTT'; 3.1.2.2 level 4; 3.1.2.3 flags
     # user name (bit 7) + password (bit 6) + clean session (bit 1) = 0xC2; 3.1.2.10 keep alive 60
     # = 00 3C; 3.1.3 payload: client id, user name, password, each with a 2-byte length (1.5.3).
@@ -35,7 +38,7 @@ def test_connect_with_user_name_password_and_clean_session():
 
 def test_connect_without_credentials_persistent_session():
     buf = bytearray(32)
-    end = codec.connect(buf, "c", 1177, False, None, -1)
+    end = codec.connect(buf, "c", 1177, False, None, None)
     # 3.1.2.3: no flags set (clean session 0); 3.1.2.10: 1177 = 0x0499; remaining 10 + 3 = 13.
     assert _packet(buf, end) == b"\x10\x0d\x00\x04MQTT\x04\x00\x04\x99\x00\x01c"
 
@@ -43,53 +46,53 @@ def test_connect_without_credentials_persistent_session():
 def test_connect_password_larger_than_the_buffer_follows_the_packet():
     buf = bytearray(24)
     password = b"S" * 40
-    end = codec.connect(buf, "d", 0, True, None, len(password))
-    assert codec.put_tail(buf, end, password) == end  # does not fit: the caller sends it after
+    end = codec.connect(buf, "d", 0, True, None, password)
+    assert end > len(buf)  # the password does not fit: the caller sends it after the rest
     # 3.1.2.3: password (bit 6) + clean session (bit 1) = 0x42; remaining 10 + 3 + 2 + 40 = 55.
     assert _packet(buf, end, password) == (
         b"\x10\x37\x00\x04MQTT\x04\x42\x00\x00\x00\x01d\x00\x28" + b"S" * 40)
 
 
 def test_connect_that_does_not_fit_the_buffer():
-    _fails(codec.connect, (bytearray(16), "a-long-client-id", 60, True, None, -1),
+    _fails(codec.connect, (bytearray(16), "a-long-client-id", 60, True, None, None),
            "does not fit the 16-byte buffer")
-    _fails(codec.connect, (bytearray(64), "c", 65536, True, None, -1), "keep alive 65536")
+    _fails(codec.connect, (bytearray(64), "c", 65536, True, None, None), "keep alive 65536")
 
 
 # ---- PUBLISH (3.3), PUBACK (3.4) ---------------------------------------------------------------
 
 def test_publish_qos0():
     buf = bytearray(32)
-    end = codec.put_tail(buf, codec.publish(buf, "a/b", 0, 0, False, False), b"hello")
+    end = codec.publish(buf, "a/b", 0, 0, False, False, b"hello")
     # 3.3.1: 0x30 (QoS 0, no DUP, no RETAIN); 3.3.2.1 topic name 00 03 'a/b'; no packet id at QoS 0.
     assert _packet(buf, end) == b"\x30\x0a\x00\x03a/bhello"
 
 
 def test_publish_qos1_dup_retain():
     buf = bytearray(32)
-    end = codec.put_tail(buf, codec.publish(buf, b"t", 1, 10, True, True), b"ab")
+    end = codec.publish(buf, b"t", 1, 10, True, True, b"ab")
     # 3.3.1.1 DUP 0x08, 3.3.1.2 QoS 1 0x02, 3.3.1.3 RETAIN 0x01: 0x3B; 3.3.2.2 packet id 00 0A.
     assert _packet(buf, end) == b"\x3b\x07\x00\x01t\x00\x0aab"
-    _fails(codec.publish, (bytearray(32), "t", 2, 1, False, False), "QoS 2 not supported")
+    _fails(codec.publish, (bytearray(32), "t", 2, 1, False, False, b""), "QoS 2 not supported")
 
 
 def test_publish_payload_larger_than_the_buffer_follows_the_packet():
     buf = bytearray(16)
     payload = bytes(range(256)) * 4
-    end = codec.publish(buf, "big", 0, 0, False, False)
-    assert codec.put_tail(buf, end, payload) == end
+    end = codec.publish(buf, "big", 0, 0, False, False, payload)
+    assert end > len(buf)
     # 2.2.3: remaining length 5 + 1024 = 1029 = 0x405 -> 0x85 0x08.
     assert _packet(buf, end, payload) == b"\x30\x85\x08\x00\x03big" + payload
 
 
 def test_publish_topic_that_does_not_fit_the_buffer():
-    _fails(codec.publish, (bytearray(16), "devices/dev/messages/events/", 0, 0, False, False),
+    _fails(codec.publish, (bytearray(16), "devices/dev/messages/events/", 0, 0, False, False, b""),
            "does not fit the 16-byte")
 
 
 def test_puback():
     ack = bytearray(4)
-    codec.puback(ack, 0x1234)
+    codec.puback(ack, b"\x00\x01t\x12\x34", 5)  # for a PUBLISH to "t" with packet id 0x1234
     assert bytes(ack) == b"\x40\x02\x12\x34"  # 3.4.1 0x40 and length 2; 3.4.2 packet identifier
 
 
@@ -122,7 +125,7 @@ def test_remaining_length_encoding_table():
     buf = bytearray(HEADROOM)
     for value, digits in _LENGTHS:
         buf[HEADROOM - 1] = 0x30  # the first byte, where the encoders leave it
-        start = codec.finish(buf, HEADROOM, value)  # an empty body and VALUE tail bytes
+        start = codec.finish(buf, HEADROOM + value)  # a body of VALUE bytes, none of them in BUF
         assert bytes(buf[start:HEADROOM]) == b"\x30" + digits, (value, bytes(buf[start:]))
 
 
@@ -133,7 +136,7 @@ def test_remaining_length_decoding_table():
 
 
 def test_remaining_length_too_large_to_send():
-    _fails(codec.finish, (bytearray(HEADROOM), HEADROOM, 268435456), "268435455")
+    _fails(codec.finish, (bytearray(HEADROOM), HEADROOM + 268435456), "268435455")
 
 
 def test_remaining_length_incomplete_and_malformed():
@@ -158,7 +161,7 @@ def test_connack():
 
 def test_puback_received():
     assert codec.check_header(0x40, 2, 64) == 2  # 3.4.1
-    assert codec.packet_id(b"\x12\x34", 0) == 0x1234  # 2.3.1, big-endian (1.5.2)
+    assert codec.check_body(0x40, b"\x12\x34", 2) == 0x1234  # 2.3.1, big-endian (1.5.2)
     _fails(codec.check_header, (0x40, 1, 64), "length 1, expected 2")  # truncated
     _fails(codec.check_header, (0x42, 2, 64), "reserved flags")
 
@@ -166,8 +169,8 @@ def test_puback_received():
 def test_suback():
     body = b"\x00\x07\x01"  # 3.9.2 packet id 7; 3.9.3 return code: QoS 1 granted
     assert codec.check_header(0x90, 3, 64) == 3
-    assert codec.packet_id(body, 0) == 7 and codec.check_body(0x90, body, 3) == 1
-    assert codec.check_body(0x90, b"\x00\x07\x80", 3) == 0x80  # failure
+    assert codec.check_body(0x90, body, 3) == 7  # the packet id; the return code is body[2]
+    assert codec.check_body(0x90, b"\x00\x07\x80", 3) == 7  # 0x80: failure
     _fails(codec.check_body, (0x90, b"\x00\x07\x03", 3), "return code 0x03")  # 3.9.3: reserved
     _fails(codec.check_body, (0x90, b"\x00\x07\x01\x7f", 4), "return code 0x7f")
     _fails(codec.check_header, (0x90, 2, 64), "SUBACK with length 2")  # no return code
@@ -187,7 +190,7 @@ def test_incoming_publish_qos1():
     body = bytearray(64)
     body[:length] = data[2:]
     header = codec.publish_header(data[0], length, body)
-    assert header == 7 and codec.packet_id(body, header - 2) == 0x1234
+    assert header == 7 and bytes(body[header - 2:header]) == b"\x12\x34"
     assert bytes(body[2:header - 2]) == b"a/b" and bytes(body[header:length]) == b"hello"
 
 
@@ -226,13 +229,15 @@ def test_hot_path_allocates_nothing():
     topic = b"devices/dev-01/messages/events/"
     payload = b"{}"
     incoming = b"\x40\x02\x00\x01"
+    body = b"\x00\x01"
+    publish_head = bytearray(b"\x00\x01t\x00\x07")
     collect()
     before = mem_alloc()
     for pid in range(1, 200):
-        end = codec.put_tail(buf, codec.publish(buf, topic, 1, pid, False, False), payload)
-        codec.finish(buf, end, 0)
+        codec.finish(buf, codec.publish(buf, topic, 1, pid, False, False, payload))
         length = codec.remaining_length(incoming, 1, 4)
         codec.check_header(incoming[0], length, 64)
-        codec.packet_id(incoming, 2)
-        codec.puback(ack, pid)
+        codec.check_body(0x40, body, 2)
+        codec.publish_header(0x32, 9, publish_head)
+        codec.puback(ack, publish_head, 5)
     assert mem_alloc() - before == 0, mem_alloc() - before
