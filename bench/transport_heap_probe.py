@@ -27,7 +27,7 @@ if mode in ("hub", "agent"):
     if mode == "agent":
         from microagent.engine import build_engine
         engine = build_engine(16, 256, 16, 4096, "00000000-0000-4000-8000-000000000000",
-                              lambda buffer, length: None, lambda text: None)
+                              lambda buffer, length: None, lambda text: None, "json")
         mark("engine built")
     from microagent import hub
     from microagent.config import Config

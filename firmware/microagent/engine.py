@@ -222,7 +222,7 @@ def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
 
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn, encoding="json"):
+                 warn, encoding):
     """The firmware's engine as replay runs it (replay_main, `microagent replay --engine firmware`,
     the crosscheck): drop-new caches of these sizes, the DNS table bounded by the network cache
     size (docs/spec.md section 3)."""

@@ -154,7 +154,7 @@ events = st.dictionaries(st.sampled_from(EVENT_KEYS), field_values, max_size=12)
 def _engines():
     sink = lambda buffer, length: bytes(buffer[:length]).decode()  # noqa: E731 (must be UTF-8)
     return [build_host_engine(8, sink, lambda text: None, "agent", 4096),
-            build_engine(4, 8, 4, 4096, "agent", sink, lambda text: None)]
+            build_engine(4, 8, 4, 4096, "agent", sink, lambda text: None, "json")]
 
 
 @FUZZ
