@@ -7,7 +7,7 @@ import sys
 import time
 
 from microagent import events
-from microagent.encode import make_encoder
+from microagent.engine import make_encoder
 
 AGENT = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab"
 WINDOW_START_MS = 1767225600000

@@ -25,9 +25,9 @@ with open(ca_path, "rb") as f:
 token = sas.sas_token("bench.example/devices/dev", b"0123456789abcdef0123456789abcdef", 1800000000)
 if mode in ("hub", "agent"):
     if mode == "agent":
-        from microagent.replay_main import build_engine
+        from microagent.engine import build_engine
         engine = build_engine(16, 256, 16, 4096, "00000000-0000-4000-8000-000000000000",
-                              lambda buffer, length: None, lambda text: None)
+                              lambda buffer, length: None, lambda text: None, "json")
         mark("engine built")
     from microagent import hub
     from microagent.config import Config

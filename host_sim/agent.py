@@ -11,7 +11,7 @@ import time
 from microagent import events as ev
 from microagent.config import Config
 from microagent.decode import message_line
-from microagent.encode import make_encoder
+from microagent.engine import make_encoder
 from microagent.trace import TraceError, record_event
 
 from host_sim.collectors import baseline, sbom, sysinfo

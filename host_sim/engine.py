@@ -10,8 +10,8 @@ from collections import deque
 
 from microagent import events
 from microagent.cache import HIT, LOST, NEW
-from microagent.encode import JSON, make_encoder
-from microagent.engine import Engine
+from microagent.encode import JSON
+from microagent.engine import Engine, make_encoder
 
 
 class _EvictingCache:

@@ -9,7 +9,7 @@ import uuid
 
 from microagent.decode import body_of_line, message_line
 from microagent.encode import JSON
-from microagent.replay_main import build_engine
+from microagent.engine import build_engine
 from microagent.trace import Replay, TraceError, replay_file
 
 from host_sim import targets

@@ -23,7 +23,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(REPO, "firmware")
 HOST_MODULES = os.path.join(REPO, "build", "mpy-replay")
 TARGETS = ("micropython32", "qemu-cortex-m3")
-QEMU = "qemu-system-arm"
 # Replay's host-only modules, as the top-level names they get on a target.
 REPLAY_MODULES = (("microagent/replay_main.py", "replay_main"),
                   ("microagent/trace.py", "replay_trace"),
@@ -133,25 +132,17 @@ def micropython32_command(args, heap):
     return [binary("micropython32"), "-X", "heapsize=%s" % heap, "-m", "replay_launch"] + list(args), env
 
 
-def qemu_command(image, console="stdio", extra=()):
-    """The qemu-system-arm command line of the emulated Cortex-M3: CONSOLE (UART0) on stdio or a
-    tty device, semihosting for the host's clock and files, EXTRA for UART1."""
-    # -display none, not -nographic: that multiplexes stdio and takes Ctrl-A (the raw REPL). A
-    # tty console is opened as a serial device (raw); QEMU's stdio would turn \n into \r\n.
-    return [QEMU, "-machine", "mps2-an385", "-display", "none", "-monitor", "null", "-semihosting",
-            "-kernel", image, "-serial", console] + list(extra)
-
-
 class QemuBoard:
     """The emulated Cortex-M3 with its console on pipes, driven through the raw REPL."""
 
     def __init__(self, image=None, extra=()):
         import shutil
-        if shutil.which(QEMU) is None:
+        builder = _build_module()  # tools/build_firmware.py: how the emulated board is run
+        if shutil.which(builder.QEMU) is None:
             raise TargetError("%s is missing: run `make setup` (Debian package qemu-system-arm)"
-                              % QEMU)
+                              % builder.QEMU)
         self.image = image or binary("qemu-cortex-m3")
-        self.proc = subprocess.Popen(qemu_command(self.image, "stdio", extra),
+        self.proc = subprocess.Popen(builder.qemu_command(self.image, "stdio", extra),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=child_environment(),
                                      preexec_fn=dies_with_parent())

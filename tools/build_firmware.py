@@ -38,6 +38,12 @@ UPSTREAM = "https://github.com/micropython/micropython"
 SUBMODULES = ("lib/mbedtls", "lib/micropython-lib")
 TARGETS = ("micropython32", "qemu-cortex-m3")
 OUTPUTS = {"micropython32": "micropython", "qemu-cortex-m3": "firmware.elf"}
+# Each target's port in the MicroPython tree, its board folder (MicroPython's BOARD_DIR), and the
+# port's own manifest that firmware/manifest.py includes (MICROAGENT_PORT_MANIFEST).
+PORTS = {"micropython32": "ports/unix", "qemu-cortex-m3": "ports/qemu"}
+BOARD_DIRS = {"micropython32": None, "qemu-cortex-m3": QEMU_BOARD_DIR}
+PORT_MANIFESTS = {"micropython32": "$(PORT_DIR)/variants/standard/manifest.py",
+                  "qemu-cortex-m3": os.path.join(QEMU_BOARD_DIR, "manifest.py")}
 # With the NIST curve arithmetic ESP-IDF's mbedTLS enables by default: the TLS handshake's key
 # exchange is one mbedTLS call the board's asyncio loop waits for, about 3x shorter with it.
 UNIX_FLAGS = ("MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0",
@@ -48,6 +54,16 @@ QEMU_FLAGS = ("MICROPY_PY_BTREE=0", "MICROPY_FLOAT_IMPL=double")
 # The heap of the emulated board's image: MicroPython's default for the qemu port. A smaller
 # heap for one run is a ballast the runtime allocates (docs/targets.md).
 QEMU_HEAP_BYTES = 143360
+QEMU = "qemu-system-arm"
+
+
+def qemu_command(image, console="stdio", extra=()):
+    """The qemu-system-arm command line that runs the Cortex-M3 image built here: CONSOLE (UART0)
+    on stdio or a tty device, semihosting for the host's clock and files, EXTRA for UART1."""
+    # -display none, not -nographic: that multiplexes stdio and takes Ctrl-A (the raw REPL). A
+    # tty console is opened as a serial device (raw); QEMU's stdio would turn \n into \r\n.
+    return [QEMU, "-machine", "mps2-an385", "-display", "none", "-monitor", "null", "-semihosting",
+            "-kernel", image, "-serial", console] + list(extra)
 
 
 class BuildError(Exception):
@@ -265,15 +281,14 @@ def build_target(target, top, identity, jobs):
     env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(top)
     with open(os.path.join(out_dir, "build.log"), "w") as log:
         _make(["-C", "mpy-cross", "-j%d" % jobs], log, top, env, "mpy-cross")
+        env["MICROAGENT_PORT_MANIFEST"] = PORT_MANIFESTS[target]
         if target == "micropython32":
-            env["MICROAGENT_PORT_MANIFEST"] = "$(PORT_DIR)/variants/standard/manifest.py"
-            _make(["-C", "ports/unix", "-j%d" % jobs, "BUILD=" + objects,
+            _make(["-C", PORTS[target], "-j%d" % jobs, "BUILD=" + objects,
                    "FROZEN_MANIFEST=" + manifest]
                   + list(UNIX_FLAGS), log, top, env, target)
             built = os.path.join(objects, "micropython")
         else:
-            env["MICROAGENT_PORT_MANIFEST"] = os.path.join(QEMU_BOARD_DIR, "manifest.py")
-            _make(["-C", "ports/qemu", "-j%d" % jobs, "BOARD_DIR=" + QEMU_BOARD_DIR,
+            _make(["-C", PORTS[target], "-j%d" % jobs, "BOARD_DIR=" + BOARD_DIRS[target],
                    "BUILD=" + objects, "FROZEN_MANIFEST=" + manifest,
                    "USER_C_MODULES=" + os.path.join(QEMU_BOARD_DIR, "cmodules"),
                    "MICROPY_HEAP_SIZE=%d" % QEMU_HEAP_BYTES] + list(QEMU_FLAGS),

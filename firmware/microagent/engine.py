@@ -206,3 +206,27 @@ class Engine:
             values[5] = unsupported if unsupported else None
             yield
             self.encoder.item(events.DROPPED_FIELDS, values)
+
+
+def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
+    """The encoder for ENCODING ("json" or "compact"). Chosen here, not in microagent.encode:
+    microagent.compact builds on that module, which therefore never imports it."""
+    from microagent.encode import COMPACT, JSON, MessageEncoder  # here: no names kept on a board
+    if encoding == COMPACT:
+        # Imported only when chosen: a board speaking JSON keeps the compact code off its heap.
+        from microagent.compact import CompactEncoder
+        return CompactEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    if encoding == JSON:
+        return MessageEncoder(agent_id, sink, max_size, utc_offset_minutes)
+    raise ValueError("unknown encoding " + str(encoding))
+
+
+def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
+                 warn, encoding):
+    """The firmware's engine as replay runs it (replay_main, `microagent replay --engine firmware`,
+    the crosscheck): drop-new caches of these sizes, the DNS table bounded by the network cache
+    size (docs/spec.md section 3)."""
+    from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache  # never on a board
+    encoder = make_encoder(encoding, agent_id, sink, max_message_size)
+    return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
+                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn)

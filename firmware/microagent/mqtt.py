@@ -1,4 +1,5 @@
-# A small MQTT 3.1.1 client for the firmware (MicroPython-compatible; also runs on CPython).
+# A small MQTT 3.1.1 client for the firmware (MicroPython-compatible; also runs on CPython): the
+# I/O, keep-alive and QoS 1 tracking. The packets themselves are microagent.mqtt_codec's.
 #
 # Why not umqtt: the agent needs QoS 1 with PUBACK tracking by packet id (so the outbox knows what
 # the broker really has), keep-alive without blocking the application, buffers allocated once, and
@@ -11,11 +12,12 @@
 # deadline. A silent or slow broker costs the application nothing but a few polls.
 import asyncio
 import errno
-import select
 import socket
 
+from microagent import mqtt_codec as codec
 from microagent.clock import ticks_diff, ticks_ms
 from microagent.events import parse_ipv4
+from microagent.mqtt_codec import MQTTError
 
 try:
     from micropython import const
@@ -29,20 +31,14 @@ except AttributeError:  # CPython
     def pause_ms(ms):
         return asyncio.sleep(ms / 1000)
 
-CONNECT = const(0x10)
+# The types (MQTT 3.1.1, 2.2.1) of the packets poll() handles and returns. What a client sends
+# is the codec's.
 CONNACK = const(0x20)
 PUBLISH = const(0x30)
 PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)
 SUBACK = const(0x90)
-PINGREQ = const(0xC0)
 PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
 
-_PINGREQ_PACKET = b"\xc0\x00"
-_DISCONNECT_PACKET = b"\xe0\x00"
-_HEADROOM = const(5)  # fixed header: 1 type byte + up to 4 remaining-length bytes
-_MAX_REMAINING = const(268435455)
 _IDLE_MS = const(10)  # how long a wait sleeps between two looks at the socket
 _CONNACK_REASONS = (
     "",
@@ -53,26 +49,14 @@ _CONNACK_REASONS = (
     "not authorized",
 )
 
-
-def _busy_errnos():
-    # "Try again later" from a non-blocking socket, as each port spells it: EAGAIN/EWOULDBLOCK
-    # everywhere; EINPROGRESS/EALREADY while a connect is under way (lwip, Linux); ETIMEDOUT from
-    # the ESP32 port's socket timeout; ENOBUFS/ENOMEM when lwip is out of buffers (ESP32 and RP2
-    # under Wi-Fi load). ESP-IDF's newlib numbers differ from Linux's, so both are listed.
-    found = [11, 115, 114, 110, 105, 12, 119, 120, 116]
-    for name in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY", "ETIMEDOUT", "ENOBUFS",
-                 "ENOMEM"):
-        value = getattr(errno, name, None)
-        if value is not None and value not in found:
-            found.append(value)
-    return tuple(found)
-
-
-BUSY_ERRNOS = _busy_errnos()
-
-
-class MQTTError(Exception):
-    """The connection is unusable: refused, timed out, closed, or the broker broke the protocol."""
+# "Try again later" from a non-blocking socket, as each port spells it: EAGAIN/EWOULDBLOCK
+# everywhere; EINPROGRESS/EALREADY while a connect is under way (lwip, Linux); ETIMEDOUT from
+# the ESP32 port's socket timeout; ENOBUFS/ENOMEM when lwip is out of buffers (ESP32 and RP2
+# under Wi-Fi load). ESP-IDF's newlib numbers differ from Linux's, so both are listed.
+BUSY_ERRNOS = tuple({11, 115, 114, 110, 105, 12, 119, 120, 116}
+                    | {getattr(errno, name) for name in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS",
+                                                         "EALREADY", "ETIMEDOUT", "ENOBUFS", "ENOMEM")
+                       if hasattr(errno, name)})
 
 
 class MQTTRefused(MQTTError):
@@ -131,6 +115,7 @@ def run(coroutine):
 
 async def _writable(sock, where, deadline_ms, started):
     # Waits, yielding, until the non-blocking connect of SOCK finished; OSError when it failed.
+    import select  # here, once a connection: a name less in the module's dictionary on a board
     poller = select.poll()
     poller.register(sock, select.POLLOUT)
     while True:
@@ -211,7 +196,8 @@ class MQTTClient:
     larger than that is acknowledged and dropped, counted in .oversized) and OUT_SIZE (default
     BUF_SIZE) to build packets: a publish payload or CONNECT password that does not fit after
     its header is written from the caller's memory right after it, so OUT_SIZE only needs the
-    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1 messages may await their PUBACK. CLOCK returns ms ticks.
+    longest topic or CONNECT header (client id and user name). At most MAX_INFLIGHT QoS 1
+    messages may await their PUBACK. CLOCK returns ms ticks.
 
     Every method that waits for the network is a coroutine that yields to the asyncio loop while
     it waits (for CONNACK, SUBACK, a packet's remaining bytes, room in the socket's send buffer)
@@ -233,9 +219,8 @@ class MQTTClient:
         self._outv = memoryview(self._out)
         self._in = bytearray(buf_size)
         self._inv = memoryview(self._in)
-        self._byte = bytearray(1)
-        self._bytev = memoryview(self._byte)
-        self._ack = bytearray(b"\x40\x02\x00\x00")
+        self._first = self._inv[0:1]  # where an incoming packet's first byte goes
+        self._ack = bytearray(4)
         self._inflight = [0] * max_inflight
         self._next_pid = 0
         self._sock = None
@@ -270,8 +255,11 @@ class MQTTClient:
             self._next_pid = 0
         self._ping_sent = None
         try:
+            secret = password.encode() if isinstance(password, str) else password
+            end = codec.connect(self._out, self.client_id, self.keepalive_ms // 1000,
+                                clean_session, self.user, secret)
             try:
-                await self._send_connect(password, clean_session)
+                await self._send(end, secret)
             except ValueError as exc:  # mbedTLS's handshake errors
                 raise tls_error(exc, peer, server_hostname or peer)
             start = ticks_ms()
@@ -293,31 +281,6 @@ class MQTTClient:
             self.close()
             raise
 
-    async def _send_connect(self, password, clean_session):
-        pos = _HEADROOM
-        pos = self._put_bytes(pos, b"\x00\x04MQTT\x04")
-        flags = 0x02 if clean_session else 0
-        if self.user is not None:
-            flags |= 0x80
-        if password is not None:
-            flags |= 0x40
-        pos = self._put_bytes(pos, bytes((flags, self.keepalive_ms // 1000 >> 8,
-                                          self.keepalive_ms // 1000 & 0xFF)))
-        pos = self._put_string(pos, self.client_id)
-        if self.user is not None:
-            pos = self._put_string(pos, self.user)
-        if password is None:
-            await self._send_packet(CONNECT, pos)
-            return
-        secret = password.encode() if isinstance(password, str) else password
-        pos = self._put_u16(pos, len(secret))
-        if len(secret) <= len(self._out) - pos:
-            self._outv[pos:pos + len(secret)] = secret
-            await self._send_packet(CONNECT, pos + len(secret))
-        else:  # the password (last in CONNECT) follows the packet's start in a second write
-            await self._send_packet(CONNECT, pos, len(secret))
-            await self._write_all(secret)
-
     def connected(self):
         """True once the broker accepted the connection, until it closes."""
         return self._accepted and self._sock is not None
@@ -326,7 +289,7 @@ class MQTTClient:
         """Sends DISCONNECT if the socket takes it at once (never waits) and closes the stream."""
         if self._sock is not None:
             try:
-                self._sock.write(_DISCONNECT_PACKET)
+                self._sock.write(codec.DISCONNECT_PACKET)
             except (OSError, ValueError):
                 pass
         self.close()
@@ -356,21 +319,11 @@ class MQTTClient:
             payload = payload.encode()
         pid = 0
         if qos:
-            slot = self._free_slot()
-            if slot < 0:
+            if 0 not in self._inflight:
                 raise MQTTError("%d QoS 1 messages already await PUBACK" % self.max_inflight)
+            slot = self._inflight.index(0)
             pid = self._new_pid()
-        pos = self._put_string(_HEADROOM, topic)
-        if qos:
-            pos = self._put_u16(pos, pid)
-        first = PUBLISH | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-        size = len(payload)
-        if size <= len(self._out) - pos:
-            self._outv[pos:pos + size] = payload
-            await self._send_packet(first, pos + size)
-        else:
-            await self._send_packet(first, pos, size)
-            await self._write_all(payload)
+        await self._send(codec.publish(self._out, topic, qos, pid, retain, dup, payload), payload)
         if qos:
             self._inflight[slot] = pid
         return pid
@@ -381,11 +334,9 @@ class MQTTClient:
             raise ValueError("QoS %r not supported (0 or 1)" % (qos,))
         self._require_connection()
         pid = self._new_pid()
-        pos = self._put_u16(_HEADROOM, pid)
-        pos = self._put_string(pos, topic)
-        pos = self._put_bytes(pos, bytes((qos,)))
+        end = codec.subscribe(self._out, pid, topic, qos)
         self._suback_pid = 0
-        await self._send_packet(SUBSCRIBE, pos)
+        await self._send(end, None)
         start = ticks_ms()
         while self._suback_pid != pid:
             remaining = self.timeout_ms - ticks_diff(ticks_ms(), start)
@@ -398,7 +349,7 @@ class MQTTClient:
 
     async def ping(self):
         self._require_connection()
-        await self._write_all(_PINGREQ_PACKET)
+        await self._write_all(codec.PINGREQ_PACKET)
         if self._ping_sent is None:
             self._ping_sent = self._clock()
 
@@ -440,70 +391,53 @@ class MQTTClient:
             await self.ping()
 
     async def _read_packet(self):
-        # Returns the packet type handled, or 0 when no packet has started arriving.
-        got = self._recv_into(self._bytev)
-        if not got:
+        # Returns the packet type handled, or 0 when no packet has started arriving. The fixed
+        # header goes to _in[0:5], then the body over it from _in[0].
+        if not self._recv_into(self._first):
             return 0
-        first = self._byte[0]
-        length = 0
-        multiplier = 1
-        for _ in range(4):
-            await self._read_exact(self._bytev, 1)
-            digit = self._byte[0]
-            length += (digit & 0x7F) * multiplier
-            if not digit & 0x80:
-                break
-            multiplier *= 128
-        else:
-            self._fail("malformed remaining length")
-        kind = first & 0xF0
-        if kind == PUBLISH:
-            await self._handle_publish(first, length)
-            return PUBLISH
-        if first & 0x0F:
-            self._fail("reserved flags set in packet type 0x%02x" % first)
-        if kind == CONNACK or kind == PUBACK:
-            if length != 2:
-                self._fail("packet type 0x%02x with length %d, expected 2" % (kind, length))
-            await self._read_exact(self._inv, 2)
-            if kind == PUBACK:
-                self._acknowledged((self._in[0] << 8) | self._in[1])
+        try:
+            size = 1
+            length = -1
+            while length < 0:  # one byte at a time: never past this packet
+                await self._read_exact(self._inv[size:], 1)
+                size += 1
+                length = codec.remaining_length(self._in, 1, size)
+            first = self._in[0]
+            await self._read_exact(self._inv, codec.check_header(first, length, len(self._in)))
+            kind = first & 0xF0
+            if kind == PUBLISH:
+                await self._handle_publish(first, length)
+            elif kind == CONNACK:
+                codec.check_body(CONNACK, self._in, 2)
+            elif kind == PUBACK:
+                pid = codec.check_body(PUBACK, self._in, 2)
+                if pid and pid in self._inflight:
+                    self._inflight[self._inflight.index(pid)] = 0
+                else:
+                    self.unknown_acks += 1
+            elif kind == SUBACK:
+                self._suback_pid = codec.check_body(SUBACK, self._in, length)
+                self._suback_code = self._in[2]
+            else:
+                self._ping_sent = None  # PINGRESP
             return kind
-        if kind == SUBACK:
-            if length < 3 or length > len(self._in):
-                self._fail("SUBACK with length %d" % length)
-            await self._read_exact(self._inv, length)
-            self._suback_pid = (self._in[0] << 8) | self._in[1]
-            self._suback_code = self._in[2]
-            return SUBACK
-        if kind == PINGRESP:
-            if length:
-                self._fail("PINGRESP with length %d" % length)
-            self._ping_sent = None
-            return PINGRESP
-        self._fail("unexpected packet type 0x%02x from the broker" % kind)
+        except MQTTError:  # a malformed packet: the connection cannot go on
+            self.close()
+            raise
 
     async def _handle_publish(self, first, length):
-        qos = (first >> 1) & 0x03
-        if qos > 1:
-            self._fail("incoming PUBLISH with QoS %d" % qos)
-        header = 2 + (2 if qos else 0)
-        if length < header:
-            self._fail("PUBLISH shorter than its header")
-        await self._read_exact(self._inv, 2)
-        topic_len = (self._in[0] << 8) | self._in[1]
-        header += topic_len
-        if header > length:
-            self._fail("PUBLISH topic longer than the packet")
-        if header > len(self._in):
-            self._fail("PUBLISH topic longer than the %d-byte buffer" % len(self._in))
+        # The topic length is in _in[0:2]; the topic, the packet id (QoS 1) and the payload follow.
+        header = codec.publish_header(first, length, self._in)
         await self._read_exact(self._inv[2:], header - 2)
-        pid = (self._in[header - 2] << 8) | self._in[header - 1] if qos else 0
+        qos = first & 0x06
+        if qos:
+            codec.puback(self._ack, self._in, header)  # before the payload takes _in
         body = length - header
-        if header + body <= len(self._in):
+        if length <= len(self._in):
             await self._read_exact(self._inv[header:], body)
             if self.on_message is not None:
-                self.on_message(bytes(self._inv[2:2 + topic_len]), self._inv[header:header + body])
+                self.on_message(bytes(self._inv[2:header - 2 if qos else header]),
+                                self._inv[header:length])
         else:
             self.oversized += 1
             while body:
@@ -511,32 +445,13 @@ class MQTTClient:
                 await self._read_exact(self._inv, chunk)
                 body -= chunk
         if qos:
-            self._ack[2] = pid >> 8
-            self._ack[3] = pid & 0xFF
             await self._write_all(self._ack)
 
-    def _acknowledged(self, pid):
-        for i in range(self.max_inflight):
-            if self._inflight[i] == pid and pid:
-                self._inflight[i] = 0
-                return
-        self.unknown_acks += 1
-
     # ---- low level --------------------------------------------------------------------------
-
-    def _fail(self, reason):
-        self.close()
-        raise MQTTError("protocol error from the broker: " + reason)
 
     def _require_connection(self):
         if self._sock is None:
             raise MQTTError("not connected")
-
-    def _free_slot(self):
-        for i in range(self.max_inflight):
-            if not self._inflight[i]:
-                return i
-        return -1
 
     def _new_pid(self):
         while True:
@@ -600,43 +515,13 @@ class MQTTClient:
             await pause_ms(1)
         self._last_tx = self._clock()
 
-    def _put_bytes(self, pos, data):
-        end = pos + len(data)
-        if end > len(self._out):
-            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
-        self._outv[pos:end] = data
-        return end
-
-    def _put_u16(self, pos, value):
-        if pos + 2 > len(self._out):
-            raise MQTTError("packet does not fit the %d-byte buffer" % len(self._out))
-        self._out[pos] = value >> 8
-        self._out[pos + 1] = value & 0xFF
-        return pos + 2
-
-    def _put_string(self, pos, text):
-        data = text.encode() if isinstance(text, str) else text
-        return self._put_bytes(self._put_u16(pos, len(data)), data)
-
-    async def _send_packet(self, first, end, extra=0):
-        # The body is in _out[_HEADROOM:end]; EXTRA more payload bytes follow in a second write.
-        # The fixed header goes right before the body, so the packet leaves in one write.
-        remaining = end - _HEADROOM + extra
-        if remaining > _MAX_REMAINING:
-            raise ValueError("MQTT packet too large")
-        start = _HEADROOM
-        digits = 0
-        value = remaining
-        while True:
-            digits += 1
-            value >>= 7
-            if not value:
-                break
-        start -= digits + 1
-        self._out[start] = first
-        value = remaining
-        for i in range(digits):
-            digit = value & 0x7F
-            value >>= 7
-            self._out[start + 1 + i] = digit | (0x80 if value else 0)
-        await self._write_all(self._outv[start:end])
+    async def _send(self, end, last):
+        # The codec wrote a packet ending at END to _out but for its remaining length. When END is
+        # past the buffer, LAST, its last field (payload or password), did not fit: it is written
+        # from the caller's memory right after the rest.
+        start = codec.finish(self._out, end)
+        if end <= len(self._out):
+            await self._write_all(self._outv[start:end])
+            return
+        await self._write_all(self._outv[start:end - len(last)])
+        await self._write_all(last)

@@ -11,9 +11,8 @@
 import gc
 import sys
 
-from microagent.cache import ProcessCache, NetworkCache, LoginCache, DnsTable
-from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, make_encoder
-from microagent.engine import Engine
+from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE
+from microagent.engine import build_engine
 
 
 def _options(argv):
@@ -56,14 +55,6 @@ def _write_message(buffer, length):
 
 def _warn(text):
     sys.stderr.write("warning: %s\n" % text)
-
-
-def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn, encoding="json"):
-    """The firmware engine; the DNS table is bounded by the network cache size (docs/spec.md section 3)."""
-    encoder = make_encoder(encoding, agent_id, sink, max_message_size)
-    return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
-                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
 
 
 def main(argv):

@@ -1,4 +1,5 @@
-"""CMakeLists.txt: the .mpy bundle targets, the ctest entries, and firmware/manifest.py."""
+"""CMakeLists.txt: the .mpy bundle targets and the ctest entries. What firmware/manifest.py freezes
+is checked against what a board imports in test_frozen_modules.py."""
 import os
 import shutil
 import subprocess
@@ -60,21 +61,3 @@ def test_ctest_runs_every_suite_through_the_venv_pytest(build_dir):
 
 def test_board_profiles_check_runs_under_ctest(build_dir):
     _run("ctest", "--test-dir", str(build_dir), "-R", "board_profiles", "--output-on-failure")
-
-
-def test_manifest_freezes_the_board_modules_only(monkeypatch):
-    """The manifest runs against a recorder of the manifest API (include, package), from its own
-    folder as MicroPython's manifest tools run it: every module of the package but the
-    host-only ones (firmware/host_only.txt) is frozen."""
-    calls = []
-    api = {"include": lambda path: calls.append(("include", path)),
-           "package": lambda name, files=None: calls.append(("package", name, sorted(files)))}
-    firmware = os.path.join(REPO, "firmware")
-    path = os.path.join(firmware, "manifest.py")
-    monkeypatch.delenv("MICROAGENT_PORT_MANIFEST", raising=False)
-    monkeypatch.chdir(firmware)
-    exec(compile(open(path).read(), path, "exec"), api)
-    sources = file_tree(os.path.join(firmware, "microagent"), ".py")
-    board = sorted(f for f in sources if "microagent/" + f not in HOST_ONLY)
-    assert calls == [("include", "$(PORT_DIR)/boards/manifest.py"), ("package", "microagent", board)]
-    assert "engine.py" in board and "replay_main.py" not in board and "trace.py" not in board

@@ -1,7 +1,7 @@
 # The engine over windows: aggregation, DNS join, drops, the warning, DroppedEvents, splitting.
 import json
 
-from microagent.replay_main import build_engine
+from microagent.engine import build_engine
 from microagent.trace import Replay, TraceError
 
 T0 = 1767225600.0
@@ -13,7 +13,7 @@ class Run:
         self.warnings = []
         self.engine = build_engine(sizes[0], sizes[1], sizes[2], max_size,
                                    "00000000-0000-4000-8000-000000000001", self._sink,
-                                   self.warnings.append)
+                                   self.warnings.append, "json")
         self.replay = Replay(self.engine, window_ms)
         self.line = 0
         self.max_size = max_size

@@ -18,7 +18,7 @@ from host_sim.engine import build_host_engine
 from hub_emulator import bounded_json, cli, codec, sas, store, topics, twin
 from microagent import profile
 from microagent.config import Config
-from microagent.replay_main import build_engine
+from microagent.engine import build_engine
 from microagent.sas import ConnectionString, ConnectionStringError
 from microagent.trace import TraceError, parse_line, record_event, time_ms
 
@@ -154,7 +154,7 @@ events = st.dictionaries(st.sampled_from(EVENT_KEYS), field_values, max_size=12)
 def _engines():
     sink = lambda buffer, length: bytes(buffer[:length]).decode()  # noqa: E731 (must be UTF-8)
     return [build_host_engine(8, sink, lambda text: None, "agent", 4096),
-            build_engine(4, 8, 4, 4096, "agent", sink, lambda text: None)]
+            build_engine(4, 8, 4, 4096, "agent", sink, lambda text: None, "json")]
 
 
 @FUZZ
