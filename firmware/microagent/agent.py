@@ -16,12 +16,13 @@ import asyncio
 
 from microagent import profile as board_profile
 from microagent.cache import DnsTable, NetworkCache, NoCache
-from microagent.clock import ticks_add, ticks_diff, ticks_ms
+from microagent.clock import ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
 from microagent.encode import guid, make_encoder
 from microagent.engine import Engine
 from microagent.hub import HubSession
+from microagent.schedule import AT_START, NOT_STARTED, Schedule
 from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
@@ -31,6 +32,7 @@ RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
 _CACHE_KEY = "NetworkActivity_CacheSize"
 _PERIODIC = ("SystemInformation", "SBoM")
+_WINDOW = 0  # the schedule's slot of the event window; slot 1 + i is _PERIODIC[i]
 _YEAR_2020_S = 1577836800  # a clock before this was never set (no NTP yet)
 
 
@@ -76,13 +78,14 @@ class Agent:
         self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
                              self._warn)
         self._message_bytes = board["max_message_bytes"]
-        self._window_start = ticks_ms()
+        now = ticks_ms()
         self._window_epoch_ms = unix_time() * 1000
-        self._window_ms = self._window_length("NetworkActivity")
-        self._periodic_due = {}
-        for name in _PERIODIC:
-            self._periodic_due[name] = self._window_start  # due now: sent right after start
-        tracker.attach(self.engine if size else None, self._window_start)
+        # The periodic collectors are due now: sent right after start.
+        self._schedule = Schedule(
+            now, [self._window_length(name) for name in ("NetworkActivity",) + _PERIODIC],
+            [NOT_STARTED] + [AT_START] * len(_PERIODIC))
+        self._window_ms = self._schedule.length[_WINDOW]
+        tracker.attach(self.engine if size else None, now)
         self.sample_heap()
 
     # ---- configuration ----------------------------------------------------------------------
@@ -109,7 +112,7 @@ class Agent:
         self._config_changed = False
         size = self._cache_size()
         if size != self.engine.network.capacity:
-            self.tracker.attach(None, self._window_start)
+            self.tracker.attach(None, self._schedule.start(_WINDOW))
             self.engine.network = None
             self.engine.dns = None
             gc.collect()
@@ -121,7 +124,7 @@ class Agent:
             gc.collect()
             self.engine.encoder = self._encoder()
             log("messages now encoded as %s" % self.config.encoding())
-        self.tracker.attach(self.engine if size else None, self._window_start)
+        self.tracker.attach(self.engine if size else None, self._schedule.start(_WINDOW))
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -164,24 +167,31 @@ class Agent:
 
     async def close_window(self, now):
         """Reports the open sockets' activity, flushes the window into the outbox, starts the
-        next window (with any new configuration)."""
+        next window (with any new configuration). Called before the window is over, it ends the
+        window NOW (docs/spec.md section 2)."""
+        schedule = self._schedule
+        schedule.advance(now)
+        wall_ms = unix_time() * 1000
         self.tracker.sweep()
         connections = self.engine.network.count
         lost = self.engine.network.dropped + self.engine.dns.dropped
         # While the flush awaits, the application's socket activity waits on its sockets and
         # its lookups in the tracker: it belongs to the next window, not to the caches being sent.
         self.tracker.pause()
-        for _ in self.engine.flush_steps(self._window_epoch_ms, unix_time() * 1000):
+        for _ in self.engine.flush_steps(self._window_epoch_ms, wall_ms):
             await self._room()
         sent = self.engine.sent
         self.windows += 1
-        self._window_start = now
-        self._window_epoch_ms = unix_time() * 1000
         if self._config_changed:
             self._apply_config()
-        self.tracker.new_window(now)
+        # A new window length takes effect here, at the end of the window it was set in.
+        skipped = schedule.close(_WINDOW, self._window_length("NetworkActivity"))
+        self._window_ms = schedule.length[_WINDOW]
+        self._window_epoch_ms = wall_ms - schedule.elapsed[_WINDOW]
+        self.tracker.new_window(schedule.start(_WINDOW))
         self.tracker.resume()
-        self._window_ms = self._window_length("NetworkActivity")
+        if skipped:
+            log("%d windows skipped: the agent's loop did not run through them" % skipped)
         stats = self.outbox.stats()
         log("window %d: %d messages, %d connections, %d lost to a full cache, heap %d peak %d "
             "bytes, outbox queued %d delivered %d dropped %d expired %d too_large %d"
@@ -190,11 +200,13 @@ class Agent:
                stats["too_large"]))
 
     async def send_periodic(self, now):
-        for name in _PERIODIC:
-            due = self._periodic_due[name]
-            if ticks_diff(now, due) < 0:
+        schedule = self._schedule
+        schedule.advance(now)
+        for i in range(len(_PERIODIC)):
+            name = _PERIODIC[i]
+            if not schedule.due(1 + i):
                 continue
-            self._periodic_due[name] = ticks_add(now, self._window_length(name))
+            schedule.close(1 + i, self._window_length(name))
             if name not in self.collectors or not self.config.enabled(name):
                 continue
             items = self._collect(name)
@@ -224,9 +236,14 @@ class Agent:
 
     async def step(self):
         now = ticks_ms()
-        if ticks_diff(now, ticks_add(self._window_start, self._window_ms)) >= 0:
+        schedule = self._schedule
+        schedule.advance(now)
+        if schedule.due(_WINDOW):
             await self.close_window(now)
-        await self.send_periodic(now)
+        for i in range(len(_PERIODIC)):
+            if schedule.due(1 + i):  # checked first: a coroutine per tick would be garbage
+                await self.send_periodic(now)
+                return
 
     async def _deliver(self):
         # The delivery task. An exception that is not the hub's (those the session handles and

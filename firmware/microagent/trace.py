@@ -3,6 +3,7 @@
 import json
 
 from microagent import events
+from microagent.schedule import Schedule, minus, plus
 
 REQUIRED = {
     "process": ("t", "type", "pid", "ppid", "uid", "commandline"),
@@ -136,9 +137,7 @@ class Replay:
     def __init__(self, engine, window_ms):
         self.engine = engine
         self.window_ms = window_ms
-        self.t0 = None
-        self.window_start = 0
-        self.last_ms = 0
+        self.windows = None  # a Schedule on the trace's clock, from the first line's time
         self._halves = [0, 0]
 
     def feed(self, line, where):
@@ -147,23 +146,23 @@ class Replay:
             return
         event = parse_line(line, where)
         t = time_ms(event)
-        if self.t0 is None:
-            self.t0 = t
-            self.window_start = t
-        elif t < self.last_ms:
+        windows = self.windows
+        if windows is None:
+            windows = self.windows = Schedule(t, (self.window_ms,), diff=minus, add=plus)
+        elif t < windows.now:
             raise TraceError("%s: out of time order (t=%s is before the previous line)"
                              % (where, event["t"]))
-        self.last_ms = t
-        if t >= self.window_start + self.window_ms:
+        windows.advance(t)
+        if windows.due(0):
             self.close_window()
-            self.window_start = self.t0 + (t - self.t0) // self.window_ms * self.window_ms
-        record_event(self.engine, event, t - self.window_start, where, self._halves)
+            windows.close(0, self.window_ms)
+        record_event(self.engine, event, windows.elapsed[0], where, self._halves)
 
     def close_window(self):
         """Flushes the current window (an empty one sends nothing)."""
-        if self.t0 is None:
+        if self.windows is None:
             return
-        self.engine.flush(self.window_start, self.window_start + self.window_ms)
+        self.engine.flush(self.windows.start(0), self.windows.end(0))
 
 
 def record_event(engine, event, offset, where, halves):
