@@ -16,13 +16,12 @@ import asyncio
 
 from microagent import profile as board_profile
 from microagent.cache import DnsTable, NetworkCache, NoCache
-from microagent.clock import ticks_diff, ticks_ms
+from microagent.clock import Schedule, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
 from microagent.encode import guid, make_encoder
 from microagent.engine import Engine
 from microagent.hub import HubSession
-from microagent.schedule import AT_START, NOT_STARTED, Schedule
 from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
@@ -31,8 +30,7 @@ SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush wh
 RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
 _CACHE_KEY = "NetworkActivity_CacheSize"
-_PERIODIC = ("SystemInformation", "SBoM")
-_WINDOW = 0  # the schedule's slot of the event window; slot 1 + i is _PERIODIC[i]
+_PERIODIC = ("SystemInformation", "SBoM")  # the schedule's slots 1, 2; slot 0: the window
 _YEAR_2020_S = 1577836800  # a clock before this was never set (no NTP yet)
 
 
@@ -83,8 +81,8 @@ class Agent:
         # The periodic collectors are due now: sent right after start.
         self._schedule = Schedule(
             now, [self._window_length(name) for name in ("NetworkActivity",) + _PERIODIC],
-            [NOT_STARTED] + [AT_START] * len(_PERIODIC))
-        self._window_ms = self._schedule.length[_WINDOW]
+            [False] + [True] * len(_PERIODIC))
+        self._window_ms = self._schedule.length[0]
         tracker.attach(self.engine if size else None, now)
         self.sample_heap()
 
@@ -112,7 +110,7 @@ class Agent:
         self._config_changed = False
         size = self._cache_size()
         if size != self.engine.network.capacity:
-            self.tracker.attach(None, self._schedule.start(_WINDOW))
+            self.tracker.attach(None, self._schedule.start(0))
             self.engine.network = None
             self.engine.dns = None
             gc.collect()
@@ -124,7 +122,7 @@ class Agent:
             gc.collect()
             self.engine.encoder = self._encoder()
             log("messages now encoded as %s" % self.config.encoding())
-        self.tracker.attach(self.engine if size else None, self._schedule.start(_WINDOW))
+        self.tracker.attach(self.engine if size else None, self._schedule.start(0))
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -185,10 +183,10 @@ class Agent:
         if self._config_changed:
             self._apply_config()
         # A new window length takes effect here, at the end of the window it was set in.
-        skipped = schedule.close(_WINDOW, self._window_length("NetworkActivity"))
-        self._window_ms = schedule.length[_WINDOW]
-        self._window_epoch_ms = wall_ms - schedule.elapsed[_WINDOW]
-        self.tracker.new_window(schedule.start(_WINDOW))
+        skipped = schedule.close(0, self._window_length("NetworkActivity"))
+        self._window_ms = schedule.length[0]
+        self._window_epoch_ms = wall_ms - schedule.elapsed[0]
+        self.tracker.new_window(schedule.start(0))
         self.tracker.resume()
         if skipped:
             log("%d windows skipped: the agent's loop did not run through them" % skipped)
@@ -238,7 +236,7 @@ class Agent:
         now = ticks_ms()
         schedule = self._schedule
         schedule.advance(now)
-        if schedule.due(_WINDOW):
+        if schedule.due(0):
             await self.close_window(now)
         for i in range(len(_PERIODIC)):
             if schedule.due(1 + i):  # checked first: a coroutine per tick would be garbage

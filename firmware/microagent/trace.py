@@ -3,7 +3,7 @@
 import json
 
 from microagent import events
-from microagent.schedule import Schedule, minus, plus
+from microagent.clock import Schedule
 
 REQUIRED = {
     "process": ("t", "type", "pid", "ppid", "uid", "commandline"),
@@ -131,6 +131,10 @@ def time_ms(event):
     return int(event["t"] * 1000 + 0.5)
 
 
+def _minus(end, start):  # the trace's clock (epoch ms) never wraps
+    return end - start
+
+
 class Replay:
     """Feeds trace lines to ENGINE, closing windows of WINDOW_MS on the trace clock."""
 
@@ -148,7 +152,7 @@ class Replay:
         t = time_ms(event)
         windows = self.windows
         if windows is None:
-            windows = self.windows = Schedule(t, (self.window_ms,), diff=minus, add=plus)
+            windows = self.windows = Schedule(t, (self.window_ms,), diff=_minus)
         elif t < windows.now:
             raise TraceError("%s: out of time order (t=%s is before the previous line)"
                              % (where, event["t"]))
@@ -162,7 +166,8 @@ class Replay:
         """Flushes the current window (an empty one sends nothing)."""
         if self.windows is None:
             return
-        self.engine.flush(self.windows.start(0), self.windows.end(0))
+        start = self.windows.now - self.windows.elapsed[0]
+        self.engine.flush(start, start + self.window_ms)
 
 
 def record_event(engine, event, offset, where, halves):
