@@ -82,7 +82,6 @@ class Agent:
         self._schedule = Schedule(
             now, [self._window_length(name) for name in ("NetworkActivity",) + _PERIODIC],
             [False] + [True] * len(_PERIODIC))
-        self._window_ms = self._schedule.length[0]
         tracker.attach(self.engine if size else None, now)
         self.sample_heap()
 
@@ -184,7 +183,6 @@ class Agent:
             self._apply_config()
         # A new window length takes effect here, at the end of the window it was set in.
         skipped = schedule.close(0, self._window_length("NetworkActivity"))
-        self._window_ms = schedule.length[0]
         self._window_epoch_ms = wall_ms - schedule.elapsed[0]
         self.tracker.new_window(schedule.start(0))
         self.tracker.resume()
@@ -336,7 +334,7 @@ async def _run(settings, outbox, tracker, application):
         board = settings.board
         print("%s board=%s collectors=%s windows=%dms outbox=%dx%d heap=%d" % (
             board_profile.STARTED_LINE, board["name"], ",".join(agent.collectors),
-            agent._window_ms, board["outbox"]["max_messages"], board["outbox"]["max_bytes"],
+            agent._schedule.length[0], board["outbox"]["max_messages"], board["outbox"]["max_bytes"],
             agent.sample_heap()))
 
     task = asyncio.create_task(supervise(settings, outbox, tracker, started))
