@@ -4,8 +4,9 @@ The event-based collectors run in their own threads and hand raw events (docs/sp
 queue; one loop owns the engine, records the queued events into the current window (on the wall
 clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
 information, baseline, SBoM) run at start and then every interval of their priority. When is
-decided by the firmware core's Schedule (microagent.clock; docs/spec.md section 2) on a monotonic clock that counts
-a suspend (CLOCK_BOOTTIME): setting the wall clock moves no window; the wall clock only stamps.
+decided by the firmware core's Schedule (microagent.clock; docs/spec.md section 2) on a
+monotonic clock that counts a suspend (CLOCK_BOOTTIME): setting the wall clock moves no window;
+the wall clock only stamps the messages.
 """
 import queue
 import time

@@ -334,8 +334,8 @@ async def _run(settings, outbox, tracker, application):
         board = settings.board
         print("%s board=%s collectors=%s windows=%dms outbox=%dx%d heap=%d" % (
             board_profile.STARTED_LINE, board["name"], ",".join(agent.collectors),
-            agent._schedule.length[0], board["outbox"]["max_messages"], board["outbox"]["max_bytes"],
-            agent.sample_heap()))
+            agent._schedule.length[0], board["outbox"]["max_messages"],
+            board["outbox"]["max_bytes"], agent.sample_heap()))
 
     task = asyncio.create_task(supervise(settings, outbox, tracker, started))
     if application is None:
