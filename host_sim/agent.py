@@ -4,7 +4,7 @@ The event-based collectors run in their own threads and hand raw events (docs/sp
 queue; one loop owns the engine, records the queued events into the current window (on the wall
 clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
 information, baseline, SBoM) run at start and then every interval of their priority. When is
-decided by the firmware core's Schedule (microagent.clock; docs/spec.md section 2) on a
+decided by the firmware core's Schedule (microagent.schedule; docs/spec.md section 2) on a
 monotonic clock that counts a suspend (CLOCK_BOOTTIME): setting the wall clock moves no window;
 the wall clock only stamps the messages.
 """
@@ -12,10 +12,11 @@ import queue
 import time
 
 from microagent import events as ev
-from microagent.clock import Schedule
+from microagent.clock import ticks_diff
 from microagent.config import Config
 from microagent.decode import message_line
 from microagent.encode import make_encoder
+from microagent.schedule import Schedule
 from microagent.trace import TraceError, record_event
 
 from host_sim.collectors import baseline, sbom, sysinfo
@@ -217,7 +218,7 @@ class HostAgent:
         trigger-based collectors are due at once."""
         self.schedule = Schedule(mono_ms, [self.window_ms()] + [self.triggered_ms(name)
                                                                  for name in TRIGGERED],
-                                 [False] + [True] * len(TRIGGERED))
+                                 [False] + [True] * len(TRIGGERED), ticks_diff)
         self.window_start = wall_ms
 
     def tick(self, mono_ms, wall_ms):

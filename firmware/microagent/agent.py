@@ -16,12 +16,13 @@ import asyncio
 
 from microagent import profile as board_profile
 from microagent.cache import DnsTable, NetworkCache, NoCache
-from microagent.clock import Schedule, ticks_diff, ticks_ms
+from microagent.clock import ticks_add, ticks_diff, ticks_ms
 from microagent.collectors import netsock
 from microagent.config import Config
 from microagent.encode import guid, make_encoder
 from microagent.engine import Engine
 from microagent.hub import HubSession
+from microagent.schedule import Schedule
 from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
@@ -81,7 +82,7 @@ class Agent:
         # The periodic collectors are due now: sent right after start.
         self._schedule = Schedule(
             now, [self._window_length(name) for name in ("NetworkActivity",) + _PERIODIC],
-            [False] + [True] * len(_PERIODIC))
+            [False] + [True] * len(_PERIODIC), ticks_diff)
         tracker.attach(self.engine if size else None, now)
         self.sample_heap()
 
@@ -99,6 +100,9 @@ class Agent:
     def _window_length(self, collector):
         return self.settings.window_ms or self.config.window_ms(collector)
 
+    def _window_start(self):
+        return ticks_add(self._schedule.now, -self._schedule.elapsed[0])
+
     def _on_config(self, applied):
         self._config_changed = True
         log("config from the module twin: %s (takes effect at the next window)"
@@ -109,7 +113,7 @@ class Agent:
         self._config_changed = False
         size = self._cache_size()
         if size != self.engine.network.capacity:
-            self.tracker.attach(None, self._schedule.start(0))
+            self.tracker.attach(None, self._window_start())
             self.engine.network = None
             self.engine.dns = None
             gc.collect()
@@ -121,7 +125,7 @@ class Agent:
             gc.collect()
             self.engine.encoder = self._encoder()
             log("messages now encoded as %s" % self.config.encoding())
-        self.tracker.attach(self.engine if size else None, self._schedule.start(0))
+        self.tracker.attach(self.engine if size else None, self._window_start())
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class Agent:
         # A new window length takes effect here, at the end of the window it was set in.
         skipped = schedule.close(0, self._window_length("NetworkActivity"))
         self._window_epoch_ms = wall_ms - schedule.elapsed[0]
-        self.tracker.new_window(schedule.start(0))
+        self.tracker.new_window(self._window_start())
         self.tracker.resume()
         if skipped:
             log("%d windows skipped: the agent's loop did not run through them" % skipped)

@@ -5,7 +5,7 @@ it was set in, and a periodic collector fires at each boundary of its grid from 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microagent.clock import Schedule
+from microagent.schedule import Schedule
 
 PERIOD_32 = 1 << 30  # ticks_ms wraps here on a 32-bit MicroPython
 NOT_STARTED, AT_START = False, True
