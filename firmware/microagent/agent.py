@@ -100,9 +100,6 @@ class Agent:
     def _window_length(self, collector):
         return self.settings.window_ms or self.config.window_ms(collector)
 
-    def _window_start(self):
-        return ticks_add(self._schedule.now, -self._schedule.elapsed[0])
-
     def _on_config(self, applied):
         self._config_changed = True
         log("config from the module twin: %s (takes effect at the next window)"
@@ -112,8 +109,9 @@ class Agent:
         # Window lengths and cache sizes change at a window boundary, never inside a window.
         self._config_changed = False
         size = self._cache_size()
+        start = ticks_add(self._schedule.now, -self._schedule.elapsed[0])
         if size != self.engine.network.capacity:
-            self.tracker.attach(None, self._window_start())
+            self.tracker.attach(None, start)
             self.engine.network = None
             self.engine.dns = None
             gc.collect()
@@ -125,7 +123,7 @@ class Agent:
             gc.collect()
             self.engine.encoder = self._encoder()
             log("messages now encoded as %s" % self.config.encoding())
-        self.tracker.attach(self.engine if size else None, self._window_start())
+        self.tracker.attach(self.engine if size else None, start)
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -188,7 +186,7 @@ class Agent:
         # A new window length takes effect here, at the end of the window it was set in.
         skipped = schedule.close(0, self._window_length("NetworkActivity"))
         self._window_epoch_ms = wall_ms - schedule.elapsed[0]
-        self.tracker.new_window(self._window_start())
+        self.tracker.new_window(ticks_add(schedule.now, -schedule.elapsed[0]))
         self.tracker.resume()
         if skipped:
             log("%d windows skipped: the agent's loop did not run through them" % skipped)
