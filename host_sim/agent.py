@@ -3,15 +3,20 @@
 The event-based collectors run in their own threads and hand raw events (docs/spec.md section 1) to a
 queue; one loop owns the engine, records the queued events into the current window (on the wall
 clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
-information, baseline, SBoM) run at start and then every interval of their priority.
+information, baseline, SBoM) run at start and then every interval of their priority. When is
+decided by the firmware core's Schedule (microagent.schedule; docs/spec.md section 2) on a
+monotonic clock that counts a suspend (CLOCK_BOOTTIME): setting the wall clock moves no window;
+the wall clock only stamps the messages.
 """
 import queue
 import time
 
 from microagent import events as ev
+from microagent.clock import ticks_diff
 from microagent.config import Config
 from microagent.decode import message_line
 from microagent.engine import make_encoder
+from microagent.schedule import Schedule
 from microagent.trace import TraceError, record_event
 
 from host_sim.collectors import baseline, sbom, sysinfo
@@ -39,6 +44,7 @@ _COLLECTOR_OF_KIND = {"process": "Process", "connection": "NetworkActivity",
 # Which DroppedEvents collector a data source's own losses (netlink overruns) are charged to.
 _LOSSES_TO = {"Process": ev.PROCESS, "NetworkActivity": ev.CONNECTION, "DNS": ev.DNS,
               "Login": ev.LOGIN}
+_WINDOW = 0  # the schedule's slot of the event window; slot 1 + i is the i-th of TRIGGERED
 
 
 class Options:
@@ -49,7 +55,7 @@ class Options:
         self.process_mode = "Auto"
         self.polling_interval_s = 0.1  # Process_PollingInterval, in seconds
         self.window_s = None  # None: from the configuration (NetworkActivity's frequency)
-        self.triggered_interval_s = 86400.0
+        self.triggered_interval_s = None  # None: each one's priority interval (configuration)
         self.cache_size = 256
         self.collectors = list(EVENT_COLLECTORS) + list(TRIGGERED)
         self.checks_disabled = ""
@@ -79,6 +85,8 @@ class HostAgent:
         self.rejected = 0
         self._halves = [0, 0]
         self._lost_seen = {}
+        self.schedule = None
+        self.window_start = None  # the open window's start, epoch ms
 
     def _sink(self, buffer, length):
         self.messages += 1
@@ -152,10 +160,16 @@ class HostAgent:
             return int(self.options.window_s * 1000)
         return self.config.window_ms("NetworkActivity")
 
-    def run_triggered(self, now_ms):
-        for name, collect in TRIGGERED.items():
+    def triggered_ms(self, name):
+        if self.options.triggered_interval_s is not None:
+            return int(self.options.triggered_interval_s * 1000)
+        return self.config.window_ms(name)
+
+    def run_triggered(self, now_ms, names=TRIGGERED):
+        for name in names:
             if name not in self.options.collectors or not self.config.enabled(name):
                 continue
+            collect = TRIGGERED[name]
             try:
                 items = collect(self.options)
             except OSError as exc:
@@ -199,39 +213,55 @@ class HostAgent:
             self.apply_config()
         return sent
 
+    def begin(self, mono_ms, wall_ms):
+        """Opens the first window at MONO_MS on the monotonic clock, WALL_MS epoch ms; the
+        trigger-based collectors are due at once."""
+        self.schedule = Schedule(mono_ms, [self.window_ms()] + [self.triggered_ms(name)
+                                                                 for name in TRIGGERED],
+                                 [False] + [True] * len(TRIGGERED), ticks_diff)
+        self.window_start = wall_ms
+
+    def tick(self, mono_ms, wall_ms):
+        """One turn of the loop: closes the window if it is over (a new window length or
+        interval takes effect there), else records the queued events; runs the trigger-based
+        collectors that are due."""
+        schedule = self.schedule
+        schedule.advance(mono_ms)
+        if schedule.due(_WINDOW):
+            self.close_window(self.window_start, wall_ms)
+            skipped = schedule.close(_WINDOW, self.window_ms())
+            self.window_start = wall_ms - schedule.elapsed[_WINDOW]
+            if skipped:
+                self.log("%d windows skipped: the agent did not run through them (a suspend or "
+                         "a stall)" % skipped)
+        else:
+            self.drain(self.window_start)
+        for i, name in enumerate(TRIGGERED):
+            if schedule.due(1 + i):
+                schedule.close(1 + i, self.triggered_ms(name))
+                self.run_triggered(wall_ms, (name,))
+
     def run(self, once_s=None):
         """Collects until interrupted (or ONCE_S seconds, then one window and the triggered
         collectors once). Interrupted (KeyboardInterrupt: Ctrl-C, or SIGTERM through `run`), it
         sends the window collected so far before it re-raises: stopping loses nothing."""
         self.apply_config()
-        start_ms = _now_ms()
-        window_start = start_ms
+        self.begin(_monotonic_ms(), _now_ms())
         self.start()
         try:
             if once_s is not None:
                 time.sleep(once_s)
                 self.stop()
-                self.close_window(window_start, _now_ms())
+                self.close_window(self.window_start, _now_ms())
                 self.run_triggered(_now_ms())
                 return
-            self.run_triggered(start_ms)
-            next_triggered = start_ms + int(self.options.triggered_interval_s * 1000)
             while True:
+                self.tick(_monotonic_ms(), _now_ms())
                 time.sleep(0.2)
-                now = _now_ms()
-                window_ms = self.window_ms()
-                if now >= window_start + window_ms:
-                    self.close_window(window_start, now)
-                    window_start = now
-                else:
-                    self.drain(window_start)
-                if now >= next_triggered:
-                    self.run_triggered(now)
-                    next_triggered += int(self.options.triggered_interval_s * 1000)
         except KeyboardInterrupt:
             self.stop()  # the collectors hand over what they still hold
             self.log("stopping: sending the current window")
-            self.close_window(window_start, _now_ms())
+            self.close_window(self.window_start, _now_ms())
             raise
         finally:
             self.stop()
@@ -239,3 +269,10 @@ class HostAgent:
 
 def _now_ms():
     return int(time.time() * 1000)
+
+
+def _monotonic_ms():
+    # CLOCK_BOOTTIME goes on through a suspend (CLOCK_MONOTONIC stops): windows a suspend spans
+    # are skipped, not stretched.
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+    return time.clock_gettime_ns(clock) // 1000000

@@ -22,6 +22,7 @@ from microagent.config import Config
 from microagent.encode import guid
 from microagent.engine import Engine, make_encoder
 from microagent.hub import HubSession
+from microagent.schedule import Schedule
 from microagent.sas import ConnectionString, unix_time
 
 PREFIX = "microagent: "
@@ -30,7 +31,7 @@ SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush wh
 RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
 _CACHE_KEY = "NetworkActivity_CacheSize"
-_PERIODIC = ("SystemInformation", "SBoM")
+_PERIODIC = ("SystemInformation", "SBoM")  # the schedule's slots 1, 2; slot 0: the window
 _YEAR_2020_S = 1577836800  # a clock before this was never set (no NTP yet)
 
 
@@ -76,13 +77,13 @@ class Agent:
         self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
                              self._warn)
         self._message_bytes = board["max_message_bytes"]
-        self._window_start = ticks_ms()
+        now = ticks_ms()
         self._window_epoch_ms = unix_time() * 1000
-        self._window_ms = self._window_length("NetworkActivity")
-        self._periodic_due = {}
-        for name in _PERIODIC:
-            self._periodic_due[name] = self._window_start  # due now: sent right after start
-        tracker.attach(self.engine if size else None, self._window_start)
+        # The periodic collectors are due now: sent right after start.
+        self._schedule = Schedule(
+            now, [self._window_length(name) for name in ("NetworkActivity",) + _PERIODIC],
+            [False] + [True] * len(_PERIODIC), ticks_diff)
+        tracker.attach(self.engine if size else None, now)
         self.sample_heap()
 
     # ---- configuration ----------------------------------------------------------------------
@@ -108,8 +109,9 @@ class Agent:
         # Window lengths and cache sizes change at a window boundary, never inside a window.
         self._config_changed = False
         size = self._cache_size()
+        start = ticks_add(self._schedule.now, -self._schedule.elapsed[0])
         if size != self.engine.network.capacity:
-            self.tracker.attach(None, self._window_start)
+            self.tracker.attach(None, start)
             self.engine.network = None
             self.engine.dns = None
             gc.collect()
@@ -121,7 +123,7 @@ class Agent:
             gc.collect()
             self.engine.encoder = self._encoder()
             log("messages now encoded as %s" % self.config.encoding())
-        self.tracker.attach(self.engine if size else None, self._window_start)
+        self.tracker.attach(self.engine if size else None, start)
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -164,24 +166,30 @@ class Agent:
 
     async def close_window(self, now):
         """Reports the open sockets' activity, flushes the window into the outbox, starts the
-        next window (with any new configuration)."""
+        next window (with any new configuration). Called before the window is over, it ends the
+        window NOW (docs/spec.md section 2)."""
+        schedule = self._schedule
+        schedule.advance(now)
+        wall_ms = unix_time() * 1000
         self.tracker.sweep()
         connections = self.engine.network.count
         lost = self.engine.network.dropped + self.engine.dns.dropped
         # While the flush awaits, the application's socket activity waits on its sockets and
         # its lookups in the tracker: it belongs to the next window, not to the caches being sent.
         self.tracker.pause()
-        for _ in self.engine.flush_steps(self._window_epoch_ms, unix_time() * 1000):
+        for _ in self.engine.flush_steps(self._window_epoch_ms, wall_ms):
             await self._room()
         sent = self.engine.sent
         self.windows += 1
-        self._window_start = now
-        self._window_epoch_ms = unix_time() * 1000
         if self._config_changed:
             self._apply_config()
-        self.tracker.new_window(now)
+        # A new window length takes effect here, at the end of the window it was set in.
+        skipped = schedule.close(0, self._window_length("NetworkActivity"))
+        self._window_epoch_ms = wall_ms - schedule.elapsed[0]
+        self.tracker.new_window(ticks_add(schedule.now, -schedule.elapsed[0]))
         self.tracker.resume()
-        self._window_ms = self._window_length("NetworkActivity")
+        if skipped:
+            log("%d windows skipped: the agent's loop did not run through them" % skipped)
         stats = self.outbox.stats()
         log("window %d: %d messages, %d connections, %d lost to a full cache, heap %d peak %d "
             "bytes, outbox queued %d delivered %d dropped %d expired %d too_large %d"
@@ -190,11 +198,13 @@ class Agent:
                stats["too_large"]))
 
     async def send_periodic(self, now):
-        for name in _PERIODIC:
-            due = self._periodic_due[name]
-            if ticks_diff(now, due) < 0:
+        schedule = self._schedule
+        schedule.advance(now)
+        for i in range(len(_PERIODIC)):
+            name = _PERIODIC[i]
+            if not schedule.due(1 + i):
                 continue
-            self._periodic_due[name] = ticks_add(now, self._window_length(name))
+            schedule.close(1 + i, self._window_length(name))
             if name not in self.collectors or not self.config.enabled(name):
                 continue
             items = self._collect(name)
@@ -224,9 +234,14 @@ class Agent:
 
     async def step(self):
         now = ticks_ms()
-        if ticks_diff(now, ticks_add(self._window_start, self._window_ms)) >= 0:
+        schedule = self._schedule
+        schedule.advance(now)
+        if schedule.due(0):
             await self.close_window(now)
-        await self.send_periodic(now)
+        for i in range(len(_PERIODIC)):
+            if schedule.due(1 + i):  # checked first: a coroutine per tick would be garbage
+                await self.send_periodic(now)
+                return
 
     async def _deliver(self):
         # The delivery task. An exception that is not the hub's (those the session handles and
@@ -321,8 +336,8 @@ async def _run(settings, outbox, tracker, application):
         board = settings.board
         print("%s board=%s collectors=%s windows=%dms outbox=%dx%d heap=%d" % (
             board_profile.STARTED_LINE, board["name"], ",".join(agent.collectors),
-            agent._window_ms, board["outbox"]["max_messages"], board["outbox"]["max_bytes"],
-            agent.sample_heap()))
+            agent._schedule.length[0], board["outbox"]["max_messages"],
+            board["outbox"]["max_bytes"], agent.sample_heap()))
 
     task = asyncio.create_task(supervise(settings, outbox, tracker, started))
     if application is None:
