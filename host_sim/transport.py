@@ -110,6 +110,7 @@ class Transport:
         self._acked = collections.deque()      # paho mids acknowledged (from the driver thread)
         self._seq_by_mid = {}
         self._last_handed = 0
+        self._handoff_due = True
         self._running = False
         self._stop = threading.Event()
         self._thread = None
@@ -174,25 +175,16 @@ class Transport:
         return mid
 
     def pump(self):
-        """Moves work between the outbox and paho: frees acknowledged messages, drops expired
-        ones, hands new ones to paho while connected (at most WINDOW at a time). The network
-        thread calls it; send() and flush() do too."""
+        """Frees acknowledged messages and drops expired ones; new messages go to paho from the
+        network thread (at most WINDOW unacknowledged at a time) while connected. send() and
+        flush() call it."""
         with self._pump_lock:
             self._settle()
             expired = self.outbox.expire()
             if expired:
                 self.log("transport: %d message(s) older than IothubModule_MessageTimeout (%d min) dropped"
                          % (expired, self.outbox.timeout_min))
-            if not self.policy.ready():
-                return
-            room = self.window - len(self._seq_by_mid)
-            if room > 0:
-                for seq, mid, body in self.outbox.pending(room, self._last_handed):
-                    info = self.client.publish(hub.telemetry_topic(self.identity, mid, body), body, qos=1)
-                    if not self.policy.ready():
-                        return  # that publish found the connection gone: requeued already
-                    self._seq_by_mid[info.mid] = seq
-                    self._last_handed = seq
+            self._handoff_due = True
 
     def flush(self, timeout_s=30):
         """Pumps until the outbox is empty; True when everything was acknowledged in time."""
@@ -208,9 +200,11 @@ class Transport:
     # ---- the policy's driver (the network thread) ---------------------------------------------
 
     def _run(self):
+        # The only thread that touches the paho client once started: paho's client (and its
+        # TLS socket) is not meant to be written from two threads at once.
         while not self._stop.is_set():
             self._do_actions()
-            self.pump()
+            self._hand_off()
             if self.client.is_connected() or self.client.socket() is not None:
                 self.client.loop(timeout=0.05)
             else:
@@ -260,12 +254,33 @@ class Transport:
         with self._pump_lock:
             self.client = client
 
+    def _hand_off(self):
+        with self._pump_lock:
+            if self._acked:
+                self._settle()
+                self._handoff_due = True
+            if not self._handoff_due or not self.policy.ready():
+                return
+            self._handoff_due = False
+            room = self.window - len(self._seq_by_mid)
+            if room <= 0:
+                return
+            rows = self.outbox.pending(room, self._last_handed)
+            for seq, mid, body in rows:
+                info = self.client.publish(hub.telemetry_topic(self.identity, mid, body), body, qos=1)
+                if not self.policy.ready():
+                    return  # that publish found the connection gone: requeued already
+                self._seq_by_mid[info.mid] = seq
+                self._last_handed = seq
+            self._handoff_due = len(rows) == room  # more may wait
+
     def _requeue(self):
         # Under the pump lock, after a connection ended: what it acknowledged leaves the outbox,
         # the rest is handed to the next connection.
         self._settle()
         self._seq_by_mid.clear()
         self._last_handed = 0
+        self._handoff_due = True
 
     def _settle(self):
         while self._acked:
@@ -288,6 +303,7 @@ class Transport:
             self.log("transport: %s" % self.last_error)
             return  # paho closes the connection: _on_disconnect counts the failure
         self.policy.connected()
+        self._handoff_due = True
         self.connects += 1
         self.last_error = None
         self.log("transport: connected to %s:%d as %s" % (self.host, self.port, self.client_id))
@@ -303,6 +319,7 @@ class Transport:
             self._lost(self.last_error)
         else:
             self.policy.subscribed()
+            self._handoff_due = True
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         if client is self.client:
