@@ -143,7 +143,7 @@ class Session:
         self._get_rid = _NO_RID
         self._report_rid = _NO_RID
         self._get_due = False
-        self._report_body = None    # reported PATCH to (re)send
+        self._report_body = None    # reported PATCH to (re)send, until the hub took it
         self._report_due = False
         self._twin_failures = 0
         self._twin_retry_at = 0
@@ -155,6 +155,7 @@ class Session:
         """The one thing to do now (IDLE, CONNECT, SUBSCRIBE, PUBLISH, RENEW); call it again
         after doing it until it returns IDLE."""
         state = self._state
+        self.topic = self.payload = None  # the driver published them: let them go
         if state == _DISCONNECTED:
             if self.failures and ticks_diff(now_ms, self._retry_at) < 0:
                 self.wake_ms = self._retry_at
@@ -262,11 +263,14 @@ class Session:
             twin.last_report_status = status
             if status == 200 or status == 204:
                 self._twin_failures = 0
+                self._report_body = None
                 return
             twin.log("hub: reported properties refused with status %d" % status)
             if retriable(status):
                 self._report_due = True
                 self._twin_backoff(now_ms)
+            else:
+                self._report_body = None
 
     def _reply(self, body):
         if body is not None:
@@ -279,6 +283,7 @@ class Session:
         self._get_rid = self._report_rid = _NO_RID
         self._get_due = self._report_due = self._twin_waiting = False
         self._twin_failures = 0
+        self._report_body = None
 
     def _ready(self):
         self._state = _READY
