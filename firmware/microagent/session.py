@@ -187,13 +187,13 @@ class Session:
             return IDLE
         if self._get_due:
             self._get_due = False
-            self._get_rid = self._next_rid()
+            self._rid = self._get_rid = self._rid % _MAX_RID + 1
             self.topic = "$iothub/twin/GET/?$rid=%d" % self._get_rid
             self.payload = b""
             return PUBLISH
         if self._report_due:
             self._report_due = False
-            self._report_rid = self._next_rid()
+            self._rid = self._report_rid = self._rid % _MAX_RID + 1
             self.topic = "$iothub/twin/PATCH/properties/reported/?$rid=%d" % self._report_rid
             self.payload = self._report_body
             return PUBLISH
@@ -208,14 +208,15 @@ class Session:
     def connected(self):
         """The broker accepted the connection (CONNACK 0)."""
         if self.twin is None:
-            self._ready()
+            self.subscribed()
         else:
             self._state = _CONNECTED
 
     def subscribed(self):
         """The broker granted the twin subscriptions: the twin is asked for."""
-        self._ready()
-        self._get_due = True
+        self._state = _READY
+        self.failures = 0
+        self._get_due = self.twin is not None
 
     def disconnected(self):
         """The driver closed the connection itself (not a failure): the next action connects."""
@@ -285,10 +286,6 @@ class Session:
         self._twin_failures = 0
         self._report_body = None
 
-    def _ready(self):
-        self._state = _READY
-        self.failures = 0
-
     def _twin_backoff(self, now_ms):
         delay = self.retry_min_ms << min(self._twin_failures, _MAX_SHIFT)
         if delay > self.retry_max_ms:
@@ -296,7 +293,3 @@ class Session:
         self._twin_failures += 1
         self._twin_retry_at = ticks_add(now_ms, delay)
         self._twin_waiting = True
-
-    def _next_rid(self):
-        self._rid = self._rid % _MAX_RID + 1
-        return self._rid
