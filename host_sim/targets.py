@@ -66,19 +66,22 @@ def heap_bytes(text):
     return int(value.rstrip("KM")) * scale
 
 
-# Registers replay's modules under the names replay_main imports, then runs it (sys.argv).
+# Registers replay's modules under the names replay_main imports (with the replay arguments in
+# _args), then runs it. The uplink, and the hub stack it imports, only when sending: replay_main
+# imports it lazily to keep replay's heap small, and so does this.
 ALIASES = ("import sys\n"
            "import replay_tracecheck\n"
            "sys.modules['microagent.tracecheck'] = replay_tracecheck\n"
            "import replay_trace\n"
            "sys.modules['microagent.trace'] = replay_trace\n"
-           "try:\n"
-           "    import replay_uplink\n"
-           "    sys.modules['microagent.replay_uplink'] = replay_uplink\n"
-           "except ImportError:\n"
-           "    pass\n"
+           "if '--credentials' in _args:\n"
+           "    try:\n"
+           "        import replay_uplink\n"
+           "        sys.modules['microagent.replay_uplink'] = replay_uplink\n"
+           "    except ImportError:\n"
+           "        pass\n"
            "import replay_main\n")
-LAUNCH_MODULE = ALIASES + "sys.exit(replay_main.main(sys.argv[1:]))\n"
+LAUNCH_MODULE = "import sys\n_args = sys.argv[1:]\n" + ALIASES + "sys.exit(replay_main.main(_args))\n"
 
 
 def replay_modules():
@@ -120,7 +123,7 @@ def launcher(args, module_dir=None, ballast=0):
         lines.append("gc.collect()\n_ballast = bytearray(%d)" % ballast)
     if module_dir:
         lines.append("sys.path.insert(0, %r)" % module_dir)
-    lines += [ALIASES + "_status = replay_main.main(%r)" % list(args),
+    lines += ["_args = %r" % list(args), ALIASES + "_status = replay_main.main(_args)",
               "print(%r + str(_status))" % EXIT_PREFIX]
     return "\n".join(lines) + "\n"
 

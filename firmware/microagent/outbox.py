@@ -9,21 +9,16 @@
 # same message id and the cloud can drop the duplicate.
 from array import array
 
-from microagent.clock import ticks_add, ticks_diff
-
 UNSENT = 0
 SENT = 1
 ACKED = 2
 
 
 class Outbox:
-    """At most MAX_MESSAGES messages and MAX_BYTES bytes (board profile).
+    """At most MAX_MESSAGES messages and MAX_BYTES bytes (board profile). When to retry after a
+    failed connection is the session policy's business (microagent.session)."""
 
-    Retry state: after a failed connection or send, the next attempt waits RETRY_MIN_MS, doubling
-    per consecutive failure up to RETRY_MAX_MS (integer ms, ticks).
-    """
-
-    def __init__(self, max_messages, max_bytes, retry_min_ms=1000, retry_max_ms=60000, first_seq=1):
+    def __init__(self, max_messages, max_bytes, first_seq=1):
         if max_messages < 1 or max_bytes < 1:
             raise ValueError("outbox needs room for at least one message and one byte")
         self.max_messages = max_messages
@@ -44,10 +39,6 @@ class Outbox:
         self.too_large = 0      # messages larger than the whole outbox, refused
         self.expired = 0        # messages older than the message timeout
         self.delivered = 0
-        self.retry_min_ms = retry_min_ms
-        self.retry_max_ms = retry_max_ms
-        self.failures = 0
-        self._retry_at = 0
 
     def __len__(self):
         return self.count
@@ -163,23 +154,6 @@ class Outbox:
             if self._state[slot] == SENT:
                 self._state[slot] = UNSENT
                 self._pid[slot] = 0
-
-    # ---- retry with backoff -----------------------------------------------------------------
-
-    def retry_due(self, now_ms):
-        return self.failures == 0 or ticks_diff(now_ms, self._retry_at) >= 0
-
-    def failed(self, now_ms):
-        """Records a failed attempt; returns the delay in ms before the next one."""
-        self.failures += 1
-        delay = self.retry_min_ms << min(self.failures - 1, 16)
-        if delay > self.retry_max_ms:
-            delay = self.retry_max_ms
-        self._retry_at = ticks_add(now_ms, delay)
-        return delay
-
-    def succeeded(self):
-        self.failures = 0
 
     def stats(self):
         return {"queued": self.count, "bytes": self.bytes_used, "dropped": self.dropped,

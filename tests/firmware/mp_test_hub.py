@@ -165,7 +165,7 @@ def test_telemetry_resent_with_same_message_id_after_reconnect():
     # The connection drops before the PUBACK: the message goes again, with the same $.mid.
     sock.eof = True
     assert not run(session.step(now_ms=2))
-    assert session.outbox.failures == 1 and len(session.outbox) == 1
+    assert session.policy.failures == 1 and len(session.outbox) == 1
     assert not run(session.step(now_ms=3))  # backoff: not yet
     assert len(opener.sockets) == 1
     assert run(session.step(now_ms=2 + 1000))

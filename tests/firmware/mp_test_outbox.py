@@ -95,16 +95,6 @@ def test_expire_old_messages():
     assert box.expire(now_s=320, timeout_s=120) == 0
 
 
-def test_backoff_doubles_to_the_cap():
-    box = Outbox(1, 1, retry_min_ms=100, retry_max_ms=1000)
-    assert box.retry_due(0)
-    delays = [box.failed(0) for _ in range(6)]
-    assert delays == [100, 200, 400, 800, 1000, 1000]
-    assert not box.retry_due(999) and box.retry_due(1000)
-    box.succeeded()
-    assert box.retry_due(0) and box.failed(5000) == 100
-
-
 def test_wraparound_many_messages():
     # Many rounds through a small ring: every message comes out intact, in order.
     box = Outbox(4, 20)

@@ -4,11 +4,11 @@
 import gc
 import sys
 
+from microagent import session
 from microagent.cache import NetworkCache
 from microagent.clock import ticks_add, ticks_diff
 from microagent.events import parse_ipv4
 from microagent.mqtt import MQTTClient, run
-from microagent.outbox import Outbox
 
 SMALL_INT_MAX = (1 << 30) - 1  # on a 32-bit MicroPython; 64-bit ports have room to spare
 
@@ -67,13 +67,14 @@ def test_byte_counters_saturate_at_2_to_the_32_minus_1():
     assert row[6] == 0xFFFFFFFF and row[7] == 0xFFFFFFFF and row[8] == 5
 
 
-def test_outbox_retry_across_the_ticks_wrap_around():
-    outbox = Outbox(2, 1024, retry_min_ms=1000, retry_max_ms=8000)
+def test_session_retry_across_the_ticks_wrap_around():
+    policy = session.Session(retry_min_ms=1000, retry_max_ms=8000)
     now = ticks_add(0, -300)  # 300 ms before the ticks wrap around
-    delay = outbox.failed(now)
+    assert policy.next_action(now, 0) == session.CONNECT
+    delay = policy.connection_lost(now)
     assert delay == 1000
-    assert not outbox.retry_due(ticks_add(now, 999))
-    assert outbox.retry_due(ticks_add(now, 1000))
+    assert policy.next_action(ticks_add(now, 999), 0) == session.IDLE
+    assert policy.next_action(ticks_add(now, 1000), 0) == session.CONNECT
     assert ticks_diff(ticks_add(now, 1000), now) == 1000
 
 

@@ -208,3 +208,34 @@ def test_outbox_rejects_a_file_that_is_not_sqlite(tmp_path):
     with pytest.raises(ValueError) as info:
         SqliteOutbox(str(path))
     assert "not.db" in str(info.value)
+
+
+def test_iot_hub_mode_throttled_twin_get_is_asked_again_after_the_backoff(mosquitto_factory, tmp_path):
+    # IoT Hub answers 429 when it throttles a twin request: the device asks again, later,
+    # with a new $rid (the session policy's wait: RETRY_MIN_S, then doubling).
+    now = 1800000000
+    cs_text = ("HostName=myhub.azure-devices.net;DeviceId=dev-03;SharedAccessKey=%s;"
+               "GatewayHostName=127.0.0.1" % KEY_B64)
+    cs = ConnectionString(cs_text)
+    broker = mosquitto_factory({hub.username(cs): sas_token(cs.resource(), cs.key, now + 3600),
+                                "reader": "reader-pass"})
+    responder = TwinResponder(broker.port, broker.certs["ca.pem"], "reader", "reader-pass",
+                              {"Process_CacheSize": 48}, get_statuses=[429, 503])
+    logs = []
+    outbox = SqliteOutbox(str(tmp_path / "outbox.db"))
+    transport = Transport(outbox, connection_string=cs_text, ca_file=broker.certs["ca.pem"],
+                          port=broker.port, sas_clock=lambda: now, log=logs.append,
+                          retry_min_s=0.3, retry_max_s=5)
+    try:
+        transport.start()
+        report = responder.reports.get(timeout=20)
+        assert report["config"]["Process_CacheSize"] == 48 and transport.twin.received
+        gets = [responder.gets.get(timeout=1) for _ in range(3)]
+        assert len({rid for rid, _ in gets}) == 3
+        assert gets[1][1] - gets[0][1] >= 0.3 and gets[2][1] - gets[1][1] >= 0.6
+        assert responder.gets.empty()
+        assert any("status 429" in line for line in logs) and any("status 503" in line for line in logs)
+    finally:
+        transport.close()
+        responder.close()
+        outbox.close()

@@ -3,14 +3,19 @@ answers twin GETs with a desired document and records reported-property PATCHes.
 import json
 import queue
 import re
+import time
 
 import paho.mqtt.client as paho
 
 
 class TwinResponder:
-    def __init__(self, port, ca_file, user, password, desired):
+    """GET_STATUSES: the statuses the first GETs get answered with (then 200), e.g. [429]."""
+
+    def __init__(self, port, ca_file, user, password, desired, get_statuses=()):
         self.desired = desired
         self.reports = queue.Queue()
+        self.gets = queue.Queue()           # (request id, time.monotonic()) of each GET
+        self._get_statuses = list(get_statuses)
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="twin-responder")
         self.client.username_pw_set(user, password)
         self.client.tls_set(ca_certs=ca_file)
@@ -25,6 +30,11 @@ class TwinResponder:
     def _on_message(self, client, userdata, message):
         rid = re.search(r"\$rid=(\d+)", message.topic).group(1)
         if message.topic.startswith("$iothub/twin/GET/"):
+            self.gets.put((rid, time.monotonic()))
+            if self._get_statuses:
+                client.publish("$iothub/twin/res/%d/?$rid=%s" % (self._get_statuses.pop(0), rid),
+                               b"", qos=0)
+                return
             body = json.dumps({"desired": self.desired, "reported": {}})
             client.publish("$iothub/twin/res/200/?$rid=%s" % rid, body, qos=0)
         else:
