@@ -142,3 +142,7 @@ def run():
               [[m3["interpreter"], m3["window"], m3["peak"], m3["budget"],
                 m3["peak"] / m3["budget"], M3_TARGET_BYTES, m3["peak"] / M3_TARGET_BYTES]])
     return results, flat, m3
+
+
+if __name__ == "__main__":
+    run()
