@@ -123,9 +123,10 @@ def test_the_heap_is_flat_over_10000_windows(micropython32, tmp_path, connected)
                                    + figures["expired"] + figures["too_large"]), figures
     if connected:
         assert figures["connects"] == 1, figures
-        # The hub stored at least every message it acknowledged (more: the outbox counts an
-        # unacknowledged message it drops as dropped, though the hub may have it).
-        assert figures["delivered"] > 0 and received >= figures["delivered"], (received, figures)
+        # The agent published throughout: the hub stored messages, at least every one the agent
+        # saw acknowledged (more: with windows closing back to back a PUBACK often comes after
+        # the outbox dropped its message to make room, and it counts that one as dropped).
+        assert received > 0 and received >= figures["delivered"], (received, figures)
     else:
         assert figures["delivered"] == 0 and received == 0
     assert abs(figures["last"] - figures["first"]) <= FLAT_WITHIN, figures
