@@ -9,7 +9,7 @@ from binascii import hexlify, unhexlify
 
 from microagent import VERSION
 from microagent import events
-from microagent.encode import (_NO_ROOM, COMPACT, JSON, MessageEncoder, MessageTooSmall,
+from microagent.encode import (COMPACT, JSON, MessageEncoder, MessageTooSmall,
                                _NoRoom)
 
 # The format's version: the first element of every compact message.
@@ -315,12 +315,12 @@ class CompactEncoder(MessageEncoder):
 
     def _room(self, size):
         # Where SIZE more bytes end: the common case (inside the limit) first; past the limit,
-        # _NO_ROOM; past the buffer's end (an item larger than a message), the buffer grows.
+        # _NoRoom; past the buffer's end (an item larger than a message), the buffer grows.
         end = self._length + size
         if end <= self._limit:
             return end
         if self._limit:
-            raise _NO_ROOM
+            raise _NoRoom  # a new instance each time (see encode._NoRoom)
         if end > len(self.buffer):
             self._put(bytes(size))
             self._length -= size

@@ -62,26 +62,39 @@ sock.close()
 """
 
 
-# The agent through WINDOWS windows without a hub (the outbox keeps its newest messages and
-# counts the rest): each window the application resolves a name and talks to PEERS peers (a
-# different set each window, so entries are new), then the window closes and the periodic
-# collectors run. Prints the heap after collection after the first and the last window.
+# The agent through WINDOWS windows: each window the application resolves a name and talks to
+# PEERS peers (a different set each window, so entries are new), then the window closes and the
+# periodic collectors run. Without a hub the outbox keeps its newest messages and counts the rest;
+# connected (the third argument "hub"), the agent's delivery task publishes them to the hub as
+# it does on a board, while the windows close back to back: a flush does not wait for room in
+# the outbox (SINK_WAIT_MS 0; the hub acknowledges a few messages a second, 10,000 windows make
+# 30,000), so the outbox drops its oldest messages and counts them, as it does without a hub.
+# Prints the heap after collection after the first and the last window.
 LONG_RUN = """
 import asyncio, gc, json, sys, time
 from microagent.settings import boot
 settings, outbox = boot(print)
 from microagent import agent
 from microagent.collectors import netsock
-windows, peers = int(sys.argv[1]), int(sys.argv[2])
+windows, peers, connected = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == 'hub'
+agent.SINK_WAIT_MS = 0
 tracker = netsock.install(settings.board['config']['NetworkActivity_CacheSize'])
 import socket
 board = agent.Agent(settings, outbox, tracker)
-agent.log = lambda text: None  # 10,000 windows of log lines are not what is measured
+# 10,000 windows of log lines are not what is measured; errors are shown
+agent.log = lambda text: print(text) if 'error' in text else None
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 targets = [socket.getaddrinfo('127.0.0.1', 44000 + i)[0][-1] for i in range(4 * peers)]
 
 
 async def main():
+    if connected:
+        link = asyncio.create_task(board._deliver())
+        start = time.ticks_ms()
+        while not board.session.connected():
+            if time.ticks_diff(time.ticks_ms(), start) > 30000 or board._link_error:
+                raise SystemExit('no connection to the hub: %s' % board._link_error)
+            await asyncio.sleep_ms(20)
     first = 0
     for window in range(windows):
         socket.getaddrinfo('localhost', 1)
@@ -97,19 +110,23 @@ async def main():
     stats = outbox.stats()
     print('heap', json.dumps({'first': first, 'last': gc.mem_alloc(), 'windows': board.windows,
                               'messages': board.messages, 'dropped': stats['dropped'],
-                              'queued': stats['queued']}))
+                              'queued': stats['queued'], 'delivered': stats['delivered'],
+                              'expired': stats['expired'], 'too_large': stats['too_large'],
+                              'connects': board.session.connects}))
 
 asyncio.run(main())
 """
 
 
-def long_run(binary, flash, heap, windows, peers, timeout=600):
-    """Runs LONG_RUN on the board; its figures (dict)."""
+def long_run(binary, flash, heap, windows, peers, connected=False, timeout=900):
+    """Runs LONG_RUN on the board (CONNECTED: to the hub its device file names); its figures
+    (dict)."""
     path = os.path.join(flash, "long_run.py")
     with open(path, "w") as f:
         f.write(LONG_RUN)
     proc = subprocess.run([binary, "-X", "heapsize=%d" % heap, "long_run.py", str(windows),
-                           str(peers)], cwd=flash, env=dict(os.environ, MICROPYPATH=".frozen"),
+                           str(peers), "hub" if connected else "none"], cwd=flash,
+                          env=dict(os.environ, MICROPYPATH=".frozen"),
                           capture_output=True, text=True, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("heap ")]
     if proc.returncode != 0 or not lines:
