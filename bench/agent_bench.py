@@ -21,7 +21,6 @@ Run: .venv/bin/python -m bench.agent_bench   (the lead's `make bench` calls run(
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,10 @@ from datetime import datetime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 
+import board32  # noqa: E402
 import board_profiles  # noqa: E402
-import firmware_bundle  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from host_sim.runtime import micropython_binary  # noqa: E402
 from hub_emulator.process import HubProcess  # noqa: E402
@@ -80,29 +80,6 @@ tls = gc.mem_alloc() - before
 sock.close()
 print(json.dumps({"code": code, "tls": tls}))
 """
-
-
-def _board_dir(profile, hub, connection_string, root):
-    flash = os.path.join(root, profile["name"])
-    os.makedirs(flash)
-    unix = board_profiles.load("unix")
-    for f in firmware_bundle.firmware_files(unix):  # bytecode .mpy: runs on the unix port
-        path = os.path.join(flash, f.remote)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as out:
-            out.write(f.data)
-    with open(os.path.join(flash, "microagent_board.json"), "w") as out:
-        json.dump(profile, out)
-    with open(os.path.join(flash, "microagent_device.json"), "w") as out:
-        json.dump({"connection_string": connection_string, "port": hub.port,
-                   "window_ms": WINDOW_MS}, out)
-    shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
-    peers = profile["config"]["NetworkActivity_CacheSize"]
-    with open(os.path.join(flash, "app.py"), "w") as out:
-        out.write(APP % {"wait": WINDOW_MS + 500, "peers": peers})
-    with open(os.path.join(flash, "heap_parts.py"), "w") as out:
-        out.write(PARTS)
-    return flash
 
 
 def _board_command(heap_bytes, script):
@@ -162,7 +139,11 @@ def _measure(profile, root):
     hub = HubProcess(os.path.join(root, "hub-" + profile["name"]), port=0, plain_port=None)
     cs = hub.add_device(profile["name"])
     with hub:
-        flash = _board_dir(profile, hub, cs, root)
+        peers = profile["config"]["NetworkActivity_CacheSize"]
+        flash = board32.board_dir(root, profile["name"], profile,
+                                  APP % {"wait": WINDOW_MS + 500, "peers": peers}, hub,
+                                  connection_string=cs, window_ms=WINDOW_MS, code="mpy",
+                                  files={"heap_parts.py": PARTS})
         heap = profile["heap_bytes"]
         start, lines = _run_board(flash, heap, 3 * WINDOW_MS / 1000 + 3)
         fits = any("microagent: started" in line for _, line in lines) and len(_windows(lines)) >= 2

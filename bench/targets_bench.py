@@ -18,7 +18,6 @@ Run: .venv/bin/python -m bench.targets_bench   (`make bench` calls run()).
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(REPO, "bench")
 sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 
+import board32  # noqa: E402
 import board_profiles  # noqa: E402
-import firmware_bundle  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from host_sim import targets  # noqa: E402
 from host_sim.runtime import compiled_firmware, micropython_binary  # noqa: E402
@@ -69,25 +69,6 @@ def _bench_line(lines, error):
     raise RuntimeError("mp_target_bench.py failed: %s" % (error or lines[-3:]))
 
 
-def _flash_dir(root, profile, hub, connection_string, code):
-    flash = os.path.join(root, "flash")
-    os.makedirs(flash)
-    files = firmware_bundle.firmware_files(board_profiles.load("unix"))
-    for f in files:
-        if code == "mpy" or f.remote in firmware_bundle.ENTRY_POINTS:
-            path = os.path.join(flash, f.remote)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(f.data)
-    with open(os.path.join(flash, "microagent_board.json"), "w") as out:
-        json.dump(profile, out)
-    with open(os.path.join(flash, "microagent_device.json"), "w") as out:
-        json.dump({"connection_string": connection_string, "port": hub.port,
-                   "window_ms": WINDOW_MS}, out)
-    shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
-    return flash
-
-
 def _agent_heaps(lines):
     """(heap at the started line, heap at the first window closed while connected)."""
     idle = connected = None
@@ -109,7 +90,9 @@ def _agent_on_unix(board, code, root):
     hub = HubProcess(os.path.join(root, "hub"), port=0, plain_port=None)
     connection_string = hub.add_device("bench-" + board)
     with hub:
-        flash = _flash_dir(root, profile, hub, connection_string, code)
+        flash = board32.board_dir(root, "flash", profile, hub=hub,
+                                  connection_string=connection_string, window_ms=WINDOW_MS,
+                                  code=code)
         # A generous cap: the 64-bit port needs more than a board's heap for the .mpy code.
         proc = subprocess.Popen([_unix_binary(board), "-X", "heapsize=512K", "main.py"], cwd=flash,
                                 env=dict(os.environ, MICROPYPATH=":.frozen:lib"),

@@ -11,6 +11,9 @@ import subprocess
 import threading
 import time
 
+import board_profiles
+import firmware_bundle
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINDOW_LINE = re.compile(r"microagent: window (\d+): (\d+) messages, (\d+) connections, (\d+) lost "
                          r"to a full cache, heap (\d+) peak (\d+) bytes, outbox queued (\d+) "
@@ -142,12 +145,20 @@ def micropython32():
 
 
 def board_dir(root, name, profile, app=None, hub=None, port=None, connection_string=None,
-              window_ms=2000):
-    """A board folder as flash.py leaves it (the agent frozen, so no microagent/ files)."""
+              window_ms=2000, code="frozen", files=None):
+    """A board folder as flash.py leaves it. CODE "frozen": the agent is in the binary, so only
+    main.py and boot.py; "mpy": the agent as .mpy files, which the unix port imports. APP: the
+    application's app.py; FILES: more {name: text} to write beside it."""
     flash = os.path.join(root, name)
     os.makedirs(flash)
-    for entry in ("main.py", "boot.py"):
-        shutil.copy(os.path.join(REPO, "firmware", entry), flash)
+    unix = board_profiles.load("unix")
+    # Only "mpy" needs the package compiled; the entry points are source either way.
+    for f in firmware_bundle.firmware_files(unix if code == "mpy" else dict(unix, mpy=None)):
+        if code == "mpy" or f.remote in firmware_bundle.ENTRY_POINTS:
+            path = os.path.join(flash, f.remote)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(f.data)
     with open(os.path.join(flash, "microagent_board.json"), "w") as f:
         json.dump(profile, f)
     if hub is not None:
@@ -156,8 +167,10 @@ def board_dir(root, name, profile, app=None, hub=None, port=None, connection_str
                        "window_ms": window_ms}, f)
         shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
     if app is not None:
-        with open(os.path.join(flash, "app.py"), "w") as f:
-            f.write(app)
+        files = dict(files or {}, **{"app.py": app})
+    for file_name, text in (files or {}).items():
+        with open(os.path.join(flash, file_name), "w") as f:
+            f.write(text)
     return flash
 
 
