@@ -1,22 +1,45 @@
 """Runs every benchmark: `make bench` (or `python -m bench`). Each prints its tables; set
-BENCH_JSON=FILE to also get every row as a JSON line."""
+BENCH_JSON=FILE to also get every row as a JSON line. A benchmark that fails is named in one
+line and the others still run; the exit status is then 1."""
+import sys
+
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
                    firmware_bench, flash_bench, half_open_bench, heap32, host_bench, hub_emulator,
                    loop_latency, run_bench, targets_bench, transport_heap)
+from bench.report import progress
+
+BENCHES = (
+    ("firmware_bench", firmware_bench.run),
+    ("host_bench", host_bench.run),
+    ("transport_heap", transport_heap.run),
+    ("hub_emulator", lambda: hub_emulator.run(2000)),
+    ("half_open_bench", lambda: half_open_bench.run(1000)),
+    ("delivery_bench", delivery_bench.run),
+    ("compact_bench", compact_bench.run),
+    ("collectors_bench", collectors_bench.run),
+    ("flash_bench", flash_bench.run),
+    ("agent_bench", agent_bench.run),
+    ("heap32", heap32.run),
+    ("loop_latency", loop_latency.run),
+    ("alerts_bench", alerts_bench.run),
+    ("run_bench", run_bench.run),
+    ("targets_bench", targets_bench.run),
+)
+
+
+def main():
+    failed = []
+    for name, run in BENCHES:
+        try:
+            run()
+        except Exception as exc:  # one broken bench must not hide the others' figures
+            failed.append(name)
+            progress("bench %s failed: %s" % (name, " ".join(str(exc).split())[-300:]))
+    if failed:
+        progress("benches that failed: %s" % ", ".join(failed))
+        return 1
+    return 0
+
 
 if __name__ == "__main__":
-    firmware_bench.run()
-    host_bench.run()
-    transport_heap.run()
-    hub_emulator.run(2000)
-    half_open_bench.run(1000)
-    delivery_bench.run()
-    compact_bench.run()
-    collectors_bench.run()
-    flash_bench.run()
-    agent_bench.run()
-    heap32.run()
-    loop_latency.run()
-    alerts_bench.run()
-    run_bench.run()
-    targets_bench.run()
+    sys.exit(main())

@@ -130,11 +130,20 @@ def microbit_rows(tmp):
         port = "socket://127.0.0.1:%d" % tcp
         ours = _timed(_tool("flash.py", "--board", "microbit", "--port", port, "--files", local))
         # `mpremote fs cp` itself fails there (it calls os.stat, which 1.9.2 lacks): the baseline
-        # is mpremote's own write primitive, as a library, without verification.
-        baseline = _timed([sys.executable, "-c", _WRITE_ONLY, port, local])
+        # is mpremote's own write primitive, as a library, without verification. 1.9.2 has no
+        # raw-paste flow control and the emulated UART drops bytes sent at full speed, so that
+        # baseline can fail where flash.py's paced, verified writing does not: said in the row.
+        try:
+            baseline = _timed([sys.executable, "-c", _WRITE_ONLY, port, local])
+        except RuntimeError as exc:
+            baseline = None
+            progress("micro:bit baseline failed: %s" % " ".join(str(exc).split())[-120:])
     finally:
         proc.terminate()
         proc.wait()
+    if baseline is None:
+        return [["QEMU micro:bit: 4096-byte file, read-back verify (s)", ours, "failed",
+                 "mpremote fs_writefile, no verify (bytes lost: no flow control)", "-"]]
     return [["QEMU micro:bit: 4096-byte file, read-back verify (s)", ours, baseline,
              "mpremote fs_writefile, no verify", ours / baseline]]
 
