@@ -51,9 +51,8 @@ asyncio.run(main())
 """
 
 
-def test_board_windows_keep_the_grid_across_the_ticks_wrap_and_a_stall(tmp_path):
-    binary = board32.micropython32()
-    assert binary is not None, "build/micropython32/micropython is missing (make firmware)"
+def test_board_windows_keep_the_grid_across_the_ticks_wrap_and_a_stall(firmware_targets, tmp_path):
+    binary = firmware_targets["micropython32"]
     profile = board_profiles.load("esp32")
     assert "SystemInformation" in profile["collectors"]
     hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None)
