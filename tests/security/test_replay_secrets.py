@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tools.mosquitto_broker import write_certs
+
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 KEY = "c2VjcmV0LWtleS1vZi10aGUtdGVzdC1kZXZpY2UtMDE="
 CONNECTION_STRING = ("HostName=probe-hub.local;DeviceId=dev1;SharedAccessKey=%s;"
@@ -64,8 +66,9 @@ def silent_hub():
 def test_killed_replay_leaves_no_key_and_no_child(tmp_path, silent_hub, signum):
     trace = tmp_path / "t.jsonl"
     trace.write_text('{"kind":"dns","t":1700000000,"hostname":"a.example","address":"1.2.3.4"}\n')
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n")
+    # A real CA, so the child gets past loading it and waits in the handshake (an unparsable
+    # one ends the child right after its TCP connect, racing this test's look at it).
+    ca = write_certs(tmp_path)["ca.pem"]
     private_tmp = tmp_path / "tmp"
     private_tmp.mkdir()
     env = dict(os.environ, MICROAGENT_CONNECTION_STRING=CONNECTION_STRING, TMPDIR=str(private_tmp))
