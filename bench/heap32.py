@@ -128,9 +128,10 @@ def run():
           "over TLS while the windows close back to back); baseline: after the first window"
           % (LONG_RUN_WINDOWS, LONG_RUN_PEERS),
           ["run", "after window 1", "after the last", "difference", "ratio", "messages",
-           "dropped by the outbox", "acknowledged", "stored by the hub"],
+           "dropped by the outbox", "sent, dropped unacknowledged", "acknowledged",
+           "stored by the hub"],
           [[name, f["first"], f["last"], f["last"] - f["first"], f["last"] / f["first"],
-            f["messages"], f["dropped"], f["delivered"], f.get("received", "")]
+            f["messages"], f["dropped"], f["unconfirmed"], f["delivered"], f.get("received", "")]
            for name, f in zip(("no hub", "connected"), flat)])
     if m3 is not None:
         table("Whole agent on the emulated Cortex-M3 (qemu-cortex-m3 profile: ESP32-sized caches and "

@@ -7,11 +7,16 @@
 # messages are dropped and counted: on a board the newest security events matter most. Every
 # message keeps its sequence number across retries, so a resend after a reconnect carries the
 # same message id and the cloud can drop the duplicate.
+#
+# A message removed after it was sent but before its PUBACK came is counted apart (unconfirmed):
+# the hub may have stored it, so counting it as dropped would overstate the loss, and counting it
+# as delivered would hide one.
 from array import array
 
 UNSENT = 0
 SENT = 1
 ACKED = 2
+RESEND = 3  # sent on a connection that was lost before its PUBACK: to be sent again
 
 
 class Outbox:
@@ -35,9 +40,10 @@ class Outbox:
         self.count = 0
         self.bytes_used = 0
         self._next_seq = first_seq
-        self.dropped = 0        # oldest messages dropped to make room
+        self.dropped = 0        # oldest messages dropped to make room, never sent
         self.too_large = 0      # messages larger than the whole outbox, refused
-        self.expired = 0        # messages older than the message timeout
+        self.expired = 0        # messages older than the message timeout, never sent
+        self.unconfirmed = 0    # dropped or expired after a send, before its acknowledgement
         self.delivered = 0
 
     def __len__(self):
@@ -57,8 +63,11 @@ class Outbox:
             offset = self._place(size) if self.count < self.max_messages else -1
             if offset >= 0:
                 break
-            self._drop_head()
-            self.dropped += 1
+            if self._drop_head():
+                self.unconfirmed += 1
+            else:
+                self.dropped += 1
+            self._pop_acked()  # acknowledged out of order behind it: delivered, not dropped
         slot = (self._head + self.count) % self.max_messages
         self._view[offset:offset + size] = data
         self._offset[slot] = offset
@@ -90,10 +99,13 @@ class Outbox:
         return end if oldest - end >= size else -1
 
     def _drop_head(self):
+        # Frees the oldest message; True when it had been sent (the hub may have it).
+        was_sent = self._state[self._head] != UNSENT
         self.bytes_used -= self._length[self._head]
         self._state[self._head] = UNSENT
         self._head = (self._head + 1) % self.max_messages
         self.count -= 1
+        return was_sent
 
     def _pop_acked(self):
         while self.count and self._state[self._head] == ACKED:
@@ -101,12 +113,16 @@ class Outbox:
             self.delivered += 1
 
     def expire(self, now_s, timeout_s):
-        """Drops messages queued more than TIMEOUT_S seconds before NOW_S; returns how many."""
+        """Drops messages queued more than TIMEOUT_S seconds before NOW_S; returns how many
+        (those already sent are counted in unconfirmed, the others in expired)."""
         gone = 0
         while self.count and now_s - self._born[self._head] > timeout_s:
-            self._drop_head()
+            if self._drop_head():
+                self.unconfirmed += 1
+            else:
+                self.expired += 1
             gone += 1
-        self.expired += gone
+            self._pop_acked()
         return gone
 
     # ---- sending ----------------------------------------------------------------------------
@@ -115,7 +131,8 @@ class Outbox:
         """Slot of the oldest message not yet handed to the transport, or -1."""
         for i in range(self.count):
             slot = (self._head + i) % self.max_messages
-            if self._state[slot] == UNSENT:
+            state = self._state[slot]
+            if state == UNSENT or state == RESEND:
                 return slot
         return -1
 
@@ -152,9 +169,10 @@ class Outbox:
         for i in range(self.count):
             slot = (self._head + i) % self.max_messages
             if self._state[slot] == SENT:
-                self._state[slot] = UNSENT
+                self._state[slot] = RESEND
                 self._pid[slot] = 0
 
     def stats(self):
         return {"queued": self.count, "bytes": self.bytes_used, "dropped": self.dropped,
-                "too_large": self.too_large, "expired": self.expired, "delivered": self.delivered}
+                "too_large": self.too_large, "expired": self.expired,
+                "unconfirmed": self.unconfirmed, "delivered": self.delivered}

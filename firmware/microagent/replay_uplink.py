@@ -47,10 +47,13 @@ class Uplink:
     def finish(self):
         delivered = run(self.session.flush(self.wait_ms * 4))
         stats = self.session.outbox.stats()
-        _info("delivered %d messages; %d queued, %d dropped from the full outbox, %d too large"
-              % (stats["delivered"], stats["queued"], stats["dropped"], stats["too_large"]))
+        _info("delivered %d messages; %d queued, %d dropped from the full outbox (and %d more "
+              "after sending, unacknowledged), %d too large"
+              % (stats["delivered"], stats["queued"], stats["dropped"], stats["unconfirmed"],
+                 stats["too_large"]))
         self.session.close()
-        return delivered and not stats["dropped"] and not stats["too_large"]
+        return (delivered and not stats["dropped"] and not stats["unconfirmed"]
+                and not stats["too_large"])
 
 
 def _info(text):

@@ -10,9 +10,10 @@ import serial
 
 WINDOW_LINE = re.compile(r"microagent: window (\d+): (\d+) messages, (\d+) connections, (\d+) lost "
                          r"to a full cache, heap (\d+) peak (\d+) bytes, outbox queued (\d+) "
-                         r"delivered (\d+) dropped (\d+) expired (\d+) too_large (\d+)")
+                         r"delivered (\d+) dropped (\d+) expired (\d+) too_large (\d+) "
+                         r"unconfirmed (\d+)")
 WINDOW_FIELDS = ("window", "messages", "connections", "lost", "heap", "peak", "queued",
-                 "delivered", "dropped", "expired", "too_large")
+                 "delivered", "dropped", "expired", "too_large", "unconfirmed")
 
 
 def provision(flash, hub, connection_string, window_ms, app_source=None):

@@ -115,6 +115,7 @@ async def main():
                               'messages': board.messages, 'dropped': stats['dropped'],
                               'queued': stats['queued'], 'delivered': stats['delivered'],
                               'expired': stats['expired'], 'too_large': stats['too_large'],
+                              'unconfirmed': stats['unconfirmed'],
                               'connects': board.session.connects}))
 
 asyncio.run(main())

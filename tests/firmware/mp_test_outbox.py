@@ -4,7 +4,8 @@ from microagent.outbox import Outbox
 
 
 def _contents(box):
-    # (seq, payload) of every queued message, oldest first, without consuming them.
+    # (seq, payload) of every queued message, oldest first, without consuming them (they are
+    # left as sent and requeued, so call it last).
     out = []
     slots = []
     while True:
@@ -49,8 +50,7 @@ def test_byte_cap_drops_oldest_and_keeps_messages_contiguous():
     box.put(b"aaaa")
     box.put(b"bbbb")
     box.put(b"ccc")  # needs 3 bytes: only 2 left at the end, so "aaaa" goes and it wraps to 0
-    assert box.dropped == 1
-    assert _contents(box) == [(2, b"bbbb"), (3, b"ccc")]
+    assert box.dropped == 1 and len(box) == 2 and box.bytes_used == 7
     box.put(b"d")     # fits between "ccc" (0..3) and "bbbb" (4..8)
     assert box.dropped == 1
     box.put(b"eeeeeeee")  # 8 bytes: everything else must go
@@ -110,7 +110,7 @@ def test_wraparound_many_messages():
             box.mark_sent(slot, 0)
     queued = _contents(box)
     assert queued == expected[-len(queued):]
-    assert box.dropped + box.delivered + len(box) == 200
+    assert box.dropped + box.unconfirmed + box.delivered + len(box) == 200
 
 
 def test_stats():
@@ -118,7 +118,51 @@ def test_stats():
     box.put(b"ab")
     box.put(b"cd")
     assert box.stats() == {"queued": 1, "bytes": 2, "dropped": 1, "too_large": 0,
-                           "expired": 0, "delivered": 0}
+                           "expired": 0, "unconfirmed": 0, "delivered": 0}
+
+
+def test_sent_but_unacknowledged_messages_dropped_count_as_unconfirmed():
+    box = Outbox(2, 100)
+    box.put(b"a")
+    box.put(b"b")
+    box.mark_sent(box.next_unsent(), 11)   # "a" awaits its PUBACK
+    box.put(b"c")                          # "a" goes: the hub may have it
+    assert (box.dropped, box.unconfirmed) == (0, 1)
+    box.put(b"d")                          # "b" goes: never sent
+    assert (box.dropped, box.unconfirmed) == (1, 1)
+    assert _contents(box) == [(3, b"c"), (4, b"d")]
+
+
+def test_a_message_sent_before_a_reconnect_still_counts_as_unconfirmed():
+    box = Outbox(1, 100)
+    box.put(b"a")
+    box.mark_sent(box.next_unsent(), 5)
+    box.requeue()                          # connection lost: "a" goes again, same sequence
+    slot = box.next_unsent()
+    assert box.seq(slot) == 1
+    box.put(b"b")
+    assert (box.dropped, box.unconfirmed) == (0, 1)
+
+
+def test_acknowledged_out_of_order_behind_a_dropped_head_counts_as_delivered():
+    box = Outbox(3, 100)
+    for data in (b"a", b"b", b"c"):
+        box.put(data)
+    box.mark_sent(box.next_unsent(), 1)
+    box.mark_sent(box.next_unsent(), 2)
+    box.settle(lambda pid: pid == 1)       # "b" acknowledged, "a" still waits
+    box.put(b"d")                          # "a" goes to make room, then "b" is freed as delivered
+    assert (box.unconfirmed, box.delivered, box.dropped, len(box)) == (1, 1, 0, 2)
+    assert _contents(box) == [(3, b"c"), (4, b"d")]
+
+
+def test_expiry_of_a_sent_message_counts_as_unconfirmed():
+    box = Outbox(4, 100)
+    box.put(b"sent", now_s=0)
+    box.put(b"unsent", now_s=0)
+    box.mark_sent(box.next_unsent(), 3)
+    assert box.expire(now_s=500, timeout_s=100) == 2
+    assert (box.expired, box.unconfirmed, len(box)) == (1, 1, 0)
 
 
 def test_fits_says_when_put_would_drop():

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tools.mosquitto_broker import write_certs
+from mosquitto_broker import write_certs  # tools/, on the path from conftest.py
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 KEY = "c2VjcmV0LWtleS1vZi10aGUtdGVzdC1kZXZpY2UtMDE="
