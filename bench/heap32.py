@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 import board32  # noqa: E402
 import board_m3  # noqa: E402
 import board_profiles  # noqa: E402
+from agent_helpers import window_reports  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from hub_emulator.process import HubProcess  # noqa: E402
 
@@ -38,7 +39,7 @@ def _full(profile):
     size = profile["config"]["NetworkActivity_CacheSize"]
 
     def done(lines):
-        found = board32.windows(lines)
+        found = window_reports(lines)
         return sum(1 for w in found if w["connections"] == size) >= 3 and found[-1]["delivered"]
     return done
 
@@ -55,7 +56,7 @@ def measure(binary, name, root):
         code = board32.probe(binary, flash, heap, board32.CODE)
         tls = board32.probe(binary, flash, heap, board32.TLS)
         lines = board32.run_board(binary, flash, heap, _full(profile), 90)
-    windows = board32.windows(lines)
+    windows = window_reports(lines)
     started = board32.started_heap(lines)
     if started is None or not windows:
         raise RuntimeError("%s: the agent did not run: %s" % (name, lines[-10:]))

@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 
 import board32  # noqa: E402
 import board_profiles  # noqa: E402
+from agent_helpers import window_reports  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from bench.slow_hubs import Blackhole, SlowHub  # noqa: E402
 from hub_emulator.process import HubProcess  # noqa: E402
@@ -42,8 +42,6 @@ WINDOW_MS = 2000
 TARGET_MS = 50
 PROFILE = "esp32"
 APP_LINE = re.compile(r"app: worst (\d+) ms over (\d+) ticks, (\d+) late")
-WINDOW_LINE = re.compile(r"microagent: window \d+: .* heap (\d+) peak (\d+) bytes, outbox queued "
-                         r"(\d+) delivered (\d+) dropped (\d+)")
 
 APP = """
 import asyncio, socket, time
@@ -90,22 +88,7 @@ def _board(root, name, profile, hub=None, port=None, connection_string=None):
 
 def _run(binary, flash, heap):
     """Runs the board for SECONDS (whatever it prints); its console lines."""
-    env = dict(os.environ, MICROPYPATH=".frozen")
-    proc = subprocess.Popen([binary, "-X", "heapsize=%d" % heap, "main.py"], cwd=flash, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-
-    def read():
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace").rstrip())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    time.sleep(SECONDS)
-    proc.terminate()
-    proc.wait(10)
-    reader.join(5)
-    return lines
+    return board32.run_board(binary, flash, heap, lambda lines: False, SECONDS)
 
 
 def _summary(case, lines):
@@ -114,13 +97,12 @@ def _summary(case, lines):
     if not ticks:
         raise RuntimeError("%s: the application printed nothing: %s" % (case, lines[-10:]))
     worst, count, late = (int(g) for g in ticks[-1].groups())
-    windows = [WINDOW_LINE.search(line) for line in lines]
-    windows = [m for m in windows if m]
+    windows = window_reports(lines)
     return {"case": case, "worst_ms": worst, "ticks": count, "late": late,
             "windows": len(windows),
             "connected": sum(1 for line in lines if "hub: connected" in line),
-            "delivered": int(windows[-1].group(4)) if windows else 0,
-            "peak": max((int(m.group(2)) for m in windows), default=0),
+            "delivered": windows[-1]["delivered"] if windows else 0,
+            "peak": max((w["peak"] for w in windows), default=0),
             "errors": sum(1 for line in lines if "error:" in line or "Traceback" in line)}
 
 

@@ -60,13 +60,18 @@ class Console:
                              % (what, timeout, "\n".join(self.lines[-40:])))
 
     def windows(self):
-        """The agent's per-window status lines as dicts."""
-        found = []
-        for line in self.lines:
-            m = WINDOW_LINE.search(line)
-            if m:
-                found.append(dict(zip(WINDOW_FIELDS, map(int, m.groups()))))
-        return found
+        """The agent's per-window status lines so far as dicts."""
+        return window_reports(self.lines)
+
+
+def window_reports(lines):
+    """The agent's per-window status lines among LINES as dicts (WINDOW_FIELDS)."""
+    found = []
+    for line in lines:
+        m = WINDOW_LINE.search(line)
+        if m:
+            found.append(dict(zip(WINDOW_FIELDS, map(int, m.groups()))))
+    return found
 
 
 def security_messages(hub, device):

@@ -15,9 +15,6 @@ import board_profiles
 import firmware_bundle
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WINDOW_LINE = re.compile(r"microagent: window (\d+): (\d+) messages, (\d+) connections, (\d+) lost "
-                         r"to a full cache, heap (\d+) peak (\d+) bytes, outbox queued (\d+) "
-                         r"delivered (\d+) dropped (\d+)")
 STARTED_HEAP = re.compile(r"microagent: started .* heap=(\d+)")
 
 # The application of a memory run: every window it talks to as many peers as the network cache
@@ -218,17 +215,6 @@ def run_board(binary, flash, heap, until, timeout):
         proc.wait(10)
         reader.join(5)
     return lines
-
-
-def windows(lines):
-    """The agent's window lines as dicts."""
-    found = []
-    for line in lines:
-        m = WINDOW_LINE.search(line)
-        if m:
-            found.append(dict(zip(("window", "messages", "connections", "lost", "heap", "peak",
-                                   "queued", "delivered", "dropped"), map(int, m.groups()))))
-    return found
 
 
 def started_heap(lines):

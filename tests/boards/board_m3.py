@@ -11,7 +11,7 @@ import sys
 import time
 
 import board32
-from agent_helpers import Console
+from agent_helpers import Console, window_reports
 
 REPO = board32.REPO
 TOOLS = os.path.join(REPO, "tools")
@@ -79,7 +79,7 @@ def ballast(lines):
 
 
 def full_windows(lines, size):
-    return [w for w in board32.windows(lines) if w["connections"] == size]
+    return [w for w in window_reports(lines) if w["connections"] == size]
 
 
 def run_agent(root, hub, connection_string, profile, image=IMAGE, cap=0, full=3, timeout=300,
@@ -122,7 +122,7 @@ def run_agent(root, hub, connection_string, profile, image=IMAGE, cap=0, full=3,
             stop = time.monotonic() + timeout
             while time.monotonic() < stop:
                 console.poll()
-                found = board32.windows(console.lines)
+                found = window_reports(console.lines)
                 if (len(full_windows(console.lines, size)) >= full and found[-1]["delivered"]) \
                         or any("MemoryError" in line for line in console.lines):
                     break

@@ -13,6 +13,7 @@ import pytest
 
 import board32
 import board_profiles
+from agent_helpers import window_reports
 from board_helpers import TOOLS, run_tool
 from hub_emulator.process import HubProcess
 
@@ -47,7 +48,7 @@ def _full_and_delivered(profile):
     size = profile["config"]["NetworkActivity_CacheSize"]
 
     def done(lines):
-        found = board32.windows(lines)
+        found = window_reports(lines)
         return sum(1 for w in found if w["connections"] == size) >= 2 and found[-1]["delivered"]
     return done
 
@@ -69,7 +70,7 @@ def test_the_agent_runs_in_its_profiles_heap_budget(micropython32, tmp_path, nam
                                     board32.INTERPRETER)
         lines = board32.run_board(micropython32, flash, interpreter + budget,
                                   _full_and_delivered(profile), 90)
-    windows = board32.windows(lines)
+    windows = window_reports(lines)
     failures = [line for line in lines if "error:" in line or "MemoryError" in line]
     assert not failures, "\n".join(lines[-30:])
     assert _full_and_delivered(profile)(lines), "\n".join(lines[-30:])
@@ -93,10 +94,10 @@ def test_esp32_agent_data_fits_in_24_kb_idle_and_connected(micropython32, tmp_pa
         code = board32.probe(micropython32, flash, heap, board32.CODE)
         tls = board32.probe(micropython32, flash, heap, board32.TLS)
         lines = board32.run_board(micropython32, flash, heap,
-                                  lambda found: len([w for w in board32.windows(found)
+                                  lambda found: len([w for w in window_reports(found)
                                                      if w["delivered"]]) >= 2, 90)
     idle = board32.started_heap(lines) - code
-    connected = max(w["heap"] for w in board32.windows(lines)) - code - tls
+    connected = max(w["heap"] for w in window_reports(lines)) - code - tls
     assert 0 < idle <= AGENT_DATA_LIMIT, "idle agent data %d bytes" % idle
     assert 0 < connected <= AGENT_DATA_LIMIT, "connected agent data %d bytes" % connected
 
