@@ -1,9 +1,11 @@
 """The host agent: live Linux collectors → host engine → messages (stdout or IoT Hub).
 
 The event-based collectors run in their own threads and hand raw events (docs/spec.md section 1) to a
-queue; one loop owns the engine, records the queued events into the current window (on the wall
-clock, integer ms) and flushes each window when it closes. Trigger-based collectors (system
-information, baseline, SBoM) run at start and then every interval of their priority. When is
+queue; one loop owns the engine, records the queued events into their collector's current window
+(on the wall clock, integer ms) and flushes each window when it closes. Process, NetworkActivity
+(with DNS) and Login each have windows of their own priority's length; windows that close on the
+same tick go out together, in the same messages. Trigger-based collectors (system information,
+baseline, SBoM) run at start and then every interval of their priority. When is
 decided by the firmware core's Schedule (microagent.schedule; docs/spec.md section 2) on a
 monotonic clock that counts a suspend (CLOCK_BOOTTIME): setting the wall clock moves no window;
 the wall clock only stamps the messages.
@@ -44,7 +46,12 @@ _COLLECTOR_OF_KIND = {"process": "Process", "connection": "NetworkActivity",
 # Which DroppedEvents collector a data source's own losses (netlink overruns) are charged to.
 _LOSSES_TO = {"Process": ev.PROCESS, "NetworkActivity": ev.CONNECTION, "DNS": ev.DNS,
               "Login": ev.LOGIN}
-_WINDOW = 0  # the schedule's slot of the event window; slot 1 + i is the i-th of TRIGGERED
+# The collectors with event windows, each its own length (docs/spec.md section 2): the
+# schedule's slots 0..2; slot len(WINDOWED) + i is the i-th of TRIGGERED. DNS answers join the
+# connections, so they live in NetworkActivity's window.
+WINDOWED = ("Process", "NetworkActivity", "Login")
+_CACHES_OF = {"Process": (ev.PROCESS,), "NetworkActivity": (ev.CONNECTION, ev.DNS),
+              "Login": (ev.LOGIN,)}
 
 
 class Options:
@@ -54,7 +61,7 @@ class Options:
         self.root = "/"
         self.process_mode = "Auto"
         self.polling_interval_s = 0.1  # Process_PollingInterval, in seconds
-        self.window_s = None  # None: from the configuration (NetworkActivity's frequency)
+        self.window_s = None  # None: each event collector's from the configuration
         self.triggered_interval_s = None  # None: each one's priority interval (configuration)
         self.cache_size = 256
         self.collectors = list(EVENT_COLLECTORS) + list(TRIGGERED)
@@ -86,7 +93,7 @@ class HostAgent:
         self._halves = [0, 0]
         self._lost_seen = {}
         self.schedule = None
-        self.window_start = None  # the open window's start, epoch ms
+        self.window_starts = {}  # WINDOWED name: its open window's start, epoch ms
 
     def _sink(self, buffer, length):
         self.messages += 1
@@ -155,10 +162,11 @@ class HostAgent:
         self.options.checks_disabled = config["Baseline_ChecksDisabled"]
         self.options.groups_disabled = config["Baseline_GroupsDisabled"]
 
-    def window_ms(self):
+    def window_ms(self, name):
+        """The window length of event collector NAME (one of WINDOWED), in ms."""
         if self.options.window_s is not None:
             return int(self.options.window_s * 1000)
-        return self.config.window_ms("NetworkActivity")
+        return self.config.window_ms(name)
 
     def triggered_ms(self, name):
         if self.options.triggered_interval_s is not None:
@@ -177,16 +185,17 @@ class HostAgent:
                 continue
             self.engine.send_periodic(name, items, now_ms)
 
-    def drain(self, window_start_ms):
-        """Records every queued raw event into the window that started at WINDOW_START_MS."""
+    def drain(self):
+        """Records every queued raw event into its collector's open window."""
         while True:
             try:
                 event = self.queue.get_nowait()
             except queue.Empty:
                 return
-            if not self.config.enabled(_COLLECTOR_OF_KIND[event["kind"]]):
+            collector = _COLLECTOR_OF_KIND[event["kind"]]
+            if not self.config.enabled(collector):
                 continue
-            offset = max(0, int(event["t"] * 1000) - window_start_ms)
+            offset = max(0, int(event["t"] * 1000) - self.window_starts[collector])
             try:
                 record_event(self.engine, event, offset, event["kind"] + " collector",
                              self._halves)
@@ -205,40 +214,51 @@ class HostAgent:
                 self.log("%s: the data source lost %d events (reported as dropped)"
                          % (name, new))
 
-    def close_window(self, window_start_ms, now_ms):
-        self.drain(window_start_ms)
+    def close_windows(self, names, now_ms):
+        """Flushes the open windows of the event collectors NAMES; those that started together
+        share their messages. Returns the messages sent."""
+        self.drain()
         self._charge_losses()
-        sent = self.engine.flush(window_start_ms, now_ms)
+        sent = 0
+        for start in sorted({self.window_starts[name] for name in names}):
+            caches = tuple(c for name in names if self.window_starts[name] == start
+                           for c in _CACHES_OF[name])
+            sent += self.engine.flush(start, now_ms, caches)
         if self.config_changed:
             self.apply_config()
         return sent
 
     def begin(self, mono_ms, wall_ms):
-        """Opens the first window at MONO_MS on the monotonic clock, WALL_MS epoch ms; the
+        """Opens the first windows at MONO_MS on the monotonic clock, WALL_MS epoch ms; the
         trigger-based collectors are due at once."""
-        self.schedule = Schedule(mono_ms, [self.window_ms()] + [self.triggered_ms(name)
-                                                                 for name in TRIGGERED],
-                                 [False] + [True] * len(TRIGGERED), ticks_diff)
-        self.window_start = wall_ms
+        self.schedule = Schedule(mono_ms, [self.window_ms(name) for name in WINDOWED]
+                                 + [self.triggered_ms(name) for name in TRIGGERED],
+                                 [False] * len(WINDOWED) + [True] * len(TRIGGERED), ticks_diff)
+        self.window_starts = dict.fromkeys(WINDOWED, wall_ms)
 
     def tick(self, mono_ms, wall_ms):
-        """One turn of the loop: closes the window if it is over (a new window length or
-        interval takes effect there), else records the queued events; runs the trigger-based
+        """One turn of the loop: closes the windows that are over (a new window length or
+        interval takes effect there) and records the queued events; runs the trigger-based
         collectors that are due."""
         schedule = self.schedule
         schedule.advance(mono_ms)
-        if schedule.due(_WINDOW):
-            self.close_window(self.window_start, wall_ms)
-            skipped = schedule.close(_WINDOW, self.window_ms())
-            self.window_start = wall_ms - schedule.elapsed[_WINDOW]
-            if skipped:
-                self.log("%d windows skipped: the agent did not run through them (a suspend or "
-                         "a stall)" % skipped)
+        due = [name for i, name in enumerate(WINDOWED) if schedule.due(i)]
+        if due:
+            self.close_windows(due, wall_ms)
+            skipped = {}
+            for name in due:
+                i = WINDOWED.index(name)
+                skipped.setdefault(schedule.close(i, self.window_ms(name)), []).append(name)
+                self.window_starts[name] = wall_ms - schedule.elapsed[i]
+            for count, names in sorted(skipped.items()):
+                if count:
+                    self.log("%d windows skipped (%s): the agent did not run through them (a "
+                             "suspend or a stall)" % (count, ", ".join(names)))
         else:
-            self.drain(self.window_start)
+            self.drain()
         for i, name in enumerate(TRIGGERED):
-            if schedule.due(1 + i):
-                schedule.close(1 + i, self.triggered_ms(name))
+            if schedule.due(len(WINDOWED) + i):
+                schedule.close(len(WINDOWED) + i, self.triggered_ms(name))
                 self.run_triggered(wall_ms, (name,))
 
     def run(self, once_s=None):
@@ -252,7 +272,7 @@ class HostAgent:
             if once_s is not None:
                 time.sleep(once_s)
                 self.stop()
-                self.close_window(self.window_start, _now_ms())
+                self.close_windows(WINDOWED, _now_ms())
                 self.run_triggered(_now_ms())
                 return
             while True:
@@ -261,7 +281,7 @@ class HostAgent:
         except KeyboardInterrupt:
             self.stop()  # the collectors hand over what they still hold
             self.log("stopping: sending the current window")
-            self.close_window(self.window_start, _now_ms())
+            self.close_windows(WINDOWED, _now_ms())
             raise
         finally:
             self.stop()

@@ -190,13 +190,13 @@ class Agent:
         self.tracker.resume()
         if skipped:
             log("%d windows skipped: the agent's loop did not run through them" % skipped)
-        stats = self.outbox.stats()
+        box = self.outbox  # its counters read directly: no stats() dict in the heap sample
         log("window %d: %d messages, %d connections, %d lost to a full cache, heap %d peak %d "
             "bytes, outbox queued %d delivered %d dropped %d expired %d too_large %d "
             "unconfirmed %d"
             % (self.windows, sent, connections, lost, self.sample_heap(), self.heap_peak,
-               stats["queued"], stats["delivered"], stats["dropped"], stats["expired"],
-               stats["too_large"], stats["unconfirmed"]))
+               box.count, box.delivered, box.dropped, box.expired, box.too_large,
+               box.unconfirmed))
 
     async def send_periodic(self, now):
         schedule = self._schedule

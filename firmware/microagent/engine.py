@@ -95,13 +95,15 @@ class Engine:
                              cap_string(executable), remote_address) == LOST:
             self._lost(events.LOGIN)
 
-    def flush(self, window_start_ms, event_time_ms):
-        """Encodes the window into messages, empties the caches; returns messages sent."""
-        for _ in self.flush_steps(window_start_ms, event_time_ms):
+    def flush(self, window_start_ms, event_time_ms, collectors=None):
+        """Encodes the window into messages, empties the caches; returns messages sent.
+        COLLECTORS (DroppedEvents collector names) limits it to those caches, for an agent whose
+        collectors have windows of different lengths (the host); None: every cache."""
+        for _ in self.flush_steps(window_start_ms, event_time_ms, collectors):
             pass
         return self.sent
 
-    def flush_steps(self, window_start_ms, event_time_ms):
+    def flush_steps(self, window_start_ms, event_time_ms, collectors=None):
         """flush() one item at a time: a generator that yields before each item (and before the
         last message closes), when at most one message has been handed to the encoder's sink
         since the last yield. The board awaits between steps, so a window's flush never holds
@@ -111,7 +113,7 @@ class Engine:
         enc.begin(event_time_ms, window_start_ms)
         row = self._row
         values = self._values
-        if self.process.count:
+        if self.process.count and (collectors is None or events.PROCESS in collectors):
             enc.event(events.PROCESS, "Triggered", "Security")
             for r in self.process.rows(row):
                 values[0] = r[0]
@@ -125,7 +127,7 @@ class Engine:
                 values[8] = r[8]
                 yield
                 enc.item(events.PROCESS_FIELDS, values)
-        if self.network.count:
+        if self.network.count and (collectors is None or events.CONNECTION in collectors):
             enc.event(events.CONNECTION, "Triggered", "Security")
             for r in self.network.rows(row):
                 dns_hits, host_name = self.dns.lookup(r[2])
@@ -144,7 +146,7 @@ class Engine:
                 values[12] = events.DIRECTIONS[r[9]]
                 yield
                 enc.item(events.CONNECTION_FIELDS, values)
-        if self.login.count:
+        if self.login.count and (collectors is None or events.LOGIN in collectors):
             enc.event(events.LOGIN, "Triggered", "Security")
             for r in self.login.rows(row):
                 values[0] = r[0]
@@ -155,14 +157,21 @@ class Engine:
                 values[5] = r[5]
                 yield
                 enc.item(events.LOGIN_FIELDS, values)
-        for _ in self._flush_losses():
+        for _ in self._flush_losses(collectors):
             yield
         yield
         self.sent = enc.finish()
-        for cache in (self.process, self.network, self.login, self.dns):
-            cache.reset()
-        self.unsupported = 0
-        self._warned = set()
+        if collectors is None:
+            for cache in (self.process, self.network, self.login, self.dns):
+                cache.reset()
+            self.unsupported = 0
+            self._warned = set()
+            return
+        for collector in collectors:
+            self.cache_of(collector).reset()
+            self._warned.discard(collector)
+        if events.CONNECTION in collectors:
+            self.unsupported = 0
 
     def send_periodic(self, name, items, event_time_ms):
         """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
@@ -187,10 +196,12 @@ class Engine:
         yield
         self.sent = enc.finish()
 
-    def _flush_losses(self):
+    def _flush_losses(self, collectors):
         started = False
         values = self._values
         for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
+            if collectors is not None and collector not in collectors:
+                continue
             cache = self.cache_of(collector)
             unsupported = self.unsupported if collector == events.CONNECTION else 0
             if not (cache.dropped or cache.evicted or unsupported):

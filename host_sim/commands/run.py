@@ -30,9 +30,9 @@ def register(subparsers):
                    help="write messages as lines to FILE ('-': stdout) instead of sending: "
                         "JSON, or base64 with --encoding compact")
     p.add_argument("--window", type=float, metavar="S",
-                   help="window length in seconds (default: from CollectorsCore_PriorityIntervals"
-                        " and NetworkActivity_MessageFrequency, 120 minutes; the twin can "
-                        "change it)")
+                   help="one window length in seconds for every event collector (default: each "
+                        "one's from CollectorsCore_PriorityIntervals and its "
+                        "<Collector>_MessageFrequency, 120 minutes; the twin can change them)")
     p.add_argument("--config", metavar="FILE",
                    help="a JSON object of configuration keys, named as the Defender micro agent's "
                         "(a module twin's desired properties carry over); the options below "

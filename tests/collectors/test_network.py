@@ -1,4 +1,5 @@
 import json
+import os
 import socket
 import threading
 import time
@@ -261,11 +262,34 @@ def test_destroy_notifications_dropped_by_the_kernel_are_counted(events, private
         collector.open()
         for _ in range(200):
             exchange(listener.port, b"x")
+        # The kernel broadcasts destroy notifications from a work queue, so they may still be
+        # on their way: wait for its own count of drops on this socket before reading.
+        inode = os.fstat(collector.fileno()).st_ino
+        assert wait_for(lambda: netlink_drops(inode) > 0, 30), "the kernel dropped nothing"
         collector.read()
     finally:
         collector.close()
         listener.close()
     assert collector.stats["lost"] >= 1
+
+
+def netlink_drops(inode):
+    """The kernel's count of messages dropped on the netlink socket INODE (/proc/net/netlink)."""
+    with open("/proc/net/netlink") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[9]) == inode:
+                return int(fields[8])
+    raise AssertionError("netlink socket %d not in /proc/net/netlink" % inode)
+
+
+def wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 UNPRIVILEGED_SCRIPT = """

@@ -7,10 +7,12 @@ import time
 
 import pytest
 
-from host_sim.agent import HostAgent, Options
+from host_sim.agent import WINDOWED, HostAgent, Options
 from microagent.config import Config
 
-T0_MS = 1767225600000
+T0_MS = 1767225600000  # wall clock, epoch ms
+M0 = 5000000           # monotonic clock, ms
+MINUTE = 60000
 
 
 def _agent(collectors=(), log=lambda text: None):
@@ -19,6 +21,7 @@ def _agent(collectors=(), log=lambda text: None):
     agent = HostAgent(Options(collectors=list(collectors)), "00000000-0000-4000-8000-000000000009",
                       messages.append, log, config)
     agent.apply_config()
+    agent.begin(M0, T0_MS)
     return agent, config, messages
 
 
@@ -38,13 +41,14 @@ def test_cache_size_from_the_twin_takes_effect_at_the_next_window():
     applied, rejected = config.apply({"NetworkActivity_CacheSize": 2, "Login_CacheSize": "x"})
     assert applied == {"NetworkActivity_CacheSize": 2} and "Login_CacheSize" in rejected
     agent.on_config(applied)
+    window = 120 * MINUTE  # Medium
     for port in range(5):
         agent.queue.put(_connection(port, T0_MS + port))
-    agent.close_window(T0_MS, T0_MS + 60000)          # still 256 entries in this window
+    agent.tick(M0 + window, T0_MS + window)          # still 256 entries in this window
     assert len(_items(messages, "ConnectionCreate")) == 5
     for port in range(5):
-        agent.queue.put(_connection(port, T0_MS + 60000 + port))
-    agent.close_window(T0_MS + 60000, T0_MS + 120000)  # now 2, the oldest evicted
+        agent.queue.put(_connection(port, T0_MS + window + port))
+    agent.tick(M0 + 2 * window, T0_MS + 2 * window)  # now 2, the oldest evicted
     kept = [i["local_port"] for i in _items(messages, "ConnectionCreate")[5:]]
     assert kept == [3, 4]
     assert _items(messages, "DroppedEvents")[0]["evicted"] == 3
@@ -53,14 +57,15 @@ def test_cache_size_from_the_twin_takes_effect_at_the_next_window():
 
 def test_disabled_collector_records_nothing_and_window_follows_the_frequency():
     agent, config, messages = _agent()
-    assert agent.window_ms() == 120 * 60000
+    assert agent.window_ms("NetworkActivity") == 120 * MINUTE
     config.apply({"NetworkActivity_Disabled": True, "NetworkActivity_MessageFrequency": "High",
                   "CollectorsCore_PriorityIntervals": "1,5,60"})
-    assert agent.window_ms() == 60000
+    assert agent.window_ms("NetworkActivity") == MINUTE
+    assert agent.window_ms("Process") == 5 * MINUTE
     agent.queue.put(_connection(1, T0_MS))
     agent.queue.put({"kind": "process", "t": T0_MS / 1000.0, "type": "exec", "pid": 2, "ppid": 1,
                      "uid": 0, "commandline": "ls"})
-    agent.close_window(T0_MS, T0_MS + 60000)
+    agent.close_windows(WINDOWED, T0_MS + 60000)
     assert _items(messages, "ConnectionCreate") == []
     assert len(_items(messages, "ProcessCreate")) == 1
 
@@ -75,7 +80,7 @@ def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
         applied, _ = config.apply({"Process_Mode": "Polling", "Process_PollingInterval": 50000})
         agent.on_config(applied)
         assert agent.collectors["Process"].mode == "Audit"  # not inside the window
-        agent.close_window(T0_MS, T0_MS + 60000)
+        agent.close_windows(("Process",), T0_MS + 60000)
         collector = agent.collectors["Process"]
         assert collector.mode == "Polling" and collector.poll_interval == 0.05
         assert "Process collector restarted: Process (Polling every 0.05 s)" in logs
@@ -85,7 +90,7 @@ def test_process_mode_from_the_twin_restarts_the_collector_at_the_next_window():
         seen = []
         while not seen and time.monotonic() < deadline:
             time.sleep(0.1)
-            agent.close_window(T0_MS + 60000, T0_MS + 120000)
+            agent.close_windows(("Process",), T0_MS + 120000)
             seen = [i for i in _items(messages, "ProcessCreate") if marker in i["commandline"]]
         assert seen, [i["commandline"][:70] for i in _items(messages, "ProcessCreate")]
     finally:

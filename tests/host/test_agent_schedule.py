@@ -40,7 +40,7 @@ def test_windows_close_on_the_grid_of_the_monotonic_clock():
     assert messages == []
     agent.tick(M0 + 2 * MINUTE + 150, T0_MS + 2 * MINUTE + 150)  # noticed 150 ms late
     assert len(_events(messages, "ConnectionCreate")) == 1
-    assert agent.window_start == T0_MS + 2 * MINUTE
+    assert agent.window_starts["NetworkActivity"] == T0_MS + 2 * MINUTE
     agent.queue.put(_connection(2, T0_MS + 3 * MINUTE))
     agent.tick(M0 + 4 * MINUTE - 1, T0_MS + 4 * MINUTE - 1)
     assert len(messages) == 1
@@ -56,8 +56,9 @@ def test_a_stall_closes_the_window_once_and_skips_the_empty_ones():
     agent.tick(M0 + MINUTE, T0_MS + MINUTE)
     agent.tick(M0 + 11 * MINUTE, T0_MS + 11 * MINUTE)
     assert len(_events(messages, "ConnectionCreate")) == 1
-    assert agent.window_start == T0_MS + 10 * MINUTE
-    assert any(line.startswith("4 windows skipped") for line in logs)
+    assert agent.window_starts["NetworkActivity"] == T0_MS + 10 * MINUTE
+    assert any(line.startswith("4 windows skipped (Process, NetworkActivity, Login)")
+               for line in logs), logs
 
 
 def test_setting_the_wall_clock_moves_no_window():
@@ -68,7 +69,7 @@ def test_setting_the_wall_clock_moves_no_window():
     agent.tick(M0 + MINUTE, T0_MS - 59 * MINUTE)
     agent.tick(M0 + 2 * MINUTE, T0_MS - 58 * MINUTE)
     assert len(messages) == 1
-    assert agent.window_start == T0_MS - 58 * MINUTE
+    assert agent.window_starts["NetworkActivity"] == T0_MS - 58 * MINUTE
 
 
 def test_a_new_interval_from_the_twin_takes_effect_at_the_window_end():
@@ -85,7 +86,7 @@ def test_a_new_interval_from_the_twin_takes_effect_at_the_window_end():
     assert len(messages) == 1
     agent.tick(M0 + 7 * MINUTE, T0_MS + 7 * MINUTE)
     assert len(messages) == 2
-    assert agent.window_start == T0_MS + 7 * MINUTE
+    assert agent.window_starts["NetworkActivity"] == T0_MS + 7 * MINUTE
 
 
 def test_trigger_based_collectors_run_at_start_then_once_per_interval():
@@ -105,3 +106,85 @@ def test_trigger_based_collectors_run_at_start_then_once_per_interval():
     assert len(_events(messages, "SystemInformation")) == 3
     agent.tick(M0 + 15 * MINUTE, T0_MS + 15 * MINUTE)
     assert len(_events(messages, "SystemInformation")) == 4
+
+
+
+def _process(commandline, t_ms):
+    return {"kind": "process", "t": t_ms / 1000.0, "type": "exec", "pid": 7, "ppid": 1,
+            "uid": 0, "commandline": commandline}
+
+
+def _login(t_ms):
+    return {"kind": "login", "t": t_ms / 1000.0, "operation": "LoginFailed", "pid": 9,
+            "user_name": "root", "executable": "/usr/sbin/sshd", "remote_address": "10.9.9.9"}
+
+
+def _names(message):
+    return [e["Name"] for e in json.loads(message)["Events"]]
+
+
+def _stamps(message):
+    return [item["timestamp"] for e in json.loads(message)["Events"] for item in e["Payload"]]
+
+
+def test_each_event_collector_closes_on_the_grid_of_its_own_priority():
+    # Process High (1 min), NetworkActivity Medium (2 min), Login Low (3 min); T0 is
+    # 2026-01-01T00:00:00Z.
+    agent, config, messages, _ = _agent()
+    config.apply({"Process_MessageFrequency": "High", "Login_MessageFrequency": "Low"})
+    agent.begin(M0, T0_MS)  # the frequencies hold from the first window
+    agent.queue.put(_process("/bin/true", T0_MS + 10000))
+    agent.queue.put(_connection(1, T0_MS + 20000))
+    agent.queue.put(_login(T0_MS + 30000))
+    agent.tick(M0 + MINUTE, T0_MS + MINUTE)
+    assert [_names(m) for m in messages] == [["ProcessCreate"]]
+    assert _stamps(messages[0]) == ["2026-01-01T00:00:10.000Z"]
+    agent.queue.put(_process("/bin/false", T0_MS + 90000))
+    agent.tick(M0 + 2 * MINUTE, T0_MS + 2 * MINUTE)
+    # NetworkActivity's [0, 2) and Process's [1, 2) close on the same tick but started apart:
+    # each goes in messages of its own, the older window first.
+    assert [_names(m) for m in messages[1:]] == [["ConnectionCreate"], ["ProcessCreate"]]
+    assert _stamps(messages[1]) == ["2026-01-01T00:00:20.000Z"]
+    assert _stamps(messages[2]) == ["2026-01-01T00:01:30.000Z"]
+    agent.tick(M0 + 3 * MINUTE - 1, T0_MS + 3 * MINUTE - 1)
+    assert len(messages) == 3
+    agent.tick(M0 + 3 * MINUTE, T0_MS + 3 * MINUTE)  # Process's [2, 3) had nothing
+    assert [_names(m) for m in messages[3:]] == [["Login"]]
+    assert _stamps(messages[3]) == ["2026-01-01T00:00:30.000Z"]
+    assert agent.window_starts == {"Process": T0_MS + 3 * MINUTE,
+                                   "NetworkActivity": T0_MS + 2 * MINUTE,
+                                   "Login": T0_MS + 3 * MINUTE}
+
+
+def test_windows_of_the_same_length_share_their_messages():
+    # All three Medium (the default): one message carries the three kinds, as one window would.
+    agent, _, messages, _ = _agent()
+    agent.queue.put(_process("/bin/true", T0_MS + 10000))
+    agent.queue.put(_connection(1, T0_MS + 20000))
+    agent.queue.put(_login(T0_MS + 30000))
+    agent.tick(M0 + 2 * MINUTE, T0_MS + 2 * MINUTE)
+    assert [_names(m) for m in messages] == [["ProcessCreate", "ConnectionCreate", "Login"]]
+
+
+def test_a_full_cache_is_reported_in_its_own_collectors_window():
+    # Process High (1 min) with room for one entry, NetworkActivity Medium (2 min) with room
+    # for one: each DroppedEvents item goes out when its collector's window closes.
+    agent, config, messages, _ = _agent()
+    config.apply({"Process_MessageFrequency": "High", "Process_CacheSize": 1,
+                  "NetworkActivity_CacheSize": 1})
+    agent.apply_config()
+    agent.begin(M0, T0_MS)
+    agent.queue.put(_process("/bin/a", T0_MS + 1000))
+    agent.queue.put(_process("/bin/b", T0_MS + 2000))
+    agent.queue.put(_connection(1, T0_MS + 3000))
+    agent.queue.put(_connection(2, T0_MS + 4000))
+    agent.tick(M0 + MINUTE, T0_MS + MINUTE)
+    dropped = [(item["collector"], item["evicted"]) for m in messages
+               for e in json.loads(m)["Events"] if e["Name"] == "DroppedEvents"
+               for item in e["Payload"]]
+    assert dropped == [("ProcessCreate", 1)]
+    agent.tick(M0 + 2 * MINUTE, T0_MS + 2 * MINUTE)
+    dropped = [(item["collector"], item["evicted"]) for m in messages
+               for e in json.loads(m)["Events"] if e["Name"] == "DroppedEvents"
+               for item in e["Payload"]]
+    assert dropped == [("ProcessCreate", 1), ("ConnectionCreate", 1)]
