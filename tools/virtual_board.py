@@ -67,9 +67,10 @@ def spawn(profile, flash_dir, binary, extra=()):
         argv = [binary, "-X", "heapsize=%d" % profile["heap_bytes"]]
         slave_for_stdio = slave
     # QEMU's own errors (a bad image) go to the console too, where the client sees them.
+    # umask 077: what the board writes to its flash (the device key among it) is its owner's.
     proc = subprocess.Popen(argv, cwd=flash_dir, env=env, stdin=slave_for_stdio,
                             stdout=slave_for_stdio, stderr=slave, close_fds=True,
-                            start_new_session=True)
+                            start_new_session=True, umask=0o077)
     os.close(slave)
     return proc, master
 
@@ -173,8 +174,9 @@ def parse_args(argv):
     parser.add_argument("--board", default="unix", help="board profile: unix, micropython32 or "
                         "qemu-cortex-m3")
     parser.add_argument("--boards-dir", default=board_profiles.BOARDS_DIR)
-    parser.add_argument("--flash", help="directory used as the board's flash (default: a new "
-                        "temporary directory, removed at exit)")
+    parser.add_argument("--flash", help="directory used as the board's flash, made 0700 as "
+                        "it holds the device key (default: a new temporary directory, removed "
+                        "at exit)")
     parser.add_argument("--port-file", help="write the pty path to this file once ready")
     parser.add_argument("--link", help="also make this symlink to the pty")
     parser.add_argument("--micropython", help="the board's binary: a unix-port micropython or a "
@@ -204,7 +206,9 @@ def main(argv=None):
     flash_dir = args.flash
     if flash_dir is None:
         flash_dir = scratch = tempfile.mkdtemp(prefix="microagent-flash-")
-    os.makedirs(flash_dir, exist_ok=True)
+    # The flash will hold the device credentials: the owner's alone, even a folder given.
+    os.makedirs(flash_dir, mode=0o700, exist_ok=True)
+    os.chmod(flash_dir, 0o700)
     try:
         status = serve(profile, flash_dir, binary, args)
     finally:

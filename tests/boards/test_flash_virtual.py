@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 
 import pytest
@@ -53,6 +54,9 @@ def test_flash_end_to_end(virtual_board, tiny_firmware):
     for f in firmware_bundle.build(profile, str(tiny_firmware), CONNECTION_STRING):
         with open(os.path.join(virtual_board.flash, f.remote), "rb") as on_board:
             assert on_board.read() == f.data, f.remote
+    # The flash holds the device key: on the host, only its owner can read it.
+    for path in (virtual_board.flash, os.path.join(virtual_board.flash, "microagent_device.json")):
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, oct(os.stat(path).st_mode)
     # main.py ran on the board (started through the REPL: the unix board cannot reset).
     log = [e["line"] for e in events if e["event"] == "log"]
     assert "tiny: sum 45 device DeviceId=board-7" in log
