@@ -273,7 +273,8 @@ class AlertEngine:
 
     def _report(self, device, state, rule, event, t_msg, changed):
         """A periodic report (Baseline, SBoM) may be split over several messages that share
-        its event time; it is compared item by item with the previous report."""
+        its event time; it is compared item by item with the previous report. What it lacks
+        is known only once it is whole, when the next report begins: removals are raised then."""
         t_report = parse_time(event.get("TimestampUTC")) or t_msg
         report = state.reports.get(rule["id"])
         if report is None:
@@ -282,6 +283,8 @@ class AlertEngine:
         elif t_report != report["time"]:
             if t_report < report["time"]:
                 return  # a late copy of an older report
+            if report["previous"] is not None and "removed" in rule["changes"]:
+                self._removed(device, rule, report, changed)
             report["previous"], report["current"], report["time"] = report["current"], {}, t_report
         where = self._where[rule["id"]]
         value_field = rule.get("value")
@@ -289,18 +292,29 @@ class AlertEngine:
         for item in _matching(event["Payload"], where):
             key = self._key(item, rule["per"])
             value = item.get(value_field) if value_field else None
-            report["current"][key] = value
+            report["current"][key] = item
             if previous is None:
                 continue
             if key not in previous:
                 change, before = "added", "(none)"
-            elif value_field and previous[key] != value:
-                change, before = "changed", previous[key]
+            elif value_field and previous[key].get(value_field) != value:
+                change, before = "changed", previous[key].get(value_field)
             else:
                 continue
             if change in rule["changes"]:
                 evidence = dict(item, change=change, previous=before)
                 self._raise(device, rule, key, t_report, evidence, evidence, changed)
+
+    def _removed(self, device, rule, report, changed):
+        """Items of the report before REPORT's current (now whole) one that it no longer has."""
+        value_field = rule.get("value")
+        for key, item in report["previous"].items():
+            if key not in report["current"]:
+                evidence = dict(item, change="removed",
+                                previous=item.get(value_field, "(none)") if value_field else "(none)")
+                if value_field:
+                    evidence[value_field] = "(none)"
+                self._raise(device, rule, key, report["time"], evidence, evidence, changed)
 
     def _sequence(self, device, state, rule, message_id, t_msg, changed):
         """Firmware message ids are BOOT-SEQ, SEQ counting up from the outbox: a jump means

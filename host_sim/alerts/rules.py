@@ -146,8 +146,9 @@ def _check(rule, path):
     if "where" in rule and not isinstance(rule["where"], dict):
         raise RulesError("%s: where must be an object of field: value (or [values])" % where)
     if "changes" in rule and not (isinstance(rule["changes"], list) and rule["changes"]
-                                  and set(rule["changes"]) <= {"added", "changed"}):
-        raise RulesError("%s: changes must list \"added\" and/or \"changed\"" % where)
+                                  and set(rule["changes"]) <= {"added", "changed", "removed"}):
+        raise RulesError("%s: changes must list \"added\", \"changed\" and/or \"removed\""
+                         % where)
     for name, spec in rule.get("lookup", {}).items():
         if not (isinstance(spec, dict) and isinstance(spec.get("from"), str)
                 and isinstance(spec.get("map"), dict)):

@@ -272,3 +272,18 @@ def test_a_silence_is_news_when_it_starts_and_when_it_ends_only(tmp_path):
     back = engine.feed("dev1", {}, read_message(bodies[-1].encode(), {}), 0.0)
     assert [a.rule for a in back] == ["silence"]
     assert back[0].evidence[0]["next_message"] is not None
+
+
+def test_a_package_removed_is_raised_once_the_next_report_begins(tmp_path):
+    # A report can span messages, so a missing package is certain only when the next report
+    # starts: zlib, gone from the second report, is raised when the third arrives.
+    def sbom(names, t):
+        return periodic("SBoM", [{"name": n, "version": "1.0", "vendor": "debian"} for n in names],
+                        t)
+    first = sbom(["openssl", "zlib"], START)
+    second = sbom(["openssl"], START + 86400)
+    assert of_rule(evaluate(first + second), "sbom-change") == []
+    alerts = of_rule(evaluate(first + second + sbom(["openssl"], START + 2 * 86400)),
+                     "sbom-change")
+    assert [(a["key"], a["evidence"][0]["change"]) for a in alerts] == [("zlib", "removed")]
+    assert "zlib removed: 1.0 -> (none)" in alerts[0]["title"]
