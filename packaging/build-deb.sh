@@ -39,6 +39,8 @@ install -m 0644 tools/systemd/microagent.service "$STAGE/lib/systemd/system/micr
 install -m 0644 packaging/debian/microagent.json "$STAGE/etc/microagent/microagent.json"
 install -m 0600 packaging/debian/microagent.env "$STAGE/etc/microagent/microagent.env"
 install -m 0644 packaging/debian/copyright "$DOC/copyright"
+mkdir -p "$STAGE/usr/share/man/man1"
+sed "s/@VERSION@/$VERSION/" packaging/debian/microagent.1 | gzip -9n > "$STAGE/usr/share/man/man1/microagent.1.gz"
 printf 'microagent (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- microagent developers <microagent@example.org>  %s\n' \
     "$VERSION" "$VERSION" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}")" \
     | gzip -9n > "$DOC/changelog.gz"

@@ -141,3 +141,22 @@ def test_lintian_finds_no_error_and_only_the_documented_warnings(packages):
     with open(os.path.join(REPO, "docs", "packaging.md")) as f:
         documented = set(re.findall(r"W `([a-z0-9-]+)", f.read()))
     assert {tag for level, tag in tags if level == "W"} <= documented, result.stdout
+
+
+def test_the_man_page_is_installed_names_every_command_and_renders_cleanly(packages, tmp_path):
+    tree = tmp_path / "tree"
+    subprocess.run(["dpkg-deb", "-x", str(packages / "v1.deb"), str(tree)], check=True)
+    page = tree / "usr" / "share" / "man" / "man1" / "microagent.1.gz"
+    source = subprocess.run(["gzip", "-dc", str(page)], capture_output=True, text=True,
+                            check=True).stdout
+    assert '"microagent 0.1.0"' in source  # the package's version, filled in by the build
+    # Every command the CLI has (its own help, parsed) has an entry in COMMANDS.
+    helped = subprocess.run([sys.executable, "-m", "host_sim.cli", "--help"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    commands = set(re.findall(r"^    ([a-z]+)\b", helped, flags=re.M))
+    listed = set(re.findall(r"^\.TP\n\.B ([a-z]+)$", source, flags=re.M))
+    assert len(commands) >= 13 and commands <= listed, (commands, listed)
+    # groff in warning mode: no complaint about the page's markup.
+    rendered = subprocess.run(["groff", "-man", "-ww", "-z"], input=source, capture_output=True,
+                              text=True)
+    assert rendered.returncode == 0 and rendered.stderr == "", rendered.stderr
