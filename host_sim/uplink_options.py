@@ -8,13 +8,16 @@ from host_sim.replay import Uplink
 
 def add_uplink_arguments(group, broker_help):
     group.add_argument("--connection-string", metavar="CS",
-                       default=os.environ.get("MICROAGENT_CONNECTION_STRING"),
-                       help="device connection string (default: $MICROAGENT_CONNECTION_STRING, "
-                            "which keeps the key off the command line)")
+                       help="device connection string (default, unless --broker: "
+                            "$MICROAGENT_CONNECTION_STRING, which keeps the key off the command "
+                            "line)")
     group.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub's server "
                                                     "certificate")
     group.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
-    group.add_argument("--broker", metavar="URL", help=broker_help)
+    group.add_argument("--broker", metavar="URL", nargs="?",
+                       const=os.environ.get("MICROAGENT_BROKER", ""),
+                       help=broker_help + "; give --broker alone to read the URL from "
+                            "$MICROAGENT_BROKER (keeps the password off the command line)")
     group.add_argument("--outbox", metavar="FILE",
                        help="the host agent's persistent outbox (default "
                             "~/.local/state/microagent/outbox.db)")
@@ -24,6 +27,10 @@ def add_uplink_arguments(group, broker_help):
 
 def uplink_of(args):
     """The Uplink the options name, or None when nothing is to be sent."""
+    if args.broker == "":
+        raise UsageError("--broker needs a URL (or $MICROAGENT_BROKER)")
+    if args.connection_string is None and args.broker is None:
+        args.connection_string = os.environ.get("MICROAGENT_CONNECTION_STRING")
     if not (args.connection_string or args.broker):
         if args.ca:
             raise UsageError("--ca needs --connection-string (or --broker)")

@@ -118,11 +118,17 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
         try:
             Lines(consumer.stderr).wait_for(lambda line: "subscribed to devices/+/messages" in line, 30)
             trace = attacked_trace(tmp_path / "attacked.jsonl")
+            # The device side takes its URL (and password) from the environment too; with
+            # --broker, a connection string in the environment is not used.
             sent = subprocess.run(
                 [MICROAGENT, "replay", str(trace), "--engine", "host", "--window", "600",
-                 "--broker", "mqtts://device:device-pass@127.0.0.1:%d" % broker.port, "--ca",
-                 broker.certs["ca.pem"], "--outbox", str(tmp_path / "outbox.db")],
-                capture_output=True, text=True, timeout=120)
+                 "--broker", "--ca", broker.certs["ca.pem"], "--outbox",
+                 str(tmp_path / "outbox.db")],
+                capture_output=True, text=True, timeout=120,
+                env=dict(os.environ,
+                         MICROAGENT_BROKER="mqtts://device:device-pass@127.0.0.1:%d" % broker.port,
+                         MICROAGENT_CONNECTION_STRING="HostName=unused.example;DeviceId=d;"
+                                                      "SharedAccessKey=a2V5"))
             assert sent.returncode == 0, sent.stderr
             alert = json.loads(Lines(consumer.stdout).wait_for(lambda text: '"brute-force"' in text, 60))
             assert alert["key"] == ATTACKER and alert["count"] == 15
@@ -142,11 +148,16 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
      {"MICROAGENT_ALERTS_BROKER": "mqtts://u:s3cret-pw@127.0.0.1:1"}, "--ca /no/such/ca.pem: no such file"),
     (["alerts", "--broker"], {"MICROAGENT_ALERTS_BROKER": "mqtt://u:s3cret-pw@127.0.0.1:1"},
      "cannot connect to 127.0.0.1:1"),
+    (["run", "--broker"], {}, "--broker needs a URL (or $MICROAGENT_BROKER)"),
+    (["replay", QUIET_SAMPLE, "--engine", "host", "--broker"],
+     {"MICROAGENT_BROKER": "http://u:s3cret-pw@h"},
+     "--broker: scheme must be mqtt:// or mqtts://, not 'http'"),
     (["console", "--data", "/no/such/hub"], {}, "/no/such/hub holds no hub data"),
     (["console", "--data", "/no/such/hub", "--port", "70000"], {}, "--port must be 0..65535"),
 ])
 def test_usage_errors_are_one_line_without_the_password(args, env, error):
-    environment = {k: v for k, v in os.environ.items() if k != "MICROAGENT_ALERTS_BROKER"}
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("MICROAGENT_ALERTS_BROKER", "MICROAGENT_BROKER")}
     environment.update(env)
     done = subprocess.run([MICROAGENT] + args, capture_output=True, text=True, timeout=60,
                           env=environment)
