@@ -32,9 +32,10 @@ class Evaluation:
         self.engine.check_silence()
         return self.engine.sorted_alerts()
 
-    def follow(self, stream, on_alerts, silence_every_s=5.0, clock=time.time):
+    def follow(self, stream, on_alerts, silence_every_s=5.0, clock=time.time, on_check=None):
         """Feeds STREAM (StoredMessage, or None when idle) until it ends; ON_ALERTS(list) hears
-        every alert raised or updated, silence included (checked on the fleet's clock)."""
+        every alert raised or updated, silence included (checked on the fleet's clock);
+        ON_CHECK() is called after each silence check."""
         next_check = clock() + silence_every_s
         for stored in stream:
             changed = self.feed(stored) if stored is not None else []
@@ -47,3 +48,5 @@ class Evaluation:
                 silent = self.engine.check_silence(fleet_now) if fleet_now is not None else []
                 if silent:
                     on_alerts(silent)
+                if on_check is not None:
+                    on_check()

@@ -6,6 +6,7 @@ import signal
 import threading
 
 from host_sim.alerts.rules import RulesError, load_rules
+from host_sim.alerts import state
 from host_sim.alerts.run import Evaluation
 from host_sim.alerts.sources import HubStore, MqttSource, SourceError
 from host_sim.cli import UsageError, log_line
@@ -29,6 +30,10 @@ def register(subparsers):
     p.add_argument("--topic", default="devices/+/messages/events/#",
                    help="topic filter on the broker (default: every device's telemetry)")
     p.add_argument("--rules", metavar="FILE", help="your rules file; it overrides the defaults")
+    p.add_argument("--state", metavar="FILE",
+                   help="with --broker: keep what the rules learned of each device and the "
+                        "alerts raised in FILE (0600), so a restart neither learns again nor "
+                        "forgets them")
     p.add_argument("--json", action="store_true", help="one JSON object per alert and line")
     p.add_argument("--follow", action="store_true",
                    help="keep evaluating messages as they arrive (always on with --broker)")
@@ -75,7 +80,18 @@ def run(args):
         raise UsageError("--broker needs a URL (or $MICROAGENT_ALERTS_BROKER)")
     if args.ca and not os.path.isfile(args.ca):
         raise UsageError("--ca %s: no such file" % args.ca)
+    if args.state and args.data:
+        raise UsageError("--state goes with --broker: the hub store is read from its start "
+                         "each time")
     evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line))
+    if args.state:
+        try:
+            if state.load(args.state, evaluation.engine):
+                log_line("alerts: state from %s: %d devices, %d alerts"
+                         % (args.state, len(evaluation.engine.devices),
+                            len(evaluation.engine.alerts)))
+        except state.StateError as exc:
+            raise UsageError(str(exc))
     try:
         source = HubStore(args.data) if args.data else MqttSource(
             args.broker, args.ca, args.topic, log=log_line).start()
@@ -98,7 +114,7 @@ def run(args):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         show = _printer(args.json)
-        announced = set()
+        announced = set(evaluation.engine.alerts)  # from --state: reported before the restart
 
         def on_alerts(alerts):
             for alert in alerts:
@@ -106,7 +122,26 @@ def run(args):
                 show([alert], "updated" if ident in announced else "new")
                 announced.add(ident)
         log_line("alerts: following %s (Ctrl-C to stop)" % (args.data or "the broker"))
-        evaluation.follow(source.follow(stop), on_alerts)
+        saved_at = evaluation.messages
+
+        def save_state(final=False):
+            # Every few seconds while messages come, and at the end; a failed save is retried
+            # at the next check, and at the end it is the command's error.
+            nonlocal saved_at
+            if not args.state or evaluation.messages == saved_at:
+                return
+            try:
+                state.save(args.state, evaluation.engine)
+            except state.StateError as exc:
+                if final:
+                    raise UsageError(str(exc))
+                log_line("warning: %s; retrying" % exc)
+                return
+            saved_at = evaluation.messages
+        try:
+            evaluation.follow(source.follow(stop), on_alerts, on_check=save_state)
+        finally:
+            save_state(final=True)
         return 0
     except SourceError as exc:
         raise UsageError(str(exc))

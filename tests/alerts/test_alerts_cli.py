@@ -4,10 +4,15 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 
 import pytest
+
+from host_sim.alerts import state
+from host_sim.alerts.engine import AlertEngine
+from host_sim.alerts.rules import load_rules
 
 from hub_replays import (ATTACKER, MICROAGENT, QUIET_SAMPLE, REPO, Lines, attacked_trace,
                          replay_to_hub, write_rules)
@@ -112,9 +117,10 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
     try:
         env = dict(os.environ,
                    MICROAGENT_ALERTS_BROKER="mqtts://alerts:alerts%%20pass@127.0.0.1:%d" % broker.port)
+        saved = tmp_path / "alerts.state"
         consumer = subprocess.Popen([MICROAGENT, "alerts", "--broker", "--ca", broker.certs["ca.pem"],
-                                     "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env=env)
+                                     "--json", "--state", str(saved)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env)
         try:
             Lines(consumer.stderr).wait_for(lambda line: "subscribed to devices/+/messages" in line, 30)
             trace = attacked_trace(tmp_path / "attacked.jsonl")
@@ -136,6 +142,12 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
         finally:
             consumer.send_signal(signal.SIGTERM)
             assert consumer.wait(timeout=30) == 0
+        # What it learned and raised is on disk, the owner's alone, for the next start.
+        assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+        restored = AlertEngine(load_rules(None))
+        assert state.load(str(saved), restored)
+        assert [(a.rule, a.key) for a in restored.alerts.values() if a.rule == "brute-force"] == [
+            ("brute-force", ATTACKER)]
     finally:
         broker.stop()
 
