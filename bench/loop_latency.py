@@ -19,6 +19,7 @@ bridge carries one TCP connection, the agent's.
 
 Run: .venv/bin/python -m bench.loop_latency   (`make bench` calls run()).
 """
+import json
 import os
 import re
 import subprocess
@@ -133,8 +134,28 @@ def measure(binary, target):
     return results
 
 
-M3_APP = APP.replace("""    asyncio.create_task(traffic())
-""", "")  # the emulated board's bridge carries one TCP connection: the agent's
+# The emulated board's only link (UART1) carries the agent's connection, so the application's
+# datagrams go out through a stand-in radio, still through the agent's socket module (as in
+# tests/boards/board_m3.py); without the agent (the baseline) straight to the radio.
+M3_APP = APP.replace("""async def traffic():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    targets = [socket.getaddrinfo('127.0.0.1', %(first)d + i)[0][-1] for i in range(PEERS)]
+""", """class Radio:
+    def sendto(self, data, addr):
+        return len(data)
+
+    def close(self):
+        pass
+
+
+async def traffic():
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, _sock=Radio())
+    except TypeError:
+        u = Radio()
+    targets = [('10.9.0.%%d' %% i, %(first)d + i) for i in range(PEERS)]
+""")
+assert M3_APP != APP
 
 
 def _m3_case(root, name, hub=None, port=None, connection_string=None):
@@ -158,14 +179,23 @@ def _m3_case(root, name, hub=None, port=None, connection_string=None):
         serial_port = open(port_file).read().strip()
         app = os.path.join(work, "app.py")
         with open(app, "w") as f:
-            f.write(M3_APP % {"peers": 1, "first": 1, "target": TARGET_MS})
+            f.write(M3_APP % {"peers": board_profiles.load("qemu-cortex-m3")["config"][
+                                  "NetworkActivity_CacheSize"],
+                              "first": 43000, "target": TARGET_MS})
+        files = [app + ":app.py"]
+        if hub is not None:
+            # The device settings with the bench's window length (flash.py writes none); in the
+            # run's private temporary directory, removed with it.
+            device = os.path.join(work, "device.json")
+            with open(device, "w") as f:
+                json.dump({"connection_string": connection_string, "port": port,
+                           "window_ms": WINDOW_MS}, f)
+            files.append(device + ":microagent_device.json")
         flash = [sys.executable, os.path.join(tools, "flash.py"), "--board", "qemu-cortex-m3",
                  "--port", serial_port]
-        subprocess.run(flash + ["--files", app + ":app.py"], capture_output=True, timeout=200,
-                       check=True)
-        extra = ([] if hub is None else ["--connection-string", connection_string, "--ca", hub.ca,
-                                         "--hub-port", str(port)])
-        # Without credentials (its RAM disk starts empty) main.py runs the application alone.
+        subprocess.run(flash + ["--files"] + files, capture_output=True, timeout=200, check=True)
+        # Without settings (its RAM disk starts empty) main.py runs the application alone.
+        extra = [] if hub is None else ["--ca", hub.ca_der]
         subprocess.run(flash + ["--frozen", "--log-seconds", "0.5"] + extra, capture_output=True,
                        timeout=300)
         console = Console(serial_port)
