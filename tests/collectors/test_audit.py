@@ -142,7 +142,10 @@ def test_audit_mode_gives_every_exec_its_exact_argv(events):
         argvs.append(["/bin/true", marker, long_argument])
         for argv in argvs:
             subprocess.run(argv, check=True)
-        time.sleep(0.5)
+        # The kernel hands audit records to its kauditd thread, which sends them on: wait for
+        # them (a busy machine may take a while) rather than for a fixed time.
+        wait_for(lambda: sum(1 for e in list(events) if e["type"] == "exec"
+                             and marker in e["commandline"]) >= len(argvs), 30)
     finally:
         collector.stop()
     execs = [e for e in events if e["type"] == "exec" and marker in e["commandline"]]

@@ -7,6 +7,7 @@ import os
 import pty
 import random
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -53,21 +54,32 @@ def dns_response(name, address):
 
 
 def login_and_logout():
-    """A real login on a pseudo-terminal (login -f as root writes utmp/wtmp), then exit."""
+    """A real login on a pseudo-terminal (login -f as root writes utmp/wtmp), then exit, typed
+    once root's shell shows its prompt (typed ahead, login may discard it)."""
     pid, fd = pty.fork()
     if pid == 0:
         os.execvp("login", ["login", "-f", "root"])
-    time.sleep(1.0)
+    _read_pty(fd, lambda seen: b"#" in seen, 30)
     os.write(fd, b"exit\n")
-    deadline = time.time() + 5
-    while time.time() < deadline:
+    if not _read_pty(fd, lambda seen: False, 30).endswith(b"<EOF>"):
+        os.kill(pid, signal.SIGKILL)  # never left waiting on a shell that did not exit
+    os.waitpid(pid, 0)
+
+
+def _read_pty(fd, done, seconds):
+    """What FD gives until DONE(all so far), its end (then ending in b"<EOF>") or SECONDS."""
+    seen = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not done(seen):
         if select.select([fd], [], [], 0.2)[0]:
             try:
-                if not os.read(fd, 4096):
-                    break
-            except OSError:
-                break
-    os.waitpid(pid, 0)
+                data = os.read(fd, 4096)
+            except OSError:  # the pty's other side closed
+                data = b""
+            if not data:
+                return seen + b"<EOF>"
+            seen += data
+    return seen
 
 
 def activity(server_address):
