@@ -13,6 +13,7 @@ import time
 import uuid
 
 import throwaway_root
+from polling import wait_for
 from host_sim.collectors import audit
 from host_sim.collectors.audit import AuditControl, AuditExecSource, Exec, exec_rule, rule_key
 from host_sim.collectors.process import ProcessCollector
@@ -288,13 +289,6 @@ def audit_daemon_pid():
         return control.status()[1]
     finally:
         control.close()
-
-
-def wait_for(condition, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def test_coexists_with_a_running_auditd(tmp_path, events):

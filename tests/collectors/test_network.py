@@ -7,6 +7,7 @@ import time
 import pytest
 
 from collector_fixtures import fixture_path
+from polling import wait_for
 from host_sim.collectors.network import NetworkCollector, parse_messages, SOCK_DIAG_BY_FAMILY
 
 
@@ -281,15 +282,6 @@ def netlink_drops(inode):
             if int(fields[9]) == inode:
                 return int(fields[8])
     raise AssertionError("netlink socket %d not in /proc/net/netlink" % inode)
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 UNPRIVILEGED_SCRIPT = """

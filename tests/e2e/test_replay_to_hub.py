@@ -11,6 +11,7 @@ from agent_process import AgentProcess
 from host_sim import schema, tracegen
 from host_sim.commands.replay import SENDING_HEAP
 from message_rows import without_ids
+from polling import wait_for
 
 MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -93,15 +94,6 @@ def test_untrusted_hub_certificate_is_a_clear_error(hub, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def _wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.parametrize("engine", ["host", "firmware"])
 def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     trace = os.path.join(TRACES, "busy-gateway.jsonl")
@@ -112,7 +104,7 @@ def test_hub_killed_and_restarted_mid_run(hub, tmp_path, engine):
     proc = AgentProcess(replay_args(trace, engine, "--window", 60, "--ca", hub.ca, "--port",
                                     hub.port, "--outbox", tmp_path / "outbox.db", "--timeout", 60),
                         env=sending_env(hub))
-    assert _wait_for(lambda: len(hub.messages()) >= 20, 120), "delivery never started"
+    assert wait_for(lambda: len(hub.messages()) >= 20, 120), "delivery never started"
     seen = proc.stderr_lines
     hub.kill()
     proc.wait_for_stderr(("reconnecting", "retry"), after=seen)   # the sender meets the outage
