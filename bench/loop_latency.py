@@ -19,7 +19,6 @@ bridge carries one TCP connection, the agent's.
 
 Run: .venv/bin/python -m bench.loop_latency   (`make bench` calls run()).
 """
-import json
 import os
 import re
 import subprocess
@@ -32,8 +31,9 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 
 import board32  # noqa: E402
+import board_m3  # noqa: E402
 import board_profiles  # noqa: E402
-from agent_helpers import window_reports  # noqa: E402
+from agent_helpers import window_reports, write_device_settings  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from bench.slow_hubs import Blackhole, SlowHub  # noqa: E402
 from hub_emulator.process import HubProcess  # noqa: E402
@@ -140,13 +140,7 @@ def measure(binary, target):
 M3_APP = APP.replace("""async def traffic():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     targets = [socket.getaddrinfo('127.0.0.1', %(first)d + i)[0][-1] for i in range(PEERS)]
-""", """class Radio:
-    def sendto(self, data, addr):
-        return len(data)
-
-    def close(self):
-        pass
-
+""", board_m3.RADIO + """
 
 async def traffic():
     try:
@@ -187,9 +181,7 @@ def _m3_case(root, name, hub=None, port=None, connection_string=None):
             # The device settings with the bench's window length (flash.py writes none); in the
             # run's private temporary directory, removed with it.
             device = os.path.join(work, "device.json")
-            with open(device, "w") as f:
-                json.dump({"connection_string": connection_string, "port": port,
-                           "window_ms": WINDOW_MS}, f)
+            write_device_settings(device, connection_string, port, WINDOW_MS)
             files.append(device + ":microagent_device.json")
         flash = [sys.executable, os.path.join(tools, "flash.py"), "--board", "qemu-cortex-m3",
                  "--port", serial_port]

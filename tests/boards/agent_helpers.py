@@ -16,14 +16,21 @@ WINDOW_FIELDS = ("window", "messages", "connections", "lost", "heap", "peak", "q
                  "delivered", "dropped", "expired", "too_large", "unconfirmed")
 
 
+def write_device_settings(path, connection_string, port, window_ms):
+    """The board's microagent_device.json at PATH: its connection string, the hub's PORT and a
+    window length for the test (flash.py writes none)."""
+    with open(path, "w") as f:
+        json.dump({"connection_string": connection_string, "port": port,
+                   "window_ms": window_ms}, f)
+
+
 def provision(flash, hub, connection_string, window_ms, app_source=None):
     """Writes what an engineer puts on the board besides flash.py's files: the device settings
     (connection string, the hub's port, a window length for the test), the hub's CA and the
     application (app.py)."""
     os.makedirs(flash, exist_ok=True)
-    with open(os.path.join(flash, "microagent_device.json"), "w") as f:
-        json.dump({"connection_string": connection_string, "port": hub.port,
-                   "window_ms": window_ms}, f)
+    write_device_settings(os.path.join(flash, "microagent_device.json"), connection_string,
+                          hub.port, window_ms)
     shutil.copy(hub.ca_der, os.path.join(flash, "microagent_ca.der"))
     if app_source is not None:
         with open(os.path.join(flash, "app.py"), "w") as f:

@@ -3,7 +3,6 @@ qemu-cortex-m3 profile: ESP32-sized caches and outbox, mbedTLS allocating from t
 heap): the board set up by tools/virtual_board.py and tools/flash.py --frozen, connected to the
 hub emulator over TLS through its UART bridge, its network cache and DNS table full every window.
 Shared by tests/boards/test_heap_on_qemu.py and bench/heap32.py."""
-import json
 import os
 import re
 import subprocess
@@ -11,13 +10,24 @@ import sys
 import time
 
 import board32
-from agent_helpers import Console, window_reports
+from agent_helpers import Console, window_reports, write_device_settings
 
 REPO = board32.REPO
 TOOLS = os.path.join(REPO, "tools")
 IMAGE = os.path.join(REPO, "build", "qemu-cortex-m3", "firmware.elf")
 WINDOW_MS = 3000
 BALLAST_LINE = re.compile(r"app: heap \d+ ballast (\d+)")
+
+# The emulated board's stand-in datagram radio, for an application's source: its only network
+# link (UART1) carries the agent's connection.
+RADIO = """
+class Radio:
+    def sendto(self, data, addr):
+        return len(data)
+
+    def close(self):
+        pass
+"""
 
 # The application of a memory run on the emulated board. Its only network link (UART1) carries
 # the agent's connection, so its traffic goes out through a stand-in datagram radio, and its name
@@ -33,15 +43,7 @@ from microagent.collectors import netsock
 
 total = gc.mem_alloc() + gc.mem_free()
 ballast = bytearray(total - %(cap)d) if %(cap)d else None
-
-
-class Radio:
-    def sendto(self, data, addr):
-        return len(data)
-
-    def close(self):
-        pass
-
+""" + RADIO + """
 
 async def main():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, _sock=Radio())
@@ -107,9 +109,7 @@ def run_agent(root, hub, connection_string, profile, image=IMAGE, cap=0, full=3,
         with open(app, "w") as f:
             f.write(FILL_APP % {"peers": size, "every": 500, "cap": cap})
         device = os.path.join(work, "device.json")
-        with open(device, "w") as f:
-            json.dump({"connection_string": connection_string, "port": hub.port,
-                       "window_ms": window_ms}, f)
+        write_device_settings(device, connection_string, hub.port, window_ms)
         flash = [sys.executable, os.path.join(TOOLS, "flash.py"), "--board", "qemu-cortex-m3",
                  "--port", port]
         for step in (["--files", app + ":app.py", device + ":microagent_device.json"],
