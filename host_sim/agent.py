@@ -242,12 +242,11 @@ class HostAgent:
         collectors that are due."""
         schedule = self.schedule
         schedule.advance(mono_ms)
-        due = [name for i, name in enumerate(WINDOWED) if schedule.due(i)]
+        due = [(i, name) for i, name in enumerate(WINDOWED) if schedule.due(i)]
         if due:
-            self.close_windows(due, wall_ms)
+            self.close_windows([name for _, name in due], wall_ms)
             skipped = {}
-            for name in due:
-                i = WINDOWED.index(name)
+            for i, name in due:
                 skipped.setdefault(schedule.close(i, self.window_ms(name)), []).append(name)
                 self.window_starts[name] = wall_ms - schedule.elapsed[i]
             for count, names in sorted(skipped.items()):

@@ -29,17 +29,17 @@ def uplink_of(args):
     """The Uplink the options name, or None when nothing is to be sent."""
     if args.broker == "":
         raise UsageError("--broker needs a URL (or $MICROAGENT_BROKER)")
-    if args.connection_string is None and args.broker is None:
-        args.connection_string = os.environ.get("MICROAGENT_CONNECTION_STRING")
-    if not (args.connection_string or args.broker):
+    connection_string = args.connection_string
+    if connection_string is None and args.broker is None:
+        connection_string = os.environ.get("MICROAGENT_CONNECTION_STRING")
+    if not (connection_string or args.broker):
         if args.ca:
             raise UsageError("--ca needs --connection-string (or --broker)")
         return None
-    if args.connection_string and args.broker:
+    if connection_string and args.broker:
         raise UsageError("give --connection-string or --broker, not both")
-    if args.connection_string and not args.ca:
+    if connection_string and not args.ca:
         raise UsageError("--connection-string needs --ca FILE (the hub's CA certificate)")
     if args.ca and not os.path.isfile(args.ca):
         raise UsageError("--ca %s: no such file" % args.ca)
-    return Uplink(args.connection_string, args.ca, args.port, args.broker, args.outbox,
-                  args.timeout)
+    return Uplink(connection_string, args.ca, args.port, args.broker, args.outbox, args.timeout)
