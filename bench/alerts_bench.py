@@ -19,10 +19,10 @@ import urllib.request
 
 from bench.report import progress, table
 from host_sim import tracegen
-from host_sim.alerts.messages import read_message
-from host_sim.alerts.rules import load_rules
-from host_sim.alerts.run import Evaluation
-from host_sim.alerts.sources import HubStore
+from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.alerts.run import Evaluation
+from host_sim.cloud.alerts.sources import HubStore
 from host_sim.replay import replay_host
 from hub_emulator.database import open_db, transaction
 
@@ -88,8 +88,8 @@ def _get(url, status=200):
 
 
 def _pages(data_dir, device_id):
-    from host_sim.console.model import FleetModel
-    from host_sim.console.server import ConsoleServer
+    from host_sim.cloud.console.model import FleetModel
+    from host_sim.cloud.console.server import ConsoleServer
     store = HubStore(data_dir)
     model = FleetModel(store, load_rules())
     started, cpu = time.perf_counter(), time.process_time()

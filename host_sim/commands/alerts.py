@@ -5,10 +5,10 @@ import os
 import signal
 import threading
 
-from host_sim.alerts.rules import RulesError, load_rules
-from host_sim.alerts import state
-from host_sim.alerts.run import Evaluation
-from host_sim.alerts.sources import HubStore, MqttSource, SourceError
+from host_sim.cloud.alerts.rules import RulesError, load_rules
+from host_sim.cloud.alerts import state
+from host_sim.cloud.alerts.run import Evaluation
+from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
 from host_sim.cli import UsageError, log_line
 
 

@@ -1,8 +1,8 @@
 """`microagent console`: a read-only web dashboard over the hub's store, served locally."""
 import signal
 
-from host_sim.alerts.rules import RulesError, load_rules
-from host_sim.alerts.sources import HubStore, SourceError
+from host_sim.cloud.alerts.rules import RulesError, load_rules
+from host_sim.cloud.alerts.sources import HubStore, SourceError
 from host_sim.cli import UsageError, log_line
 
 
@@ -24,8 +24,8 @@ def register(subparsers):
 
 
 def run(args):
-    from host_sim.console.model import FleetModel
-    from host_sim.console.server import ConsoleServer
+    from host_sim.cloud.console.model import FleetModel
+    from host_sim.cloud.console.server import ConsoleServer
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be 0..65535, got %d" % args.port)
     try:

@@ -4,9 +4,9 @@ import json
 import os
 
 from host_sim import tracegen
-from host_sim.alerts.messages import read_message
-from host_sim.alerts.rules import load_rules
-from host_sim.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.engine import build_host_engine
 from host_sim.replay import replay_host
 

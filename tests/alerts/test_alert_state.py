@@ -1,5 +1,5 @@
 """`alerts --broker --state FILE`: a follower that restarts carries on where it stopped, and
-the state file is guarded (host_sim/alerts/state.py)."""
+the state file is guarded (host_sim/cloud/alerts/state.py)."""
 import os
 import pickle
 import stat
@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from host_sim.alerts import state
-from host_sim.alerts.engine import AlertEngine
-from host_sim.alerts.messages import read_message
-from host_sim.alerts.rules import load_rules
+from host_sim.cloud.alerts import state
+from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.rules import load_rules
 
 from alert_helpers import START, login_failed, merged, periodic, quiet, replay, rules_file
 from hub_replays import MICROAGENT

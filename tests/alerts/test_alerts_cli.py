@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from host_sim.alerts import state
-from host_sim.alerts.engine import AlertEngine
-from host_sim.alerts.rules import load_rules
+from host_sim.cloud.alerts import state
+from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.rules import load_rules
 
 from hub_replays import (ATTACKER, MICROAGENT, QUIET_SAMPLE, REPO, Lines, attacked_trace,
                          replay_to_hub, write_rules)

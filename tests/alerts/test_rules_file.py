@@ -5,10 +5,10 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from host_sim.alerts.messages import UnreadableMessage, parse_time, read_message
+from host_sim.cloud.alerts.messages import UnreadableMessage, parse_time, read_message
 from host_sim.replay import replay_host
 from microagent.decode import body_of_line
-from host_sim.alerts.rules import RulesError, load_rules
+from host_sim.cloud.alerts.rules import RulesError, load_rules
 
 
 def write(tmp_path, data, name="user.json"):

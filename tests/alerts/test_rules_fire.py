@@ -8,9 +8,9 @@ import time
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from host_sim import tracegen
-from host_sim.alerts.engine import AlertEngine
-from host_sim.alerts.messages import read_message
-from host_sim.alerts.rules import load_rules
+from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.rules import load_rules
 
 from alert_helpers import (START, evaluate, login_failed, merged, of_rule, periodic, quiet,
                            replay, rules_file)

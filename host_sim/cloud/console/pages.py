@@ -1,9 +1,9 @@
 """The console's HTML pages: the fleet, and one device. Server-side rendered, no scripts."""
 import html
 
-from host_sim.alerts.messages import format_time
-from host_sim.console.charts import bar_chart, quota_bar
-from host_sim.console.model import TIERS
+from host_sim.cloud.alerts.messages import format_time
+from host_sim.cloud.console.charts import bar_chart, quota_bar
+from host_sim.cloud.console.model import TIERS
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}

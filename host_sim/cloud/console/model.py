@@ -4,8 +4,8 @@ connections, logins, baseline failures, SBoM, system information) and its alerts
 import collections
 import threading
 
-from host_sim.alerts.messages import UnreadableMessage, message_time, read_message
-from host_sim.alerts.run import Evaluation
+from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
+from host_sim.cloud.alerts.run import Evaluation
 
 BLOCK = 4096
 HOUR = 3600
@@ -148,7 +148,7 @@ def _int(value, default=0):
 
 
 class FleetModel:
-    """SOURCE: a host_sim.alerts.sources.HubStore; RULES: the alert rules. refresh() reads what
+    """SOURCE: a host_sim.cloud.alerts.sources.HubStore; RULES: the alert rules. refresh() reads what
     arrived since the last call; safe to call from several request threads."""
 
     def __init__(self, source, rules):

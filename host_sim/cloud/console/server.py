@@ -2,8 +2,8 @@
 import http.server
 import urllib.parse
 
-from host_sim.console import pages
-from host_sim.console.model import TIERS
+from host_sim.cloud.console import pages
+from host_sim.cloud.console.model import TIERS
 
 
 class ConsoleServer(http.server.ThreadingHTTPServer):

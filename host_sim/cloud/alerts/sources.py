@@ -1,6 +1,6 @@
 """Where the consumer gets messages: the hub emulator's store (all of it, or following it as
 messages arrive) or an MQTT broker the messages are forwarded to. Each yields StoredMessage;
-host_sim.alerts.messages.read_message turns one into a message dict."""
+host_sim.cloud.alerts.messages.read_message turns one into a message dict."""
 import collections
 import json
 import os
@@ -14,7 +14,7 @@ import urllib.parse
 from hub_emulator.database import FILE_NAME
 from hub_emulator.topics import parse_property_bag
 
-from host_sim.alerts.messages import parse_time
+from host_sim.cloud.alerts.messages import parse_time
 
 StoredMessage = collections.namedtuple("StoredMessage", "id device arrival properties body")
 

@@ -1,7 +1,7 @@
 """Bar charts drawn as inline SVG (nothing loaded from anywhere)."""
 import html
 
-from host_sim.alerts.messages import format_time
+from host_sim.cloud.alerts.messages import format_time
 
 
 def _label(value):

@@ -1,8 +1,8 @@
 """Runs the rules over a source: a batch over everything stored, or following new messages."""
 import time
 
-from host_sim.alerts.engine import AlertEngine
-from host_sim.alerts.messages import UnreadableMessage, read_message
+from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.messages import UnreadableMessage, read_message
 
 
 class Evaluation:

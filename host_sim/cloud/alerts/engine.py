@@ -7,7 +7,7 @@ would have given; only silence also looks at a clock: the newest time any device
 """
 import collections
 
-from host_sim.alerts.messages import format_time, message_time, parse_time
+from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
 
 DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
@@ -99,7 +99,7 @@ def _matching(items, where):
 
 
 class AlertEngine:
-    """RULES (host_sim.alerts.rules.Rules). feed() each message as it arrives; it returns the
+    """RULES (host_sim.cloud.alerts.rules.Rules). feed() each message as it arrives; it returns the
     alerts it raised or changed. check_silence() at the end of a batch or now and then."""
 
     def __init__(self, rules):
