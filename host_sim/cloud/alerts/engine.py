@@ -11,6 +11,7 @@ from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
 
 DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
+STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
 
 
 class Alert:
@@ -188,6 +189,46 @@ class AlertEngine:
     def sorted_alerts(self):
         return sorted(self.alerts.values(), key=lambda a: (a.first, a.device, a.rule, a.key))
 
+    # ---- one device's state, as JSON-safe data (the cloud store keeps it) --------------------
+
+    def export_device(self, device):
+        """DEVICE's learned state and its alerts as plain data (lists, dicts, str, numbers);
+        None when the engine has never seen it."""
+        state = self.devices.get(device)
+        if state is None:
+            return None
+        return {"version": STATE_VERSION, "device": _device_dict(state),
+                "alerts": [_alert_dict(a) for ident, a in self.alerts.items()
+                           if ident[0] == device]}
+
+    def import_device(self, device, data):
+        """Restores what export_device returned for DEVICE (replacing what the engine had);
+        alerts of rules that are no longer enabled are dropped. ValueError when DATA is not
+        such a state."""
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError("not a device state of version %d" % STATE_VERSION)
+        try:
+            state = _device_of(data["device"], self.rules)
+            alerts = [_alert_of(device, item, self.rules) for item in data["alerts"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError("device state of %s is damaged (%s)" % (device, exc)) from None
+        self.forget_device(device)
+        self.devices[device] = state
+        for alert in alerts:
+            if alert is not None:
+                self.alerts[(device, alert.rule, alert.key)] = alert
+        if state.last_time is not None and (self.newest_time is None
+                                            or state.last_time > self.newest_time):
+            self.newest_time = state.last_time
+            self.newest_arrival = state.last_arrival
+        return state
+
+    def forget_device(self, device):
+        """Drops DEVICE's state and alerts from memory (another consumer now owns it)."""
+        self.devices.pop(device, None)
+        for ident in [ident for ident in self.alerts if ident[0] == device]:
+            del self.alerts[ident]
+
     # ---- rule kinds -------------------------------------------------------------------------
 
     def _raise(self, device, rule, key, t, item, fields, changed):
@@ -358,3 +399,73 @@ class AlertEngine:
             return
         alert = self._raise(device, rule, key, since, evidence, fields, changed)
         alert.last = until
+
+
+# ---- _Device and Alert <-> plain data (sets, Counters, deques and tuples have no JSON form) -----
+
+def _device_dict(state):
+    return {
+        "first_time": state.first_time, "learning_until": state.learning_until,
+        "last_time": state.last_time, "last_arrival": state.last_arrival,
+        "last_window_time": state.last_window_time,
+        "gaps": sorted([gap, n] for gap, n in state.gaps.items()),
+        "messages": state.messages,
+        # the keys of a "new" rule are tuples of field values: a JSON list each, in a stable order
+        "seen": {rule: sorted((list(key) for key in keys), key=_stable)
+                 for rule, keys in state.seen.items()},
+        "alerted": dict(state.alerted),
+        "bursts": {rule: {key: [[t, item] for t, item in recent] for key, recent in windows.items()}
+                   for rule, windows in state.bursts.items()},
+        "burst_limit": dict(state.burst_limit),
+        "reports": state.reports,
+        "sequences": state.sequences,
+    }
+
+
+def _stable(value):
+    return repr(value)
+
+
+def _device_of(data, rules):
+    state = _Device(data["first_time"], 0.0)
+    state.learning_until = float(data["learning_until"])
+    state.last_time = data["last_time"]
+    state.last_arrival = data["last_arrival"]
+    state.last_window_time = data["last_window_time"]
+    state.gaps = collections.Counter({int(gap): int(n) for gap, n in data["gaps"]})
+    state.messages = int(data["messages"])
+    for rule, keys in data["seen"].items():
+        state.seen[rule] = {tuple(key) for key in keys}
+    state.alerted = collections.Counter({rule: int(n) for rule, n in data["alerted"].items()})
+    for rule_id, windows in data["bursts"].items():
+        rule = rules.by_id(rule_id)
+        if rule is None or rule.get("kind") != "burst":
+            continue
+        state.bursts[rule_id] = {
+            key: collections.deque(((float(t), item) for t, item in recent), maxlen=rule["count"])
+            for key, recent in windows.items()}
+    state.burst_limit = {rule: int(n) for rule, n in data["burst_limit"].items()}
+    state.reports = dict(data["reports"])
+    state.sequences = {boot: int(seq) for boot, seq in data["sequences"].items()}
+    return state
+
+
+def _alert_dict(alert):
+    return {"rule": alert.rule, "severity": alert.severity, "key": alert.key,
+            "title": alert.title, "what_to_do": alert.what_to_do, "first": alert.first,
+            "last": alert.last, "count": alert.count, "evidence": alert.evidence,
+            "max_evidence": alert.max_evidence}
+
+
+def _alert_of(device, data, rules):
+    """The Alert DATA describes, or None when its rule is gone."""
+    rule = rules.by_id(data["rule"])
+    if rule is None:
+        return None
+    alert = Alert(device, rule, data["key"], float(data["first"]), int(data["max_evidence"]))
+    alert.title = data["title"]
+    alert.what_to_do = data["what_to_do"]
+    alert.last = float(data["last"])
+    alert.count = int(data["count"])
+    alert.evidence = list(data["evidence"])
+    return alert
