@@ -5,7 +5,8 @@ show its documented policy (docs/spec.md section 4): the firmware keeps the firs
 drops the rest, the host evicts the oldest and keeps the last N inserted. To say which
 difference is allowed, the trace is also run through a plain reference model of the spec
 (`host_sim.reference_model`, standard library only), and each engine's output must equal
-the model's for its policy, item for item, with the exact drop and evict counts. With the
+the model's for its policy, item for item, with the exact drop and evict counts and the
+ConnectionOverflow summary of what each cache lost. With the
 compact encoding, each message is decoded back to JSON first, so the same comparison proves that
 decoding a compact message gives exactly the JSON encoding's rows.
 """
@@ -15,8 +16,8 @@ from datetime import datetime, timezone
 from microagent.decode import body_of_line, decode_body
 from microagent.encode import JSON
 
-from host_sim.reference_model import (COLLECTORS, CONNECTION, DNS, FIRMWARE, HOST, LOGIN, PROCESS,
-                                      expected_window, trace_windows)
+from host_sim.reference_model import (COLLECTORS, CONNECTION, DNS, FIRMWARE, HOST, LOGIN,
+                                      OVERFLOW, PROCESS, expected_window, trace_windows)
 from host_sim.replay import replay_firmware, replay_host
 
 
@@ -35,7 +36,8 @@ def group_output(messages, t0, window_ms):
             for item in event["Payload"]:
                 index = (_ms(item["timestamp"]) - t0) // window_ms
                 slot = windows.setdefault(index, {"items": {PROCESS: [], CONNECTION: [],
-                                                            LOGIN: []}, "losses": {}})
+                                                            LOGIN: [], OVERFLOW: []},
+                                                  "losses": {}})
                 if event["Name"] == "DroppedEvents":
                     slot["losses"][item["collector"]] = {
                         "dropped": item["dropped"], "evicted": item["evicted"],
@@ -91,14 +93,14 @@ def crosscheck(trace, window_ms, cache_size, heap="1M", runtime="micropython", p
     t0 = next(iter(windows.values()))[0]
     got = {engine: group_output(outputs[engine], t0, window_ms) for engine in outputs}
     sizes = dict.fromkeys(COLLECTORS, cache_size)
-    empty = {"items": {PROCESS: [], CONNECTION: [], LOGIN: []}, "losses": {}}
+    empty = {"items": {PROCESS: [], CONNECTION: [], LOGIN: [], OVERFLOW: []}, "losses": {}}
     for index, (start, window_events) in windows.items():
         expected = {engine: expected_window(window_events, start, sizes, engine)
                     for engine in outputs}
         for engine in outputs:
             actual = got[engine].get(index, empty)
             want_items, want_losses = expected[engine]
-            for c in (PROCESS, CONNECTION, LOGIN):
+            for c in (PROCESS, CONNECTION, LOGIN, OVERFLOW):
                 if actual["items"][c] != want_items[c]:
                     report.problems.append(_diff("window %d %s %s" % (index, engine, c),
                                                  actual["items"][c], want_items[c]))

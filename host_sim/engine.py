@@ -1,7 +1,8 @@
 """The host engine: the core's Engine with Linux overflow semantics.
 
 When a cache is full, the oldest entry (earliest first occurrence in the window) is evicted and
-counted, and the new one is cached (docs/spec.md section 4). Entries live in insertion-ordered dicts; a
+counted, and the new one is cached (docs/spec.md section 4); an evicted connection entry goes to
+the engine's overflow summary (microagent.overflow), as a dropped event does on the firmware. Entries live in insertion-ordered dicts; a
 queue of their keys finds the oldest in O(1) (the first key of a dict that keeps losing its first
 entries costs a scan over the deleted slots: 20 % of the storm ingest rate). The event model,
 window logic, DNS join and message encoder are the firmware core's (microagent.*), not copies.
@@ -23,6 +24,7 @@ class _EvictingCache:
         self.arrivals = deque()  # the keys of entries, oldest first
         self.dropped = 0
         self.evicted = 0
+        self.last_lost = None  # the entry the last LOST record evicted
 
     @property
     def count(self):
@@ -32,7 +34,7 @@ class _EvictingCache:
         entries = self.entries
         status = NEW
         if len(entries) >= self.capacity:
-            del entries[self.arrivals.popleft()]
+            self.last_lost = entries.pop(self.arrivals.popleft())
             self.evicted += 1
             status = LOST
         entries[key] = entry
@@ -48,6 +50,7 @@ class _EvictingCache:
         self.arrivals = deque()
         self.dropped = 0
         self.evicted = 0
+        self.last_lost = None
 
 
 class HostProcessCache(_EvictingCache):

@@ -15,7 +15,10 @@ PROCESS = "ProcessCreate"
 CONNECTION = "ConnectionCreate"
 LOGIN = "Login"
 DNS = "DNS"
+OVERFLOW = "ConnectionOverflow"
 COLLECTORS = (PROCESS, CONNECTION, LOGIN, DNS)
+# docs/spec.md section 4: the overflow summary lists at most this many destinations.
+OVERFLOW_ROWS = 16
 
 # docs/spec.md section 1: strings are cut to 2,048 bytes of UTF-8, ending in this marker.
 _MAX_BYTES = 2048
@@ -68,19 +71,95 @@ class Cache:
         self._serial = 0
 
     def add(self, key, event, merge):
+        """Records EVENT; returns what the cache lost doing so: the event itself (firmware,
+        full), the evicted entry (host, full), or None."""
         if key is None:  # logins: every event its own entry
             self._serial += 1
             key = self._serial
         if key in self.entries:
             merge(self.entries[key], event)
-            return
+            return None
+        lost = None
         if len(self.entries) >= self.capacity:
             if self.policy == FIRMWARE:
                 self.dropped += 1
-                return
-            self.entries.popitem(last=False)
+                return dict(event, hits=0 if event.get("continued") else 1)
+            lost = self.entries.popitem(last=False)[1]
             self.evicted += 1
         self.entries[key] = dict(event, hits=1)
+        return lost
+
+
+class OverflowSummary:
+    """docs/spec.md section 4, "The overflow summary", as written: rows in order, each a dict,
+    and the rest row."""
+
+    def __init__(self, capacity=OVERFLOW_ROWS):
+        self.capacity = capacity
+        self.rows = []
+        self.rest = {"hits": 0, "bytes_in": 0, "bytes_out": 0}
+
+    @staticmethod
+    def _add(row, lost):
+        for field in ("hits", "bytes_in", "bytes_out"):
+            row[field] = min(row[field] + lost[field], _FIRMWARE_COUNTER_MAX)
+
+    def _merge(self, address, protocol):
+        group = [r for r in self.rows if (r["address"], r["protocol"]) == (address, protocol)]
+        first = group[0]
+        first["port"] = None
+        for other in group[1:]:
+            self._add(first, other)
+            self.rows.remove(other)
+        return first
+
+    def add(self, lost):
+        """LOST: {address, port, protocol, hits, bytes_in, bytes_out}."""
+        address, port, protocol = lost["address"], lost["port"], lost["protocol"]
+        group = [r for r in self.rows if (r["address"], r["protocol"]) == (address, protocol)]
+        for row in group:
+            if row["port"] is None or row["port"] == port:
+                self._add(row, lost)
+                return
+        if len(self.rows) == self.capacity:
+            if group:
+                self._add(self._merge(address, protocol), lost)
+                return
+            sizes = {}
+            for row in self.rows:
+                sizes[(row["address"], row["protocol"])] = sizes.get(
+                    (row["address"], row["protocol"]), 0) + 1
+            largest = max(sizes.values())
+            if largest > 1:
+                self._merge(*next(k for k, n in sizes.items() if n == largest))
+            else:
+                one_way = [r for r in self.rows if not (r["bytes_in"] and r["bytes_out"])]
+                if not one_way:
+                    self._add(self.rest, lost)
+                    return
+                self._add(self.rest, one_way[0])
+                self.rows.remove(one_way[0])
+        row = {"address": address, "port": port, "protocol": protocol, "hits": 0,
+               "bytes_in": 0, "bytes_out": 0}
+        self._add(row, lost)
+        self.rows.append(row)
+
+    def items(self, stamp):
+        out = []
+        for row in self.rows:
+            item = {"timestamp": stamp, "remote_address": row["address"],
+                    "transport_protocol": row["protocol"], "hit_count": row["hits"],
+                    "bytes_in": row["bytes_in"], "bytes_out": row["bytes_out"],
+                    "scope": "destination" if row["port"] is not None else "address"}
+            if row["port"] is not None:
+                item["remote_port"] = row["port"]
+            out.append(item)
+        rest = self.rest
+        if rest["hits"] or rest["bytes_in"] or rest["bytes_out"]:
+            out.append({"timestamp": stamp, "hit_count": rest["hits"],
+                        "bytes_in": rest["bytes_in"], "bytes_out": rest["bytes_out"],
+                        "scope": "rest"})
+        return out
 
 
 def _merge_hit(entry, event):
@@ -95,8 +174,10 @@ def _merge_dns(entry, event):
 
 
 def expected_window(window_events, window_start, sizes, policy):
-    """The items per collector and the loss counts a window of [(t ms, event)] must produce."""
+    """The items per collector (and the ConnectionOverflow summary's) and the loss counts a
+    window of [(t ms, event)] must produce."""
     caches = {c: Cache(sizes[c], policy) for c in COLLECTORS}
+    overflow = OverflowSummary()
     unsupported = 0
     for t, e in window_events:
         e = dict(e, offset=t - window_start)
@@ -108,8 +189,14 @@ def expected_window(window_events, window_start, sizes, policy):
             if is_ipv6(e["local_address"]) or is_ipv6(e["remote_address"]):
                 unsupported += 1
                 continue
-            caches[CONNECTION].add((e["local_port"], e["remote_port"], e["protocol"],
-                                    e["local_address"], e["remote_address"]), e, _merge_hit)
+            lost = caches[CONNECTION].add((e["local_port"], e["remote_port"], e["protocol"],
+                                           e["local_address"], e["remote_address"]), e,
+                                          _merge_hit)
+            if lost is not None:
+                overflow.add({"address": lost["remote_address"], "port": lost["remote_port"],
+                              "protocol": lost["protocol"], "hits": lost["hits"],
+                              "bytes_in": lost.get("bytes_in", 0),
+                              "bytes_out": lost.get("bytes_out", 0)})
         elif kind == "dns":
             if not is_ipv6(e["address"]):
                 caches[DNS].add(e["address"], e, _merge_dns)
@@ -122,7 +209,8 @@ def expected_window(window_events, window_start, sizes, policy):
     else:
         def counter(n):
             return n
-    items = {PROCESS: [], CONNECTION: [], LOGIN: []}
+    items = {PROCESS: [], CONNECTION: [], LOGIN: [],
+             OVERFLOW: overflow.items(timestamp(window_start))}
     for e in caches[PROCESS].entries.values():
         item = {"timestamp": timestamp(window_start + e["offset"]), "process_id": e["pid"],
                 "parent_process_id": e["ppid"], "user_id": e["uid"],

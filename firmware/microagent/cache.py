@@ -142,6 +142,8 @@ class NetworkCache(_IndexedCache):
     Addresses are kept as two 16-bit halves; bytes and hits saturate at 2**32 - 1.
     """
 
+    last_lost = None  # drop-new: what a full cache loses is the event being recorded
+
     def __init__(self, capacity):
         super().__init__(capacity)
         self.addresses = _zeros("H", 4 * capacity)  # local hi, lo, remote hi, lo

@@ -9,8 +9,8 @@ from binascii import hexlify, unhexlify
 
 from microagent import VERSION
 from microagent import events
-from microagent.encode import (COMPACT, JSON, MessageEncoder, MessageTooSmall,
-                               _NoRoom)
+from microagent.encode import (_TIMED, COMPACT, JSON, MessageEncoder, MessageTooSmall,
+                               _NoRoom, iso8601)
 
 # The format's version: the first element of every compact message.
 COMPACT_VERSION = 1
@@ -201,7 +201,7 @@ class CompactEncoder(MessageEncoder):
         elif kind == 3:
             self._dropped(values)
         else:
-            self._map(fields, values)
+            self._map(fields, values, fields in _TIMED)
 
     def _delta(self, offset_ms):
         self._int(offset_ms - self._previous_ms)
@@ -275,7 +275,9 @@ class CompactEncoder(MessageEncoder):
         for i in range(2, length):
             self._optional_int(values[i])
 
-    def _map(self, fields, values):
+    def _map(self, fields, values, timed=False):
+        # TIMED: values[0] is an offset from the window start, written as the JSON encoder's
+        # timestamp (a window collector's event without a positional kind: ConnectionOverflow).
         present = 0
         for i in range(len(fields)):
             if values[i] is not None:
@@ -284,7 +286,10 @@ class CompactEncoder(MessageEncoder):
         for i in range(len(fields)):
             if values[i] is not None:
                 self._shared_text(fields[i])
-                self._value(values[i])
+                if timed and i == 0:
+                    self._shared_text(iso8601(self._window_start_ms + values[0]))
+                else:
+                    self._value(values[i])
 
     def _value(self, value):
         # Any JSON-like value, as the JSON encoder writes it (dict keys sorted).

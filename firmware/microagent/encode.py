@@ -72,7 +72,7 @@ class MessageTooSmall(Exception):
 
 # Field tuples whose first value is the item's offset in ms from the window start.
 _TIMED = (events.PROCESS_FIELDS, events.CONNECTION_FIELDS, events.LOGIN_FIELDS,
-          events.DROPPED_FIELDS)
+          events.DROPPED_FIELDS, events.OVERFLOW_FIELDS)
 
 
 class MessageEncoder:

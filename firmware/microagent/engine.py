@@ -4,6 +4,7 @@
 from microagent import events
 from microagent.cache import LOST
 from microagent.events import cap_string, application_protocol
+from microagent.overflow import ConnectionOverflow
 
 _CAPPED = events.MAX_STRING_BYTES // 4
 
@@ -25,6 +26,9 @@ class Engine:
         self.encoder = encoder
         self.warn = warn
         self.unsupported = 0
+        # What the network cache lost this window, so a flood cannot hide an attack's
+        # connections (docs/spec.md section 4); allocated once, like the caches.
+        self.overflow = ConnectionOverflow()
         self._warned = set()
         self._row = [None] * 13
         self._values = [None] * 13
@@ -62,6 +66,12 @@ class Engine:
         if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
                                remote_port, bytes_in, bytes_out, direction, hit) == LOST:
             self._lost(events.CONNECTION)
+            lost = self.network.last_lost
+            if lost is None:  # drop-new: the event itself was lost
+                self.overflow.add_text(remote_address, remote_port, protocol, hit, bytes_in,
+                                       bytes_out)
+            else:  # evict-oldest: the evicted entry (a row laid out as NetworkCache.rows)
+                self.overflow.add_text(lost[2], lost[4], lost[5], lost[8], lost[6], lost[7])
 
     def record_connection_packed(self, offset_ms, protocol, local_high, local_low, local_port,
                                  remote_high, remote_low, remote_port, bytes_in, bytes_out,
@@ -72,6 +82,8 @@ class Engine:
                                       remote_high, remote_low, remote_port, bytes_in, bytes_out,
                                       direction, hit) == LOST:
             self._lost(events.CONNECTION)
+            self.overflow.add(remote_high, remote_low, remote_port, protocol, hit, bytes_in,
+                              bytes_out)
 
     def record_unsupported_connection(self):
         """A connection event this agent cannot report (IPv6): counted in DroppedEvents."""
@@ -159,12 +171,16 @@ class Engine:
                 enc.item(events.LOGIN_FIELDS, values)
         for _ in self._flush_losses(collectors):
             yield
+        if collectors is None or events.CONNECTION in collectors:
+            for _ in self._flush_overflow():
+                yield
         yield
         self.sent = enc.finish()
         if collectors is None:
             for cache in (self.process, self.network, self.login, self.dns):
                 cache.reset()
             self.unsupported = 0
+            self.overflow.reset()
             self._warned = set()
             return
         for collector in collectors:
@@ -172,6 +188,7 @@ class Engine:
             self._warned.discard(collector)
         if events.CONNECTION in collectors:
             self.unsupported = 0
+            self.overflow.reset()
 
     def send_periodic(self, name, items, event_time_ms):
         """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
@@ -195,6 +212,26 @@ class Engine:
             enc.item(fields, [item[f] for f in fields])
         yield
         self.sent = enc.finish()
+
+    def _flush_overflow(self):
+        # One ConnectionOverflow event after DroppedEvents, only in a window that lost
+        # connections: at most ROWS + 1 items.
+        overflow = self.overflow
+        if not overflow.lost:
+            return
+        self.encoder.event(events.OVERFLOW, "Periodic", "Operational")
+        values = self._values
+        values[0] = 0  # the window start
+        for r in overflow.rows(self._row):
+            values[1] = r[0]
+            values[2] = r[1]
+            values[3] = r[2]
+            values[4] = r[3]
+            values[5] = r[4]
+            values[6] = r[5]
+            values[7] = r[6]
+            yield
+            self.encoder.item(events.OVERFLOW_FIELDS, values)
 
     def _flush_losses(self, collectors):
         started = False

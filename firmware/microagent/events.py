@@ -20,6 +20,8 @@ PROCESS = "ProcessCreate"
 CONNECTION = "ConnectionCreate"
 LOGIN = "Login"
 DNS = "DNS"
+# The operational event summarising what the network cache lost (microagent.overflow).
+OVERFLOW = "ConnectionOverflow"
 
 # Payload field order per event name (docs/spec.md section 5); a None value omits an optional field.
 PROCESS_FIELDS = ("timestamp", "process_id", "parent_process_id", "user_id", "commandline",
@@ -29,6 +31,8 @@ CONNECTION_FIELDS = ("timestamp", "local_address", "remote_address", "local_port
                      "hit_count", "dns_hit_count", "extended_properties", "direction")
 LOGIN_FIELDS = ("timestamp", "operation", "process_id", "user_name", "executable", "remote_address")
 DROPPED_FIELDS = ("timestamp", "collector", "cache_size", "dropped", "evicted", "unsupported")
+OVERFLOW_FIELDS = ("timestamp", "remote_address", "remote_port", "transport_protocol", "hit_count",
+                   "bytes_in", "bytes_out", "scope")
 
 # Service port -> application protocol (remote port for outbound, local port for inbound), as one
 # string constant rather than a dict: it costs the heap no table.
