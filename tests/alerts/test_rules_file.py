@@ -21,7 +21,8 @@ def test_defaults_cover_every_rule_the_issue_names():
     rules = load_rules()
     assert {r["id"] for r in rules.rules} == {
         "brute-force", "new-outbound-destination", "new-process", "new-inbound-service",
-        "dropped-events", "outbox-loss", "new-baseline-failure", "sbom-change", "silence"}
+        "dropped-events", "outbox-loss", "new-baseline-failure", "sbom-change", "silence",
+        "network-cache-flood"}
     brute = rules.by_id("brute-force")
     assert (brute["count"], brute["within_s"]) == (8, 120)
     assert rules.by_id("silence")["windows"] == 3
