@@ -1,13 +1,9 @@
-"""`alerts --broker --state FILE`: a follower that restarts carries on where it stopped, and
-the state file is guarded (host_sim/cloud/alerts/state.py)."""
-import os
-import pickle
-import stat
+"""What the rules learned of one device, as JSON-safe data (AlertEngine.export_device and
+import_device, kept by the cloud store): a device restored from it and fed the rest of its
+history raises exactly what one engine fed the whole history raises."""
+import json
 import subprocess
 
-import pytest
-
-from host_sim.cloud.alerts import state
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.messages import read_message
 from host_sim.cloud.alerts.rules import load_rules
@@ -18,13 +14,13 @@ from hub_replays import MICROAGENT
 PROPERTIES = {"$.ct": "application/json"}
 
 
-def _feed(engine, bodies):
+def _feed(engine, bodies, device="dev1"):
     for body in bodies:
-        engine.feed("dev1", PROPERTIES, read_message(body.encode(), PROPERTIES), 0.0)
+        engine.feed(device, PROPERTIES, read_message(body.encode(), PROPERTIES), 0.0)
 
 
-def _alerts(engine):
-    engine.check_silence()
+def _alerts(engine, now=None):
+    engine.check_silence(now)
     return [a.as_dict() for a in engine.sorted_alerts()]
 
 
@@ -43,81 +39,79 @@ def _day(tmp_path):
     return bodies
 
 
-def test_a_restart_through_the_state_file_changes_no_alert(tmp_path):
+def _through_json(engine, device):
+    return json.loads(json.dumps(engine.export_device(device), allow_nan=False))
+
+
+def test_a_device_restored_at_any_message_raises_what_the_uninterrupted_run_raises(tmp_path):
     rules = load_rules(rules_file(tmp_path, learning_s=3600))
     bodies = _day(tmp_path)
     whole = AlertEngine(rules)
     _feed(whole, bodies)
     expected = _alerts(whole)
     assert {a["rule"] for a in expected} >= {"brute-force", "new-process", "sbom-change"}
-    # Stopped in the middle of the burst: its 10 logins in 90 s straddle a window's end, and
-    # neither message alone holds the 8 the rule wants.
+    # the burst's 10 logins straddle a window's end: neither message alone holds the 8 wanted
     halves = [i for i, body in enumerate(bodies) if "203.0.113.9" in body]
     assert len(halves) == 2 and all(bodies[i].count("203.0.113.9") < 8 for i in halves)
-    middle = halves[0] + 1
-    first = AlertEngine(rules)
-    _feed(first, bodies[:middle])
-    path = str(tmp_path / "state")
-    state.save(path, first)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    second = AlertEngine(rules)
-    assert state.load(path, second)
-    _feed(second, bodies[middle:])
-    assert _alerts(second) == expected
-    # Without the state, the restarted follower would learn again (no new process) and see
-    # only half of the burst.
+    for cut in range(1, len(bodies)):
+        first = AlertEngine(rules)
+        _feed(first, bodies[:cut])
+        second = AlertEngine(rules)
+        second.import_device("dev1", _through_json(first, "dev1"))
+        _feed(second, bodies[cut:])
+        assert _alerts(second) == expected, "restored after message %d" % cut
+    # without the state, a restart in the middle of the burst would learn again and miss it
     fresh = AlertEngine(rules)
-    _feed(fresh, bodies[middle:])
+    _feed(fresh, bodies[halves[0] + 1:])
     assert {a["rule"] for a in _alerts(fresh)} & {"brute-force", "new-process"} == set()
 
 
-def test_alerts_of_a_rule_that_is_gone_are_dropped(tmp_path):
+def test_devices_restore_one_by_one_and_forget_leaves_the_others(tmp_path):
+    rules = load_rules(rules_file(tmp_path, learning_s=3600))
+    bodies = _day(tmp_path)
+    quiet_bodies = replay(quiet(hours=8, seed=2), tmp_path, name="other.jsonl")
+    whole = AlertEngine(rules)
+    _feed(whole, bodies, "a")
+    _feed(whole, quiet_bodies, "b")
+    expected = _alerts(whole, now=START + 12 * 3600)
+    assert any(a["device"] == "b" and a["rule"] == "silence" for a in expected)
+    first = AlertEngine(rules)
+    _feed(first, bodies[:20], "a")
+    _feed(first, quiet_bodies[:20], "b")
+    states = {device: _through_json(first, device) for device in ("a", "b")}
+    first.forget_device("a")
+    assert set(first.devices) == {"b"} and all(ident[0] == "b" for ident in first.alerts)
+    second = AlertEngine(rules)
+    for device, state in states.items():
+        second.import_device(device, state)
+    _feed(second, bodies[20:], "a")
+    _feed(second, quiet_bodies[20:], "b")
+    assert _alerts(second, now=START + 12 * 3600) == expected
+    assert second.export_device("nobody") is None
+
+
+def test_alerts_of_a_rule_that_is_gone_are_dropped_and_damage_is_a_value_error(tmp_path):
     engine = AlertEngine(load_rules(None))
     _feed(engine, replay(merged(quiet(hours=1), [login_failed(START + 600 + i, "198.51.100.7")
                                                   for i in range(10)]), tmp_path))
     assert any(a.rule == "brute-force" for a in engine.alerts.values())
-    path = str(tmp_path / "state")
-    state.save(path, engine)
+    state = _through_json(engine, "dev1")
     without = tmp_path / "rules.json"
     without.write_text('{"rules": [{"id": "brute-force", "enabled": false}]}')
     restored = AlertEngine(load_rules(str(without)))
-    assert state.load(path, restored)
-    assert not any(a.rule == "brute-force" for a in restored.alerts.values())
+    restored.import_device("dev1", state)
+    assert "dev1" in restored.devices and restored.alerts == {}
+    for damaged in ({"version": 99}, dict(state, device={"first_time": 0}), "text"):
+        try:
+            AlertEngine(load_rules(None)).import_device("dev1", damaged)
+        except ValueError:
+            continue
+        raise AssertionError("accepted %r" % (damaged,))
 
 
-def test_a_missing_file_is_a_first_start(tmp_path):
-    assert state.load(str(tmp_path / "none"), AlertEngine(load_rules(None))) is False
-
-
-def _write_state(path, kind):
-    if kind == "garbage":
-        path.write_bytes(b"not a pickle")
-    elif kind == "foreign":
-        path.write_bytes(pickle.dumps({"format": "something else"}))
-    else:  # a good state that others may write to
-        state.save(str(path), AlertEngine(load_rules(None)))
-        os.chmod(path, 0o622)
-
-
-@pytest.mark.parametrize("kind,error", [
-    ("garbage", "not a microagent alert state (UnpicklingError)"),
-    ("foreign", "not a microagent alert state"),
-    ("writable", "must be yours and writable by you alone"),
-])
-def test_a_bad_state_file_is_one_line_and_exit_2(tmp_path, kind, error):
-    path = tmp_path / "state"
-    _write_state(path, kind)
-    before = path.read_bytes()
+def test_state_is_gone_use_store(tmp_path):
     done = subprocess.run([MICROAGENT, "alerts", "--broker", "mqtt://127.0.0.1:1", "--state",
-                           str(path)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("microagent: error: --state %s: " % path), done.stderr
-    assert error in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert path.read_bytes() == before  # a failed start never overwrites it
-
-
-def test_state_goes_with_the_broker_only(tmp_path):
-    done = subprocess.run([MICROAGENT, "alerts", "--data", str(tmp_path), "--state",
                            str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "--state goes with --broker" in done.stderr
+    assert done.stderr.strip() == ("microagent: error: --state is gone: use --store DSN (what the "
+                                   "rules learned and the alerts are kept in the cloud store)")
