@@ -25,6 +25,10 @@ def add_commands(subparsers):
     serve.add_argument("--plain-port", type=int, help="also listen without TLS on this port (0: a free one)")
     serve.add_argument("--max-packet", type=int, default=codec.DEFAULT_MAX_PACKET,
                        help="largest MQTT packet accepted, bytes (default %d)" % codec.DEFAULT_MAX_PACKET)
+    serve.add_argument("--route", metavar="URL", nargs="?", const=os.environ.get("MICROAGENT_HUB_ROUTE", ""),
+                       help="also send every stored message to Kafka (kafka://BOOTSTRAP/TOPIC) as IoT Hub "
+                            "routes to Event Hubs; alone: the URL from $MICROAGENT_HUB_ROUTE; Event Hubs' "
+                            "connection string from $MICROAGENT_KAFKA_CONNECTION_STRING")
     serve.set_defaults(run=run_serve)
 
     add = subparsers.add_parser("add-device", help="register a device; prints its connection string")
@@ -62,10 +66,18 @@ def run_serve(args):
     from hub_emulator import server
     if args.max_packet < 1024:
         raise UsageError("--max-packet %d is too small (at least 1024 bytes)" % args.max_packet)
+    route = None
+    if args.route is not None:
+        from hub_emulator.route import KafkaRoute, RouteError
+        try:
+            route = KafkaRoute(args.data, args.route)
+        except RouteError as exc:
+            raise UsageError(str(exc)) from None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s hub: %(message)s")
     try:
         asyncio.run(server.serve(args.data, args.host, args.port, args.plain_port, args.max_packet,
-                                 announce=lambda line: print(line, flush=True)))
+                                 announce=lambda line: print(line, flush=True),
+                                 route=route.start() if route else None))
     except OSError as exc:
         raise UsageError("cannot listen on %s: %s" % (args.host, exc.strerror or exc)) from None
     return 0

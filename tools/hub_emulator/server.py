@@ -67,6 +67,7 @@ class Hub:
         self._evicted_writers = set()
         self.evicted = 0
         self._trim = None
+        self.on_stored = lambda: None  # a route's wake-up (route.KafkaRoute.stored)
 
     def _admit(self, writer):
         if len(self.pending) >= MAX_PENDING:
@@ -241,6 +242,7 @@ class Hub:
                               % (len(message.payload), MAX_MESSAGE_BYTES))
             properties = topics.parse_property_bag(topic[len(prefix):])
             store.add(self.db, identity, topic, properties, message.payload)
+            self.on_stored()
         elif topics.twin_request(topic):
             twin_reply = self._twin_request(identity, topic, message.payload)
         elif not topic.startswith(topics.METHOD_RESPONSES):
@@ -298,9 +300,12 @@ def write_state(data_dir, state):
 
 
 async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_packet=codec.DEFAULT_MAX_PACKET,
-                announce=print):
-    """Runs the hub until SIGTERM or SIGINT; calls ANNOUNCE with one line once it listens."""
+                announce=print, route=None):
+    """Runs the hub until SIGTERM or SIGINT; calls ANNOUNCE with one line once it listens.
+    ROUTE (a started route.KafkaRoute) hears of each stored message and is stopped at the end."""
     hub = Hub(data_dir, max_packet)
+    if route is not None:
+        hub.on_stored = route.stored
     memory.map_large_blocks()
     context = tls_context(data_dir, hub.hub_name)
     servers = [await asyncio.start_server(lambda r, w: hub.handle(r, w, context), host, port)]
@@ -328,4 +333,6 @@ async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_pack
         for session in list(hub.sessions.values()):
             session.writer.close()
         os.unlink(os.path.join(data_dir, STATE_FILE))
+        if route is not None:
+            route.stop()
         hub.db.close()
