@@ -88,6 +88,7 @@ class Ingest:
         self.hourly = {}            # (device, hour) -> [messages, blocks, events, dropped]
         self.next = {}              # (source, partition) -> next offset to feed
         self.stored_next = {}       # (source, partition) -> next offset as the store holds it
+        self.restored = set()       # identities of the alerts loaded with their devices' states
         self.messages = 0
         self.skipped = 0
 
@@ -178,6 +179,8 @@ class Ingest:
             if row["state"]:
                 try:
                     self.engine.import_device(device, row["state"])
+                    self.restored.update(ident for ident in self.engine.alerts
+                                         if ident[0] == device)
                 except ValueError as exc:
                     self.on_skip("state of %s not used, the rules learn it again: %s"
                                  % (device, exc))

@@ -1,15 +1,22 @@
-"""`microagent alerts`: the alert rules over what devices sent (the hub emulator's store, or an
-MQTT broker the messages are forwarded to); a table, or JSON lines."""
+"""`microagent alerts`: the alert rules over what devices sent (the hub emulator's store, an MQTT
+broker the messages are forwarded to, or Kafka / Event Hubs as a consumer group member), in
+memory or into the cloud store; and what the cloud store holds. A table, or JSON lines."""
+import argparse
+import itertools
 import json
 import os
 import signal
 import threading
 
-from host_sim.cloud.alerts.rules import RulesError, load_rules
-from host_sim.cloud.alerts import state
-from host_sim.cloud.alerts.run import Evaluation
+from host_sim.cloud.alerts.messages import format_time, parse_time
+from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
+from host_sim.cloud.alerts.run import Evaluation, follow_into_store
 from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
 from host_sim.cli import UsageError, log_line
+
+MQTT_TOPIC = "devices/+/messages/events/#"
+STATE_GONE = ("--state is gone: use --store DSN (what the rules learned and the alerts are kept "
+              "in the cloud store)")
 
 
 def register(subparsers):
@@ -17,8 +24,10 @@ def register(subparsers):
         "alerts", help="security alerts from the messages devices sent (rules as data)",
         description="Evaluates the alert rules (defaults shipped with microagent, overridden by "
                     "--rules FILE) over each device's messages and prints the alerts: device, "
-                    "rule, severity, first and last time, evidence and what to do.")
-    source = p.add_mutually_exclusive_group(required=True)
+                    "rule, severity, first and last time, evidence and what to do. With --store "
+                    "the alerts and what the rules learned go to the cloud store; --store alone "
+                    "prints what it holds.")
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="HUBDIR", help="the hub emulator's data directory")
     source.add_argument("--broker", metavar="URL", nargs="?",
                         const=os.environ.get("MICROAGENT_ALERTS_BROKER", ""),
@@ -26,29 +35,50 @@ def register(subparsers):
                              "mqtt[s]://user:password@host:port; give --broker alone to read "
                              "the URL from $MICROAGENT_ALERTS_BROKER (keeps the password off "
                              "the command line)")
+    source.add_argument("--kafka", metavar="BOOTSTRAP",
+                        help="be one member of a Kafka consumer group (Event Hubs' Kafka "
+                             "endpoint: host:9093; SASL settings from the environment, see "
+                             "docs/cloud-store.md); needs --topic, --group and --store")
+    p.add_argument("--store", metavar="DSN", nargs="?",
+                   const=os.environ.get("MICROAGENT_STORE", ""),
+                   help="the cloud store: a file, sqlite:///path or postgresql://...; give "
+                        "--store alone to read it from $MICROAGENT_STORE (keeps a password off "
+                        "the command line)")
     p.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the broker (mqtts)")
-    p.add_argument("--topic", default="devices/+/messages/events/#",
-                   help="topic filter on the broker (default: every device's telemetry)")
+    p.add_argument("--topic", help="topic filter on the broker (default: every device's "
+                                   "telemetry), or the Kafka topic")
+    p.add_argument("--group", metavar="GROUP", help="with --kafka: the consumer group")
     p.add_argument("--rules", metavar="FILE", help="your rules file; it overrides the defaults")
-    p.add_argument("--state", metavar="FILE",
-                   help="with --broker: keep what the rules learned of each device and the "
-                        "alerts raised in FILE (0600), so a restart neither learns again nor "
-                        "forgets them")
+    p.add_argument("--tags", metavar="FILE",
+                   help="with --store: device tags for the console's filter, a JSON object of "
+                        "device-id glob -> list of tags, given to each device as it is ingested")
+    p.add_argument("--commit-every", metavar="N", type=int, default=1000,
+                   help="with --store: commit at least every N messages (default 1000; and "
+                        "every 5 s while following)")
+    p.add_argument("--state", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="one JSON object per alert and line")
     p.add_argument("--follow", action="store_true",
-                   help="keep evaluating messages as they arrive (always on with --broker)")
+                   help="keep evaluating messages as they arrive (always on with --broker and "
+                        "--kafka)")
+    shown = p.add_argument_group("printing what --store holds (no source given)")
+    shown.add_argument("--severity", choices=SEVERITIES)
+    shown.add_argument("--rule", metavar="ID")
+    shown.add_argument("--device", metavar="GLOB", help="device ids matching GLOB (* and ?)")
+    shown.add_argument("--since", metavar="TIME", help="alerts still active at or after TIME "
+                                                       "(ISO 8601, UTC)")
+    shown.add_argument("--until", metavar="TIME", help="alerts that began by TIME")
     p.set_defaults(run=run)
 
 
-def _table(alerts):
-    rows = [("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")]
-    for a in alerts:
-        d = a.as_dict()
-        rows.append((d["severity"], d["device"], d["rule"], d["first"], d["last"],
-                     str(d["count"]), d["title"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+def _table(rows):
+    """ROWS: alert dicts (first and last as text)."""
+    lines_in = [("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")]
+    for d in rows:
+        lines_in.append((d["severity"], d["device"], d["rule"], d["first"], d["last"],
+                         str(d["count"]), d["title"]))
+    widths = [max(len(row[i]) for row in lines_in) for i in range(len(lines_in[0]) - 1)]
     lines = []
-    for row in rows:
+    for row in lines_in:
         lines.append("  ".join(cell.rjust(w) if i == 5 else cell.ljust(w)
                                for i, (cell, w) in enumerate(zip(row, widths)))
                      + "  " + row[-1])
@@ -71,30 +101,95 @@ def _printer(as_json):
     return show
 
 
+def _time_option(name, text):
+    if text is None:
+        return None
+    t = parse_time(text)
+    if t is None:
+        raise UsageError("%s %s: expected an ISO 8601 time such as 2026-01-01T00:00:00Z"
+                         % (name, text))
+    return t
+
+
+def _open_store(dsn):
+    from host_sim.cloud.store import StoreError, open_store
+    if not dsn:
+        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
+    try:
+        return open_store(dsn)
+    except StoreError as exc:
+        raise UsageError(str(exc))
+
+
+def _check(args):
+    if args.state is not None:
+        raise UsageError(STATE_GONE)
+    if args.broker == "":
+        raise UsageError("--broker needs a URL (or $MICROAGENT_ALERTS_BROKER)")
+    if args.ca and not os.path.isfile(args.ca):
+        raise UsageError("--ca %s: no such file" % args.ca)
+    has_source = args.data is not None or args.broker is not None or args.kafka is not None
+    if not has_source and args.store is None:
+        raise UsageError("give a source (--data, --broker or --kafka), or --store to print what "
+                         "it holds")
+    if args.kafka is not None and (args.store is None or not args.topic or not args.group):
+        raise UsageError("--kafka needs --topic, --group and --store")
+    if args.group and args.kafka is None:
+        raise UsageError("--group goes with --kafka")
+    filters = [name for name in ("severity", "rule", "device", "since", "until")
+               if getattr(args, name) is not None]
+    if filters and has_source:
+        raise UsageError("--%s filters what --store holds: give it without a source" % filters[0])
+    if (args.tags or args.commit_every != 1000) and (args.store is None or not has_source):
+        raise UsageError("--tags and --commit-every go with a source and --store")
+    if args.commit_every < 1:
+        raise UsageError("--commit-every must be >= 1")
+    return has_source
+
+
 def run(args):
+    has_source = _check(args)
+    if not has_source:
+        return _print_store(args)
     try:
         rules = load_rules(args.rules)
     except RulesError as exc:
         raise UsageError(str(exc))
-    if args.data is None and not args.broker:
-        raise UsageError("--broker needs a URL (or $MICROAGENT_ALERTS_BROKER)")
-    if args.ca and not os.path.isfile(args.ca):
-        raise UsageError("--ca %s: no such file" % args.ca)
-    if args.state and args.data:
-        raise UsageError("--state goes with --broker: the hub store is read from its start "
-                         "each time")
+    if args.store is not None:
+        return _into_store(args, rules)
+    return _in_memory(args, rules)
+
+
+def _print_store(args):
+    since = _time_option("--since", args.since)
+    until = _time_option("--until", args.until)
+    from host_sim.cloud.store import StoreError
+    store = _open_store(args.store)
+    try:
+        rows = store.alerts(severity=args.severity, rule=args.rule, device=args.device,
+                            since=since, until=until)
+    except StoreError as exc:
+        raise UsageError(str(exc))
+    finally:
+        store.close()
+    rows.reverse()   # oldest first, like the other listings
+    for row in rows:
+        row["first"], row["last"] = format_time(row["first"]), format_time(row["last"])
+    if args.json:
+        for row in rows:
+            print(json.dumps(row), flush=True)
+    else:
+        for line in _table(rows):
+            print(line)
+        print("%d alert%s in the store" % (len(rows), "" if len(rows) == 1 else "s"))
+    return 0
+
+
+def _in_memory(args, rules):
     evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line))
-    if args.state:
-        try:
-            if state.load(args.state, evaluation.engine):
-                log_line("alerts: state from %s: %d devices, %d alerts"
-                         % (args.state, len(evaluation.engine.devices),
-                            len(evaluation.engine.alerts)))
-        except state.StateError as exc:
-            raise UsageError(str(exc))
     try:
         source = HubStore(args.data) if args.data else MqttSource(
-            args.broker, args.ca, args.topic, log=log_line).start()
+            args.broker, args.ca, args.topic or MQTT_TOPIC, log=log_line).start()
     except SourceError as exc:
         raise UsageError(str(exc))
     try:
@@ -103,7 +198,7 @@ def run(args):
             if args.json:
                 _printer(True)(alerts)
             else:
-                for line in _table(alerts):
+                for line in _table([a.as_dict() for a in alerts]):
                     print(line)
                 print("%d alert%s from %d message%s of %d device%s%s" % (
                     len(alerts), "" if len(alerts) == 1 else "s", evaluation.messages,
@@ -113,38 +208,112 @@ def run(args):
             return 0
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-        show = _printer(args.json)
-        announced = set(evaluation.engine.alerts)  # from --state: reported before the restart
-
-        def on_alerts(alerts):
-            for alert in alerts:
-                ident = (alert.device, alert.rule, alert.key)
-                show([alert], "updated" if ident in announced else "new")
-                announced.add(ident)
         log_line("alerts: following %s (Ctrl-C to stop)" % (args.data or "the broker"))
-        saved_at = evaluation.messages
-
-        def save_state(final=False):
-            # Every few seconds while messages come, and at the end; a failed save is retried
-            # at the next check, and at the end it is the command's error.
-            nonlocal saved_at
-            if not args.state or evaluation.messages == saved_at:
-                return
-            try:
-                state.save(args.state, evaluation.engine)
-            except state.StateError as exc:
-                if final:
-                    raise UsageError(str(exc))
-                log_line("warning: %s; retrying" % exc)
-                return
-            saved_at = evaluation.messages
-        try:
-            evaluation.follow(source.follow(stop), on_alerts, on_check=save_state)
-        finally:
-            save_state(final=True)
+        evaluation.follow(source.follow(stop), _announcer(_printer(args.json), set()))
         return 0
     except SourceError as exc:
         raise UsageError(str(exc))
     finally:
         source.close()
 
+
+def _announcer(show, announced):
+    """ON_ALERTS for a follower: each alert printed as "new" the first time, then "updated"."""
+    def on_alerts(alerts):
+        for alert in alerts:
+            ident = (alert.device, alert.rule, alert.key)
+            show([alert], "updated" if ident in announced else "new")
+            announced.add(ident)
+    return on_alerts
+
+
+def _into_store(args, rules):
+    from host_sim.cloud.ingest import Ingest, load_tags
+    from host_sim.cloud.store import StoreError
+    try:
+        tags = load_tags(args.tags) if args.tags else None
+    except ValueError as exc:
+        raise UsageError(str(exc))
+    ingest = Ingest(_open_store(args.store), rules,
+                    on_skip=lambda line: log_line("warning: " + line), tags=tags)
+    stop = threading.Event()
+    show = _printer(args.json)
+    try:
+        if args.kafka is not None:
+            from host_sim.cloud.kafka import run_member
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            run_member(args.kafka, args.topic, args.group, ingest, log=log_line, stop=stop,
+                       on_alerts=_announcer(show, ingest.restored))
+            return 0
+        if args.data is not None:
+            return _hub_into_store(args, ingest, stop, show)
+        return _broker_into_store(args, ingest, stop, show)
+    except StoreError as exc:
+        raise UsageError(str(exc))
+    finally:
+        ingest.close()
+
+
+def _hub_into_store(args, ingest, stop, show):
+    """The emulator's store as source "hub", partition 0, the message id as offset: a re-run
+    reads after the stored position and duplicates nothing."""
+    try:
+        source = HubStore(args.data)
+    except SourceError as exc:
+        raise UsageError(str(exc))
+    try:
+        start = ingest.positions("hub", [0])[0]
+        source.last_id = start - 1 if start is not None else 0
+        if not args.follow:
+            changed = {}
+
+            def remember(alerts):
+                for alert in alerts:
+                    changed[(alert.device, alert.rule, alert.key)] = alert
+            follow_into_store(ingest, (("hub", 0, m.id, m) for m in source.read_new()),
+                              remember, commit_every=args.commit_every)
+            remember(ingest.check_silence())
+            ingest.commit()
+            alerts = sorted(changed.values(), key=lambda a: (a.first, a.device, a.rule, a.key))
+            if args.json:
+                show(alerts)
+            else:
+                for line in _table([a.as_dict() for a in alerts]):
+                    print(line)
+                print("%d alert%s raised or updated from %d message%s%s" % (
+                    len(alerts), "" if len(alerts) == 1 else "s", ingest.messages,
+                    "" if ingest.messages == 1 else "s",
+                    ", %d skipped" % ingest.skipped if ingest.skipped else ""))
+            return 0
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        log_line("alerts: following %s into the store (Ctrl-C to stop)" % args.data)
+        records = (None if m is None else ("hub", 0, m.id, m) for m in source.follow(stop))
+        follow_into_store(ingest, records, _announcer(show, ingest.restored),
+                          commit_every=args.commit_every)
+        return 0
+    except SourceError as exc:
+        raise UsageError(str(exc))
+    finally:
+        source.close()
+
+
+def _broker_into_store(args, ingest, stop, show):
+    """An MQTT broker as source "mqtt", partition 0: it replays nothing, so the offsets only
+    count on from the stored one (the store keeps what the rules learned across restarts)."""
+    try:
+        source = MqttSource(args.broker, args.ca, args.topic or MQTT_TOPIC, log=log_line).start()
+    except SourceError as exc:
+        raise UsageError(str(exc))
+    try:
+        start = ingest.positions("mqtt", [0])[0] or 0
+        offsets = itertools.count(start)
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        log_line("alerts: following the broker into the store (Ctrl-C to stop)")
+        records = (None if m is None else ("mqtt", 0, next(offsets), m) for m in source.follow(stop))
+        follow_into_store(ingest, records, _announcer(show, ingest.restored),
+                          commit_every=args.commit_every)
+        return 0
+    except SourceError as exc:
+        raise UsageError(str(exc))
+    finally:
+        source.close()

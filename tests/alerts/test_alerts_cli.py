@@ -10,9 +10,7 @@ import sys
 
 import pytest
 
-from host_sim.cloud.alerts import state
-from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.store import open_store
 
 from hub_replays import (ATTACKER, MICROAGENT, QUIET_SAMPLE, REPO, Lines, attacked_trace,
                          replay_to_hub, write_rules)
@@ -117,9 +115,9 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
     try:
         env = dict(os.environ,
                    MICROAGENT_ALERTS_BROKER="mqtts://alerts:alerts%%20pass@127.0.0.1:%d" % broker.port)
-        saved = tmp_path / "alerts.state"
+        saved = tmp_path / "cloud.db"
         consumer = subprocess.Popen([MICROAGENT, "alerts", "--broker", "--ca", broker.certs["ca.pem"],
-                                     "--json", "--state", str(saved)], stdout=subprocess.PIPE,
+                                     "--json", "--store", str(saved)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env=env)
         try:
             Lines(consumer.stderr).wait_for(lambda line: "subscribed to devices/+/messages" in line, 30)
@@ -142,12 +140,13 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
         finally:
             consumer.send_signal(signal.SIGTERM)
             assert consumer.wait(timeout=30) == 0
-        # What it learned and raised is on disk, the owner's alone, for the next start.
+        # What it learned and raised is in the store, the owner's alone, for the next start.
         assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
-        restored = AlertEngine(load_rules(None))
-        assert state.load(str(saved), restored)
-        assert [(a.rule, a.key) for a in restored.alerts.values() if a.rule == "brute-force"] == [
+        store = open_store(str(saved))
+        assert [(a["rule"], a["key"]) for a in store.alerts(rule="brute-force")] == [
             ("brute-force", ATTACKER)]
+        assert store.device_row(alert["device"])["state"] is not None
+        store.close()
     finally:
         broker.stop()
 

@@ -1,4 +1,5 @@
-"""Runs the rules over a source: a batch over everything stored, or following new messages."""
+"""Runs the rules over a source: a batch over everything stored, or following new messages;
+in memory (Evaluation) or into the cloud store (follow_into_store, through an Ingest)."""
 import time
 
 from host_sim.cloud.alerts.engine import AlertEngine
@@ -50,3 +51,36 @@ class Evaluation:
                     on_alerts(silent)
                 if on_check is not None:
                     on_check()
+
+
+def follow_into_store(ingest, records, on_alerts, commit_every=1000, every_s=5.0,
+                      clock=time.time):
+    """Feeds RECORDS ((source, partition, offset, StoredMessage), or None when idle) through
+    INGEST until they end, committing every COMMIT_EVERY messages and every EVERY_S seconds
+    (silence is checked then, on the fleet's clock), and once more at the end. ON_ALERTS(list)
+    hears every alert raised or updated."""
+    next_check = clock() + every_s
+    pending = 0
+    try:
+        for record in records:
+            if record is not None:
+                changed = ingest.feed(*record)
+                pending += 1
+                if changed:
+                    on_alerts(changed)
+            now = clock()
+            if now >= next_check:
+                next_check = now + every_s
+                fleet_now = ingest.engine.fleet_now(now)
+                silent = ingest.check_silence(fleet_now) if fleet_now is not None else []
+                if silent:
+                    on_alerts(silent)
+                pending += len(silent)
+                if pending:
+                    ingest.commit()
+                    pending = 0
+            elif pending >= commit_every:
+                ingest.commit()
+                pending = 0
+    finally:
+        ingest.commit()

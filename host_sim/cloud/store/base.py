@@ -221,11 +221,14 @@ class Store:
         return info
 
     def alerts(self, severity=None, rule=None, device=None, tag=None, since=None, until=None,
-               after=None, limit=None):
-        """Alert rows (dicts), newest first (by first time, then id). DEVICE is a glob; SINCE and
-        UNTIL bound the alert's last and first time; AFTER is (first_time, id) of the last row of
-        the previous page."""
+               after=None, limit=None, device_id=None):
+        """Alert rows (dicts), newest first (by first time, then id). DEVICE is a glob, DEVICE_ID
+        one device; SINCE and UNTIL bound the alert's last and first time; AFTER is
+        (first_time, id) of the last row of the previous page."""
         where, params = [], []
+        if device_id is not None:
+            where.append("device = ?")
+            params.append(clean_text(device_id))
         if severity:
             where.append("severity = ?")
             params.append(severity)
