@@ -1,28 +1,8 @@
 """DSN -> a Store: a file path or sqlite:///abs/path (SQLite), or postgresql://... (psycopg 3)."""
 import urllib.parse
 
+from host_sim.cloud.store.dsn import is_postgres, redact
 from host_sim.cloud.store.errors import StoreError
-
-PG_SCHEMES = ("postgresql", "postgres")
-
-
-def is_postgres(dsn):
-    return dsn.split(":", 1)[0].lower() in PG_SCHEMES
-
-
-def redact(dsn):
-    """DSN as it may be shown: a PostgreSQL URL without its password."""
-    if not is_postgres(dsn):
-        return dsn
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-        if parts.password is None:
-            return dsn
-        netloc = parts.netloc.rpartition("@")[2]
-        user = parts.netloc.rpartition("@")[0].partition(":")[0]
-        return urllib.parse.urlunsplit(parts._replace(netloc="%s:***@%s" % (user, netloc)))
-    except ValueError:
-        return "postgresql://(unparsable URL)"
 
 
 def open_store(dsn):

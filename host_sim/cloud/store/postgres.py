@@ -7,7 +7,7 @@ import psycopg
 
 from host_sim.cloud.store.base import Store
 from host_sim.cloud.store.errors import StoreError
-from host_sim.cloud.store.open import redact
+from host_sim.cloud.store.dsn import redact
 
 SCHEMA_LOCK = 0x6d6963726f  # pg_advisory_xact_lock key of the schema migration ("micro")
 
