@@ -4,8 +4,8 @@ line and the others still run; the exit status is then 1."""
 import sys
 
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
-                   firmware_bench, flash_bench, half_open_bench, heap32, host_bench, hub_emulator,
-                   loop_latency, run_bench, targets_bench, transport_heap)
+                   firmware_bench, flash_bench, flood_bench, half_open_bench, heap32, host_bench,
+                   hub_emulator, loop_latency, run_bench, targets_bench, transport_heap)
 from bench.report import progress
 
 BENCHES = (
@@ -20,6 +20,7 @@ BENCHES = (
     ("flash_bench", flash_bench.run),
     ("agent_bench", agent_bench.run),
     ("heap32", heap32.run),
+    ("flood_bench", flood_bench.run),
     ("loop_latency", loop_latency.run),
     ("alerts_bench", alerts_bench.run),
     ("run_bench", run_bench.run),

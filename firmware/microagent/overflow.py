@@ -34,7 +34,7 @@ class ConnectionOverflow:
         self.keys = array("H", bytes(8 * rows))
         # Per row, then the rest row: hits, bytes in, bytes out.
         self.counts = array("I", bytes(12 * (rows + 1)))
-        self._scratch = array("H", [0, 0])
+        self._scratch = None  # made on the first add_text: a board only calls add()
 
     @property
     def lost(self):
@@ -46,6 +46,8 @@ class ConnectionOverflow:
     def add_text(self, address, port, protocol, hits, bytes_in, bytes_out):
         """add() with a dotted IPv4 ADDRESS."""
         scratch = self._scratch
+        if scratch is None:
+            scratch = self._scratch = array("H", [0, 0])
         if parse_ipv4(address, scratch, 0):
             self.add(scratch[0], scratch[1], port, protocol, hits, bytes_in, bytes_out)
 
