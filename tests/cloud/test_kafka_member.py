@@ -180,3 +180,29 @@ def test_the_connection_string_is_in_no_argv_and_no_log_line(tmp_path, monkeypat
     for text in (member.log(), hub.log()):
         assert SECRET_KEY not in text and "SharedAccessKey=" not in text
     assert "kafka:" in member.log()
+
+
+def committed_offsets(bootstrap):
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "log_level": 0})
+    try:
+        return {tp.partition: tp.offset for tp in consumer.committed(
+            [TopicPartition(TOPIC, p) for p in PARTITIONS], timeout=30)}
+    finally:
+        consumer.close()
+
+
+def test_ctrl_c_commits_the_store_then_the_offsets_and_leaves_the_group(tmp_path):
+    body = json.dumps({"Events": [{"Name": "Login", "Payload": []}]}).encode()
+    dsn = str(tmp_path / "cloud.db")
+    with MockCluster() as cluster:
+        cluster.create_topic(TOPIC)
+        produce(cluster.bootstrap, [(b"dev-%d" % (i % 3), body, None) for i in range(20)])
+        member = Member(tmp_path, "m", cluster.bootstrap, dsn)
+        try:
+            assert wait_for(lambda: stored_positions(dsn)[0] == 20, 90), member.log()
+        finally:
+            member.proc.send_signal(signal.SIGINT)
+            assert member.proc.wait(60) == 0, member.log()
+        assert "kafka: revoked hub-events partitions 0,1,2,3" in member.log()
+        assert committed_offsets(cluster.bootstrap)[0] == 20
