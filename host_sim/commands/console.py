@@ -1,4 +1,6 @@
-"""`microagent console`: a read-only web dashboard over the hub's store, served locally."""
+"""`microagent console`: a read-only web dashboard over the hub's store or the cloud store,
+served locally."""
+import os
 import signal
 
 from host_sim.cloud.alerts.rules import RulesError, load_rules
@@ -9,25 +11,30 @@ from host_sim.cli import UsageError, log_line
 def register(subparsers):
     p = subparsers.add_parser(
         "console", help="local web dashboard of the fleet, each device and its alerts",
-        description="Serves a read-only dashboard over the hub emulator's store: the fleet "
-                    "(last seen, messages and 4 KB blocks per day against an IoT Hub tier, "
-                    "dropped events) and each device (processes, connections, logins, baseline "
-                    "failures, SBoM, system information, alerts). Everything it shows is drawn "
-                    "by microagent itself; nothing is loaded from the internet.")
-    p.add_argument("--data", metavar="HUBDIR", required=True, help="the hub's data directory")
+        description="Serves a read-only dashboard over the hub emulator's store (--data) or the "
+                    "cloud store (--store): the fleet (last seen, messages and 4 KB blocks per "
+                    "day against an IoT Hub tier, dropped events) and each device (with --data "
+                    "also processes, connections, logins, baseline failures, SBoM, system "
+                    "information), and the alerts. Everything it shows is drawn by microagent "
+                    "itself; nothing is loaded from the internet.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="HUBDIR", help="the hub's data directory")
+    source.add_argument("--store", metavar="DSN", nargs="?",
+                        const=os.environ.get("MICROAGENT_STORE", ""),
+                        help="the cloud store `microagent alerts --store` fills (a file, "
+                             "sqlite:///path or postgresql://...; alone: $MICROAGENT_STORE)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--rules", metavar="FILE", help="your alert rules file (overrides defaults)")
+    p.add_argument("--rules", metavar="FILE",
+                   help="with --data: your alert rules file (overrides defaults)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     p.set_defaults(run=run)
 
 
-def run(args):
+def _hub_site(args):
     from host_sim.cloud.console.model import FleetModel
-    from host_sim.cloud.console.server import ConsoleServer
-    if not 0 <= args.port <= 65535:
-        raise UsageError("--port must be 0..65535, got %d" % args.port)
+    from host_sim.cloud.console.server import HubSite
     try:
         rules = load_rules(args.rules)
         source = HubStore(args.data)
@@ -36,8 +43,35 @@ def run(args):
     model = FleetModel(source, rules)
     # the whole store is read once before serving, so no visitor waits for it
     model.refresh(progress=lambda n: log_line("console: read {:,} messages".format(n)))
+    return HubSite(model), source
+
+
+def _store_site(args):
+    from host_sim.cloud.console.store_site import StoreSite
+    from host_sim.cloud.store import StoreError, open_store
+    from host_sim.cloud.store.dsn import is_postgres
+    if not args.store:
+        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
+    if args.rules:
+        raise UsageError("--rules goes with --data (the store holds the alerts already raised)")
+    path = args.store[len("sqlite://"):] if args.store.startswith("sqlite://") else args.store
+    if not is_postgres(args.store) and not os.path.isfile(path):
+        raise UsageError("--store %s: no such store (`microagent alerts --store` makes it)" % path)
     try:
-        server = ConsoleServer((args.host, args.port), model,
+        # the schema check is all it reads: pages ask the store for their rows on request
+        store = open_store(args.store)
+    except StoreError as exc:
+        raise UsageError(str(exc))
+    return StoreSite(store), store
+
+
+def run(args):
+    from host_sim.cloud.console.server import ConsoleServer
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be 0..65535, got %d" % args.port)
+    site, source = _hub_site(args) if args.data is not None else _store_site(args)
+    try:
+        server = ConsoleServer((args.host, args.port), site,
                                log=log_line if args.verbose else None)
     except OSError as exc:
         source.close()

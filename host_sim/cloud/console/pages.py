@@ -60,13 +60,13 @@ def table(headers, rows, numeric=(), row_id=None):
 
 
 def alert_rows(alerts, with_device):
+    """ALERTS: dicts as Alert.as_dict() gives them (first and last as text)."""
     rows = []
-    for alert in alerts:
-        d = alert.as_dict()
-        evidence = "".join("<li><code>%s</code></li>" % esc(_compact(item)) for item in d["evidence"])
+    for d in alerts:
+        evidence = "".join("<li><code>%s</code></li>" % esc(compact(item)) for item in d["evidence"])
         cells = ['<span class="sev-%s">%s</span>' % (esc(d["severity"]), esc(d["severity"]))]
         if with_device:
-            cells.append('<a href="/device?id=%s">%s</a>' % (esc(_quote(d["device"])), esc(d["device"])))
+            cells.append('<a href="/device?id=%s">%s</a>' % (esc(quote(d["device"])), esc(d["device"])))
         cells += [esc(d["rule"]), esc(d["title"]), esc(d["first"][:19].replace("T", " ")),
                   esc(d["last"][:19].replace("T", " ")), number(d["count"]),
                   "%s<details><summary>evidence (%d)</summary><ul>%s</ul></details>"
@@ -77,11 +77,11 @@ def alert_rows(alerts, with_device):
     return headers, rows
 
 
-def _compact(item):
+def compact(item):
     return ", ".join("%s=%s" % (k, v) for k, v in item.items() if v not in (None, "", {}))
 
 
-def _quote(text):
+def quote(text):
     from urllib.parse import quote
     return quote(text, safe="")
 
@@ -125,7 +125,7 @@ def fleet_page(model, tier, units):
         per_day = v.blocks / v.days
         device_alerts = [a for a in alerts if a.device == v.device]
         rows.append(['<a href="/device?id=%s">%s</a>%s' % (
-                         esc(_quote(v.device)), esc(v.device),
+                         esc(quote(v.device)), esc(v.device),
                          ' <span class="failed">(%d unreadable)</span>' % v.skipped if v.skipped else ""),
                      esc(when(v.last_seen)), esc(when(v.last_time)),
                      number(round(v.messages / v.days)), number(round(per_day)),
@@ -138,7 +138,7 @@ def fleet_page(model, tier, units):
     body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",
                        "4 KB blocks/day", "of quota", "dropped events", "alerts"], rows,
                       numeric=(3, 4, 5, 6), row_id="devices"))
-    headers, rows = alert_rows(alerts[-200:][::-1], True)
+    headers, rows = alert_rows([a.as_dict() for a in alerts[-200:][::-1]], True)
     body.append("<h2>Alerts (newest first)</h2>" + table(headers, rows, numeric=(6,), row_id="alerts"))
     return page("fleet", "".join(body))
 
@@ -155,12 +155,12 @@ def device_page(model, view):
     body.append(bar_chart([(t, r[2]) for t, r in points], "events per hour", "events"))
     body.append(bar_chart([(t, r[1]) for t, r in points], "4 KB blocks per hour", "blocks",
                           color="#8e5ea2"))
-    headers, rows = alert_rows(alerts[::-1], False)
+    headers, rows = alert_rows([a.as_dict() for a in alerts[::-1]], False)
     body.append("<h2>Alerts</h2>" + table(headers, rows, numeric=(5,), row_id="alerts"))
     info = view.reports.get("SystemInformation")
     if info and info[1]:
         item = info[1][0]
-        nics = "; ".join("%s %s" % (n.get("type", ""), _compact(n.get("info") or {}))
+        nics = "; ".join("%s %s" % (n.get("type", ""), compact(n.get("info") or {}))
                          for n in item.get("nics") or [] if isinstance(n, dict))
         rows = [[esc(k), esc(item.get(k))] for k in ("hardware_vendor", "hardware_model", "os_dist",
                                                       "os_version", "os_platform", "os_arch")]

@@ -1,4 +1,5 @@
-"""The console's HTTP server: GET only, pages rendered from the FleetModel on each request."""
+"""The console's HTTP server: GET only, each page rendered on request by a site: HubSite (the
+emulator's store, read into a FleetModel) or store_site.StoreSite (the cloud store)."""
 import http.server
 import urllib.parse
 
@@ -9,10 +10,49 @@ from host_sim.cloud.console.model import TIERS
 class ConsoleServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, model, log=None):
-        self.model = model
+    def __init__(self, address, site, log=None):
+        self.site = site
         self.log = log or (lambda line: None)
         super().__init__(address, _Handler)
+
+
+def tier_and_units(query):
+    """(tier, units) of the fleet page's query, or None when they are not valid."""
+    tier = query.get("tier", "S1")
+    units = query.get("units", "1")
+    if tier not in TIERS or not units.isdigit() or not 1 <= int(units) <= 200:
+        return None
+    return tier, int(units)
+
+
+BAD_TIER = pages.page("bad request", "<p>tier must be one of %s and units 1..200</p>"
+                      % ", ".join(TIERS))
+
+
+class HubSite:
+    """The pages over a FleetModel (the emulator's store, `console --data`)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def get(self, path, query):
+        model = self.model
+        model.refresh()
+        if path == "/":
+            chosen = tier_and_units(query)
+            if chosen is None:
+                return 400, BAD_TIER
+            with model.lock:
+                return 200, pages.fleet_page(model, *chosen)
+        if path == "/device":
+            device = query.get("id", "")
+            with model.lock:
+                view = model.devices.get(device)
+                body = pages.device_page(model, view) if view else None
+            if body is None:
+                return 404, pages.not_found("no device %r in this hub" % device)
+            return 200, body
+        return 404, pages.not_found("no page %s" % path)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -32,30 +72,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _respond(self, head):
         url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        model = self.server.model
-        model.refresh()
-        if url.path == "/":
-            tier = query.get("tier", ["S1"])[0]
-            units = query.get("units", ["1"])[0]
-            if tier not in TIERS or not units.isdigit() or not 1 <= int(units) <= 200:
-                self._send(400, pages.page("bad request", "<p>tier must be one of %s and units "
-                                           "1..200</p>" % ", ".join(TIERS)), head)
-                return
-            with model.lock:
-                body = pages.fleet_page(model, tier, int(units))
-            self._send(200, body, head)
-        elif url.path == "/device":
-            device = query.get("id", [""])[0]
-            with model.lock:
-                view = model.devices.get(device)
-                body = pages.device_page(model, view) if view else None
-            if body is None:
-                self._send(404, pages.not_found("no device %r in this hub" % device), head)
-            else:
-                self._send(200, body, head)
-        else:
-            self._send(404, pages.not_found("no page %s" % url.path), head)
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        status, body = self.server.site.get(url.path, query)
+        self._send(status, body, head)
 
     def _send(self, status, body, head, extra=None):
         data = body.encode("utf-8")
