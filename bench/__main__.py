@@ -7,6 +7,7 @@ from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, d
                    firmware_bench, flash_bench, flood_bench, half_open_bench, heap32, host_bench,
                    hub_emulator, kafka_bench, loop_latency, run_bench, targets_bench,
                    transport_heap)
+from bench import store_bench
 from bench.report import progress
 
 BENCHES = (
@@ -24,6 +25,7 @@ BENCHES = (
     ("flood_bench", flood_bench.run),
     ("loop_latency", loop_latency.run),
     ("alerts_bench", alerts_bench.run),
+    ("store_bench", store_bench.run),
     ("kafka_bench", kafka_bench.run),
     ("run_bench", run_bench.run),
     ("targets_bench", targets_bench.run),

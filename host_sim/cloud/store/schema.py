@@ -36,6 +36,10 @@ MIGRATIONS = {
         " severity TEXT NOT NULL, first_time {real} NOT NULL, last_time {real} NOT NULL,"
         " title TEXT NOT NULL, data TEXT NOT NULL)",
     ],
+    3: [  # the console's alert filters page by first time within a severity or a rule
+        "CREATE INDEX alerts_by_severity ON alerts (severity, first_time, id)",
+        "CREATE INDEX alerts_by_rule ON alerts (rule, first_time, id)",
+    ],
 }
 
 LATEST = max(MIGRATIONS)
