@@ -120,3 +120,29 @@ def test_usage_errors_are_one_line(tmp_path, args, error):
     assert done.returncode == 2
     assert done.stderr.startswith("microagent: error: ") and error in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_follow_into_the_store_reports_as_messages_arrive_and_commits_at_exit(tmp_path):
+    from hub_replays import Lines
+    hub = os.path.join(str(tmp_path), "hub")
+    os.makedirs(hub)
+    add(hub, "placeholder", [b"{}"])   # the hub store exists before the follower opens it
+    db = tmp_path / "cloud.db"
+    follower = subprocess.Popen([MICROAGENT, "alerts", "--data", hub, "--store", str(db),
+                                 "--follow", "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        Lines(follower.stderr).wait_for(lambda line: "following" in line, 30)
+        add(hub, "attacked", attacked_bodies(tmp_path))
+        alert = json.loads(Lines(follower.stdout).wait_for(lambda line: '"brute-force"' in line, 60))
+        assert (alert["status"], alert["device"], alert["key"]) == ("new", "attacked", ATTACKER)
+    finally:
+        follower.terminate()
+        assert follower.wait(timeout=30) == 0
+    store = open_store(str(db))
+    try:
+        [stored] = store.alerts(rule="brute-force")
+        assert (stored["device"], stored["count"]) == ("attacked", 15)
+        assert store.device_row("placeholder")["skipped"] == 1
+    finally:
+        store.close()
