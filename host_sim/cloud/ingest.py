@@ -61,13 +61,14 @@ def hourly_counts(message):
 
 class _Seen:
     """What the ingest holds of a device besides the engine's state."""
-    __slots__ = ("source", "partition", "last_arrival", "skipped", "tags")
+    __slots__ = ("source", "partition", "last_arrival", "messages", "skipped", "tags")
 
-    def __init__(self, source, partition, last_arrival, skipped, tags):
+    def __init__(self, source, partition, last_arrival, messages, skipped, tags):
         self.source = source
         self.partition = partition
         self.last_arrival = last_arrival
-        self.skipped = skipped
+        self.messages = messages      # read and evaluated
+        self.skipped = skipped        # unreadable
         self.tags = tags
 
 
@@ -153,6 +154,7 @@ class Ingest:
                 else "a field the rules read has an unusable value"))
             return []
         self.messages += 1
+        seen.messages += 1
         events, dropped = hourly_counts(message)
         hour = int(message_time(message, stored.arrival) // HOUR) * HOUR
         counts = self.hourly.get((device, hour))
@@ -174,7 +176,7 @@ class Ingest:
         tags = sorted({tag for pattern, tags in self.tag_rules
                        if fnmatch.fnmatchcase(device, pattern) for tag in tags})
         if row is None:
-            seen = _Seen(source, partition, None, 0, tags)
+            seen = _Seen(source, partition, None, 0, 0, tags)
         else:
             if row["state"]:
                 try:
@@ -184,7 +186,8 @@ class Ingest:
                 except ValueError as exc:
                     self.on_skip("state of %s not used, the rules learn it again: %s"
                                  % (device, exc))
-            seen = _Seen(source, partition, row["last_arrival"], row["skipped"], tags)
+            seen = _Seen(source, partition, row["last_arrival"], row["messages"], row["skipped"],
+                         tags)
         if self.tag_rules:
             self.new_tags[device] = tags
         self.seen[device] = seen
@@ -218,7 +221,7 @@ class Ingest:
             exported = self.engine.export_device(device)
             batch.devices.append((device, seen.source, seen.partition,
                                   state.last_time if state else None, seen.last_arrival,
-                                  state.messages if state else 0, seen.skipped,
+                                  seen.messages, seen.skipped,
                                   json.dumps(exported) if exported else None))
         batch.tags = dict(self.new_tags)
         batch.alerts = list(self.changed.values())

@@ -173,3 +173,39 @@ def test_a_partition_taken_over_fences_the_old_consumer(store_dsn, tmp_path):
     finally:
         old.close()
         new.close()
+
+
+def test_unusable_messages_are_logged_with_their_place_and_skipped(store_dsn):
+    """Not a security message, a value the rules cannot key on (a list as a command line), and
+    a record without a device: each named with source, partition and offset (and device), its
+    position advanced; the good message after them is evaluated."""
+    import json as _json
+    from host_sim.cloud.alerts.rules import load_rules
+    from host_sim.cloud.alerts.sources import StoredMessage
+    from host_sim.cloud.ingest import Ingest
+
+    def body(commandline):
+        return _json.dumps({"AgentId": "a", "Events": [{
+            "Name": "ProcessCreate", "Category": "Triggered", "TimestampUTC": "2026-01-01T00:00:00.000Z",
+            "Payload": [{"commandline": commandline, "user_id": 0, "hit_count": 1}]}]}).encode()
+    lines = []
+    ingest = Ingest(open_store(store_dsn), load_rules(None), on_skip=lines.append)
+    try:
+        ingest.feed("k", 3, 10, StoredMessage(10, "dev", 0.0, {}, b"not json"))
+        ingest.feed("k", 3, 11, StoredMessage(11, "dev", 0.0, {}, body(["/bin/sh", "-c"])))
+        ingest.feed("k", 3, 12, StoredMessage(12, None, 0.0, {}, body("/bin/true")))
+        ingest.skip("k", 3, 13, "no device id header")
+        ingest.feed("k", 3, 14, StoredMessage(14, "dev", 0.0, {}, body("/bin/true")))
+        ingest.commit()
+        assert len(lines) == 4 and all("\n" not in line for line in lines)
+        assert lines[0].startswith("skipped k partition 3 offset 10 of dev: ")
+        assert lines[1] == ("skipped k partition 3 offset 11 of dev: a field the rules read has "
+                            "an unusable value")
+        assert lines[2].startswith("skipped k partition 3 offset 12: no device id")
+        assert lines[3] == "skipped k partition 3 offset 13: no device id header"
+        assert ingest.store.positions("k", [3]) == {3: 15}
+        row = ingest.store.device_row("dev")
+        assert (row["messages"], row["skipped"]) == (1, 2)
+        assert sum(h[1] for h in ingest.store.hourly("dev")) == 1
+    finally:
+        ingest.close()
