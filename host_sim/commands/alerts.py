@@ -248,7 +248,7 @@ def _into_store(args, rules):
         if args.data is not None:
             return _hub_into_store(args, ingest, stop, show)
         return _broker_into_store(args, ingest, stop, show)
-    except StoreError as exc:
+    except (StoreError, SourceError) as exc:
         raise UsageError(str(exc))
     finally:
         ingest.close()
