@@ -111,12 +111,12 @@ def _time_option(name, text):
     return t
 
 
-def _open_store(dsn):
+def _open_store(dsn, create=True):
     from host_sim.cloud.store import StoreError, open_store
     if not dsn:
         raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
     try:
-        return open_store(dsn)
+        return open_store(dsn, create)
     except StoreError as exc:
         raise UsageError(str(exc))
 
@@ -164,7 +164,7 @@ def _print_store(args):
     since = _time_option("--since", args.since)
     until = _time_option("--until", args.until)
     from host_sim.cloud.store import StoreError
-    store = _open_store(args.store)
+    store = _open_store(args.store, create=False)
     try:
         rows = store.alerts(severity=args.severity, rule=args.rule, device=args.device,
                             since=since, until=until)

@@ -49,17 +49,13 @@ def _hub_site(args):
 def _store_site(args):
     from host_sim.cloud.console.store_site import StoreSite
     from host_sim.cloud.store import StoreError, open_store
-    from host_sim.cloud.store.dsn import is_postgres
     if not args.store:
         raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
     if args.rules:
         raise UsageError("--rules goes with --data (the store holds the alerts already raised)")
-    path = args.store[len("sqlite://"):] if args.store.startswith("sqlite://") else args.store
-    if not is_postgres(args.store) and not os.path.isfile(path):
-        raise UsageError("--store %s: no such store (`microagent alerts --store` makes it)" % path)
     try:
         # the schema check is all it reads: pages ask the store for their rows on request
-        store = open_store(args.store)
+        store = open_store(args.store, create=False)
     except StoreError as exc:
         raise UsageError(str(exc))
     return StoreSite(store), store

@@ -145,3 +145,11 @@ def test_hostile_device_ids_and_evidence_are_escaped(console):
     assert [r[1] for r in _rows(device, "alerts")] == list(RULES)[::-1]
     assert [r[1:] for r in _rows(device, "hourly")] == [["1", "2", "5", "1"], ["1", "1", "10", "0"]]
     assert "no device" in _get(base, "/device?id=nobody", status=404)
+
+
+def test_console_refuses_a_missing_store_in_one_line(tmp_path):
+    done = subprocess.run([MICROAGENT, "console", "--store", str(tmp_path / "none.db"), "--port",
+                           "0"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "none.db").exists()
+    assert done.stderr.strip() == ("microagent: error: --store %s: no such store (`microagent "
+                                   "alerts --store` makes it)" % (tmp_path / "none.db"))

@@ -110,6 +110,7 @@ def test_store_alone_reads_the_environment_and_the_password_never_shows(postgres
     (["--data", "/nowhere", "--severity", "High"],
      "--severity filters what --store holds: give it without a source"),
     (["--store", "x.db", "--since", "yesterday"], "--since yesterday: expected an ISO 8601 time"),
+    (["--store", "missing.db"], "--store missing.db: no such store"),
     (["--store", "x.db", "--data", "/nowhere", "--tags", "/no/tags.json"],
      "--tags /no/tags.json: "),
 ])
