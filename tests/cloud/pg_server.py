@@ -29,6 +29,19 @@ def bindir():
     return os.path.dirname(candidates[-1])
 
 
+def _reachable_tmp():
+    """A temporary folder every user can pass through ($TMPDIR may be private, as may the
+    checkout): the postgres user must reach its cluster."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        path, ok = os.path.abspath(candidate), True
+        while ok and path != "/":
+            ok = os.path.isdir(path) and os.stat(path).st_mode & 0o001
+            path = os.path.dirname(path)
+        if ok:
+            return candidate
+    raise RuntimeError("no temporary folder the postgres user can reach")
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,7 +55,7 @@ class PostgresServer:
     def __init__(self):
         self.bin = bindir()
         self.user = pwd.getpwnam("postgres")
-        self.root = tempfile.mkdtemp(prefix="microagent-pg-")
+        self.root = tempfile.mkdtemp(prefix="microagent-pg-", dir=_reachable_tmp())
         os.chmod(self.root, 0o700)
         os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         self.data = os.path.join(self.root, "data")
