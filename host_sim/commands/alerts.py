@@ -38,7 +38,7 @@ def register(subparsers):
     source.add_argument("--kafka", metavar="BOOTSTRAP",
                         help="be one member of a Kafka consumer group (Event Hubs' Kafka "
                              "endpoint: host:9093; SASL settings from the environment, see "
-                             "docs/cloud-store.md); needs --topic, --group and --store")
+                             "docs/event-hubs.md); needs --topic, --group and --store")
     p.add_argument("--store", metavar="DSN", nargs="?",
                    const=os.environ.get("MICROAGENT_STORE", ""),
                    help="the cloud store: a file, sqlite:///path or postgresql://...; give "
