@@ -12,6 +12,7 @@ CreateTopics waits forever for a controller; a topic is created as the mock crea
 use, with its default of 4 partitions, and create_topic checks that count.
 """
 import os
+import socket
 import subprocess
 import sys
 
@@ -54,6 +55,25 @@ class MockCluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def topic_size(bootstrap, topic):
+    """Records ever written to TOPIC: the sum of its partitions' high watermarks."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sizer", "log_level": 0})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                   for p in partitions)
+    finally:
+        consumer.close()
+
+
+def dead_address():
+    """host:port where nothing listens (a port the kernel just gave and took back)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "127.0.0.1:%d" % s.getsockname()[1]
 
 
 def main(brokers):

@@ -11,9 +11,8 @@ import subprocess
 from hub_emulator.process import HubProcess
 from host_sim.cloud.store import open_store
 from hub_replays import MICROAGENT, QUIET_SAMPLE, attacked_trace, replay_to_hub, write_rules
-from kafka_cluster import MockCluster
+from kafka_cluster import MockCluster, dead_address, topic_size
 from polling import wait_for
-from test_kafka_route import dead_address, topic_size
 
 TOPIC = "hub-events"
 GROUP = "alerts"

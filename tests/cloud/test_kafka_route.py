@@ -13,7 +13,7 @@ from hub_emulator.database import open_db
 from hub_emulator.process import HubProcess
 from host_sim.cloud.alerts.messages import parse_time
 from host_sim.cloud.kafka_records import read_record
-from kafka_cluster import MockCluster
+from kafka_cluster import MockCluster, dead_address, topic_size
 from polling import wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub"))
@@ -39,26 +39,6 @@ def read_topic(bootstrap, topic, count, seconds=60):
     finally:
         consumer.close()
     return records
-
-
-def topic_size(bootstrap, topic):
-    """Records ever written to TOPIC: the sum of its partitions' high watermarks."""
-    from confluent_kafka import Consumer, TopicPartition
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sizer", "log_level": 0})
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                   for p in partitions)
-    finally:
-        consumer.close()
-
-
-def dead_address():
-    """host:port where nothing listens (a port the kernel just gave and took back)."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return "127.0.0.1:%d" % s.getsockname()[1]
 
 
 @pytest.fixture
