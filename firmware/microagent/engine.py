@@ -4,7 +4,6 @@
 from microagent import events
 from microagent.cache import LOST
 from microagent.events import cap_string, application_protocol
-from microagent.overflow import ConnectionOverflow
 
 _CAPPED = events.MAX_STRING_BYTES // 4
 
@@ -27,7 +26,9 @@ class Engine:
         self.warn = warn
         self.unsupported = 0
         # What the network cache lost this window, so a flood cannot hide an attack's
-        # connections (docs/spec.md section 4); allocated once, like the caches.
+        # connections (docs/spec.md section 4); allocated once, like the caches. Imported here,
+        # after the callers have allocated the caches: their arrays need contiguous room.
+        from microagent.overflow import ConnectionOverflow
         self.overflow = ConnectionOverflow()
         self._warned = set()
         self._row = [None] * 13

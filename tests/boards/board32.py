@@ -38,7 +38,7 @@ INTERPRETER = "import gc\ngc.collect()\nprint('heap', gc.mem_alloc())\n"
 # objects, class dictionaries and interned names are what lands in the heap).
 CODE = INTERPRETER.replace("import gc\n", "import gc\nimport asyncio, socket\n"
                            "from microagent.settings import boot\n"
-                           "from microagent import agent\n"
+                           "from microagent import agent, overflow\n"
                            "from microagent.collectors import netsock\n", 1)
 # One TLS session to the hub, as the agent opens it: the handshake is driven by writing the first
 # byte of a CONNECT (MicroPython's TLS sockets shake hands within the first write), then the
