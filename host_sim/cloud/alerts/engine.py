@@ -7,11 +7,13 @@ would have given; only silence also looks at a clock: the newest time any device
 """
 import collections
 
+from host_sim.cloud.alerts.detect import Detector
 from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
 
 DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
 STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
+SUMMARISED = ("sweep", "process_burst")   # kinds whose alert is one burst's running summary
 
 
 class Alert:
@@ -19,12 +21,14 @@ class Alert:
     Later matches for the same key update it (last time, count, evidence) instead of adding one."""
 
     __slots__ = ("device", "rule", "severity", "key", "title", "what_to_do", "first", "last",
-                 "count", "evidence", "max_evidence")
+                 "count", "evidence", "max_evidence", "technique", "tactic")
 
     def __init__(self, device, rule, key, first, max_evidence):
         self.device = device
         self.rule = rule["id"]
         self.severity = rule["severity"]
+        self.technique = list(rule.get("technique", []))
+        self.tactic = rule.get("tactic")
         self.key = key
         self.title = ""
         self.what_to_do = ""
@@ -43,6 +47,7 @@ class Alert:
 
     def as_dict(self):
         return {"device": self.device, "rule": self.rule, "severity": self.severity,
+                "technique": self.technique, "tactic": self.tactic,
                 "key": self.key, "title": self.title, "first": format_time(self.first),
                 "last": format_time(self.last), "count": self.count,
                 "evidence": self.evidence, "what_to_do": self.what_to_do}
@@ -75,6 +80,7 @@ class _Device:
         self.burst_limit = {}          # rule id -> key count that triggers forgetting old keys
         self.reports = {}
         self.sequences = {}
+        self.detect = {}               # the detections' state (host_sim.cloud.alerts.detect)
 
     def window_s(self, default):
         """The device's window length: the commonest spacing of its window messages (empty
@@ -111,6 +117,7 @@ class AlertEngine:
         self._sequence_rules = []
         self._silence_rules = []
         self._where = {rule["id"]: _compiled_where(rule.get("where")) for rule in rules.rules}
+        self.detector = Detector(rules.rules, rules.sets)
         for rule in rules.rules:
             if "event" in rule:
                 self._by_event[rule["event"]].append(rule)
@@ -152,6 +159,11 @@ class AlertEngine:
                            changed)
         learning = t_msg < state.learning_until
         for event in message["Events"]:
+            for rule, key, t, evidence, fields in self.detector.feed(state.detect, event, t_msg,
+                                                                     parse_time):
+                alert = self._raise(device, rule, key, t, evidence, fields, changed)
+                if rule["kind"] in SUMMARISED:
+                    alert.evidence = [evidence]   # one burst: its latest counts, not each step
             rules = self._by_event.get(event["Name"])
             if not rules:
                 continue
@@ -419,6 +431,7 @@ def _device_dict(state):
         "burst_limit": dict(state.burst_limit),
         "reports": state.reports,
         "sequences": state.sequences,
+        "detect": state.detect,
     }
 
 
@@ -447,6 +460,10 @@ def _device_of(data, rules):
     state.burst_limit = {rule: int(n) for rule, n in data["burst_limit"].items()}
     state.reports = dict(data["reports"])
     state.sequences = {boot: int(seq) for boot, seq in data["sequences"].items()}
+    detect = data.get("detect", {})
+    if not isinstance(detect, dict):
+        raise ValueError("detect is not an object")
+    state.detect = detect
     return state
 
 

@@ -6,9 +6,15 @@ period. Every mistake is a RulesError naming the file and the rule or key.
 """
 import json
 import os
+import re
 import string
 
+from host_sim.cloud.alerts import detect
+
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_rules.json")
+# the detection catalogue, shipped beside the defaults and overridden the same way
+CATALOGUE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "detections.json")
+TECHNIQUE = re.compile(r"^T[0-9]{4}(\.[0-9]{3})?$")
 
 SEVERITIES = ("High", "Medium", "Low", "Informational")
 
@@ -21,7 +27,9 @@ KINDS = {
     "sequence_gap": ({"property"}, {"max_evidence"}),
     "silence": ({"windows", "default_window_s"}, set()),
 }
-COMMON = {"id", "kind", "severity", "title", "what_to_do", "enabled", "about"}
+KINDS.update(detect.KINDS)
+COMMON = {"id", "kind", "severity", "title", "what_to_do", "enabled", "about", "technique",
+          "tactic"}
 
 
 class RulesError(ValueError):
@@ -29,11 +37,13 @@ class RulesError(ValueError):
 
 
 class Rules:
-    """The rules in force: .learning_s and .rules (list of dicts, enabled ones only)."""
+    """The rules in force: .learning_s, .rules (list of dicts, enabled ones only) and .sets
+    (named lists of program names and paths the detections refer to as "@name")."""
 
-    def __init__(self, learning_s, rules):
+    def __init__(self, learning_s, rules, sets=None):
         self.learning_s = learning_s
         self.rules = rules
+        self.sets = sets or {}
 
     def by_id(self, rule_id):
         for rule in self.rules:
@@ -56,32 +66,47 @@ def _read(path):
         raise RulesError("rules file %s line %d: %s" % (path, exc.lineno, exc.msg)) from None
     if not isinstance(data, dict):
         raise RulesError("rules file %s: expected an object with \"rules\" (and \"learning\")" % path)
-    unknown = set(data) - {"rules", "learning", "about"}
+    unknown = set(data) - {"rules", "learning", "about", "sets"}
     if unknown:
         raise RulesError("rules file %s: unknown top-level key %r" % (path, sorted(unknown)[0]))
     if not isinstance(data.get("rules", []), list):
         raise RulesError("rules file %s: \"rules\" must be a list" % path)
+    sets = data.get("sets", {})
+    if not (isinstance(sets, dict) and all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in sets.values())):
+        raise RulesError("rules file %s: \"sets\" must map names to lists of strings" % path)
     return data
 
 
-def load_rules(user_path=None, default_path=DEFAULT_FILE):
-    """The default rules overridden by USER_PATH (if given), validated; a Rules."""
+def load_rules(user_path=None, default_path=DEFAULT_FILE, catalogue_path=CATALOGUE_FILE):
+    """The default rules and the detection catalogue, overridden by USER_PATH (if given),
+    validated; a Rules."""
     base = _read(default_path)
     merged = {}
     order = []
-    for rule in base.get("rules", []):
-        merged[rule["id"]] = dict(rule)
-        order.append(rule["id"])
+    source = {}
+    sets = {}
+    for path, data in ((default_path, base),
+                       (catalogue_path, _read(catalogue_path) if catalogue_path else {})):
+        sets.update(data.get("sets", {}))
+        for rule in data.get("rules", []):
+            merged[rule["id"]] = dict(rule)
+            order.append(rule["id"])
+            source[rule["id"]] = path
     learning = base.get("learning", {})
     learning_source = default_path
-    source = {rule_id: default_path for rule_id in order}
     if user_path:
         user = _read(user_path)
+        sets.update(user.get("sets", {}))
         if "learning" in user:
             learning, learning_source = user["learning"], user_path
         for index, rule in enumerate(user.get("rules", [])):
             if not isinstance(rule, dict) or not isinstance(rule.get("id"), str):
                 raise RulesError("rules file %s: rule %d has no string \"id\"" % (user_path, index + 1))
+            if isinstance(rule.get("file"), str) and not os.path.isabs(rule["file"]):
+                # a threat list named in a rules file is found beside that file
+                rule = dict(rule, file=os.path.join(os.path.dirname(os.path.abspath(user_path)),
+                                                     rule["file"]))
             if rule["id"] in merged:
                 merged[rule["id"]].update(rule)
             else:
@@ -95,10 +120,10 @@ def load_rules(user_path=None, default_path=DEFAULT_FILE):
     rules = []
     for rule_id in order:
         rule = merged[rule_id]
-        _check(rule, source[rule_id])
+        _check(rule, source[rule_id], sets)
         if rule.get("enabled", True):
             rules.append(rule)
-    return Rules(float(duration), rules)
+    return Rules(float(duration), rules, sets)
 
 
 def _fields(template):
@@ -108,7 +133,7 @@ def _fields(template):
         raise ValueError(str(exc)) from None
 
 
-def _check(rule, path):
+def _check(rule, path, sets):
     where = "rules file %s: rule %r" % (path, rule["id"])
     kind = rule.get("kind")
     if kind not in KINDS:
@@ -149,6 +174,30 @@ def _check(rule, path):
                                   and set(rule["changes"]) <= {"added", "changed", "removed"}):
         raise RulesError("%s: changes must list \"added\", \"changed\" and/or \"removed\""
                          % where)
+    if "technique" in rule and not (isinstance(rule["technique"], list) and all(
+            isinstance(t, str) and TECHNIQUE.match(t) for t in rule["technique"])):
+        raise RulesError("%s: technique must be a list of ATT&CK ids like \"T1110.001\"" % where)
+    if "tactic" in rule and not isinstance(rule["tactic"], str):
+        raise RulesError("%s: tactic must be a string" % where)
+    for key in ("match", "downloaders"):
+        if key in rule:
+            try:
+                if key == "match":
+                    detect.compile_match(rule["match"], sets)
+                elif not (isinstance(rule[key], list) and rule[key]):
+                    raise detect.MatchError("downloaders must be a non-empty list")
+                else:
+                    detect._expand(rule[key], sets)
+            except detect.MatchError as exc:
+                raise RulesError("%s: %s: %s" % (where, key, exc)) from None
+    if "file" in rule:
+        try:
+            detect.load_threat_list(rule["file"])
+        except (OSError, UnicodeDecodeError, TypeError) as exc:
+            raise RulesError("%s: file %s: %s" % (where, rule["file"],
+                                                  getattr(exc, "strerror", None) or exc)) from None
+        except ValueError as exc:
+            raise RulesError("%s: %s" % (where, exc)) from None
     for name, spec in rule.get("lookup", {}).items():
         if not (isinstance(spec, dict) and isinstance(spec.get("from"), str)
                 and isinstance(spec.get("map"), dict)):
