@@ -48,7 +48,7 @@ class _Fill:
     def __init__(self, bootstrap, topic, bodies, devices):
         from confluent_kafka import Producer
         from hub_emulator.route import record
-        self.topic = topic
+        self.bootstrap, self.topic = bootstrap, topic
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "log_level": 0,
                                   "transactional.id": "fill-" + topic})
         self.producer.init_transactions(30)
@@ -80,7 +80,15 @@ class _Fill:
                                              message.offset() + 1)
 
     def commit(self):
+        from confluent_kafka import Consumer, TopicPartition
         self.producer.commit_transaction(60)
+        probe = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "probe", "log_level": 0})
+        low = [probe.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[0]
+               for p in PARTITIONS]
+        probe.close()
+        if any(low):
+            raise RuntimeError("the mock cluster dropped the oldest records (low watermarks %s): "
+                               "fewer devices or hours" % low)
 
 
 def _baseline(bootstrap, fill):
