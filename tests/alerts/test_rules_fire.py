@@ -137,7 +137,9 @@ def test_every_new_value_after_learning_is_alerted_once(tmp_path, seed, learning
     bodies = replay(events, tmp_path)
     messages = [json.loads(b) for b in bodies]
     start = _seconds(messages[0]["Events"][0]["TimestampUTC"])
-    alerts = evaluate(bodies, rules_file(tmp_path, learning_s=learning_s))
+    ungrouped = [{"id": rule, "group_after": 10 ** 9} for rule in NEW_VALUE_RULES]
+    alerts = evaluate(bodies, rules_file(tmp_path, ungrouped, learning_s=learning_s))
+    grouped = evaluate(bodies, rules_file(tmp_path, learning_s=learning_s, name="grouped.json"))
     for rule, (name, wanted, value) in NEW_VALUE_RULES.items():
         seen, expected = set(), set()
         for m in messages:
@@ -150,6 +152,11 @@ def test_every_new_value_after_learning_is_alerted_once(tmp_path, seed, learning
                             expected.add(key)
                         seen.add(key)
         assert sorted(a["key"] for a in of_rule(alerts, rule)) == sorted(expected), rule
+        # grouped (the defaults): a burst's values past the first few are counted in one alert
+        single = [a for a in of_rule(grouped, rule) if not a["key"].startswith("burst since")]
+        bursts = [a for a in of_rule(grouped, rule) if a["key"].startswith("burst since")]
+        assert {a["key"] for a in single} <= expected
+        assert len(single) + sum(a["count"] for a in bursts) == len(expected), rule
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

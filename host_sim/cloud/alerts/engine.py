@@ -276,6 +276,8 @@ class AlertEngine:
             if learning:
                 continue
             t = parse_time(item.get("timestamp")) or t_msg
+            if self._grouped(device, state, rule, item, t, changed):
+                continue
             limit = rule.get("max_alerts", DEFAULT_MAX_ALERTS)
             state.alerted[rule["id"]] += 1
             if state.alerted[rule["id"]] > limit:
@@ -284,6 +286,26 @@ class AlertEngine:
                     alert.count, limit, _render(rule["title"], _Fields(item)))
             else:
                 self._raise(device, rule, self._key(item, per), t, item, item, changed)
+
+    def _grouped(self, device, state, rule, item, t, changed):
+        """After group_after new values within group_within_s of each other, the rest of that
+        burst (a scan's destinations) is one alert with counts instead of one each."""
+        group_after = rule.get("group_after")
+        if not group_after:
+            return False
+        bursts = state.detect.setdefault("new_bursts", {})
+        burst = bursts.get(rule["id"])
+        if burst is None or t - burst["last"] > rule.get("group_within_s", 300):
+            burst = bursts[rule["id"]] = {"start": t, "last": t, "values": 0}
+        burst["last"] = max(burst["last"], t)
+        burst["values"] += 1
+        if burst["values"] <= group_after:
+            return False
+        alert = self._raise(device, rule, "burst since " + format_time(burst["start"]), t, item,
+                            item, changed)
+        alert.title = "%d more new values in a burst since %s (latest: %s)" % (
+            alert.count, format_time(burst["start"]), _render(rule["title"], _Fields(item)))
+        return True
 
     def _burst(self, device, state, rule, event, t_msg, changed):
         where = self._where[rule["id"]]

@@ -21,7 +21,8 @@ SEVERITIES = ("High", "Medium", "Low", "Informational")
 # kind -> (required keys, optional keys) besides id, kind, severity, title, what_to_do, enabled
 KINDS = {
     "burst": ({"event", "per", "count", "within_s"}, {"where", "lookup", "max_evidence"}),
-    "new": ({"event", "per"}, {"where", "lookup", "max_evidence", "max_alerts"}),
+    "new": ({"event", "per"}, {"where", "lookup", "max_evidence", "max_alerts", "group_after",
+                               "group_within_s"}),
     "each": ({"event", "per"}, {"where", "lookup", "max_evidence"}),
     "report_change": ({"event", "per", "changes"}, {"where", "lookup", "value", "max_evidence"}),
     "sequence_gap": ({"property"}, {"max_evidence"}),
@@ -160,11 +161,11 @@ def _check(rule, path, sets):
     if "per" in rule and not (isinstance(rule["per"], list) and rule["per"]
                               and all(isinstance(f, str) for f in rule["per"])):
         raise RulesError("%s: per must be a non-empty list of field names" % where)
-    for key in ("count", "windows", "max_evidence", "max_alerts"):
+    for key in ("count", "windows", "max_evidence", "max_alerts", "group_after"):
         if key in rule and not (isinstance(rule[key], int) and not isinstance(rule[key], bool)
                                 and rule[key] >= 1):
             raise RulesError("%s: %s must be an integer >= 1" % (where, key))
-    for key in ("within_s", "default_window_s"):
+    for key in ("within_s", "default_window_s", "group_within_s"):
         if key in rule and not (isinstance(rule[key], (int, float))
                                 and not isinstance(rule[key], bool) and rule[key] > 0):
             raise RulesError("%s: %s must be a positive number of seconds" % (where, key))
