@@ -136,12 +136,13 @@ def _get(url, status=200):
     return time.perf_counter() - started, size
 
 
-def _console(args, pages):
+def _console(args, pages, env=None):
     """(start s, {name: (first s, warm s, bytes)}) of `microagent console ARGS` and PAGES
     ({name: path}), plus its 404 page as "404"."""
     started = time.perf_counter()
     proc = subprocess.Popen([MICROAGENT, "console", "--port", "0"] + args,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
     try:
         line = proc.stdout.readline()
         start = time.perf_counter() - started
@@ -162,70 +163,79 @@ def _console(args, pages):
 
 def run():
     with tempfile.TemporaryDirectory(prefix="store-bench-") as workdir:
-        progress("store bench: a day of gateway traffic (host engine)")
-        bodies = day_of_gateway(workdir)
-        hub100 = os.path.join(workdir, "hub100")
-        hub_ingest = os.path.join(workdir, "hub-ingest")
-        fill_store(hub100, bodies, 100)
-        fill_store(hub_ingest, bodies, INGEST_DEVICES)
-        progress("store bench: ingest into SQLite")
-        decoded = min((_decode_only(hub_ingest) for _ in range(2)), key=lambda r: r[2])
-        sqlite_dsn = os.path.join(workdir, "ingested.db")
-        sqlite_run = _ingest(hub_ingest, sqlite_dsn)
-        pg_run = None
+        server = None
         if os.geteuid() == 0:
-            progress("store bench: ingest into PostgreSQL")
             server = PostgresServer()
-            try:
-                server.start()
-                pg_run = _ingest(hub_ingest, server.create_database("bench"))
-            finally:
-                server.stop()
         else:
             progress("store bench: PostgreSQL rows skipped (needs root: runs Debian's server as "
                      "the postgres user)")
-        count = decoded[0]
-        rows = [["read + decode only (baseline)", count, decoded[1], decoded[2],
-                 count / decoded[2], 1.0, "-"]]
-        for name, result in (("SQLite", sqlite_run), ("PostgreSQL", pg_run)):
-            if result is None:
-                continue
-            messages, wall, cpu, size = result
-            assert messages == count, (messages, count)
-            rows.append(["ingest into %s (rules, aggregates, commit every %d)" % (name, COMMIT_EVERY),
-                         messages, wall, cpu, messages / wall, decoded[2] / count * messages / wall,
-                         round(size / INGEST_DEVICES)])
-        table("Ingest into the cloud store: %d devices x a day (%d messages); messages/s is wall "
-              "time (the server's work counts), x baseline: decode-only messages/s over it"
-              % (INGEST_DEVICES, count),
-              ["pass", "messages", "wall s", "CPU s", "messages/s", "x baseline",
-               "store bytes per device-day"], _ratio(rows))
-        progress("store bench: console fleets of 100 and 10,000 devices")
-        fleets = {}
-        for devices in (100, 10000):
-            fleets[devices] = os.path.join(workdir, "fleet-%d.db" % devices)
-            _fleet(sqlite_dsn, fleets[devices], devices)
+        try:
+            if server is not None:
+                server.start()
+            _measure(workdir, server)
+        finally:
+            if server is not None:
+                server.stop()
 
-        def store_pages(devices):
-            return {"fleet page": "/", "fleet page, middle": "/?after=gw-%05d" % (devices // 2),
-                    "alerts page": "/alerts", "Medium alerts page": "/alerts?severity=Medium",
-                    "device page": "/device?id=gw-00010"}
-        progress("store bench: console --data over 100 devices' messages (baseline)")
-        data_start, data_pages = _console(["--data", hub100],
-                                          {"fleet page": "/", "device page": "/device?id=gw-010"})
-        results = [("--data, 100 devices (baseline)", data_start, data_pages)]
-        for devices in (100, 10000):
-            start, times = _console(["--store", fleets[devices]], store_pages(devices))
-            results.append(("--store, {:,} devices".format(devices), start, times))
-        rows = []
-        for name, start, times in results:
-            rows.append([name, "start", start, "-", "-", start / data_start])
-            for page, (first, warm, size) in times.items():
-                rows.append([name, page, first, warm, size / 1024.0,
-                             warm / data_pages[page][1] if page in data_pages else "-"])
-        table("Console start (process start to its URL) and pages (first and warm GET); x "
-              "baseline: against console --data over the same 100 devices' messages",
-              ["console", "step", "first / wall s", "warm s", "KiB", "x baseline"], rows)
+
+def _measure(workdir, server):
+    progress("store bench: a day of gateway traffic (host engine)")
+    bodies = day_of_gateway(workdir)
+    hub100 = os.path.join(workdir, "hub100")
+    hub_ingest = os.path.join(workdir, "hub-ingest")
+    fill_store(hub100, bodies, 100)
+    fill_store(hub_ingest, bodies, INGEST_DEVICES)
+    progress("store bench: ingest")
+    decoded = min((_decode_only(hub_ingest) for _ in range(2)), key=lambda r: r[2])
+    sqlite_dsn = os.path.join(workdir, "ingested.db")
+    runs = [("SQLite", _ingest(hub_ingest, sqlite_dsn))]
+    if server is not None:
+        runs.append(("PostgreSQL", _ingest(hub_ingest, server.create_database("ingested"))))
+    count = decoded[0]
+    rows = [["read + decode only (baseline)", count, decoded[1], decoded[2],
+             count / decoded[2], 1.0, "-"]]
+    for name, (messages, wall, cpu, size) in runs:
+        assert messages == count, (messages, count)
+        rows.append(["ingest into %s (rules, aggregates, commit every %d)" % (name, COMMIT_EVERY),
+                     messages, wall, cpu, messages / wall, 1.0, round(size / INGEST_DEVICES)])
+    table("Ingest into the cloud store: %d devices x a day (%d messages); messages/s is wall "
+          "time (the server's work counts), x baseline: decode-only messages/s over it"
+          % (INGEST_DEVICES, count),
+          ["pass", "messages", "wall s", "CPU s", "messages/s", "x baseline",
+           "store bytes per device-day"], _ratio(rows))
+    progress("store bench: console fleets of 100 and 10,000 devices")
+    fleets = []
+    for devices in (100, 10000):
+        path = os.path.join(workdir, "fleet-%d.db" % devices)
+        _fleet(sqlite_dsn, path, devices)
+        fleets.append(("SQLite", devices, ["--store", path], None))
+        if server is not None:
+            dsn = server.create_database("fleet_%d" % devices)
+            _fleet(sqlite_dsn, dsn, devices)
+            # the DSN and its password from the environment, as a user would give them
+            fleets.append(("PostgreSQL", devices, ["--store"],
+                           dict(os.environ, MICROAGENT_STORE=dsn)))
+
+    def store_pages(devices):
+        return {"fleet page": "/", "fleet page, middle": "/?after=gw-%05d" % (devices // 2),
+                "alerts page": "/alerts", "Medium alerts page": "/alerts?severity=Medium",
+                "device page": "/device?id=gw-00010"}
+    progress("store bench: console --data over 100 devices' messages (baseline), then --store")
+    data_start, data_pages = _console(["--data", hub100],
+                                      {"fleet page": "/", "device page": "/device?id=gw-010"})
+    results = [("--data, 100 devices (baseline)", data_start, data_pages)]
+    for backend, devices, args, env in fleets:
+        start, times = _console(args, store_pages(devices), env)
+        results.append(("--store %s, {:,} devices".format(devices) % backend, start, times))
+    rows = []
+    for name, start, times in results:
+        rows.append([name, "start", start, "-", "-", start / data_start])
+        for page, (first, warm, size) in times.items():
+            rows.append([name, page, first, warm, size / 1024.0,
+                         warm / data_pages[page][1] if page in data_pages else "-"])
+    table("Console start (process start to its URL) and pages (first and warm GET); x "
+          "baseline: against console --data over the same 100 devices' messages",
+          ["console", "step", "first / wall s", "warm s", "KiB", "x baseline"], rows)
 
 
 def _ratio(rows):
