@@ -7,6 +7,7 @@ only after the store transaction that holds what they produced (Ingest.commit). 
 outright loses nothing and duplicates nothing: whoever takes its partitions over starts where
 its last store commit ended.
 """
+import re
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ BATCH = 1000            # records asked of librdkafka at once
 POLL_S = 0.5
 COMMIT_EVERY_S = 1.0
 SILENCE_EVERY_S = 5.0
+_ERROR_TIMES = re.compile(r"\(after \d+ms in state \w+\)")   # the same error, said again
 
 
 class KafkaSourceError(SourceError):
@@ -40,7 +42,7 @@ class Member:
         self.pending = {}       # partition -> next offset fed and not yet committed
         self.alerts = {}        # identity -> Alert changed since the last commit
         self.fatal = None
-        self.last_error = None
+        self.said = set()       # errors logged since Kafka last delivered a record
 
     # ---- callbacks (librdkafka calls them from inside consume/close) -------------------------
 
@@ -48,9 +50,10 @@ class Member:
         if error.fatal():
             self.fatal = error.str()
         line = "kafka: %s" % error.str()
-        if line != self.last_error:     # a broker that stays down is said once, not per retry
+        said = _ERROR_TIMES.sub("", line)
+        if said not in self.said:       # a broker that stays down is said once, not per retry
             self.log(line)
-            self.last_error = line
+            self.said.add(said)
 
     def on_assign(self, consumer, partitions):
         from confluent_kafka import OFFSET_STORED
@@ -144,6 +147,7 @@ class Member:
             for message in messages:
                 error = message.error()
                 if error is None:
+                    self.said.clear()
                     self.feed(message)
                 else:
                     self.on_error(error)

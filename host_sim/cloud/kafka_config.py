@@ -32,8 +32,8 @@ def redactor(environ=os.environ):
     pieces = [secret] if secret else []
     for part in secret.split(";"):
         name, sep, value = part.partition("=")
-        if sep and name.strip().lower() == "sharedaccesskey" and value:
-            pieces.append(value)
+        if sep and name.strip().lower() == "sharedaccesskey" and len(value) >= 8:
+            pieces.append(value)    # shorter is no key anyone uses, and would blank out words
 
     def redact(line):
         for piece in pieces:

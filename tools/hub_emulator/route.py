@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -36,6 +37,7 @@ IDLE_WAIT_S = 0.2
 SYSTEM_PROPERTIES = {"$.ct": "content-type", "$.ce": "content-encoding", "$.mid": "message-id",
                      "$.cid": "correlation-id"}
 AMQP_NULL = b"\x40"
+_ERROR_TIMES = re.compile(r"\(after \d+ms in state \w+\)")   # the same error, said again
 
 
 class RouteError(Exception):
@@ -115,7 +117,7 @@ class KafkaRoute:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="kafka-route", daemon=True)
-        self.last_error = None
+        self.said = set()        # errors logged since Kafka last confirmed a delivery
         self.delivered = set()   # ids confirmed by Kafka, not yet behind the cursor
         self.rewind = False      # a delivery failed: produce again from the cursor
 
@@ -134,13 +136,14 @@ class KafkaRoute:
 
     def _on_error(self, error):
         line = "route to %s: %s" % (self.topic, error.str())
-        if line != self.last_error:  # a broker that stays down says so once, not every retry
+        said = _ERROR_TIMES.sub("", line)
+        if said not in self.said:  # a broker that stays down says so once, not every retry
             log.warning("%s", line)
-            self.last_error = line
+            self.said.add(said)
 
     def _on_delivery(self, row_id, error, _message):
         if error is None:
-            self.last_error = None
+            self.said.clear()
             self.delivered.add(row_id)
         elif error.retriable():
             self.rewind = True
