@@ -136,3 +136,19 @@ def test_rows_saturate_and_lost_events_allocate_nothing():
         i += 1
     assert alloc() - before == 0
     assert engine.overflow.count == 16
+
+
+def test_the_largest_summary_fits_one_4_kb_message():
+    # Every row at its widest (the longest address, port and protocol, saturated counts) and a
+    # rest row: the whole summary is one message, so it adds at most one to a window.
+    sizes = []
+    for encoding in ("json", "compact"):
+        del sizes[:]
+        engine = build_engine(1, 1, 1, 4096, AGENT_ID, lambda b, n: sizes.append(n),
+                              lambda t: None, encoding)
+        for i in range(17):
+            engine.overflow.add(0xFFFF, 0xFF00 + i, 65535, 2, 0xFFFFFFFF, 0xFFFFFFFF,
+                                0xFFFFFFFF)
+        assert engine.overflow.count == 16
+        engine.flush(0, 1000)
+        assert len(sizes) == 1 and sizes[0] <= 4096, (encoding, sizes)
