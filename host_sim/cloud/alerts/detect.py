@@ -535,7 +535,7 @@ def _item_time(item, t_msg, parse_time):
 
 
 class Detector:
-    """The rules of KINDS, compiled. feed(state, event, t_msg, parse_time) -> a list of
+    """The rules of KINDS, compiled. feed(device, state, event, t_msg, parse_time) -> a list of
     (rule, key, t, evidence, fields) to raise; STATE is the device's detection dict."""
 
     def __init__(self, rules, sets):
@@ -562,7 +562,7 @@ class Detector:
                 networks, domains = load_threat_list(rule["file"])
                 self.listed_rules.append((rule, networks, domains))
 
-    def feed(self, state, event, t_msg, parse_time):
+    def feed(self, device, state, event, t_msg, parse_time):
         name = event["Name"]
         out = []
         if name == "ProcessCreate" and (self.process_rules or self.burst_rules

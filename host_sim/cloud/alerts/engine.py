@@ -160,8 +160,8 @@ class AlertEngine:
                            changed)
         learning = t_msg < state.learning_until
         for event in message["Events"]:
-            for rule, key, t, evidence, fields in self.detector.feed(state.detect, event, t_msg,
-                                                                     parse_time):
+            for rule, key, t, evidence, fields in self.detector.feed(device, state.detect, event,
+                                                                     t_msg, parse_time):
                 alert = self._raise(device, rule, key, t, evidence, fields, changed)
                 if rule["kind"] in SUMMARISED:
                     alert.evidence = [evidence]   # one burst: its latest counts, not each step
