@@ -7,8 +7,16 @@ import json
 import os
 import signal
 import subprocess
+import threading
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
 
 from hub_emulator.process import HubProcess
+from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.ingest import Ingest
+from host_sim.cloud import kafka
+from host_sim.cloud.kafka_config import consumer_settings
 from host_sim.cloud.store import open_store
 from hub_replays import MICROAGENT, QUIET_SAMPLE, attacked_trace, replay_to_hub, write_rules
 from kafka_cluster import MockCluster, dead_address, topic_size
@@ -208,3 +216,22 @@ def test_ctrl_c_commits_the_store_then_the_offsets_and_leaves_the_group(tmp_path
             assert member.proc.wait(60) == 0, member.log()
         assert "kafka: revoked hub-events partitions 0,1,2,3" in member.log()
         assert committed_offsets(cluster.bootstrap)[0] == 20
+
+
+def test_a_fatal_kafka_error_ends_the_member_with_one_line(tmp_path):
+    lines = []
+    with MockCluster() as cluster:
+        cluster.create_topic(TOPIC)
+        ingest = Ingest(open_store(str(tmp_path / "cloud.db")), load_rules())
+        member = kafka.Member(None, TOPIC, ingest, lines.append, lambda alerts: None)
+        member.consumer = Consumer(dict(consumer_settings(cluster.bootstrap, GROUP),
+                                        error_cb=member.on_error))
+        # librdkafka raises fatal consumer errors for static members fenced by another; the
+        # member's handling is what is tested, so the error is handed to it as librdkafka would
+        member.on_error(KafkaError(KafkaError._FENCED, "fenced by another member", fatal=True))
+        with pytest.raises(kafka.KafkaSourceError) as raised:
+            member.run(threading.Event())
+        member.consumer.close()
+        ingest.close()
+    assert "\n" not in str(raised.value) and "fenced by another member" in str(raised.value)
+    assert lines == ["kafka: fenced by another member"]
