@@ -51,6 +51,8 @@ class Member:
             self.fatal = error.str()
         line = "kafka: %s" % error.str()
         said = _ERROR_TIMES.sub("", line)
+        if len(self.said) > 256:      # errors that differ every time: bounded all the same
+            self.said.clear()
         if said not in self.said:       # a broker that stays down is said once, not per retry
             self.log(line)
             self.said.add(said)
@@ -64,7 +66,7 @@ class Member:
             p.offset = stored if stored is not None else OFFSET_STORED
         consumer.assign(partitions)
         self.assigned.update(numbers)
-        self.log("kafka: assigned %s partitions %s" % (self.topic, _ranges(numbers)))
+        self.log("kafka: assigned %s partitions %s" % (self.topic, _listed(numbers)))
 
     def on_revoke(self, consumer, partitions):
         numbers = [p.partition for p in partitions]
@@ -73,7 +75,7 @@ class Member:
         self.assigned.difference_update(numbers)
         for number in numbers:
             self.pending.pop(number, None)
-        self.log("kafka: revoked %s partitions %s" % (self.topic, _ranges(numbers)))
+        self.log("kafka: revoked %s partitions %s" % (self.topic, _listed(numbers)))
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -201,5 +203,5 @@ def run_member(bootstrap, topic, group, ingest, log, stop, on_alerts):
             signal.signal(signal.SIGINT, previous)
 
 
-def _ranges(numbers):
+def _listed(numbers):
     return ",".join(str(n) for n in sorted(numbers)) or "(none)"

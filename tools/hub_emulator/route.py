@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import struct
 import threading
 import time
@@ -137,6 +138,8 @@ class KafkaRoute:
     def _on_error(self, error):
         line = "route to %s: %s" % (self.topic, error.str())
         said = _ERROR_TIMES.sub("", line)
+        if len(self.said) > 256:      # errors that differ every time: bounded all the same
+            self.said.clear()
         if said not in self.said:  # a broker that stays down says so once, not every retry
             log.warning("%s", line)
             self.said.add(said)
@@ -190,8 +193,12 @@ class KafkaRoute:
                     cursor = in_flight.popleft()
                     self.delivered.discard(cursor)
                 if cursor != saved and time.monotonic() - saved_at >= SAVE_EVERY_S:
-                    _save_cursor(db, self.cursor_name, cursor)
-                    saved, saved_at = cursor, time.monotonic()
+                    saved_at = time.monotonic()
+                    try:
+                        _save_cursor(db, self.cursor_name, cursor)
+                        saved = cursor
+                    except sqlite3.OperationalError as exc:  # hub.db busy: again in a moment
+                        log.warning("route to %s: cursor not saved yet: %s", self.topic, exc)
                 if not rows:
                     self.wake.wait(IDLE_WAIT_S)
                     self.wake.clear()
