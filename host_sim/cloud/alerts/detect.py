@@ -20,6 +20,7 @@ from host_sim.cloud.alerts.cmdline import (SHELLS, has_hidden_component, is_unde
 MAX_DOWNLOADS = 256          # recent downloads remembered per device
 MAX_PARENTS = 4096           # process id -> program, per device
 MAX_BURST_KEYS = 10000       # distinct keys counted per burst
+VERDICT_CACHE = 8192         # distinct command lines whose matches are remembered
 
 
 class MatchError(ValueError):
@@ -313,18 +314,6 @@ def compile_match(clauses, sets):
     return test
 
 
-class ProcessFacts:
-    """One ProcessCreate item, parsed once for every rule."""
-
-    __slots__ = ("item", "commands", "ctx")
-
-    def __init__(self, item, parents):
-        self.item = item
-        self.commands = parse(item.get("commandline"), item.get("executable"))
-        ppid = item.get("parent_process_id")
-        self.ctx = {"parent": parents.get(str(ppid)) if ppid is not None else None}
-
-
 def remember_parent(state, item, commands):
     """process id -> program, bounded, oldest forgotten first (dict order)."""
     parents = state.setdefault("parents", {})
@@ -546,6 +535,7 @@ class Detector:
         self.sweep_rules = []
         self.after_rules = []
         self.listed_rules = []
+        self._verdicts = {}
         for rule in self.rules:
             kind = rule["kind"]
             if kind == "process":
@@ -585,18 +575,41 @@ class Detector:
                     self._listed(rule, networks, domains, item, t, out)
         return out
 
+    def _verdict(self, item, parents):
+        """(commands, process rule matches, burst rule matches) of ITEM: a device runs the same
+        few command lines over and over, so the stateless part is computed once per distinct
+        line, user and parent (a bounded cache, emptied when full)."""
+        ppid = item.get("parent_process_id")
+        parent = parents.get(str(ppid)) if ppid is not None else None
+        key = (item.get("commandline"), item.get("executable"), item.get("user_name"),
+               item.get("user_id"), parent)
+        try:
+            verdict = self._verdicts.get(key)
+        except TypeError:           # a field of an unhashable type: hostile input, not cached
+            key, verdict = None, None
+        if verdict is None:
+            commands = parse(item.get("commandline"), item.get("executable"))
+            ctx = {"parent": parent}
+            matched = [(rule, command) for rule, command in
+                       ((rule, matcher(commands, item, ctx)) for rule, matcher in self.process_rules)
+                       if command is not None]
+            bursts = [(rule, command) for rule, command in
+                      ((rule, matcher(commands, item, ctx)) for rule, matcher in self.burst_rules)
+                      if command is not None]
+            verdict = (commands, matched, bursts)
+            if key is not None:
+                if len(self._verdicts) >= VERDICT_CACHE:
+                    self._verdicts.clear()
+                self._verdicts[key] = verdict
+        return verdict
+
     def _process(self, state, item, t, out):
-        facts = ProcessFacts(item, state.get("parents", {}))
-        commands = facts.commands
-        for rule, matcher in self.process_rules:
-            command = matcher(commands, item, facts.ctx)
-            if command is not None:
-                evidence = evidence_of(item, command)
-                out.append((rule, str(item.get("commandline"))[:512], t, evidence, evidence))
-        for rule, matcher in self.burst_rules:
-            command = matcher(commands, item, facts.ctx)
-            if command is not None:
-                self._process_burst(state, rule, item, command, t, out)
+        commands, matched, bursts = self._verdict(item, state.get("parents", {}))
+        for rule, command in matched:
+            evidence = evidence_of(item, command)
+            out.append((rule, str(item.get("commandline"))[:512], t, evidence, evidence))
+        for rule, command in bursts:
+            self._process_burst(state, rule, item, command, t, out)
         for rule, downloaders in self.download_rules:
             self._download_run(state, rule, downloaders, item, commands, t, out)
         remember_parent(state, item, commands)
