@@ -138,3 +138,21 @@ def test_a_bad_route_is_one_line(tmp_path, url, says):
                            "--port", "0", "--route", url], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and says in done.stderr and "pw" not in done.stderr
+
+
+def test_a_hub_killed_outright_routes_everything_at_least_once_after_its_restart(tmp_path, cluster):
+    data = tmp_path / "hub"
+    route = ["--route", "kafka://%s/%s" % (cluster.bootstrap, TOPIC)]
+    hub = HubProcess(data, extra_args=route).start()
+    try:
+        publish_all(hub, SENDS * 3)
+    finally:
+        hub.kill()          # no chance to save the cursor or flush
+    hub.db.close()
+    db = open_db(str(data))
+    store.add(db, "dev-late", "devices/dev-late/messages/events/", {}, b"after the kill")
+    db.close()
+    with HubProcess(data, extra_args=route) as again:
+        stored = again.messages()
+        assert wait_for(lambda: {r.value() for r in read_topic(cluster.bootstrap, TOPIC, len(stored), 5)}
+                        >= {m["payload"] for m in stored}, 60)
