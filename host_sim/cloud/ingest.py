@@ -7,6 +7,7 @@ import fnmatch
 import json
 
 from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 from host_sim.cloud.store.base import Batch
 
@@ -225,6 +226,7 @@ class Ingest:
                                   json.dumps(exported) if exported else None))
         batch.tags = dict(self.new_tags)
         batch.alerts = list(self.changed.values())
+        self._incidents_into(batch)
         batch.hourly = [(device, hour) + tuple(counts)
                         for (device, hour), counts in sorted(self.hourly.items())]
         for where, offset in sorted(self.next.items()):
@@ -237,6 +239,24 @@ class Ingest:
         self.new_tags.clear()
         self.changed.clear()
         self.hourly.clear()
+
+    def _incidents_into(self, batch):
+        """The incidents of each device whose alerts changed, from all of its alerts (held with
+        its state), and which incident each of its alerts belongs to."""
+        devices = {alert.device for alert in batch.alerts}
+        if not devices:
+            return
+        by_device = {device: [] for device in devices}
+        for (device, _, _), alert in self.engine.alerts.items():
+            if device in by_device:
+                by_device[device].append(alert)
+        for device, alerts in by_device.items():
+            incidents, membership = correlate(alerts)
+            batch.incidents[device] = [dict(i.as_dict(), first_time=i.first, last_time=i.last)
+                                       for i in incidents]
+            for alert in alerts:
+                ident = incident_alert_id(alert)
+                batch.memberships[ident] = membership.get(ident)
 
     def release(self, source, partitions):
         """Forgets the devices that came from SOURCE's PARTITIONS (after a commit: a rebalance

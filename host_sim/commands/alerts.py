@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 
+from host_sim.cloud.alerts.incidents import alert_id, correlate, incident_of
 from host_sim.cloud.alerts.messages import format_time, parse_time
 from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation, follow_into_store
@@ -85,11 +86,14 @@ def _table(rows):
     return lines
 
 
-def _printer(as_json):
+def _printer(as_json, incident_of=None):
+    """SHOW(alerts, status): JSON lines (with the incident each alert belongs to, from
+    INCIDENT_OF(alert)) or one readable line per alert."""
     def show(alerts, status=None):
         for alert in alerts:
             if as_json:
                 record = alert.as_dict()
+                record["incident"] = incident_of(alert) if incident_of else None
                 if status:
                     record["status"] = status
                 print(json.dumps(record), flush=True)
@@ -196,7 +200,8 @@ def _in_memory(args, rules):
         if args.data and not args.follow:
             alerts = evaluation.batch(source.read_new())
             if args.json:
-                _printer(True)(alerts)
+                _, membership = correlate(alerts)
+                _printer(True, lambda alert: membership.get(alert_id(alert)))(alerts)
             else:
                 for line in _table([a.as_dict() for a in alerts]):
                     print(line)
@@ -209,7 +214,8 @@ def _in_memory(args, rules):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         log_line("alerts: following %s (Ctrl-C to stop)" % (args.data or "the broker"))
-        evaluation.follow(source.follow(stop), _announcer(_printer(args.json), set()))
+        show = _printer(args.json, lambda alert: incident_of(evaluation.engine, alert))
+        evaluation.follow(source.follow(stop), _announcer(show, set()))
         return 0
     except SourceError as exc:
         raise UsageError(str(exc))
@@ -237,7 +243,7 @@ def _into_store(args, rules):
     ingest = Ingest(_open_store(args.store), rules,
                     on_skip=lambda line: log_line("warning: " + line), tags=tags)
     stop = threading.Event()
-    show = _printer(args.json)
+    show = _printer(args.json, lambda alert: incident_of(ingest.engine, alert))
     try:
         if args.kafka is not None:
             from host_sim.cloud.kafka import run_member

@@ -66,10 +66,30 @@ def test_incidents_cli_lists_the_attacked_device_only(tmp_path):
                                capture_output=True, text=True, timeout=300) for _ in range(2)]
         table = subprocess.run([MICROAGENT, "incidents", "--data", str(hub.data_dir)],
                                capture_output=True, text=True, timeout=300)
+        alerts = subprocess.run([MICROAGENT, "alerts", "--data", str(hub.data_dir), "--json"],
+                                capture_output=True, text=True, timeout=300)
+        store = str(tmp_path / "cloud.db")
+        ingested = subprocess.run([MICROAGENT, "alerts", "--data", str(hub.data_dir), "--store",
+                                   store, "--json"], capture_output=True, text=True, timeout=300)
+        stored = subprocess.run([MICROAGENT, "incidents", "--store", store, "--json"],
+                                capture_output=True, text=True, timeout=300)
     assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    assert alerts.returncode == 0 and ingested.returncode == 0 and stored.returncode == 0, (
+        alerts.stderr + ingested.stderr + stored.stderr)
+    alert_records = [json.loads(line) for line in alerts.stdout.splitlines()]
+    for record in alert_records:
+        assert {"device", "rule", "severity", "technique", "incident", "first", "last", "count",
+                "evidence", "what_to_do"} <= set(record)
+        assert isinstance(record["technique"], list)
+        assert (record["incident"] is not None) == (record["severity"] in ("High", "Medium"))
     records = [json.loads(line) for line in runs[0].stdout.splitlines()]
     assert runs[0].stdout == runs[1].stdout          # same ids, same order
     assert {r["device"] for r in records} == {"victim"}
     assert records[0]["severity"] == "High"
     assert ATTACK_RULES <= {step["rule"] for r in records for step in r["timeline"]}
     assert table.returncode == 0 and "victim" in table.stdout and ATTACKER in table.stdout
+    assert {r["incident"] for r in alert_records if r["incident"]} == {r["incident"] for r in records}
+    # the store, written by the ingest, holds the same incidents
+    from_store = [json.loads(line) for line in stored.stdout.splitlines()]
+    assert [(r["incident"], r["severity"], r["alerts"]) for r in from_store] == [
+        (r["incident"], r["severity"], r["alerts"]) for r in records]

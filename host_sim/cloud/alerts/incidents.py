@@ -114,3 +114,9 @@ def _device_incidents(alerts):
     for i, alert in enumerate(alerts):
         groups.setdefault(root(i), []).append(alert)
     return [Incident(group) for group in groups.values()]
+
+
+def incident_of(engine, alert):
+    """The id of the incident ALERT belongs to now, among its device's alerts in ENGINE."""
+    alerts = [a for (device, _, _), a in engine.alerts.items() if device == alert.device]
+    return correlate(alerts)[1].get(alert_id(alert))

@@ -57,9 +57,12 @@ class Batch:
         self.alerts = []      # Alert objects
         self.hourly = []      # (device, hour, messages, blocks, events, dropped) to add
         self.positions = []   # (source, partition, expected next offset or None, new next offset)
+        self.incidents = {}   # device -> [incident dicts] (replaces the device's incidents)
+        self.memberships = {}  # alert id -> incident id or None, for the devices above
 
     def __bool__(self):
-        return bool(self.devices or self.tags or self.alerts or self.hourly or self.positions)
+        return bool(self.devices or self.tags or self.alerts or self.hourly or self.positions
+                    or self.incidents)
 
 
 class Store:
@@ -172,15 +175,34 @@ class Store:
             if batch.alerts:
                 self._executemany(
                     "INSERT INTO alerts (id, device, rule, severity, alert_key, title, what_to_do,"
-                    " first_time, last_time, count, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " first_time, last_time, count, evidence, technique, kind)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (id) DO UPDATE SET severity = excluded.severity,"
                     " title = excluded.title, what_to_do = excluded.what_to_do,"
                     " first_time = excluded.first_time, last_time = excluded.last_time,"
-                    " count = excluded.count, evidence = excluded.evidence",
+                    " count = excluded.count, evidence = excluded.evidence,"
+                    " technique = excluded.technique, kind = excluded.kind",
                     [(alert_id(a.device, a.rule, a.key), clean_text(a.device), a.rule, a.severity,
                       clean_text(a.key), clean_text(a.title), clean_text(a.what_to_do), a.first,
-                      a.last, a.count, json.dumps(a.evidence, default=repr))
+                      a.last, a.count, json.dumps(a.evidence, default=repr),
+                      json.dumps(getattr(a, "technique", None) or []),
+                      getattr(a, "kind", "alert"))
                      for a in batch.alerts])
+            for device, incidents in batch.incidents.items():
+                self._execute("DELETE FROM incidents WHERE device = ?", (clean_text(device),))
+                self._executemany(
+                    "INSERT INTO incidents (id, device, severity, first_time, last_time, title,"
+                    " data) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " device = excluded.device, severity = excluded.severity,"
+                    " first_time = excluded.first_time, last_time = excluded.last_time,"
+                    " title = excluded.title, data = excluded.data",
+                    [(i["incident"], clean_text(device), i["severity"], i["first_time"],
+                      i["last_time"], clean_text(i["title"]), json.dumps(i, default=repr))
+                     for i in incidents])
+            if batch.memberships:
+                self._executemany("UPDATE alerts SET incident = ? WHERE id = ?",
+                                  [(incident, ident) for ident, incident
+                                   in sorted(batch.memberships.items())])
             if batch.hourly:
                 self._executemany(
                     "INSERT INTO hourly (device, hour, messages, blocks, events, dropped)"
@@ -324,6 +346,25 @@ class Store:
         return {"devices": devices, "messages": int(messages or 0), "blocks": int(blocks or 0),
                 "hours": (last_hour - first_hour) // 3600 + 1 if first_hour is not None else 0,
                 "last_hour": last_hour, "alerts": severities}
+
+    def incidents(self, severity=None, device=None, limit=None):
+        """Incident records (dicts as host_sim.cloud.alerts.incidents writes them), by severity
+        then the most recent first; DEVICE is a glob."""
+        where, params = [], []
+        if severity:
+            where.append("severity = ?")
+            params.append(severity)
+        if device:
+            where.append("device LIKE ? ESCAPE '\\'")
+            params.append(glob_to_like(clean_text(device)))
+        sql = ("SELECT data FROM incidents" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY CASE severity WHEN 'High' THEN 0 WHEN 'Medium' THEN 1 ELSE 2 END,"
+               " last_time DESC, id")
+        if limit is not None:
+            sql += " LIMIT %d" % int(limit)
+        with self._guard("read"):
+            rows = self._execute(sql, params).fetchall()
+        return [json.loads(data) for (data,) in rows]
 
     def tags(self):
         with self._guard("read"):
