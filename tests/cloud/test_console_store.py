@@ -22,6 +22,9 @@ from hub_replays import MICROAGENT, Lines
 DEVICES = 10000
 HOSTILE = 'zz<script>alert("x")</script>&\'dev'
 RULES = {"brute-force": "High", "new-process": "Medium", "silence": "Low"}
+# (device, severity, last time): the fleet page lists them High first, then the newest
+INCIDENTS = [("dev-00007", "Medium", START + 9000), (HOSTILE, "High", START + 100),
+             ("dev-00003", "High", START + 5000)]
 
 
 def _fleet():
@@ -43,6 +46,15 @@ def _fleet():
                 alert.title = "%s on %s" % (rule, device)
                 batch.alerts.append(alert)
                 expected.append((device, rule, severity, first))
+    for n, (device, severity, last) in enumerate(INCIDENTS):
+        batch.incidents.setdefault(device, []).append({
+            "kind": "incident", "incident": "inc-%d" % n, "device": device, "severity": severity,
+            "title": "incident %d on %s" % (n, device), "first": "2026-01-01T00:00:00.000Z",
+            "last": "2026-01-01T01:00:00.000Z", "first_time": START, "last_time": last,
+            "alerts": 2, "tactics": ["Execution"], "technique": ["T1059"],
+            "timeline": [{"time": "2026-01-01T00:00:00.000Z", "rule": "reverse-shell",
+                          "severity": severity, "title": "<i>shell</i> of " + device,
+                          "alert": "x"}]})
     return batch, expected
 
 
@@ -105,6 +117,15 @@ def test_pages_of_100_devices_in_order_with_a_next_link(console):
     assert names[0] == "dev-09951" and names[-2:] == ["dev-09999", HOSTILE] and _next(last) is None
     tagged = _get(base, "/?tag=lab")
     assert [r[0] for r in _rows(tagged, "devices")] == ["dev-%05d" % i for i in range(0, 10000, 100)]
+
+
+def test_the_fleet_page_opens_with_incidents_by_severity_then_recency(console):
+    base, _ = console
+    page = _get(base, "/")
+    assert page.index("<h2>Incidents") < page.index("<h2>Devices")
+    assert [(r[0], r[1]) for r in _rows(page, "incidents")] == [
+        ("High", "dev-00003"), ("High", HOSTILE), ("Medium", "dev-00007")]
+    assert "<i>shell</i>" not in page and "&lt;i&gt;shell&lt;/i&gt;" in page
 
 
 def test_alert_filters(console):

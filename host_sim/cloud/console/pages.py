@@ -1,6 +1,7 @@
 """The console's HTML pages: the fleet, and one device. Server-side rendered, no scripts."""
 import html
 
+from host_sim.cloud.alerts.incidents import correlate
 from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.console.charts import bar_chart, quota_bar
 from host_sim.cloud.console.model import TIERS
@@ -77,6 +78,29 @@ def alert_rows(alerts, with_device):
     return headers, rows
 
 
+def incidents_section(records, limit=50):
+    """The fleet page's opening: incidents (records as Incident.as_dict() gives them) by
+    severity then recency, each with its timeline."""
+    if not records:
+        return "<h2>Incidents</h2><p>No incident: no Medium or High alert.</p>"
+    rows = []
+    for r in records[:limit]:
+        timeline = "".join("<li>%s <span class=\"sev-%s\">%s</span> %s: %s</li>" % (
+            esc(step["time"][:19].replace("T", " ")), esc(step["severity"]), esc(step["severity"]),
+            esc(step["rule"]), esc(step["title"])) for step in r["timeline"])
+        rows.append(['<span class="sev-%s">%s</span>' % (esc(r["severity"]), esc(r["severity"])),
+                     '<a href="/device?id=%s">%s</a>' % (esc(quote(r["device"])), esc(r["device"])),
+                     "%s<details><summary>timeline (%d)</summary><ul>%s</ul></details>"
+                     % (esc(r["title"]), r["alerts"], timeline),
+                     esc(r["first"][:19].replace("T", " ")), esc(r["last"][:19].replace("T", " ")),
+                     number(r["alerts"]), esc(", ".join(r["tactics"]))])
+    return ("<h2>Incidents (by severity, newest first)</h2>"
+            + table(["severity", "device", "incident", "first", "last", "alerts", "tactics"],
+                    rows, numeric=(5,), row_id="incidents")
+            + ("<p>More incidents than these %d: <code>microagent incidents</code> lists them "
+               "all.</p>" % limit if len(records) > limit else ""))
+
+
 def compact(item):
     return ", ".join("%s=%s" % (k, v) for k, v in item.items() if v not in (None, "", {}))
 
@@ -103,9 +127,10 @@ def fleet_page(model, tier, units):
     for alert in alerts:
         by_severity[alert.severity] = by_severity.get(alert.severity, 0) + 1
     tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t) for t in TIERS)
-    body = ['<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> units '
-            '<input name="units" type="number" min="1" value="%d" style="width:4em"> '
-            '<button>apply</button></form>' % (tier_options, units)]
+    body = [incidents_section([i.as_dict() for i in correlate(alerts)[0]])]
+    body.append('<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> units '
+                '<input name="units" type="number" min="1" value="%d" style="width:4em"> '
+                '<button>apply</button></form>' % (tier_options, units))
     body.append('<div class="cards"><div class="card"><b>%d</b>devices</div>'
                 '<div class="card"><b>%s</b>messages</div>'
                 '<div class="card"><b>%s</b>4 KB blocks per day (%s)</div>'

@@ -7,7 +7,8 @@ from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.alerts.rules import SEVERITIES
 from host_sim.cloud.console.charts import bar_chart, quota_bar
 from host_sim.cloud.console.model import TIERS
-from host_sim.cloud.console.pages import alert_rows, esc, number, page, quote, table, when
+from host_sim.cloud.console.pages import (alert_rows, esc, incidents_section, number, page,
+                                          quote, table, when)
 
 PAGE_SIZE = 100
 CHART_HOURS = 168
@@ -43,10 +44,11 @@ def fleet_page(store, tier, units, tag=None, after=None):
     blocks_day = _per_day(summary["blocks"], summary["hours"])
     tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t)
                            for t in TIERS)
-    body = ['<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> units '
-            '<input name="units" type="number" min="1" value="%d" style="width:4em"> tag %s '
-            '<button>apply</button></form>' % (tier_options, units,
-                                               _select("tag", store.tags(), tag))]
+    body = [incidents_section(store.incidents(limit=51), limit=50) if after is None else ""]
+    body.append('<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> '
+                'units <input name="units" type="number" min="1" value="%d" style="width:4em"> '
+                'tag %s <button>apply</button></form>' % (tier_options, units,
+                                                          _select("tag", store.tags(), tag)))
     severities = summary["alerts"]
     body.append('<div class="cards"><div class="card"><b>%s</b>devices</div>'
                 '<div class="card"><b>%s</b>messages</div>'
