@@ -14,6 +14,7 @@ import json
 import posixpath
 import re
 
+from host_sim.cloud.alerts.custom import CustomAlerts
 from host_sim.cloud.alerts.cmdline import (SHELLS, has_hidden_component, is_under,
                                            normalize_path, parse, program_name)
 
@@ -527,8 +528,9 @@ class Detector:
     """The rules of KINDS, compiled. feed(device, state, event, t_msg, parse_time) -> a list of
     (rule, key, t, evidence, fields) to raise; STATE is the device's detection dict."""
 
-    def __init__(self, rules, sets):
+    def __init__(self, rules, sets, device_tags=None):
         self.rules = [rule for rule in rules if rule["kind"] in KINDS]
+        self.custom = CustomAlerts(rules, device_tags)
         self.process_rules = []
         self.burst_rules = []
         self.download_rules = []
@@ -554,7 +556,8 @@ class Detector:
 
     def feed(self, device, state, event, t_msg, parse_time):
         name = event["Name"]
-        out = []
+        out = self.custom.feed(device, state, event, t_msg,
+                               lambda item, t: _item_time(item, t, parse_time))
         if name == "ProcessCreate" and (self.process_rules or self.burst_rules
                                         or self.download_rules):
             for item in event["Payload"]:
