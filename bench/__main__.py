@@ -4,10 +4,9 @@ line and the others still run; the exit status is then 1."""
 import sys
 
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
-                   firmware_bench, flash_bench, flood_bench, half_open_bench, heap32, host_bench,
-                   hub_emulator, kafka_bench, loop_latency, run_bench, targets_bench,
-                   transport_heap)
-from bench import store_bench
+                   detections_bench, firmware_bench, flash_bench, flood_bench, half_open_bench,
+                   heap32, host_bench, hub_emulator, kafka_bench, loop_latency, run_bench,
+                   store_bench, targets_bench, transport_heap)
 from bench.report import progress
 
 BENCHES = (
@@ -25,6 +24,7 @@ BENCHES = (
     ("flood_bench", flood_bench.run),
     ("loop_latency", loop_latency.run),
     ("alerts_bench", alerts_bench.run),
+    ("detections_bench", detections_bench.run),
     ("store_bench", store_bench.run),
     ("kafka_bench", kafka_bench.run),
     ("run_bench", run_bench.run),

