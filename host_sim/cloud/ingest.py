@@ -7,6 +7,7 @@ import fnmatch
 import json
 
 from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.hub_events import HubEvent
 from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 from host_sim.cloud.store.base import Batch
@@ -131,7 +132,14 @@ class Ingest:
 
     def feed(self, source, partition, offset, stored):
         """STORED (a StoredMessage) read at OFFSET of SOURCE's PARTITION -> the alerts it
-        raised or changed."""
+        raised or changed; a HubEvent (the hub's own record) raises hub-side alerts."""
+        if isinstance(stored, HubEvent):
+            if not self._advance(source, partition, offset):
+                return []
+            changed = self.engine.feed_hub_event(stored)
+            for alert in changed:
+                self.changed[(alert.device, alert.rule, alert.key)] = alert
+            return changed
         device = stored.device
         if not isinstance(device, str) or not 0 < len(device) <= MAX_DEVICE_ID:
             self.skip(source, partition, offset, "no device id (or one over %d characters)"

@@ -9,6 +9,7 @@ import signal
 import threading
 
 from host_sim.cloud.alerts.incidents import alert_id, correlate, incident_of
+from host_sim.cloud.alerts.hub_events import HubEvent
 from host_sim.cloud.alerts.messages import format_time, parse_time
 from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation, follow_into_store
@@ -86,6 +87,15 @@ def _table(rows):
     return lines
 
 
+def _recommendation_table(items):
+    """ITEMS: Recommendations, as a table after the alerts'."""
+    rows = [("SEVERITY", "DEVICE", "RECOMMENDATION")] + [
+        (r.severity, r.device, r.rule) for r in items]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths))
+            + "  " + ("TITLE" if i == 0 else items[i - 1].title) for i, row in enumerate(rows)]
+
+
 def _printer(as_json, incident_of=None):
     """SHOW(alerts, status): JSON lines (with the incident each alert belongs to, from
     INCIDENT_OF(alert)) or one readable line per alert."""
@@ -93,7 +103,8 @@ def _printer(as_json, incident_of=None):
         for alert in alerts:
             if as_json:
                 record = alert.as_dict()
-                record["incident"] = incident_of(alert) if incident_of else None
+                record["incident"] = (incident_of(alert) if incident_of
+                                      and record["kind"] == "alert" else None)
                 if status:
                     record["status"] = status
                 print(json.dumps(record), flush=True)
@@ -190,21 +201,27 @@ def _print_store(args):
 
 
 def _in_memory(args, rules):
-    evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line))
     try:
         source = HubStore(args.data) if args.data else MqttSource(
             args.broker, args.ca, args.topic or MQTT_TOPIC, log=log_line).start()
     except SourceError as exc:
         raise UsageError(str(exc))
+    evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line),
+                            hub_facts=source.hub_facts if args.data else None)
     try:
         if args.data and not args.follow:
-            alerts = evaluation.batch(source.read_new())
+            alerts = evaluation.batch(source.read_all())
+            advice = evaluation.recommendations()
             if args.json:
                 _, membership = correlate(alerts)
-                _printer(True, lambda alert: membership.get(alert_id(alert)))(alerts)
+                _printer(True, lambda alert: membership.get(alert_id(alert)))(alerts + advice)
             else:
                 for line in _table([a.as_dict() for a in alerts]):
                     print(line)
+                if advice:
+                    print()
+                    for line in _recommendation_table(advice):
+                        print(line)
                 print("%d alert%s from %d message%s of %d device%s%s" % (
                     len(alerts), "" if len(alerts) == 1 else "s", evaluation.messages,
                     "" if evaluation.messages == 1 else "s", len(evaluation.engine.devices),
@@ -270,14 +287,16 @@ def _hub_into_store(args, ingest, stop, show):
     try:
         start = ingest.positions("hub", [0])[0]
         source.last_id = start - 1 if start is not None else 0
+        start = ingest.positions("hub-events", [0])[0]
+        source.last_event_id = start - 1 if start is not None else 0
         if not args.follow:
             changed = {}
 
             def remember(alerts):
                 for alert in alerts:
                     changed[(alert.device, alert.rule, alert.key)] = alert
-            follow_into_store(ingest, (("hub", 0, m.id, m) for m in source.read_new()),
-                              remember, commit_every=args.commit_every)
+            follow_into_store(ingest, _hub_records(source.read_all()), remember,
+                              commit_every=args.commit_every)
             remember(ingest.check_silence())
             ingest.commit()
             alerts = sorted(changed.values(), key=lambda a: (a.first, a.device, a.rule, a.key))
@@ -293,14 +312,23 @@ def _hub_into_store(args, ingest, stop, show):
             return 0
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         log_line("alerts: following %s into the store (Ctrl-C to stop)" % args.data)
-        records = (None if m is None else ("hub", 0, m.id, m) for m in source.follow(stop))
-        follow_into_store(ingest, records, _announcer(show, ingest.restored),
-                          commit_every=args.commit_every)
+        follow_into_store(ingest, _hub_records(source.follow(stop)),
+                          _announcer(show, ingest.restored), commit_every=args.commit_every)
         return 0
     except SourceError as exc:
         raise UsageError(str(exc))
     finally:
         source.close()
+
+
+def _hub_records(items):
+    """The hub's messages as source "hub" and its records (HubEvent) as source "hub-events",
+    partition 0, the row id as offset; None (idle) passes through."""
+    for item in items:
+        if item is None:
+            yield None
+        else:
+            yield ("hub-events" if isinstance(item, HubEvent) else "hub", 0, item.id, item)
 
 
 def _broker_into_store(args, ingest, stop, show):

@@ -38,7 +38,7 @@ def _records_from_data(args):
         raise UsageError(str(exc))
     try:
         evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line))
-        alerts = evaluation.batch(source.read_new())
+        alerts = evaluation.batch(source.read_all())
     except SourceError as exc:
         raise UsageError(str(exc))
     finally:

@@ -4,8 +4,11 @@ WAL lets `hub messages` and `hub set-desired` read and write while the server ru
 synchronous=FULL makes a commit durable before the server acknowledges what it stored.
 """
 import contextlib
+import datetime
+import json
 import os
 import sqlite3
+import time
 
 FILE_NAME = "hub.db"
 DEFAULT_HUB_NAME = "microagent-hub.local"
@@ -24,7 +27,24 @@ CREATE TABLE IF NOT EXISTS twins (
 CREATE TABLE IF NOT EXISTS desired_patches (
     id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, version INTEGER NOT NULL,
     patch TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hub_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, kind TEXT NOT NULL,
+    hour INTEGER NOT NULL, first_time TEXT NOT NULL, last_time TEXT NOT NULL,
+    count INTEGER NOT NULL, peers TEXT NOT NULL, detail TEXT NOT NULL,
+    UNIQUE (device, kind, hour));
+CREATE INDEX IF NOT EXISTS hub_events_by_kind ON hub_events (kind, hour);
 """
+
+# hub_events: what the hub refused or noticed, one row per claimed device, kind and hour with a
+# count, so a flood of bad CONNECTs updates rows instead of adding them. Claimed ids are anyone's
+# to make up: past MAX_EVENT_DEVICES per kind and hour, the rest share one row.
+HUB_EVENT_KINDS = ("invalid-sas-signature", "expired-sas-token", "unknown-device",
+                   "refused-connect", "refused-topic", "device-connected-twice")
+MAX_EVENT_DEVICES = 256
+MAX_EVENT_PEERS = 8          # newest distinct peer addresses kept per row
+MAX_EVENT_TEXT = 256         # characters of a claimed device id or a detail kept
+OTHER_DEVICES = "(other devices)"   # not a valid device id (space, parentheses): cannot clash
+NO_CLIENT_ID = "(no client id)"
 
 
 def _private_file(path):
@@ -67,3 +87,37 @@ def transaction(db):
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _iso(seconds):
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_hub_event(db, device, kind, peer, detail, now=None):
+    """Counts one hub event (HUB_EVENT_KINDS) of the claimed DEVICE from PEER (an address) in the
+    row of its hour; DETAIL says what happened and must never hold a token or a key."""
+    now = time.time() if now is None else now
+    hour = int(now // 3600) * 3600
+    device = (device or NO_CLIENT_ID)[:MAX_EVENT_TEXT]
+    with transaction(db):
+        row = _event_row(db, device, kind, hour)
+        if row is None and db.execute("SELECT COUNT(*) FROM hub_events WHERE kind = ? AND hour = ?",
+                                      (kind, hour)).fetchone()[0] >= MAX_EVENT_DEVICES:
+            device = OTHER_DEVICES
+            row = _event_row(db, device, kind, hour)
+        first, count, peers = row if row is not None else (_iso(now), 0, [])
+        if peer in peers:
+            peers.remove(peer)
+        peers = (peers + [peer])[-MAX_EVENT_PEERS:]
+        # REPLACE gives the row a new id: a reader following ids sees its new count
+        db.execute("INSERT OR REPLACE INTO hub_events (device, kind, hour, first_time, last_time,"
+                   " count, peers, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (device, kind, hour, first, _iso(now), count + 1, json.dumps(peers),
+                    detail[:MAX_EVENT_TEXT]))
+
+
+def _event_row(db, device, kind, hour):
+    row = db.execute("SELECT first_time, count, peers FROM hub_events WHERE device = ? AND kind = ?"
+                     " AND hour = ?", (device, kind, hour)).fetchone()
+    return None if row is None else (row[0], row[1], json.loads(row[2]))

@@ -15,7 +15,12 @@ MAX_EXPIRY_DIGITS = 12
 
 
 class TokenRejected(Exception):
-    """The token does not grant this identity access; str() is a reason safe to log (no secret)."""
+    """The token does not grant this identity access; str() is a reason safe to log (no secret),
+    .kind the hub event it is (hub_emulator.database.HUB_EVENT_KINDS)."""
+
+    def __init__(self, reason, kind="refused-connect"):
+        super().__init__(reason)
+        self.kind = kind
 
 
 def resource_for(hub_host, identity):
@@ -65,7 +70,7 @@ def verify(fields, hub_host, identity, key_b64, now=None):
         raise TokenRejected("token names a shared access policy; devices authenticate with their own key")
     expiry = int(fields["se"])
     if expiry <= (time.time() if now is None else now):
-        raise TokenRejected("token expired")
+        raise TokenRejected("token expired", "expired-sas-token")
     raw_resource = fields["sr"]
     resource = urllib.parse.unquote(raw_resource)
     host, _, path = resource.partition("/")
@@ -75,11 +80,11 @@ def verify(fields, hub_host, identity, key_b64, now=None):
     try:
         presented = base64.b64decode(urllib.parse.unquote(fields["sig"]), validate=True)
     except (binascii.Error, ValueError):
-        raise TokenRejected("token signature is not base64") from None
+        raise TokenRejected("token signature is not base64", "invalid-sas-signature") from None
     # Clients sign the resource exactly as they encoded it in sr=; some leave it unencoded.
     candidates = {raw_resource, urllib.parse.quote(resource, safe="")}
     for encoded in candidates:
         expected = base64.b64decode(signature(key_b64, encoded, expiry))
         if hmac.compare_digest(presented, expected):
             return
-    raise TokenRejected("token signature does not match the device key")
+    raise TokenRejected("token signature does not match the device key", "invalid-sas-signature")

@@ -1,7 +1,9 @@
 """The emulator's MQTT server: IoT Hub's device-facing behaviour on asyncio streams.
 
 One task per connection. Anything a device does that IoT Hub refuses by disconnecting (QoS 2,
-another device's topic, a malformed or oversized packet) closes that connection only.
+another device's topic, a malformed or oversized packet) closes that connection only. Refused
+CONNECTs and topics, and a device connecting while its session is open from another address,
+are counted in hub.db's hub_events (database.record_hub_event) for the alert rules.
 """
 import asyncio
 import collections
@@ -10,11 +12,12 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import ssl
 
 from hub_emulator import certs, codec, memory, registry, sas, store, topics, twin
 from hub_emulator.codec import ProtocolError
-from hub_emulator.database import hub_name, open_db
+from hub_emulator.database import hub_name, open_db, record_hub_event
 
 log = logging.getLogger("hub_emulator")
 
@@ -28,6 +31,9 @@ WRITE_TIMEOUT = 30            # seconds a client may leave our replies unread
 DESIRED_POLL_INTERVAL = 0.1   # seconds between looks for patches queued by `hub set-desired`
 
 
+UNKNOWN_DEVICE = "device is not registered"
+
+
 class Refused(Exception):
     """Something IoT Hub answers by closing the connection; str() is safe to log."""
 
@@ -35,9 +41,10 @@ class Refused(Exception):
 class Session:
     """One authenticated connection: its identity, writer and granted subscriptions."""
 
-    def __init__(self, identity, writer, keepalive):
+    def __init__(self, identity, writer, keepalive, address):
         self.identity = identity
         self.writer = writer
+        self.address = address     # the peer's IP address
         self.read_timeout = min(keepalive * 1.5, KEEPALIVE_CAP) if keepalive else KEEPALIVE_CAP
         self.subscriptions = set()
 
@@ -102,13 +109,14 @@ class Hub:
         """A connection from accept to close; never lets an error escape into the server."""
         session = None
         peer = "%s:%d" % writer.get_extra_info("peername")[:2]
+        address = writer.get_extra_info("peername")[0]
         self._admit(writer)
         try:
             try:
                 async with asyncio.timeout(CONNECT_DEADLINE):
                     if tls_context is not None:
                         await writer.start_tls(tls_context)
-                    session = await self._open_session(reader, writer)
+                    session = await self._open_session(reader, writer, address)
             except TimeoutError:
                 raise Refused("no CONNECT within %d s of connecting" % CONNECT_DEADLINE) from None
             finally:
@@ -139,7 +147,14 @@ class Hub:
             except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 pass
 
-    async def _open_session(self, reader, writer):
+    def _record(self, device, kind, address, detail):
+        """Counts a hub event; a database that cannot take it costs a warning, not the connection."""
+        try:
+            record_hub_event(self.db, device, kind, address, detail)
+        except sqlite3.Error as exc:
+            log.warning("cannot record %s of %r: %s", kind, device, exc)
+
+    async def _open_session(self, reader, writer, address):
         packet = await codec.read_packet(reader, self.max_packet, (codec.CONNECT,))
         if packet is None:
             return None
@@ -151,9 +166,10 @@ class Hub:
             raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
         if not isinstance(connect, codec.Connect):
             raise ProtocolError("first packet is not CONNECT")
-        return_code, reason = self._authenticate(connect)
+        return_code, reason, kind = self._authenticate(connect)
         if return_code != codec.ACCEPTED:
             log.warning("refused %r: %s (CONNACK %d)", connect.client_id, reason, return_code)
+            self._record(connect.client_id, kind, address, reason)
             writer.write(codec.connack(return_code))
             await writer.drain()
             return None
@@ -163,13 +179,30 @@ class Hub:
         if previous:
             log.info("%s connected again: closing its previous connection", identity)
             previous.writer.close()
-        session = self.sessions[identity] = Session(identity, writer, connect.keepalive)
+            if previous.address != address:
+                # two places holding the device's credentials, or one device that moved
+                # before the hub noticed its old connection was gone
+                self._record(identity, "device-connected-twice", address,
+                             "connected from %s while its session from %s was open; the older "
+                             "session was closed" % (address, previous.address))
+        session = self.sessions[identity] = Session(identity, writer, connect.keepalive, address)
         log.info("%s connected (keep-alive %ds)", identity, connect.keepalive)  # logged before the client knows
         await session.send(codec.connack(codec.ACCEPTED))
         return session
 
     def _authenticate(self, connect):
-        """(CONNACK return code, reason) for a CONNECT; the reason never contains the token."""
+        """(CONNACK return code, reason, hub event kind) for a CONNECT; the reason never contains
+        the token."""
+        code, reason = self._check_connect(connect)
+        if code == codec.ACCEPTED:
+            return code, None, None
+        if isinstance(reason, sas.TokenRejected):
+            return code, str(reason), reason.kind
+        if reason == UNKNOWN_DEVICE:
+            return code, reason, "unknown-device"
+        return code, reason, "refused-connect"
+
+    def _check_connect(self, connect):
         if not connect.client_id:
             return codec.IDENTIFIER_REJECTED, "empty client id"
         if connect.username is None or connect.password is None:
@@ -191,11 +224,11 @@ class Hub:
             return codec.NOT_AUTHORIZED, "client id is not the device id %r of the username" % user_identity
         key = registry.device_key(self.db, connect.client_id)
         if key is None:
-            return codec.NOT_AUTHORIZED, "device is not registered"
+            return codec.NOT_AUTHORIZED, UNKNOWN_DEVICE
         try:
             sas.verify(fields, self.hub_name, connect.client_id, key)
         except sas.TokenRejected as exc:
-            return codec.NOT_AUTHORIZED, str(exc)
+            return codec.NOT_AUTHORIZED, exc
         return codec.ACCEPTED, None
 
     async def _run_session(self, session, reader):
@@ -215,6 +248,8 @@ class Hub:
                         granted.append(min(qos, 1))
                     else:
                         granted.append(codec.SUBACK_FAILURE)
+                        self._record(session.identity, "refused-topic", session.address,
+                                     "subscribe to %r refused" % topic_filter[:200])
                 await session.send(codec.suback(message.packet_id, granted))
                 log.info("%s subscribed: %s", session.identity,
                          ", ".join("%s (%s)" % (f, "QoS %d" % g if g != codec.SUBACK_FAILURE else "refused")
@@ -246,6 +281,8 @@ class Hub:
         elif topics.twin_request(topic):
             twin_reply = self._twin_request(identity, topic, message.payload)
         elif not topic.startswith(topics.METHOD_RESPONSES):
+            self._record(identity, "refused-topic", session.address,
+                         "publish to %r refused: connection closed" % topic[:200])
             raise Refused("publish to %r, a topic %s may not use" % (topic, identity))
         if message.qos == 1:  # only now: the message is committed to disk
             await session.send(codec.puback(message.packet_id))

@@ -7,6 +7,7 @@ would have given; only silence also looks at a clock: the newest time any device
 """
 import collections
 
+from host_sim.cloud.alerts import hub_events
 from host_sim.cloud.alerts.detect import Detector
 from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
 
@@ -47,7 +48,8 @@ class Alert:
             self.evidence.append(item)
 
     def as_dict(self):
-        return {"device": self.device, "rule": self.rule, "severity": self.severity,
+        return {"kind": "alert", "device": self.device, "rule": self.rule,
+                "severity": self.severity,
                 "technique": self.technique, "tactic": self.tactic,
                 "key": self.key, "title": self.title, "first": format_time(self.first),
                 "last": format_time(self.last), "count": self.count,
@@ -118,7 +120,8 @@ class AlertEngine:
         self._sequence_rules = []
         self._silence_rules = []
         self._where = {rule["id"]: _compiled_where(rule.get("where")) for rule in rules.rules}
-        self.detector = Detector(rules.rules, rules.sets)
+        self.detector = Detector(rules.rules, rules.sets, rules.device_tags)
+        self._hub_rules = hub_events.rules_by_record(rules.rules)
         for rule in rules.rules:
             if "event" in rule:
                 self._by_event[rule["event"]].append(rule)
@@ -179,6 +182,20 @@ class AlertEngine:
                 else:
                     self._report(device, state, rule, event, t_msg, changed)
         return list(changed.values())
+
+    def feed_hub_event(self, event):
+        """One record of the hub (hub_events.HubEvent) -> the alerts it raised or updated; a
+        record read again after the hub counted more sets its alert, it does not add to it."""
+        changed = []
+        for rule in self._hub_rules.get(event.kind, ()):
+            ident = (event.device, rule["id"], hub_events.alert_key(event))
+            alert = self.alerts.get(ident)
+            if alert is None:
+                alert = self.alerts[ident] = Alert(event.device, rule, ident[2], event.first, 1)
+            hub_events.fill(alert, rule, event, lambda template, fields: _render(
+                template, _Fields(fields)))
+            changed.append(alert)
+        return changed
 
     def check_silence(self, now=None):
         """Raises silence for every device quiet for its rule's windows up to NOW (device time;

@@ -9,7 +9,7 @@ import os
 import re
 import string
 
-from host_sim.cloud.alerts import detect
+from host_sim.cloud.alerts import custom, detect, hub_events
 
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_rules.json")
 # the detection catalogue, shipped beside the defaults and overridden the same way
@@ -29,6 +29,8 @@ KINDS = {
     "silence": ({"windows", "default_window_s"}, set()),
 }
 KINDS.update(detect.KINDS)
+KINDS["custom"] = custom.KIND
+KINDS.update(hub_events.KINDS)
 COMMON = {"id", "kind", "severity", "title", "what_to_do", "enabled", "about", "technique",
           "tactic"}
 
@@ -41,10 +43,11 @@ class Rules:
     """The rules in force: .learning_s, .rules (list of dicts, enabled ones only) and .sets
     (named lists of program names and paths the detections refer to as "@name")."""
 
-    def __init__(self, learning_s, rules, sets=None):
+    def __init__(self, learning_s, rules, sets=None, device_tags=None):
         self.learning_s = learning_s
         self.rules = rules
         self.sets = sets or {}
+        self.device_tags = device_tags or {}   # device-id glob -> tags, for custom alerts
 
     def by_id(self, rule_id):
         for rule in self.rules:
@@ -67,15 +70,18 @@ def _read(path):
         raise RulesError("rules file %s line %d: %s" % (path, exc.lineno, exc.msg)) from None
     if not isinstance(data, dict):
         raise RulesError("rules file %s: expected an object with \"rules\" (and \"learning\")" % path)
-    unknown = set(data) - {"rules", "learning", "about", "sets"}
+    unknown = set(data) - {"rules", "learning", "about", "sets", "device_tags"}
     if unknown:
         raise RulesError("rules file %s: unknown top-level key %r" % (path, sorted(unknown)[0]))
     if not isinstance(data.get("rules", []), list):
         raise RulesError("rules file %s: \"rules\" must be a list" % path)
-    sets = data.get("sets", {})
-    if not (isinstance(sets, dict) and all(
-            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in sets.values())):
-        raise RulesError("rules file %s: \"sets\" must map names to lists of strings" % path)
+    for key in ("sets", "device_tags"):
+        mapping = data.get(key, {})
+        if not (isinstance(mapping, dict) and all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v)
+                for v in mapping.values())):
+            raise RulesError("rules file %s: \"%s\" must map names to lists of strings"
+                             % (path, key))
     return data
 
 
@@ -87,6 +93,7 @@ def load_rules(user_path=None, default_path=DEFAULT_FILE, catalogue_path=CATALOG
     order = []
     source = {}
     sets = {}
+    device_tags = {}
     for path, data in ((default_path, base),
                        (catalogue_path, _read(catalogue_path) if catalogue_path else {})):
         sets.update(data.get("sets", {}))
@@ -99,6 +106,7 @@ def load_rules(user_path=None, default_path=DEFAULT_FILE, catalogue_path=CATALOG
     if user_path:
         user = _read(user_path)
         sets.update(user.get("sets", {}))
+        device_tags.update(user.get("device_tags", {}))
         if "learning" in user:
             learning, learning_source = user["learning"], user_path
         for index, rule in enumerate(user.get("rules", [])):
@@ -124,7 +132,7 @@ def load_rules(user_path=None, default_path=DEFAULT_FILE, catalogue_path=CATALOG
         _check(rule, source[rule_id], sets)
         if rule.get("enabled", True):
             rules.append(rule)
-    return Rules(float(duration), rules, sets)
+    return Rules(float(duration), rules, sets, device_tags)
 
 
 def _fields(template):
@@ -191,6 +199,11 @@ def _check(rule, path, sets):
                     detect._expand(rule[key], sets)
             except detect.MatchError as exc:
                 raise RulesError("%s: %s: %s" % (where, key, exc)) from None
+    if kind == "custom":
+        try:
+            custom.check(rule, {})
+        except ValueError as exc:
+            raise RulesError("%s: %s" % (where, exc)) from None
     if "file" in rule:
         try:
             detect.load_threat_list(rule["file"])

@@ -2,21 +2,28 @@
 in memory (Evaluation) or into the cloud store (follow_into_store, through an Ingest)."""
 import time
 
+from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.messages import UnreadableMessage, read_message
+from host_sim.cloud.alerts.hub_events import HubEvent
+from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 
 
 class Evaluation:
-    """An AlertEngine fed from StoredMessages; unreadable ones are skipped and reported once each
-    through ON_SKIP(line)."""
+    """An AlertEngine fed from StoredMessages (and the hub's HubEvents); unreadable messages are
+    skipped and reported once each through ON_SKIP(line). HUB_FACTS() gives what the
+    recommendations read from the hub (HubStore.hub_facts), or nothing."""
 
-    def __init__(self, rules, on_skip=None):
+    def __init__(self, rules, on_skip=None, hub_facts=None):
         self.engine = AlertEngine(rules)
         self.on_skip = on_skip or (lambda line: None)
+        self.hub_facts = hub_facts or dict
+        self.shown = {}    # recommendation identity -> its dict when last reported
         self.messages = 0
         self.skipped = 0
 
     def feed(self, stored):
+        if isinstance(stored, HubEvent):
+            return self.engine.feed_hub_event(stored)
         try:
             message = read_message(stored.body, stored.properties)
         except UnreadableMessage as exc:
@@ -25,7 +32,25 @@ class Evaluation:
             self.on_skip("skipped %s of %s: %s" % (where, stored.device, exc))
             return []
         self.messages += 1
-        return self.engine.feed(stored.device, stored.properties, message, stored.arrival)
+        changed = self.engine.feed(stored.device, stored.properties, message, stored.arrival)
+        recommend.observe(self.engine.devices[stored.device], message, len(stored.body),
+                          message_time(message, stored.arrival))
+        return changed
+
+    def recommendations(self):
+        """Every recommendation as of now."""
+        return recommend.compute(self.engine, self.hub_facts())
+
+    def changed_recommendations(self):
+        """The recommendations that are new or changed since the last call."""
+        changed = []
+        for item in self.recommendations():
+            ident = (item.device, item.rule, item.key)
+            record = item.as_dict()
+            if self.shown.get(ident) != record:
+                self.shown[ident] = record
+                changed.append(item)
+        return changed
 
     def batch(self, stored_messages):
         for stored in stored_messages:
@@ -49,6 +74,9 @@ class Evaluation:
                 silent = self.engine.check_silence(fleet_now) if fleet_now is not None else []
                 if silent:
                     on_alerts(silent)
+                advice = self.changed_recommendations()
+                if advice:
+                    on_alerts(advice)
                 if on_check is not None:
                     on_check()
 

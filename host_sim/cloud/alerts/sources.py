@@ -14,6 +14,7 @@ import urllib.parse
 from hub_emulator.database import FILE_NAME
 from hub_emulator.topics import parse_property_bag
 
+from host_sim.cloud.alerts import hub_events
 from host_sim.cloud.alerts.messages import parse_time
 
 StoredMessage = collections.namedtuple("StoredMessage", "id device arrival properties body")
@@ -38,6 +39,7 @@ class HubStore:
             raise SourceError("%s is not a hub store (%s)" % (path, exc)) from None
         self.path = path
         self.last_id = 0
+        self.last_event_id = 0    # of hub_events: what the hub itself refused or noticed
 
     def read_new(self, batch=2000):
         """Messages stored after the last one read, oldest first (a generator)."""
@@ -59,11 +61,50 @@ class HubStore:
                 yield StoredMessage(row_id, device, parse_time(stored) or time.time(),
                                     bag if isinstance(bag, dict) else {}, bytes(payload))
 
+    def read_hub_events(self):
+        """The hub's records (hub_events.HubEvent) written or updated after the last one read."""
+        while True:
+            try:
+                events = hub_events.read_hub_events(self.db, self.last_event_id)
+            except sqlite3.Error as exc:
+                raise SourceError("cannot read %s (%s)" % (self.path, exc)) from None
+            if not events:
+                return
+            for event in events:
+                self.last_event_id = event.id
+                yield event
+
+    def read_all(self):
+        """The new messages, then the hub's new records."""
+        yield from self.read_new()
+        yield from self.read_hub_events()
+
+    def hub_facts(self):
+        """What the recommendations read from the hub itself: {"shared_keys": [[device ids
+        sharing one primary key]], "reported": {device: its twin's reported properties}}. The
+        keys are compared inside SQLite and never read out."""
+        facts = {"shared_keys": [], "reported": {}}
+        try:
+            rows = self.db.execute(
+                "SELECT group_concat(id, char(10)) FROM devices GROUP BY primary_key"
+                " HAVING COUNT(*) > 1").fetchall()
+            facts["shared_keys"] = sorted(sorted(row[0].split("\n")) for row in rows)
+            for device, reported in self.db.execute("SELECT device, reported FROM twins"):
+                try:
+                    data = json.loads(reported)
+                except ValueError:
+                    continue
+                if isinstance(data, dict):
+                    facts["reported"][device] = data
+        except sqlite3.Error as exc:
+            raise SourceError("cannot read %s (%s)" % (self.path, exc)) from None
+        return facts
+
     def follow(self, stop, poll_s=0.5):
-        """Every message, then each new one as the hub stores it, until STOP (an Event) is set;
-        None whenever there is nothing new (so the caller can look at its clock)."""
+        """Every message and hub record, then each new one as the hub stores it, until STOP (an
+        Event) is set; None whenever there is nothing new (so the caller can look at its clock)."""
         while not stop.is_set():
-            yield from self.read_new()
+            yield from self.read_all()
             yield None
             stop.wait(poll_s)
 

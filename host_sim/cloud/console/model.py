@@ -4,6 +4,7 @@ connections, logins, baseline failures, SBoM, system information) and its alerts
 import collections
 import threading
 
+from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 from host_sim.cloud.alerts.run import Evaluation
 
@@ -154,6 +155,7 @@ class FleetModel:
     def __init__(self, source, rules):
         self.source = source
         self.evaluation = Evaluation(rules)
+        self.advice = []      # the recommendations as of the last refresh
         self.devices = {}
         self.lock = threading.Lock()
 
@@ -176,7 +178,15 @@ class FleetModel:
                 view.add(message, len(stored.body), stored.arrival)
                 self.evaluation.engine.feed(stored.device, stored.properties, message,
                                             stored.arrival)
+                recommend.observe(self.evaluation.engine.devices[stored.device], message,
+                                  len(stored.body), message_time(message, stored.arrival))
+            for event in self.source.read_hub_events():
+                self.evaluation.engine.feed_hub_event(event)
             self.evaluation.engine.check_silence()
+            self.advice = recommend.compute(self.evaluation.engine, self.source.hub_facts())
+
+    def recommendations(self, device=None):
+        return [r for r in self.advice if device is None or r.device == device]
 
     def alerts(self, device=None):
         return [a for a in self.evaluation.engine.sorted_alerts()

@@ -163,9 +163,25 @@ def fleet_page(model, tier, units):
     body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",
                        "4 KB blocks/day", "of quota", "dropped events", "alerts"], rows,
                       numeric=(3, 4, 5, 6), row_id="devices"))
+    body.append(recommendations_section(model.recommendations(), True))
     headers, rows = alert_rows([a.as_dict() for a in alerts[-200:][::-1]], True)
     body.append("<h2>Alerts (newest first)</h2>" + table(headers, rows, numeric=(6,), row_id="alerts"))
     return page("fleet", "".join(body))
+
+
+def recommendations_section(items, with_device):
+    """ITEMS: Recommendations (host_sim.cloud.alerts.recommend), everything escaped."""
+    rows = []
+    for r in items:
+        evidence = "".join("<li><code>%s</code></li>" % esc(compact(item)) for item in r.evidence)
+        rows.append(['<span class="sev-%s">%s</span>' % (esc(r.severity), esc(r.severity))]
+                    + (['<a href="/device?id=%s">%s</a>' % (esc(quote(r.device)), esc(r.device))]
+                       if with_device else [])
+                    + [esc(r.rule), esc(r.title), "%s<details><summary>evidence (%d)</summary>"
+                       "<ul>%s</ul></details>" % (esc(r.what_to_do), len(r.evidence), evidence)])
+    headers = ["severity"] + (["device"] if with_device else []) + [
+        "recommendation", "finding", "what to do"]
+    return "<h2>Recommendations</h2>" + table(headers, rows, row_id="recommendations")
 
 
 def device_page(model, view):
@@ -182,6 +198,7 @@ def device_page(model, view):
                           color="#8e5ea2"))
     headers, rows = alert_rows([a.as_dict() for a in alerts[::-1]], False)
     body.append("<h2>Alerts</h2>" + table(headers, rows, numeric=(5,), row_id="alerts"))
+    body.append(recommendations_section(model.recommendations(view.device), False))
     info = view.reports.get("SystemInformation")
     if info and info[1]:
         item = info[1][0]

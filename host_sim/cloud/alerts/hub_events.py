@@ -1,0 +1,70 @@
+"""Hub-side alerts: the hub emulator's own records of what it refused or noticed (hub.db's
+hub_events: invalid or expired SAS tokens, unknown devices, refused topics, a device connected
+from two places), read beside the messages and turned into alerts by rules of kind "hub_event".
+
+A record is one claimed device, kind and hour with its running count; its alert is keyed by
+that hour, so reading a record again after the hub updated it sets the alert instead of adding
+to it (the same identity every time)."""
+import collections
+import json
+import sqlite3
+
+from host_sim.cloud.alerts.messages import format_time, parse_time
+
+# kind -> (required keys, optional keys) besides the common ones (host_sim.cloud.alerts.rules)
+KINDS = {"hub_event": ({"record"}, set())}
+
+HubEvent = collections.namedtuple("HubEvent", "id device kind hour first last count peers detail")
+
+MAX_PEERS_SHOWN = 8
+
+
+def read_hub_events(db, after, batch=2000):
+    """HubEvents with an id above AFTER, oldest first; none from a store older than the table."""
+    try:
+        rows = db.execute("SELECT id, device, kind, hour, first_time, last_time, count, peers,"
+                          " detail FROM hub_events WHERE id > ? ORDER BY id LIMIT ?",
+                          (after, batch)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    events = []
+    for row_id, device, kind, hour, first, last, count, peers, detail in rows:
+        try:
+            peers = json.loads(peers)
+        except ValueError:
+            peers = []
+        first_t, last_t = parse_time(first), parse_time(last)
+        if first_t is None or last_t is None or not isinstance(count, int):
+            continue
+        events.append(HubEvent(row_id, str(device), str(kind), int(hour), first_t, last_t,
+                               max(1, count), [str(p) for p in peers][:MAX_PEERS_SHOWN]
+                               if isinstance(peers, list) else [], str(detail)))
+    return events
+
+
+def rules_by_record(rules):
+    """{record kind: [rules]} of the enabled hub_event rules."""
+    found = collections.defaultdict(list)
+    for rule in rules:
+        if rule["kind"] == "hub_event":
+            found[rule["record"]].append(rule)
+    return found
+
+
+def alert_key(event):
+    return "hour from " + format_time(event.hour)
+
+
+def fill(alert, rule, event, render):
+    """Sets ALERT (of RULE) from EVENT, the latest state of its record; RENDER(template, fields)."""
+    alert.first, alert.last, alert.count = event.first, event.last, event.count
+    alert.evidence = [{"kind": event.kind, "device_claimed": event.device,
+                       "peers": event.peers, "count": event.count,
+                       "first": format_time(event.first), "last": format_time(event.last),
+                       "detail": event.detail}]
+    fields = {"device": event.device, "count": event.count, "peers": ", ".join(event.peers),
+              "detail": event.detail, "hour": format_time(event.hour), "key": alert.key}
+    alert.title = render(rule["title"], fields)
+    alert.what_to_do = render(rule["what_to_do"], fields)
