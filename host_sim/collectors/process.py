@@ -11,8 +11,9 @@ millisecond), "Polling" (scan `<root>/proc` every `polling_interval` seconds,
 `Process_PollingInterval`; misses processes that start and end between two scans, and reports
 what it finds as `exec`), or "Auto": Audit, then Netlink, then Polling; each fallback is logged
 once per open() with its reason, and `collector.source` says what is in use.
-The connector needs CAP_NET_ADMIN before Linux 6.6, and works only from the initial user
-namespace: inside a container the kernel silently ignores the subscription. open() therefore
+The connector needs CAP_NET_ADMIN on most kernels (Linux 6.6 let any process subscribe; 6.18
+refuses an unprivileged one with EPERM), and works only from the initial user namespace:
+inside a container the kernel ignores the subscription or refuses it. open() therefore
 waits for the kernel's acknowledgement of the subscription (2 s at most) and treats a refusal
 or a missing answer as "not available".
 

@@ -163,20 +163,21 @@ except OSError as exc:
 
 
 def test_auto_falls_back_to_polling_in_a_container_and_says_so():
-    """In a user namespace of its own (a container) audit refuses (ECONNREFUSED) and the kernel
-    ignores process connector subscriptions: Auto logs each reason once and polls."""
+    """In a user namespace of its own (a container) audit refuses and the process connector is
+    not to be had (kernels differ in how: some ignore the subscription, which open() sees as no
+    answer, others refuse it outright): Auto logs each reason once and polls."""
     result = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c",
                              FALLBACK_SCRIPT], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "MODE Polling" in result.stdout
-    assert "NETLINK REFUSED: [Errno 110] process connector: no answer" in result.stdout
+    assert "NETLINK REFUSED: " in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 2
     assert "audit not available" in warnings[0] and "initial user namespace" in warnings[0]
     assert "falling back to polling /proc every 0.1 s" in warnings[1]
 
 
-@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)")
 def test_buffer_overrun_is_counted_as_lost_events(events):
     """A tiny socket buffer and nobody reading: the kernel drops events (ENOBUFS); the
     connector's sequence numbers tell exactly how many were lost."""

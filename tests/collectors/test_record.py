@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 
-@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)")
 def test_record_writes_a_time_ordered_trace_of_live_events(tmp_path):
     marker = "record-test-" + uuid.uuid4().hex
     trace = tmp_path / "trace.jsonl"

@@ -105,7 +105,7 @@ def test_run_once_prints_all_six_kinds():
     assert all(i["check_result"] in ("Fail", "Error") for i in items["Baseline"])
 
 
-@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)", before_kernel=(6, 6))
+@pytest.mark.requires_root("the netlink process connector (CAP_NET_ADMIN)")
 def test_sigterm_sends_the_window_collected_so_far(tmp_path):
     """systemd stops the service with SIGTERM in the middle of a window: what the window holds
     is written out before the agent exits, not lost."""
