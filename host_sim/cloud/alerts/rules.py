@@ -163,7 +163,7 @@ def _check(rule, path, sets):
             _fields(rule[key])
         except ValueError as exc:
             raise RulesError("%s: %s is not a valid template (%s)" % (where, key, exc)) from None
-    for key in ("event", "property"):
+    for key in ("event", "property", "record"):
         if key in rule and not (isinstance(rule[key], str) and rule[key]):
             raise RulesError("%s: %s must be a non-empty string" % (where, key))
     if "per" in rule and not (isinstance(rule["per"], list) and rule["per"]
