@@ -279,3 +279,22 @@ def test_activity_during_a_flush_waits_for_the_next_window_or_is_counted_lost():
         assert engine.dns.count == netsock.PENDING_LOOKUPS and engine.dns.dropped == 2
     finally:
         u.close()
+
+
+def test_pausing_and_resuming_keeps_the_pending_tables_and_allocates_nothing():
+    tracker, engine, warnings = _warned_engine(8)
+    tables = (tracker.pending_connections, tracker.pending_bytes, tracker.pending_kind,
+              tracker.pending_names, tracker.pending_halves)
+    tracker.pause()
+    tracker.resume()
+    if MICROPYTHON:
+        gc.collect()
+        before = gc.mem_alloc()
+        for _ in range(50):
+            tracker.pause()
+            tracker.resume()
+        assert gc.mem_alloc() - before == 0, gc.mem_alloc() - before
+    assert all(a is b for a, b in zip(tables, (tracker.pending_connections, tracker.pending_bytes,
+                                              tracker.pending_kind, tracker.pending_names,
+                                              tracker.pending_halves)))
+    assert tracker.pending == tracker.pending_count == tracker.connections_lost == 0

@@ -120,13 +120,6 @@ class Tracker:
         self.pending = 0
         self.pending_lost = 0
         self.connections_lost = 0
-        # Connection reports that could not wait on their socket during a flush (see _settle):
-        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
-        self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
-        self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
-        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
-        self.pending_count = 0
-        self.connections_lost = 0
 
     def lookup(self, host, high, low):
         """A name lookup's IPv4 answer: into the engine, or kept until resume()."""
