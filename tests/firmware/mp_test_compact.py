@@ -6,6 +6,7 @@ from binascii import unhexlify
 
 from microagent import events
 from microagent.compact import CompactEncoder, is_compact
+from mp_assert import only_on_micropython
 
 MICROPYTHON = sys.implementation.name == "micropython"
 AGENT = "00000000-0000-4000-8000-000000000000"
@@ -70,8 +71,7 @@ def test_items_split_at_the_size_cap_and_every_message_stands_alone():
 
 
 def test_no_allocation_per_connection_item():
-    if not MICROPYTHON:
-        return
+    only_on_micropython("heap allocated per connection item")
     encoder, sent = _encoder()
     encoder.begin(1000, 0)
     encoder.event(events.CONNECTION, "Triggered", "Security")

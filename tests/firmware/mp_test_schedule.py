@@ -1,9 +1,9 @@
 # The window scheduler against window boundaries worked out by hand from docs/spec.md section 2:
 # window k covers [t0 + k*W, t0 + (k+1)*W). Runs on CPython, MicroPython and micropython32.
 import gc
-import sys
 
 from microagent.schedule import Schedule
+from mp_assert import NotOnThisRuntime, only_on_micropython
 
 try:
     import time
@@ -174,7 +174,7 @@ def test_windows_across_a_32bit_ticks_wrap():
 
 def test_windows_across_this_ports_ticks_wrap():
     if ticks_diff is None:
-        return
+        raise NotOnThisRuntime("this port's own ticks: MicroPython's time module only")
     period = ticks_add(0, -1) + 1
     _across_the_wrap(ticks_diff, ticks_add, period)
 
@@ -199,8 +199,7 @@ def test_a_week_long_interval_on_32bit_ticks():
 
 
 def test_advancing_allocates_nothing():
-    if sys.implementation.name != "micropython" or ticks_diff is None:
-        return
+    only_on_micropython("the schedule's heap allocation")
     s = Schedule(ticks_add(0, -500), (MINUTE, 1440 * MINUTE, 1440 * MINUTE),
                  (NOT_STARTED, AT_START, AT_START), ticks_diff)
     now = ticks_add(0, -500)

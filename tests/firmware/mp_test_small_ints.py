@@ -2,13 +2,13 @@
 # addresses as two 16-bit halves, counters past 2**30 kept in 32-bit arrays, and ms ticks that
 # wrap around (at 2**30 on a 32-bit port, where the wrap comes after 12.4 days of uptime).
 import gc
-import sys
 
 from microagent import session
 from microagent.cache import NetworkCache
 from microagent.clock import ticks_add, ticks_diff
 from microagent.events import parse_ipv4
 from microagent.mqtt import MQTTClient, run
+from mp_assert import only_on_micropython
 
 SMALL_INT_MAX = (1 << 30) - 1  # on a 32-bit MicroPython; 64-bit ports have room to spare
 
@@ -30,8 +30,7 @@ def test_parsing_the_highest_address_allocates_nothing():
     # 255.255.255.255 as one int is 2**32 - 1: a heap-allocated long int on a 32-bit board.
     halves = [0, 0]
     parse_ipv4("255.255.255.255", halves, 0)  # warm up (first call may intern)
-    if sys.implementation.name != "micropython":
-        return
+    only_on_micropython("heap allocated parsing the highest address")
     gc.collect()
     before = gc.mem_alloc()
     for _ in range(20):
