@@ -1,4 +1,4 @@
-"""The emulator's commands (serve, add-device, set-desired, messages).
+"""The emulator's commands (serve, add-device, add-enrollment-group, set-desired, messages).
 
 Shared by `python -m hub_emulator` and `microagent hub` (host_sim/commands/hub.py), which
 translates UsageError into its own. The server (and with it `cryptography`) is imported only by serve.
@@ -29,7 +29,17 @@ def add_commands(subparsers):
                        help="also send every stored message to Kafka (kafka://BOOTSTRAP/TOPIC) as IoT Hub "
                             "routes to Event Hubs; alone: the URL from $MICROAGENT_HUB_ROUTE; Event Hubs' "
                             "connection string from $MICROAGENT_KAFKA_CONNECTION_STRING")
+    serve.add_argument("--dps-port", type=int, metavar="N",
+                       help="also serve the Device Provisioning Service (MQTT over TLS) on this port "
+                            "(0: a free one)")
     serve.set_defaults(run=run_serve)
+
+    group = subparsers.add_parser("add-enrollment-group",
+                                  help="create a symmetric-key DPS enrollment group; prints its ID "
+                                       "scope and group key (shown once)")
+    _data(group)
+    group.add_argument("name", metavar="NAME", help="enrollment group name")
+    group.set_defaults(run=run_add_enrollment_group)
 
     add = subparsers.add_parser("add-device", help="register a device; prints its connection string")
     _data(add)
@@ -77,7 +87,7 @@ def run_serve(args):
     try:
         asyncio.run(server.serve(args.data, args.host, args.port, args.plain_port, args.max_packet,
                                  announce=lambda line: print(line, flush=True),
-                                 route=route.start() if route else None))
+                                 route=route.start() if route else None, dps_port=args.dps_port))
     except OSError as exc:
         raise UsageError("cannot listen on %s: %s" % (args.host, exc.strerror or exc)) from None
     return 0
@@ -90,6 +100,17 @@ def run_add_device(args):
         print(registry.connection_string(db, args.id))
     except registry.RegistryError as exc:
         raise UsageError(str(exc)) from None
+    return 0
+
+
+def run_add_enrollment_group(args):
+    from hub_emulator import dps
+    db = open_db(args.data)
+    try:
+        scope, key = dps.add_group(db, args.name)
+    except dps.EnrollmentError as exc:
+        raise UsageError(str(exc)) from None
+    print("IdScope=%s;SymmetricKey=%s" % (scope, key))
     return 0
 
 

@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS hub_events (
     count INTEGER NOT NULL, peers TEXT NOT NULL, detail TEXT NOT NULL,
     UNIQUE (device, kind, hour));
 CREATE INDEX IF NOT EXISTS hub_events_by_kind ON hub_events (kind, hour);
+CREATE TABLE IF NOT EXISTS enrollment_groups (
+    name TEXT PRIMARY KEY, primary_key TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS registrations (
+    registration_id TEXT PRIMARY KEY, enrollment_group TEXT NOT NULL, device_id TEXT NOT NULL,
+    assigned_hub TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
 """
 
 # hub_events: what the hub refused or noticed, one row per claimed device, kind and hour with a

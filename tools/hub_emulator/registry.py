@@ -15,12 +15,12 @@ class RegistryError(Exception):
     """A registry request that cannot be done; the message names the identity."""
 
 
-def add_device(db, identity):
-    """Registers IDENTITY with a fresh 32-byte key; returns the key (base64)."""
+def add_device(db, identity, key=None):
+    """Registers IDENTITY with KEY (base64; default a fresh 32-byte key); returns the key."""
     if not IDENTITY.match(identity):
         raise RegistryError("device id %r is not a valid IoT Hub id (1-128 of A-Z a-z 0-9 -.%%_*?!(),:=@$', "
                             "optionally /MODULE)" % identity)
-    key = base64.b64encode(os.urandom(32)).decode("ascii")
+    key = key or base64.b64encode(os.urandom(32)).decode("ascii")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     cursor = db.execute("INSERT OR IGNORE INTO devices VALUES (?, ?, ?)", (identity, key, created))
     if cursor.rowcount == 0:
