@@ -2,12 +2,12 @@ import json
 import random
 import socket
 import struct
-import time
 
 import pytest
 
 from collector_fixtures import fixture_path
 from host_sim.collectors.dns import DnsCollector, parse_response, read_name
+from polling import wait_for
 
 with open(fixture_path("dns/packets.json")) as f:
     CASES = json.load(f)
@@ -59,10 +59,7 @@ def test_live_response_on_loopback_is_seen(events, private_network):
         server.sendto(response("sensor.contoso.com", ["203.0.113.70", "203.0.113.71"]),
                       client.getsockname())
         client.recv(512)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and sum(
-                e["hostname"] == "sensor.contoso.com" for e in events) < 2:
-            time.sleep(0.02)
+        wait_for(lambda: sum(e["hostname"] == "sensor.contoso.com" for e in events) >= 2, 5)
     finally:
         collector.stop()
         server.close()

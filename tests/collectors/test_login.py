@@ -8,6 +8,7 @@ from collector_fixtures import fixture_path
 from host_sim.collectors.follow import FollowedFile
 from host_sim.collectors.login import (LoginCollector, RECORD_SIZE, parse_auth_line, parse_utmp,
                                        syslog_time)
+from polling import wait_for
 
 
 def run(root, **options):
@@ -167,14 +168,10 @@ def test_a_failing_poll_is_counted_and_logged_once_and_the_thread_goes_on(tree, 
     collector = LoginCollector(events.append, root=root, from_start=True, poll_interval=0.05)
     collector.start()
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(events) < 8:
-            time.sleep(0.02)
+        wait_for(lambda: len(events) >= 8, 5)
         collector.method = "Broken"         # make every poll fail: _auth_lines is not reached
         collector._files = None
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and collector.stats.get("errors", 0) < 2:
-            time.sleep(0.02)
+        wait_for(lambda: collector.stats.get("errors", 0) >= 2, 5)
         assert collector._thread.is_alive()
     finally:
         collector._files = {}

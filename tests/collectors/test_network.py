@@ -246,9 +246,7 @@ def test_thread_runner_reports_connections(events, private_network):
     collector.start()
     try:
         port = exchange(listener.port, b"x" * 50)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(flows(events, port)) < 2:
-            time.sleep(0.05)
+        wait_for(lambda: len(flows(events, port)) >= 2, 5)
     finally:
         collector.stop()
         listener.close()

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from paho_device import PahoDevice
+from polling import wait_for
 
 SECURITY_BAG = ("%24.ifid=urn%3Aazureiot%3ASecurity%3ASecurityAgent%3A1"
                 "&%24.ct=application%2Fjson&%24.ce=utf-8")
@@ -33,9 +34,7 @@ def test_security_message_is_stored_with_its_properties(hub, devices, tls):
     body = {"AgentId": "a", "Events": [{"Name": "ProcessCreate", "Payload": [{"hit_count": 2}]}]}
     assert device.publish("devices/dev1/messages/events/" + SECURITY_BAG, json.dumps(body).encode(), qos=1)
     assert device.publish("devices/dev1/messages/events/", b"plain text, QoS 0", qos=0)
-    deadline = time.monotonic() + 5
-    while len(hub.messages()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(hub.messages()) >= 2, 5)
     first, second = hub.messages("dev1")
     assert first["properties"] == {"$.ifid": "urn:azureiot:Security:SecurityAgent:1",
                                    "$.ct": "application/json", "$.ce": "utf-8"}

@@ -3,7 +3,6 @@ password file: plain-MQTT mode, IoT Hub mode with SAS and twin, a broker restart
 restart in the middle of a run, wrong CA, wrong password, message expiry."""
 import json
 import re
-import time
 import urllib.parse
 
 import pytest
@@ -14,6 +13,7 @@ from microagent import hub
 from microagent.sas import ConnectionString, sas_token
 from subscriber import Subscriber
 from twin_responder import TwinResponder
+from polling import wait_for
 
 KEY_B64 = "c2VjcmV0LWRldmljZS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk="
 MID = re.compile(r"&%24\.mid=([0-9a-f]{32})$")
@@ -25,12 +25,7 @@ def _url(broker, user, password, scheme="mqtts"):
 
 
 def _wait(predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(predicate, timeout)
 
 
 def test_parse_broker_url():
