@@ -161,7 +161,26 @@ def test_recommendations_from_messages_and_the_hub(advised_hub):
     assert recommendations(hub) == found
 
 
+def test_the_console_shows_them_escaped(advised_hub):
+    hub, _, _ = advised_hub
+    console = subprocess.Popen([MICROAGENT, "console", "--data", hub.data_dir, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://\S+/", Lines(console.stdout).wait_for(
+            lambda text: "http://" in text, 120)).group(0)
+        fleet = urllib.request.urlopen(url, timeout=60).read().decode()
+        device = urllib.request.urlopen(url + "device?id=gw", timeout=60).read().decode()
+    finally:
+        console.terminate()
+        console.wait(30)
+    for page in (fleet, device):
+        assert 'id="recommendations"' in page and "os-baseline-failed" in page
+        assert SCRIPT not in page and "&lt;script&gt;" in page
+    assert "shared-credentials" in fleet and "shared-credentials" not in device
+
+
 def test_following_reports_a_recommendation_when_it_changes(advised_hub):
+    """Last in this file: it sends the hub more reports."""
     hub, _, _ = advised_hub
     follower = subprocess.Popen([MICROAGENT, "alerts", "--data", hub.data_dir, "--follow",
                                  "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -183,24 +202,16 @@ def test_following_reports_a_recommendation_when_it_changes(advised_hub):
         gw.close()
         updated = json.loads(lines.wait_for(baseline("updated"), 60))
         assert updated["count"] == 3 and updated["severity"] == "High"
+        # a shorter message timeout reported in the twin: the Medium windows conflict too
+        gw = Device(hub, "gw")
+        twin = Twin(Config(), log=lambda line: None)
+        gw.send([twin.apply_desired(b'{"IothubModule_MessageTimeout": 100}')],
+                topic="$iothub/twin/PATCH/properties/reported/?$rid=2")
+        gw.close()
+        conflict = json.loads(lines.wait_for(
+            lambda text: '"settings-conflict"' in text and '"updated"' in text, 60))
+        assert sorted(e["collector"] for e in conflict["evidence"]) == sorted(
+            ["Process", "NetworkActivity", "Login", "SystemInformation", "Baseline", "SBoM"])
     finally:
         follower.terminate()
         follower.wait(30)
-
-
-def test_the_console_shows_them_escaped(advised_hub):
-    hub, _, _ = advised_hub
-    console = subprocess.Popen([MICROAGENT, "console", "--data", hub.data_dir, "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"http://\S+/", Lines(console.stdout).wait_for(
-            lambda text: "http://" in text, 120)).group(0)
-        fleet = urllib.request.urlopen(url, timeout=60).read().decode()
-        device = urllib.request.urlopen(url + "device?id=gw", timeout=60).read().decode()
-    finally:
-        console.terminate()
-        console.wait(30)
-    for page in (fleet, device):
-        assert 'id="recommendations"' in page and "os-baseline-failed" in page
-        assert SCRIPT not in page and "&lt;script&gt;" in page
-    assert "shared-credentials" in fleet and "shared-credentials" not in device

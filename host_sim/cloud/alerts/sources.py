@@ -40,6 +40,7 @@ class HubStore:
         self.path = path
         self.last_id = 0
         self.last_event_id = 0    # of hub_events: what the hub itself refused or noticed
+        self.reported = {}        # device -> (reported $version, reported properties)
 
     def read_new(self, batch=2000):
         """Messages stored after the last one read, oldest first (a generator)."""
@@ -89,13 +90,20 @@ class HubStore:
                 "SELECT group_concat(id, char(10)) FROM devices GROUP BY primary_key"
                 " HAVING COUNT(*) > 1").fetchall()
             facts["shared_keys"] = sorted(sorted(row[0].split("\n")) for row in rows)
-            for device, reported in self.db.execute("SELECT device, reported FROM twins"):
-                try:
-                    data = json.loads(reported)
-                except ValueError:
-                    continue
-                if isinstance(data, dict):
-                    facts["reported"][device] = data
+            # a twin is read again only when its reported $version moved (followers ask often)
+            for device, version in self.db.execute("SELECT device, reported_version FROM twins"):
+                held = self.reported.get(device)
+                if held is None or held[0] != version:
+                    row = self.db.execute("SELECT reported FROM twins WHERE device = ?",
+                                          (device,)).fetchone()
+                    try:
+                        data = json.loads(row[0]) if row else None
+                    except ValueError:
+                        data = None
+                    held = self.reported[device] = (version, data if isinstance(data, dict)
+                                                    else None)
+                if held[1] is not None:
+                    facts["reported"][device] = held[1]
         except sqlite3.Error as exc:
             raise SourceError("cannot read %s (%s)" % (self.path, exc)) from None
         return facts
