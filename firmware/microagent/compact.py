@@ -2,15 +2,14 @@
 # and IPv4 addresses shared within a message through the registered stringref tags (256, 25),
 # and timestamps as offsets. It shares the JSON encoder's message split (microagent.encode).
 # Needs only array, struct and binascii.
-import os
 import struct
 from array import array
-from binascii import hexlify, unhexlify
+from binascii import unhexlify
 
 from microagent import VERSION
 from microagent import events
 from microagent.encode import (_TIMED, COMPACT, JSON, MessageEncoder, MessageTooSmall,
-                               _NoRoom, iso8601)
+                               _NoRoom, iso8601, new_guid)
 
 # The format's version: the first element of every compact message.
 COMPACT_VERSION = 1
@@ -86,19 +85,6 @@ def _uint_size(n):
     if n < 0x100000000:
         return 5
     return 9
-
-
-def guid_bytes():
-    """16 random bytes laid out as a version 4 GUID."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw
-
-
-def format_guid(raw):
-    h = hexlify(raw).decode()
-    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
 
 
 class CompactEncoder(MessageEncoder):
@@ -184,7 +170,7 @@ class CompactEncoder(MessageEncoder):
         self._previous_ms = 0
         self._simple(0x9F)  # an indefinite-length array, closed by CLOSE_EVENT
         self._uint(kind)
-        self._bytes(guid_bytes())
+        self._bytes(unhexlify(new_guid().replace("-", "")))  # the GUID encode.py makes
         if kind == KIND_GENERIC:
             self._shared_text(name)
             self._shared_text(category)

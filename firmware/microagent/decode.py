@@ -11,7 +11,7 @@ import cbor2
 
 from microagent import events
 from microagent.compact import (COMPACT_VERSION, DROPPED_COLLECTORS, KIND_GENERIC, KIND_HEADERS,
-                                KIND_NAMES, format_guid, is_compact)
+                                KIND_NAMES, is_compact)
 from microagent.encode import MESSAGE_SCHEMA_VERSION, PAYLOAD_SCHEMA_VERSION, iso8601
 
 MAX_BODY_BYTES = 256 * 1024  # IoT Hub's device-to-cloud limit
@@ -25,6 +25,12 @@ _UTC_OFFSET_LIMIT = 24 * 60
 
 class DecodeError(ValueError):
     """A body that is not a message we can read; str() is one line saying why."""
+
+
+def format_guid(raw):
+    """The text form of 16 GUID bytes read from a compact message (written by encode.guid)."""
+    h = binascii.hexlify(raw).decode()
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
 
 
 def decode_body(body, properties=None):
