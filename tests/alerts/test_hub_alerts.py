@@ -18,7 +18,7 @@ from hub_emulator import sas
 from hub_emulator.database import (MAX_EVENT_DEVICES, OTHER_DEVICES, open_db,
                                    record_hub_event)
 from hub_emulator.process import HubProcess
-from hub_replays import MICROAGENT
+from hub_replays import MICROAGENT, Lines
 from polling import wait_for
 
 TIMEOUT = 20
@@ -182,6 +182,32 @@ def test_into_the_store_once_and_updated_when_the_hub_counts_more(attacked_hub, 
     assert [(r["rule"], r["device"]) for r in again] == [("invalid-sas-signature", "dev1")]
     held = run("alerts", "--store", store, "--json", "--rule", "invalid-sas-signature")
     assert sum(r["count"] for r in held) == FLOOD + 1
+
+
+def test_a_follower_sees_each_new_count(attacked_hub):
+    hub, _ = attacked_hub
+    hub.add_device("dev3")
+    follower = subprocess.Popen([MICROAGENT, "alerts", "--data", hub.data_dir, "--follow",
+                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        lines = Lines(follower.stdout)
+
+        def signature(text):
+            record = json.loads(text)
+            return record["device"] == "dev3" and record["rule"] == "invalid-sas-signature"
+        assert refused(hub, "dev3", hub.token("dev3", key=WRONG_KEY))
+        first = json.loads(lines.wait_for(signature, 60))
+        assert (first["status"], first["count"]) == ("new", 1)
+        assert refused(hub, "dev3", hub.token("dev3", key=WRONG_KEY))
+        second = json.loads(lines.wait_for(signature, 60))
+        if second["key"] == first["key"]:
+            assert (second["status"], second["count"]) == ("updated", 2)
+        else:   # the two CONNECTs fell in two hours: one row, and one alert, each
+            assert (second["status"], second["count"]) == ("new", 1)
+    finally:
+        follower.terminate()
+        follower.wait(30)
 
 
 def test_a_flood_of_made_up_device_ids_is_bounded(tmp_path):
