@@ -17,6 +17,8 @@ from host_sim.child import dies_with_parent
 from host_sim.engine import build_host_engine
 from host_sim.runtime import micropython_command
 
+# The firmware child's report of a fresh DPS assignment (microagent.replay_uplink): cached here.
+ASSIGNMENT_LINE = "dps-assignment "
 _NAMESPACE = uuid.UUID("5b0a6f1e-7c1d-4c55-9a51-6d6963726f61")
 
 
@@ -88,7 +90,10 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
         raise ReplayError("sending to a hub from replay runs on micropython or micropython32; "
                           "on qemu-cortex-m3 the agent sends over UART1 (docs/targets.md)")
     extra = uplink.firmware_args() if uplink is not None else []
-    secret = uplink.connection_string if uplink is not None else None
+    secret = uplink.secret() if uplink is not None else None
+    on_info = on_info or on_warning
+    if uplink is not None and uplink.dps:
+        on_info = uplink.on_child_info(on_info)
     args = _replay_args(os.path.abspath(trace), window_ms, sizes, max_message_size, agent,
                         extra + ["--encoding", encoding])
     try:
@@ -102,7 +107,7 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
     except targets.TargetError as exc:
         raise ReplayError(str(exc))
     return _run_micropython(trace, argv, env, secret, sizes, heap, on_message, on_warning,
-                            on_info or on_warning)
+                            on_info)
 
 
 _BASE64_LINE = re.compile(r"^[A-Za-z0-9+/]+=*$")
@@ -213,8 +218,9 @@ class Uplink:
     the CA of the hub's certificate), or for the host engine a plain MQTT broker URL."""
 
     def __init__(self, connection_string=None, ca_file=None, port=None, broker=None,
-                 outbox_path=None, timeout_s=60):
+                 outbox_path=None, timeout_s=60, dps=None):
         self.connection_string = connection_string
+        self.dps = dps  # $MICROAGENT_DPS: provision through DPS instead of a connection string
         self.ca_file = ca_file
         self.port = port
         self.broker = broker
@@ -227,17 +233,56 @@ class Uplink:
         if self.broker:
             raise ReplayError("--broker is for the host engine; the firmware engine talks to "
                               "IoT Hub (--connection-string)")
-        return ["--credentials", "-", "--ca", os.path.abspath(self.ca_file), "--port",
-                str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
+        if self.dps:
+            credentials = ["--dps", "-"] + self._cached_assignment()
+        else:
+            credentials = ["--credentials", "-"]
+        return credentials + ["--ca", os.path.abspath(self.ca_file), "--port",
+                              str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
+
+    def secret(self):
+        """What goes down the firmware child's stdin: the DPS settings or the connection string."""
+        return self.dps or self.connection_string
+
+    def dps_cache(self):
+        from host_sim.provisioning import cache_path
+        return cache_path(self.outbox_path or default_outbox_path(create=False))
+
+    def _cached_assignment(self):
+        # replay_main --dps-hub/--dps-device: the assignment cached by an earlier run
+        from host_sim.provisioning import ProvisioningError, read_cache, settings_of
+        try:
+            assigned = read_cache(self.dps_cache(), settings_of(self.dps))
+        except ProvisioningError as exc:
+            raise ReplayError(str(exc))
+        return ["--dps-hub", assigned[0], "--dps-device", assigned[1]] if assigned else []
+
+    def on_child_info(self, on_info):
+        """ON_INFO, but the child's `dps-assignment {json}` line is cached (0600), not shown."""
+        from host_sim.provisioning import write_cache
+
+        def info(text):
+            if text.startswith(ASSIGNMENT_LINE):
+                write_cache(self.dps_cache(), text[len(ASSIGNMENT_LINE):])
+            else:
+                on_info(text)
+        return info
 
     def open_transport(self, log, config=None, on_config=None):
         """(outbox, transport) for the host agent: the persistent outbox and a started paho
         transport. ReplayError (one line) when the certificate or URL is wrong."""
         from host_sim.outbox import SqliteOutbox
         from host_sim.transport import Transport
+        connection_string = self.connection_string
+        if self.dps:
+            from host_sim.provisioning import ProvisioningError, connection_string as provisioned
+            try:
+                connection_string = provisioned(self.dps, self.ca_file, self.dps_cache(), log)
+            except ProvisioningError as exc:
+                raise ReplayError(str(exc))
         try:
             outbox = SqliteOutbox(self.outbox_path or default_outbox_path())
-            transport = Transport(outbox, connection_string=self.connection_string,
+            transport = Transport(outbox, connection_string=connection_string,
                                   broker=self.broker, ca_file=self.ca_file, port=self.port,
                                   log=log, config=config, on_config=on_config)
             transport.start()

@@ -18,6 +18,11 @@ def add_uplink_arguments(group, broker_help):
                        const=os.environ.get("MICROAGENT_BROKER", ""),
                        help=broker_help + "; give --broker alone to read the URL from "
                             "$MICROAGENT_BROKER (keeps the password off the command line)")
+    group.add_argument("--dps", action="store_true",
+                       help="provision through the Device Provisioning Service with "
+                            "$MICROAGENT_DPS (GlobalEndpoint=HOST[:PORT];IdScope=...;"
+                            "RegistrationId=...;SymmetricKey=...); the assignment is cached beside "
+                            "the outbox, --ca and --port are the DPS's and the hub's")
     group.add_argument("--outbox", metavar="FILE",
                        help="the host agent's persistent outbox (default "
                             "~/.local/state/microagent/outbox.db)")
@@ -29,6 +34,8 @@ def uplink_of(args):
     """The Uplink the options name, or None when nothing is to be sent."""
     if args.broker == "":
         raise UsageError("--broker needs a URL (or $MICROAGENT_BROKER)")
+    if args.dps:
+        return _dps_uplink(args)
     connection_string = args.connection_string
     if connection_string is None and args.broker is None:
         connection_string = os.environ.get("MICROAGENT_CONNECTION_STRING")
@@ -43,3 +50,22 @@ def uplink_of(args):
     if args.ca and not os.path.isfile(args.ca):
         raise UsageError("--ca %s: no such file" % args.ca)
     return Uplink(connection_string, args.ca, args.port, args.broker, args.outbox, args.timeout)
+
+
+def _dps_uplink(args):
+    from host_sim.provisioning import ProvisioningError, settings_of
+    if args.connection_string or args.broker is not None:
+        raise UsageError("give --dps, --connection-string or --broker, not two of them")
+    text = os.environ.get("MICROAGENT_DPS")
+    if not text:
+        raise UsageError("--dps needs $MICROAGENT_DPS (GlobalEndpoint=HOST[:PORT];IdScope=...;"
+                         "RegistrationId=...;SymmetricKey=...)")
+    try:
+        settings_of(text)
+    except ProvisioningError as exc:
+        raise UsageError(str(exc))
+    if not args.ca:
+        raise UsageError("--dps needs --ca FILE (the CA of the DPS's and the hub's certificates)")
+    if not os.path.isfile(args.ca):
+        raise UsageError("--ca %s: no such file" % args.ca)
+    return Uplink(None, args.ca, args.port, None, args.outbox, args.timeout, dps=text)

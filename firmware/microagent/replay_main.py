@@ -3,11 +3,14 @@
 #       [--process-cache N] [--network-cache N] [--login-cache N]
 #       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
 #       [--credentials FILE|- --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
+#       [--dps FILE|- [--dps-hub HOST --dps-device ID] instead of --credentials]
 # Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings
 # on stderr; exit 2 on a bad trace.
 # With --credentials (a file holding the device connection string, or - for one line on
 # stdin, so the key is never on a command line) the messages go to IoT Hub over TLS instead,
-# through the bounded outbox.
+# through the bounded outbox. With --dps (the DPS settings, GlobalEndpoint=...;IdScope=...;
+# RegistrationId=...;SymmetricKey=..., likewise) the device registers through DPS first, unless
+# --dps-hub and --dps-device give the assignment an earlier run reported.
 import gc
 import sys
 
@@ -22,7 +25,8 @@ def _options(argv):
                "--login-cache": "16", "--max-message-size": "4096",
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
-               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json"}
+               "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json",
+               "--dps": None, "--dps-hub": None, "--dps-device": None}
     trace = None
     i = 0
     while i < len(argv):
@@ -81,7 +85,7 @@ def main(argv):
         sys.stderr.write("error: --encoding: %s\n" % exc)
         return 2
     uplink = None
-    if options["--credentials"]:
+    if options["--credentials"] or options["--dps"]:
         try:
             from microagent.replay_uplink import Uplink
             uplink = Uplink(options)

@@ -4,7 +4,7 @@ import sys
 
 from microagent.config import Config
 from microagent.hub import HubSession
-from microagent.mqtt import MQTTRefused, pem_to_der, run
+from microagent.mqtt import MQTTError, MQTTRefused, TLSError, pem_to_der, run
 from microagent.outbox import Outbox
 from microagent.sas import ConnectionString
 
@@ -24,9 +24,12 @@ class Uplink:
     than WAIT_MS (hub down), the outbox drops its oldest message and counts it."""
 
     def __init__(self, options):
-        cs = ConnectionString(_credentials(options["--credentials"]).strip())
         ca = _read(options["--ca"], "rb")
         ca_der = pem_to_der(ca) if b"-----BEGIN" in ca else ca
+        if options["--dps"]:
+            cs = _provisioned(options, ca_der)
+        else:
+            cs = ConnectionString(_credentials(options["--credentials"]).strip())
         outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))
         self.session = HubSession(cs, outbox, Config(), ca_der=ca_der,
                                   port=int(options["--port"]), log=_info)
@@ -54,6 +57,36 @@ class Uplink:
         self.session.close()
         return (delivered and not stats["dropped"] and not stats["unconfirmed"]
                 and not stats["too_large"])
+
+
+def _provisioned(options, ca_der):
+    """The ConnectionString of the DPS assignment: given (--dps-hub, --dps-device) or
+    registered now and reported on stderr as `info: dps-assignment {json}` for the caller's
+    cache. The DPS client is dropped afterwards: none of it stays in the agent's heap."""
+    from microagent import dps
+    try:
+        settings = dps.DpsSettings(_credentials(options["--dps"]))
+        if options["--dps-hub"] and options["--dps-device"]:
+            assigned = (options["--dps-hub"], options["--dps-device"])
+        else:
+            assigned = run(dps.provision(settings, ca_der))
+            _info("dps-assignment " + dps.cache_text(settings, assigned[0], assigned[1]))
+        cs = ConnectionString(dps.connection_string(settings, assigned[0], assigned[1]))
+    except (dps.DpsError, MQTTError, TLSError) as exc:
+        raise ValueError(str(exc))
+    finally:
+        _forget("microagent.dps")
+    return cs
+
+
+def _forget(name):
+    # Unloads a module imported for one job, so the collector can take it back.
+    sys.modules.pop(name, None)
+    package, _, attribute = name.rpartition(".")
+    try:
+        delattr(sys.modules[package], attribute)
+    except (AttributeError, KeyError, TypeError):
+        pass
 
 
 def _info(text):
