@@ -1,4 +1,5 @@
-"""The emulator's own CA (DIR/ca.pem) and a server certificate for 127.0.0.1 and localhost.
+"""The emulator's own CA (DIR/ca.pem) and a server certificate for 127.0.0.1, ::1 and localhost
+(::1 lets the hub and its DPS both take port 8883 on one machine, as Microsoft's SDK wants).
 
 Created once, on the first `serve`; later runs reuse them so clients keep trusting the same CA.
 RSA 2048 keys: every TLS stack the clients use (OpenSSL, mbedTLS in MicroPython) handles them.
@@ -68,6 +69,7 @@ def ensure(data_dir, hub_name):
     cert = _issue(_name(hub_name), key.public_key(), ca_name, ca_key, 825, [
         (x509.BasicConstraints(ca=False, path_length=None), True),
         (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                      x509.IPAddress(ipaddress.ip_address("::1")),
                                       x509.DNSName("localhost"), x509.DNSName(hub_name)]), False),
         (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)])
     _write_private(os.path.join(data_dir, CA_KEY), ca_key)

@@ -32,6 +32,9 @@ def add_commands(subparsers):
     serve.add_argument("--dps-port", type=int, metavar="N",
                        help="also serve the Device Provisioning Service (MQTT over TLS) on this port "
                             "(0: a free one)")
+    serve.add_argument("--dps-host", metavar="ADDRESS",
+                       help="address the DPS listens on (default: --host; ::1 lets the hub and the "
+                            "DPS both use port 8883)")
     serve.set_defaults(run=run_serve)
 
     group = subparsers.add_parser("add-enrollment-group",
@@ -87,7 +90,8 @@ def run_serve(args):
     try:
         asyncio.run(server.serve(args.data, args.host, args.port, args.plain_port, args.max_packet,
                                  announce=lambda line: print(line, flush=True),
-                                 route=route.start() if route else None, dps_port=args.dps_port))
+                                 route=route.start() if route else None, dps_port=args.dps_port,
+                                 dps_host=args.dps_host))
     except OSError as exc:
         raise UsageError("cannot listen on %s: %s" % (args.host, exc.strerror or exc)) from None
     return 0

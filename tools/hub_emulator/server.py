@@ -337,10 +337,11 @@ def write_state(data_dir, state):
 
 
 async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_packet=codec.DEFAULT_MAX_PACKET,
-                announce=print, route=None, dps_port=None):
+                announce=print, route=None, dps_port=None, dps_host=None):
     """Runs the hub until SIGTERM or SIGINT; calls ANNOUNCE with one line once it listens.
     ROUTE (a started route.KafkaRoute) hears of each stored message and is stopped at the end.
-    DPS_PORT: also serve the Device Provisioning Service (hub_emulator.dps) there, over TLS."""
+    DPS_PORT: also serve the Device Provisioning Service (hub_emulator.dps) there, over TLS, on
+    DPS_HOST (default HOST)."""
     hub = Hub(data_dir, max_packet)
     if route is not None:
         hub.on_stored = route.stored
@@ -353,7 +354,8 @@ async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_pack
     if dps_port is not None:
         from hub_emulator.dps import Dps
         dps = Dps(open_db(data_dir), hub.hub_name)
-        dps_server = await asyncio.start_server(lambda r, w: dps.handle(r, w, context), host, dps_port)
+        dps_server = await asyncio.start_server(lambda r, w: dps.handle(r, w, context), dps_host or host,
+                                                dps_port)
         servers.append(dps_server)
     ports = [server.sockets[0].getsockname()[1] for server in servers]
     state = {"hub_name": hub.hub_name, "host": host, "port": ports[0],
@@ -363,7 +365,7 @@ async def serve(data_dir, host="127.0.0.1", port=8883, plain_port=None, max_pack
     write_state(data_dir, state)
     plain = ", mqtt://%s:%d (plain)" % (host, ports[1]) if plain_port is not None else ""
     if dps_server:
-        plain += ", DPS mqtts://%s:%d (ID scope %s)" % (host, ports[-1], dps.scope)
+        plain += ", DPS mqtts://%s:%d (ID scope %s)" % (dps_host or host, ports[-1], dps.scope)
     announce("hub %s listening on mqtts://%s:%d (TLS, CA %s)%s; data in %s"
              % (hub.hub_name, host, ports[0], state["ca"], plain, os.path.abspath(data_dir)))
     stop = asyncio.Event()
