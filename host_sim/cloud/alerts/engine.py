@@ -15,7 +15,7 @@ DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
 STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
 MAX_NEW_ALERTS_PER_HOUR = 50   # per device; the rest of its hour is one alert per rule
-SUMMARISED = ("sweep", "process_burst")   # kinds whose alert is one burst's running summary
+SUMMARISED = ("sweep", "process_burst", "egress")   # kinds whose alert is one burst's running summary
 
 
 class Alert:
