@@ -1,19 +1,49 @@
-"""Running firmware code inside the real MicroPython unix port, from cross-compiled .mpy files."""
+"""Running firmware code inside the real MicroPython unix port, from cross-compiled .mpy files.
+
+The firmware sources are the installed `microagent` package's own files, wherever it was
+installed from (a checkout, a wheel, the .deb). Their .mpy bundle is compiled once per source
+hash and mpy-cross version: under build/mpy in a checkout, in the user's cache otherwise, never
+into the package itself.
+"""
+import functools
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE = os.path.join(REPO, "firmware")
-PACKAGE = os.path.join(FIRMWARE, "microagent")
-BUILD = os.path.join(REPO, "build", "mpy")
+PACKAGE = importlib.util.find_spec("microagent").submodule_search_locations[0]
+FIRMWARE = os.path.dirname(PACKAGE)  # what MicroPython puts on its path to import microagent
+
+
+def checkout():
+    """The source checkout the firmware is imported from, or None when running from an install."""
+    repo = os.path.dirname(FIRMWARE)
+    if os.path.basename(FIRMWARE) == "firmware" and os.path.isfile(os.path.join(repo, "pyproject.toml")):
+        return repo
+    return None
+
+
+def cache_directory():
+    """$XDG_CACHE_HOME/microagent, or ~/.cache/microagent: per user, outside the package."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "microagent")
+
+
+def _bundle_root():
+    repo = checkout()
+    return os.path.join(repo, "build", "mpy") if repo else os.path.join(cache_directory(), "mpy")
 
 
 def _tool(name):
-    candidate = os.path.join(os.path.dirname(sys.executable), name)
-    found = candidate if os.path.exists(candidate) else shutil.which(name)
+    # Beside the interpreter (a venv), in bin/ beside the packages (the .deb's /usr/lib/microagent),
+    # then on PATH.
+    for folder in (os.path.dirname(sys.executable), os.path.join(FIRMWARE, "bin")):
+        candidate = os.path.join(folder, name)
+        if os.path.exists(candidate):
+            return candidate
+    found = shutil.which(name)
     if not found:
         raise RuntimeError("`%s` is not installed: run `make setup`" % name)
     return found
@@ -21,6 +51,13 @@ def _tool(name):
 
 def micropython_binary():
     return _tool("micropython")
+
+
+@functools.lru_cache(maxsize=None)
+def mpy_cross_version():
+    """mpy-cross's own version line: .mpy files compiled by another version are rebuilt."""
+    proc = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
 
 
 def _sources():
@@ -36,12 +73,12 @@ def compiled_firmware():
     .mpy files load without compiling source on the heap, as frozen or deployed code does on a
     board, so heap figures measured with them are the ones a board would see.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(mpy_cross_version().encode() + b"\0")
     for path in _sources():
-        digest.update(path.encode())
+        digest.update(os.path.relpath(path, FIRMWARE).encode() + b"\0")
         with open(path, "rb") as f:
             digest.update(f.read())
-    target = os.path.join(BUILD, digest.hexdigest()[:16])
+    target = os.path.join(_bundle_root(), digest.hexdigest()[:16])
     if os.path.isdir(target):
         return target
     staging = target + ".tmp%d" % os.getpid()

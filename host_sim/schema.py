@@ -1,19 +1,18 @@
-"""Validation of messages against the project's JSON Schema (schema/message.schema.json)."""
+"""Validation of messages against the project's JSON Schema (schema/message.schema.json, shipped
+in the package as host_sim/data/message.schema.json)."""
+import importlib.resources
 import json
-import os
 
 import jsonschema
 
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "schema", "message.schema.json")
 _validator = None
 
 
 def validator():
     global _validator
     if _validator is None:
-        with open(SCHEMA_PATH) as f:
-            schema = json.load(f)
+        schema = json.loads(importlib.resources.files("host_sim").joinpath(
+            "data", "message.schema.json").read_text(encoding="utf-8"))
         jsonschema.Draft202012Validator.check_schema(schema)
         _validator = jsonschema.Draft202012Validator(schema)
     return _validator

@@ -8,6 +8,9 @@ host-only and never frozen: they are compiled to .mpy and loaded beside the froz
 top-level modules (trace is registered as microagent.trace, the name replay_main imports). On the
 emulated board they are read from the host through semihosting (hostfs, mounted at /host), and so
 is the trace; the messages come back over the console (UART0) through the raw REPL.
+
+Both are developer tools built from MicroPython's sources (MICROPY_SRC) by a checkout's
+tools/build_firmware.py: an installed microagent says so in one line.
 """
 import hashlib
 import importlib.util
@@ -17,11 +20,9 @@ import subprocess
 import time
 
 from host_sim.child import dies_with_parent
-from host_sim.runtime import child_environment
+from host_sim.cli import UsageError
+from host_sim.runtime import FIRMWARE, checkout, child_environment
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIRMWARE = os.path.join(REPO, "firmware")
-HOST_MODULES = os.path.join(REPO, "build", "mpy-replay")
 TARGETS = ("micropython32", "qemu-cortex-m3")
 # Replay's host-only modules, as the top-level names they get on a target.
 REPLAY_MODULES = (("microagent/replay_main.py", "replay_main"),
@@ -33,13 +34,23 @@ RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 EXIT_PREFIX = "microagent-exit: "
 
 
-class TargetError(Exception):
-    """The target cannot run: missing toolchain or image, a board that does not answer; one line."""
+class TargetError(UsageError):
+    """The target cannot run: missing toolchain or image, a board that does not answer, no
+    checkout to build it from; one line."""
+
+
+def _repo():
+    repo = checkout()
+    if repo is None:
+        raise TargetError("the 32-bit targets (%s) are built from MicroPython's sources in a "
+                          "checkout of microagent (make firmware): run this command from a checkout"
+                          % ", ".join(TARGETS))
+    return repo
 
 
 def _build_module():
     spec = importlib.util.spec_from_file_location(
-        "build_firmware", os.path.join(REPO, "tools", "build_firmware.py"))
+        "build_firmware", os.path.join(_repo(), "tools", "build_firmware.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,7 +104,7 @@ def replay_modules():
         digest.update(name.encode())
         with open(os.path.join(FIRMWARE, path), "rb") as f:
             digest.update(f.read())
-    target = os.path.join(HOST_MODULES, digest.hexdigest()[:16])
+    target = os.path.join(_repo(), "build", "mpy-replay", digest.hexdigest()[:16])
     if os.path.isdir(target):
         return target
     staging = target + ".tmp%d" % os.getpid()

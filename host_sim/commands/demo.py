@@ -4,6 +4,7 @@ Starts the local IoT Hub emulator, registers a device, replays a bundled sample 
 firmware engine inside the MicroPython unix port, sends the messages over TLS with a SAS token,
 and shows what the hub stored.
 """
+import importlib.resources
 import os
 import tempfile
 
@@ -12,8 +13,8 @@ from host_sim.commands.replay import SENDING_HEAP
 from host_sim.pretty import console, render_message
 from host_sim.replay import ReplayError, Uplink, replay_firmware
 
-SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), "tests", "fixtures", "traces", "quiet-device.jsonl")
+# tests/fixtures/traces/quiet-device.jsonl, shipped in the package.
+SAMPLE = str(importlib.resources.files("host_sim").joinpath("data", "quiet-device.jsonl"))
 
 
 def register(subparsers):
