@@ -11,6 +11,7 @@ import threading
 import time
 
 from bench.report import progress, table
+from host_sim.metering import blocks as metered_blocks
 from hub_emulator.process import HubProcess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +102,7 @@ def run():
                 payload = sum(len(b) for b in bodies)
                 rows.append(["%s engine (replay + TLS + PUBACK)" % engine, len(bodies),
                              len(bodies) / elapsed, payload, proxy.up, proxy.up / payload])
-                blocks = sum((len(b) + 4095) // 4096 for b in bodies)
+                blocks = sum(metered_blocks(len(b)) for b in bodies)
                 meter.append(["%s engine, windows of %d s" % (engine, WINDOW_S),
                               len(bodies) * per_day, blocks * per_day, raw * per_day,
                               raw / float(blocks)])

@@ -1,22 +1,21 @@
 """What a trace costs in IoT Hub meter units per device-day: messages in 4 KB blocks (0.5 KB on
 the Free tier) for the JSON and compact encodings, against one message per raw event, and how
-many such devices one hub unit carries (daily message quotas: reference/anchors.md)."""
+many such devices one hub unit carries (the meter: host_sim/metering.py)."""
 from microagent.decode import body_of_line
 from microagent.encode import COMPACT, JSON
 from microagent.trace import TraceError, parse_line, record_event, time_ms
 
 from host_sim.engine import build_host_engine
+from host_sim.metering import BLOCK, FREE_BLOCK, blocks, daily_quota
 from host_sim.replay import ReplayError, replay_host
 
-BLOCK = 4096
-FREE_BLOCK = 512
-# Messages (4 KB blocks) per unit per day.
-UNITS = (("Free", 8000), ("S1", 400000), ("S2", 6000000), ("S3", 300000000))
+# The hubs a device-day is set against: (name in the table, tier).
+UNITS = (("Free", "F1"), ("S1", "S1"), ("S2", "S2"), ("S3", "S3"))
 _AGENT = "00000000-0000-4000-8000-000000000000"
 
 
 def _blocks(sizes, block):
-    return sum((size + block - 1) // block for size in sizes)
+    return sum(blocks(size, block) for size in sizes)
 
 
 def _single_event_sizes(trace):
@@ -72,7 +71,7 @@ def measure(trace, window_ms, cache_size=None, max_message_size=BLOCK):
         for key in ("messages", "bytes", "blocks", "free_blocks"):
             row[key + "_per_day"] = row[key] * per_day
         row["saving"] = baseline["blocks"] / float(row["blocks"]) if row["blocks"] else None
-        for unit, quota in UNITS:
-            blocks = row["free_blocks_per_day"] if unit == "Free" else row["blocks_per_day"]
-            row["devices_per_" + unit] = int(quota // blocks) if blocks else None
+        for unit, tier in UNITS:
+            per_day = row["free_blocks_per_day"] if unit == "Free" else row["blocks_per_day"]
+            row["devices_per_" + unit] = int(daily_quota(tier) // per_day) if per_day else None
     return rows, per_day

@@ -11,9 +11,9 @@ from host_sim.cloud.alerts.hub_events import HubEvent
 from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 from host_sim.cloud.store.base import Batch
+from host_sim.metering import FREE_BLOCK, blocks
 
 HOUR = 3600
-BLOCK = 4096            # IoT Hub meters device-to-cloud messages in 4 KB blocks
 MAX_DEVICE_ID = 256     # IoT Hub's limit is 128; anything longer is not a device of a hub
 MAX_COUNT = 1 << 32     # a device's claimed hit or drop count, bounded before it is summed
 
@@ -88,7 +88,7 @@ class Ingest:
         self.touched = set()        # devices to write at the next commit
         self.new_tags = {}
         self.changed = {}           # alert identity -> Alert
-        self.hourly = {}            # (device, hour) -> [messages, blocks, events, dropped]
+        self.hourly = {}            # (device, hour) -> [messages, blocks, events, dropped, free blocks]
         self.next = {}              # (source, partition) -> next offset to feed
         self.stored_next = {}       # (source, partition) -> next offset as the store holds it
         self.restored = set()       # identities of the alerts loaded with their devices' states
@@ -168,11 +168,12 @@ class Ingest:
         hour = int(message_time(message, stored.arrival) // HOUR) * HOUR
         counts = self.hourly.get((device, hour))
         if counts is None:
-            counts = self.hourly[(device, hour)] = [0, 0, 0, 0]
+            counts = self.hourly[(device, hour)] = [0, 0, 0, 0, 0]
         counts[0] += 1
-        counts[1] += max(1, -(-len(stored.body) // BLOCK))
+        counts[1] += blocks(len(stored.body))
         counts[2] += events
         counts[3] += dropped
+        counts[4] += blocks(len(stored.body), FREE_BLOCK)
         for alert in changed:
             self.changed[(alert.device, alert.rule, alert.key)] = alert
         return changed

@@ -35,8 +35,8 @@ def _fleet():
     for i, device in enumerate(names):
         batch.devices.append((device, "hub", i % 4, START + 3600 + i, START + 3601 + i, 2, 0,
                               None))
-        batch.hourly.append((device, int(START), 1, 1, 10, 0))
-        batch.hourly.append((device, int(START) + 3600, 1, 2, 5, i % 3))
+        batch.hourly.append((device, int(START), 1, 1, 10, 0, 3))
+        batch.hourly.append((device, int(START) + 3600, 1, 2, 5, i % 3, 9))
         batch.tags[device] = ["even" if i % 2 == 0 else "odd"] + (["lab"] if i % 100 == 0 else [])
         for n, (rule, severity) in enumerate(RULES.items()):
             if i % (50 * (n + 1)) == 0 or device == HOSTILE:

@@ -114,7 +114,7 @@ def test_hostile_text_is_stored_on_both_backends(store_dsn):
         batch = Batch()
         batch.alerts.append(alert)
         batch.devices.append((device, "hub", 0, 2.0, 3.0, 1, 0, None))
-        batch.hourly.append((device, 0, 1, 1, 5, 0))
+        batch.hourly.append((device, 0, 1, 1, 5, 0, 1))
         batch.tags[device] = ["a\x00b"]
         store.write(batch)
         [row] = store.alerts()

@@ -4,22 +4,15 @@ connections, logins, baseline failures, SBoM, system information) and its alerts
 import collections
 import threading
 
+from host_sim.metering import FREE_BLOCK, blocks as metered_blocks
+
 from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
 from host_sim.cloud.alerts.run import Evaluation
 
-BLOCK = 4096
 HOUR = 3600
 MAX_ROWS = 5000       # distinct processes / connections kept per device
 MAX_LOGINS = 200      # newest logins kept per device
-
-# IoT Hub tiers: messages (4 KB blocks) per unit per day
-TIERS = {"F1": 8000, "B1": 400000, "S1": 400000, "B2": 6000000, "S2": 6000000,
-         "B3": 300000000, "S3": 300000000}
-
-
-def blocks_of(size):
-    return max(1, -(-size // BLOCK))
 
 
 class DeviceView:
@@ -27,6 +20,7 @@ class DeviceView:
         self.device = device
         self.messages = 0
         self.blocks = 0
+        self.free_blocks = 0           # in the Free tier's 0.5 KB blocks
         self.bytes = 0
         self.skipped = 0
         self.first_time = None
@@ -56,8 +50,9 @@ class DeviceView:
     def add(self, message, size, arrival):
         t = message_time(message, arrival)
         self.messages += 1
-        blocks = blocks_of(size)
+        blocks = metered_blocks(size)
         self.blocks += blocks
+        self.free_blocks += metered_blocks(size, FREE_BLOCK)
         self.bytes += size
         if self.last_time is not None and t > self.last_time:
             gap = t - self.last_time

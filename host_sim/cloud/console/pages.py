@@ -4,7 +4,7 @@ import html
 from host_sim.cloud.alerts.incidents import correlate
 from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.console.charts import bar_chart, quota_bar
-from host_sim.cloud.console.model import TIERS
+from host_sim.metering import FREE_TIERS, TIERS, block_size, daily_quota
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
@@ -111,10 +111,12 @@ def quote(text):
 
 
 def fleet_page(model, tier, units):
-    quota = TIERS[tier] * units
+    quota = daily_quota(tier, units)
+    free = tier in FREE_TIERS          # the tier's own block size (host_sim/metering.py)
+    unit = "%g KB blocks" % (block_size(tier) / 1024.0)
     devices = sorted(model.devices.values(), key=lambda v: v.device)
     alerts = model.alerts()
-    total_blocks_day = sum(v.blocks / v.days for v in devices)
+    total_blocks_day = sum((v.free_blocks if free else v.blocks) / v.days for v in devices)
     hourly = {}
     for view in devices:
         for t, (messages, blocks, events) in view.hourly.items():
@@ -133,11 +135,12 @@ def fleet_page(model, tier, units):
                 '<button>apply</button></form>' % (tier_options, units))
     body.append('<div class="cards"><div class="card"><b>%d</b>devices</div>'
                 '<div class="card"><b>%s</b>messages</div>'
-                '<div class="card"><b>%s</b>4 KB blocks per day (%s)</div>'
+                '<div class="card"><b>%s</b>%s per day (%s)</div>'
                 '<div class="card"><b>%s</b>of the %s &times; %d quota (%s/day)<br>%s</div>'
                 '<div class="card"><b>%d</b>alerts (%s)</div></div>'
                 % (len(devices), number(sum(v.messages for v in devices)),
-                   number(round(total_blocks_day)), "all devices, at the rate each device has sent",
+                   number(round(total_blocks_day)), unit,
+                   "all devices, at the rate each device has sent",
                    "%.2f%%" % (100.0 * total_blocks_day / quota), esc(tier), units, number(quota),
                    quota_bar(total_blocks_day, quota), len(alerts),
                    ", ".join("%d %s" % (n, s) for s, n in sorted(by_severity.items())) or "none"))
@@ -147,7 +150,7 @@ def fleet_page(model, tier, units):
                           color="#8e5ea2"))
     rows = []
     for v in devices:
-        per_day = v.blocks / v.days
+        per_day = (v.free_blocks if free else v.blocks) / v.days
         device_alerts = [a for a in alerts if a.device == v.device]
         rows.append(['<a href="/device?id=%s">%s</a>%s' % (
                          esc(quote(v.device)), esc(v.device),
@@ -161,7 +164,7 @@ def fleet_page(model, tier, units):
                          if any(a.severity == "High" for a in device_alerts) else "")])
     body.append("<h2>Devices</h2>")
     body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",
-                       "4 KB blocks/day", "of quota", "dropped events", "alerts"], rows,
+                       unit + "/day", "of quota", "dropped events", "alerts"], rows,
                       numeric=(3, 4, 5, 6), row_id="devices"))
     body.append(recommendations_section(model.recommendations(), True))
     headers, rows = alert_rows([a.as_dict() for a in alerts[-200:][::-1]], True)

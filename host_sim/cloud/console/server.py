@@ -4,7 +4,7 @@ import http.server
 import urllib.parse
 
 from host_sim.cloud.console import pages
-from host_sim.cloud.console.model import TIERS
+from host_sim.metering import TIERS
 
 
 class ConsoleServer(http.server.ThreadingHTTPServer):

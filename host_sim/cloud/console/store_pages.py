@@ -6,7 +6,7 @@ import urllib.parse
 from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.alerts.rules import SEVERITIES
 from host_sim.cloud.console.charts import bar_chart, quota_bar
-from host_sim.cloud.console.model import TIERS
+from host_sim.metering import FREE_TIERS, TIERS, block_size, daily_quota
 from host_sim.cloud.console.pages import (alert_rows, esc, incidents_section, number, page,
                                           quote, table, when)
 
@@ -36,12 +36,14 @@ def _select(name, options, chosen, blank="any"):
 
 
 def fleet_page(store, tier, units, tag=None, after=None):
-    quota = TIERS[tier] * units
+    quota = daily_quota(tier, units)
+    metered = "free_blocks" if tier in FREE_TIERS else "blocks"   # the tier's own block size
+    unit = "%g KB blocks" % (block_size(tier) / 1024.0)
     summary = store.fleet_summary()
     rows = store.devices_page(after=after, tag=tag or None, limit=PAGE_SIZE + 1)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    blocks_day = _per_day(summary["blocks"], summary["hours"])
+    blocks_day = _per_day(summary[metered], summary["hours"])
     tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t)
                            for t in TIERS)
     body = [incidents_section(store.incidents(limit=51), limit=50) if after is None else ""]
@@ -52,11 +54,11 @@ def fleet_page(store, tier, units, tag=None, after=None):
     severities = summary["alerts"]
     body.append('<div class="cards"><div class="card"><b>%s</b>devices</div>'
                 '<div class="card"><b>%s</b>messages</div>'
-                '<div class="card"><b>%s</b>4 KB blocks per day (the fleet, over the hours it '
+                '<div class="card"><b>%s</b>%s per day (the fleet, over the hours it '
                 'sent)</div><div class="card"><b>%s</b>of the %s &times; %d quota (%s/day)<br>%s'
                 '</div><div class="card"><b>%s</b><a href="/alerts">alerts</a> (%s)</div></div>'
                 % (number(summary["devices"]), number(summary["messages"]),
-                   number(round(blocks_day)), "%.2f%%" % (100.0 * blocks_day / quota), esc(tier),
+                   number(round(blocks_day)), unit, "%.2f%%" % (100.0 * blocks_day / quota), esc(tier),
                    units, number(quota), quota_bar(blocks_day, quota),
                    number(sum(severities.values())),
                    esc(", ".join("%d %s" % (n, s) for s, n in sorted(severities.items())))
@@ -69,7 +71,7 @@ def fleet_page(store, tier, units, tag=None, after=None):
                               color="#8e5ea2"))
     cells = []
     for d in rows:
-        blocks = _per_day(d["blocks"], d["hours"])
+        blocks = _per_day(d[metered], d["hours"])
         high = d["alerts"].get("High", 0)
         cells.append(['<a href="/device?id=%s">%s</a>%s' % (
                           esc(quote(d["device"])), esc(d["device"]),
@@ -81,7 +83,7 @@ def fleet_page(store, tier, units, tag=None, after=None):
                       number(sum(d["alerts"].values())) + (" (%d High)" % high if high else "")])
     body.append("<h2>Devices%s</h2>" % (" tagged %s" % esc(tag) if tag else ""))
     body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",
-                       "4 KB blocks/day", "of quota", "dropped events", "alerts"], cells,
+                       unit + "/day", "of quota", "dropped events", "alerts"], cells,
                       numeric=(3, 4, 5, 6), row_id="devices"))
     if more:
         body.append('<p><a id="next" href="%s">next %d devices &raquo;</a></p>' % (

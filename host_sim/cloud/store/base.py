@@ -55,7 +55,7 @@ class Batch:
         self.devices = []     # (device, source, partition, last_time, last_arrival, messages, skipped, state JSON)
         self.tags = {}        # device -> [tags] (replaces the device's tags)
         self.alerts = []      # Alert objects
-        self.hourly = []      # (device, hour, messages, blocks, events, dropped) to add
+        self.hourly = []      # (device, hour, messages, blocks, events, dropped, free blocks) to add
         self.positions = []   # (source, partition, expected next offset or None, new next offset)
         self.incidents = {}   # device -> [incident dicts] (replaces the device's incidents)
         self.memberships = {}  # alert id -> incident id or None, for the devices above
@@ -205,10 +205,11 @@ class Store:
                                    in sorted(batch.memberships.items())])
             if batch.hourly:
                 self._executemany(
-                    "INSERT INTO hourly (device, hour, messages, blocks, events, dropped)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device, hour) DO UPDATE SET"
-                    " messages = hourly.messages + excluded.messages,"
+                    "INSERT INTO hourly (device, hour, messages, blocks, events, dropped,"
+                    " free_blocks) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, hour) DO"
+                    " UPDATE SET messages = hourly.messages + excluded.messages,"
                     " blocks = hourly.blocks + excluded.blocks,"
+                    " free_blocks = hourly.free_blocks + excluded.free_blocks,"
                     " events = hourly.events + excluded.events,"
                     " dropped = hourly.dropped + excluded.dropped",
                     [(clean_text(h[0]),) + tuple(h[1:]) for h in batch.hourly])
@@ -304,23 +305,26 @@ class Store:
             names = [d["device"] for d in devices]
             marks = ", ".join("?" * len(names))
             totals = {r[0]: r[1:] for r in self._execute(
-                "SELECT device, SUM(messages), SUM(blocks), SUM(dropped), MIN(hour), MAX(hour)"
-                " FROM hourly WHERE device IN (%s) GROUP BY device" % marks, names)}
+                "SELECT device, SUM(messages), SUM(blocks), SUM(dropped), MIN(hour), MAX(hour),"
+                " SUM(free_blocks) FROM hourly WHERE device IN (%s) GROUP BY device" % marks,
+                names)}
             alerts = {}
             for name, severity, n in self._execute(
                     "SELECT device, severity, COUNT(*) FROM alerts WHERE device IN (%s)"
                     " GROUP BY device, severity" % marks, names):
                 alerts.setdefault(name, {})[severity] = n
         for d in devices:
-            messages, blocks, dropped, first_hour, last_hour = totals.get(d["device"],
-                                                                         (0, 0, 0, None, None))
-            d.update(blocks=int(blocks or 0), dropped=int(dropped or 0),
+            messages, blocks, dropped, first_hour, last_hour, free_blocks = totals.get(
+                d["device"], (0, 0, 0, None, None, 0))
+            d.update(blocks=int(blocks or 0), free_blocks=int(free_blocks or 0),
+                     dropped=int(dropped or 0),
                      hours=(last_hour - first_hour) // 3600 + 1 if first_hour is not None else 0,
                      alerts=alerts.get(d["device"], {}))
         return devices
 
     def hourly(self, device=None, since_hour=None):
-        """[(hour, messages, blocks, events, dropped)] of DEVICE (None: the fleet's sums)."""
+        """[(hour, messages, blocks, events, dropped, free blocks)] of DEVICE (None: the
+        fleet's sums)."""
         where, params = [], []
         if device is not None:
             where.append("device = ?")
@@ -328,7 +332,8 @@ class Store:
         if since_hour is not None:
             where.append("hour >= ?")
             params.append(since_hour)
-        sql = ("SELECT hour, SUM(messages), SUM(blocks), SUM(events), SUM(dropped) FROM hourly"
+        sql = ("SELECT hour, SUM(messages), SUM(blocks), SUM(events), SUM(dropped),"
+               " SUM(free_blocks) FROM hourly"
                + (" WHERE " + " AND ".join(where) if where else "")
                + " GROUP BY hour ORDER BY hour")
         with self._guard("read"):
@@ -339,11 +344,13 @@ class Store:
         hour, and alerts per severity."""
         with self._guard("read"):
             devices = self._execute("SELECT COUNT(*) FROM devices").fetchone()[0]
-            messages, blocks, first_hour, last_hour = self._execute(
-                "SELECT SUM(messages), SUM(blocks), MIN(hour), MAX(hour) FROM hourly").fetchone()
+            messages, blocks, first_hour, last_hour, free_blocks = self._execute(
+                "SELECT SUM(messages), SUM(blocks), MIN(hour), MAX(hour), SUM(free_blocks)"
+                " FROM hourly").fetchone()
             severities = dict(self._execute(
                 "SELECT severity, COUNT(*) FROM alerts GROUP BY severity").fetchall())
         return {"devices": devices, "messages": int(messages or 0), "blocks": int(blocks or 0),
+                "free_blocks": int(free_blocks or 0),
                 "hours": (last_hour - first_hour) // 3600 + 1 if first_hour is not None else 0,
                 "last_hour": last_hour, "alerts": severities}
 

@@ -40,6 +40,10 @@ MIGRATIONS = {
         "CREATE INDEX alerts_by_severity ON alerts (severity, first_time, id)",
         "CREATE INDEX alerts_by_rule ON alerts (rule, first_time, id)",
     ],
+    4: [  # the Free tier meters in 0.5 KB blocks (host_sim/metering.py); hours stored before
+          # this version count 0 of them
+        "ALTER TABLE hourly ADD COLUMN free_blocks {bigint} NOT NULL DEFAULT 0",
+    ],
 }
 
 LATEST = max(MIGRATIONS)
