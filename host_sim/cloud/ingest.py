@@ -6,6 +6,7 @@ commit is resumed from the positions, with the states those positions go with.""
 import fnmatch
 import json
 
+from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.hub_events import HubEvent
 from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
@@ -154,6 +155,8 @@ class Ingest:
         try:
             message = read_message(stored.body, stored.properties)
             changed = self.engine.feed(device, stored.properties, message, stored.arrival)
+            recommend.observe(self.engine.devices[device], message, len(stored.body),
+                              message_time(message, stored.arrival))
         except (UnreadableMessage, TypeError) as exc:
             # TypeError: a field value the rules cannot key on (a list where a text is expected)
             self.skipped += 1
@@ -236,6 +239,13 @@ class Ingest:
         batch.tags = dict(self.new_tags)
         batch.alerts = list(self.changed.values())
         self._incidents_into(batch)
+        for device in self.touched:
+            state = self.engine.devices.get(device)
+            if state is not None:
+                batch.recommendations[device] = [
+                    dict(r.as_dict(), first_time=r.first if r.first is not None else state.last_time,
+                         last_time=r.last if r.last is not None else state.last_time)
+                    for r in recommend.for_device(device, state)]
         batch.hourly = [(device, hour) + tuple(counts)
                         for (device, hour), counts in sorted(self.hourly.items())]
         for where, offset in sorted(self.next.items()):

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import threading
+import types
 
 from host_sim.cloud.alerts.incidents import alert_id, correlate, incident_of
 from host_sim.cloud.alerts.hub_events import HubEvent
@@ -183,6 +184,10 @@ def _print_store(args):
     try:
         rows = store.alerts(severity=args.severity, rule=args.rule, device=args.device,
                             since=since, until=until)
+        # recommendations are the devices' state now, not events: a time window leaves them out
+        advice = [] if since is not None or until is not None else [
+            r for r in store.recommendations(device=args.device)
+            if args.severity in (None, r["severity"]) and args.rule in (None, r["rule"])]
     except StoreError as exc:
         raise UsageError(str(exc))
     finally:
@@ -191,12 +196,19 @@ def _print_store(args):
     for row in rows:
         row["first"], row["last"] = format_time(row["first"]), format_time(row["last"])
     if args.json:
-        for row in rows:
+        for row in rows + advice:
+            row.pop("first_time", None)
+            row.pop("last_time", None)
             print(json.dumps(row), flush=True)
     else:
         for line in _table(rows):
             print(line)
-        print("%d alert%s in the store" % (len(rows), "" if len(rows) == 1 else "s"))
+        if advice:
+            print()
+            for line in _recommendation_table([types.SimpleNamespace(**r) for r in advice]):
+                print(line)
+        print("%d alert%s and %d recommendation%s in the store" % (
+            len(rows), "" if len(rows) == 1 else "s", len(advice), "" if len(advice) == 1 else "s"))
     return 0
 
 

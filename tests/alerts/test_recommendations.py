@@ -215,3 +215,20 @@ def test_following_reports_a_recommendation_when_it_changes(advised_hub):
     finally:
         follower.terminate()
         follower.wait(30)
+
+
+def test_the_store_holds_what_the_messages_recommend(advised_hub, tmp_path):
+    """Ingested into the cloud store, a device's own recommendations (open ports, baseline,
+    unutilized messages) are stored and listed as `alerts --data` gives them."""
+    hub, _, _ = advised_hub
+    in_memory = [r for r in recommendations(hub)
+                 if r["rule"] in ("open-ports", "os-baseline-failed", "unutilized-messages")]
+    store = str(tmp_path / "cloud.db")
+    for args in (["--data", hub.data_dir, "--store", store], ["--store", store, "--json"]):
+        done = subprocess.run([MICROAGENT, "alerts"] + args, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    stored = [json.loads(line) for line in done.stdout.splitlines()]
+    stored = [r for r in stored if r["kind"] == "recommendation"]
+    assert in_memory and sorted((r["device"], r["rule"], r["title"]) for r in stored) == sorted(
+        (r["device"], r["rule"], r["title"]) for r in in_memory)

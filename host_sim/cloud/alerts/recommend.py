@@ -118,11 +118,7 @@ def compute(engine, facts=None):
     by device then id."""
     found = []
     for device, state in engine.devices.items():
-        data = state.detect.get("recommend")
-        if data is not None:
-            found += _open_ports(device, data)
-            found += _baseline_failed(device, data)
-            found += _unutilized(device, data)
+        found += for_device(device, state)
     facts = facts or {}
     for group in facts.get("shared_keys", []):
         for device in group:
@@ -138,6 +134,14 @@ def compute(engine, facts=None):
     for device, reported in sorted(facts.get("reported", {}).items()):
         found += _settings(device, reported)
     return sorted(found, key=lambda r: (r.device, r.rule, r.key))
+
+
+def for_device(device, state):
+    """The recommendations of one device's own messages (its engine state, _Device)."""
+    data = state.detect.get("recommend")
+    if data is None:
+        return []
+    return _open_ports(device, data) + _baseline_failed(device, data) + _unutilized(device, data)
 
 
 def _open_ports(device, data):

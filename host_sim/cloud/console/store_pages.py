@@ -1,6 +1,7 @@
 """The console's pages over the cloud store: the fleet (a page of devices at a time), the
 alerts with their filters, and one device. Each page asks the store for what it shows and no
 more (keyset paging, 100 rows); everything from a device is escaped."""
+import types
 import urllib.parse
 
 from host_sim.cloud.alerts.messages import format_time
@@ -8,9 +9,10 @@ from host_sim.cloud.alerts.rules import SEVERITIES
 from host_sim.cloud.console.charts import bar_chart, quota_bar
 from host_sim.metering import FREE_TIERS, TIERS, block_size, daily_quota
 from host_sim.cloud.console.pages import (alert_rows, esc, incidents_section, number, page,
-                                          quote, table, when)
+                                          quote, recommendations_section, table, when)
 
 PAGE_SIZE = 100
+RECOMMENDATIONS_SHOWN = 200   # the fleet page's first ones; `alerts --store` lists them all
 CHART_HOURS = 168
 
 
@@ -88,6 +90,9 @@ def fleet_page(store, tier, units, tag=None, after=None):
     if more:
         body.append('<p><a id="next" href="%s">next %d devices &raquo;</a></p>' % (
             _link("/", tier=tier, units=units, tag=tag, after=rows[-1]["device"]), PAGE_SIZE))
+    if after is None:
+        advice = store.recommendations(limit=RECOMMENDATIONS_SHOWN)
+        body.append(recommendations_section([types.SimpleNamespace(**r) for r in advice], True))
     recent = store.alerts(limit=20)
     headers, cells = alert_rows([_as_shown(a) for a in recent], True)
     body.append('<h2>Newest alerts (<a href="/alerts">all, with filters</a>)</h2>'

@@ -59,10 +59,11 @@ class Batch:
         self.positions = []   # (source, partition, expected next offset or None, new next offset)
         self.incidents = {}   # device -> [incident dicts] (replaces the device's incidents)
         self.memberships = {}  # alert id -> incident id or None, for the devices above
+        self.recommendations = {}  # device -> [recommendation dicts] (replaces the device's)
 
     def __bool__(self):
         return bool(self.devices or self.tags or self.alerts or self.hourly or self.positions
-                    or self.incidents)
+                    or self.incidents or self.recommendations)
 
 
 class Store:
@@ -199,6 +200,16 @@ class Store:
                     [(i["incident"], clean_text(device), i["severity"], i["first_time"],
                       i["last_time"], clean_text(i["title"]), json.dumps(i, default=repr))
                      for i in incidents])
+            for device, items in batch.recommendations.items():
+                self._execute("DELETE FROM recommendations WHERE device = ?", (clean_text(device),))
+                self._executemany(
+                    "INSERT INTO recommendations (id, device, severity, first_time, last_time,"
+                    " title, data) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " severity = excluded.severity, first_time = excluded.first_time,"
+                    " last_time = excluded.last_time, title = excluded.title, data = excluded.data",
+                    [(alert_id(device, r["rule"], r["key"]), clean_text(device), r["severity"],
+                      r["first_time"] or 0.0, r["last_time"] or 0.0, clean_text(r["title"]),
+                      json.dumps(r, default=repr)) for r in items])
             if batch.memberships:
                 self._executemany("UPDATE alerts SET incident = ? WHERE id = ?",
                                   [(incident, ident) for ident, incident
@@ -367,6 +378,21 @@ class Store:
         sql = ("SELECT data FROM incidents" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY CASE severity WHEN 'High' THEN 0 WHEN 'Medium' THEN 1 ELSE 2 END,"
                " last_time DESC, id")
+        if limit is not None:
+            sql += " LIMIT %d" % int(limit)
+        with self._guard("read"):
+            rows = self._execute(sql, params).fetchall()
+        return [json.loads(data) for (data,) in rows]
+
+    def recommendations(self, device=None, limit=None):
+        """Recommendation records (dicts with "kind": "recommendation"), by device then rule;
+        DEVICE is a glob."""
+        where, params = [], []
+        if device:
+            where.append("device LIKE ? ESCAPE '\\'")
+            params.append(glob_to_like(clean_text(device)))
+        sql = ("SELECT data FROM recommendations"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY device, id")
         if limit is not None:
             sql += " LIMIT %d" % int(limit)
         with self._guard("read"):
