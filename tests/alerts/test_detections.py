@@ -12,7 +12,9 @@ from attack_corpus import ATTACKS, BENIGN, argv_forms, entries
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.messages import format_time, read_message
 from host_sim.cloud.alerts.rules import RulesError, load_rules
-from host_sim.replay import replay_firmware
+from host_sim.replay import replay_firmware, replay_host
+from microagent.decode import body_of_line
+from microagent.encode import COMPACT, JSON
 from host_sim import tracegen
 
 RULES = load_rules()
@@ -232,25 +234,24 @@ def _corpus_trace(path):
     return expected
 
 
-def _bodies_of(engine, trace):
-    bodies = []
+def _bodies_of(engine, encoding, trace):
+    lines = []
     if engine == "host":
-        from host_sim.replay import replay_host
-        replay_host(str(trace), 60000, 256, bodies.append, lambda line: None)
+        replay_host(str(trace), 60000, 256, lines.append, lambda line: None, encoding=encoding)
     else:
-        assert replay_firmware(str(trace), 60000, 256, bodies.append, lambda line: None,
-                               runtime="micropython", heap="1M") == 0
-    return bodies
+        assert replay_firmware(str(trace), 60000, 256, lines.append, lambda line: None,
+                               runtime="micropython", heap="1M", encoding=encoding) == 0
+    return [body_of_line(line if isinstance(line, str) else line.decode()) for line in lines]
 
 
-@pytest.mark.parametrize("engine", ["host", "firmware"])
-def test_the_corpus_through_each_engine_is_caught_line_by_line(engine, tmp_path):
+@pytest.mark.parametrize("engine,encoding", [("host", JSON), ("host", COMPACT),
+                                             ("firmware", JSON), ("firmware", COMPACT)])
+def test_the_corpus_through_each_engine_is_caught_line_by_line(engine, encoding, tmp_path):
     trace = tmp_path / "corpus.jsonl"
     expected = _corpus_trace(trace)
     engine_alerts = AlertEngine(RULES)
-    for body in _bodies_of(engine, trace):
-        text = body if isinstance(body, str) else body.decode()
-        engine_alerts.feed("victim", {}, read_message(text.encode(), {}), 0.0)
+    for body in _bodies_of(engine, encoding, trace):
+        engine_alerts.feed("victim", {}, read_message(body, {}), 0.0)
     caught = {(a.rule, e.get("commandline")) for a in engine_alerts.alerts.values()
               for e in a.evidence}
     missed = [(rule, form) for rule, form in expected if (rule, form) not in caught]
