@@ -89,13 +89,13 @@ def _get(url, status=200):
 
 def _pages(data_dir, device_id):
     from host_sim.cloud.console.model import FleetModel
-    from host_sim.cloud.console.server import ConsoleServer
+    from host_sim.cloud.console.server import ConsoleServer, HubSite
     store = HubStore(data_dir)
     model = FleetModel(store, load_rules())
     started, cpu = time.perf_counter(), time.process_time()
     model.refresh()
     startup = time.perf_counter() - started, time.process_time() - cpu
-    server = ConsoleServer(("127.0.0.1", 0), model)
+    server = ConsoleServer(("127.0.0.1", 0), HubSite(model))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = "http://127.0.0.1:%d/" % server.server_address[1]
