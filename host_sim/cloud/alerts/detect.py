@@ -426,6 +426,26 @@ def made_executable(command):
     return args[1:]
 
 
+def _download_steps(commands, downloaders, item):
+    """What a line does with files, in order: ("use", name, how) for a file made executable or
+    run, ("fetch", name, path) for a file a downloader writes."""
+    steps = []
+    for command in commands:
+        used = [(p, "made executable") for p in made_executable(command)]
+        used.append((_exec_path(command, item), "run"))
+        script = _positional(command)
+        if command.program in INTERPRETERS and script:
+            used.append((script, "run"))
+        for path, how in used:
+            name = posixpath.basename(normalize_path(path or ""))
+            if name:
+                steps.append(("use", name, how))
+        for target in download_targets(command, downloaders):
+            path = normalize_path(target)
+            steps.append(("fetch", posixpath.basename(path), path[:256]))
+    return steps
+
+
 # ---- helpers for the other stateful kinds --------------------------------------------------
 
 def load_threat_list(path):
@@ -605,7 +625,9 @@ class Detector:
             bursts = [(rule, command) for rule, command in
                       ((rule, matcher(commands, item, ctx)) for rule, matcher in self.burst_rules)
                       if command is not None]
-            verdict = (commands, matched, bursts)
+            steps = [_download_steps(commands, downloaders, item)
+                     for _, downloaders in self.download_rules]
+            verdict = (commands, matched, bursts, steps)
             if key is not None:
                 if len(self._verdicts) >= VERDICT_CACHE:
                     self._verdicts.clear()
@@ -613,49 +635,43 @@ class Detector:
         return verdict
 
     def _process(self, state, item, t, out):
-        commands, matched, bursts = self._verdict(item, state.get("parents", {}))
+        commands, matched, bursts, steps = self._verdict(item, state.get("parents", {}))
         for rule, command in matched:
             evidence = evidence_of(item, command)
             out.append((rule, str(item.get("commandline"))[:512], t, evidence, evidence))
         for rule, command in bursts:
             self._process_burst(state, rule, item, command, t, out)
-        for rule, downloaders in self.download_rules:
-            self._download_run(state, rule, downloaders, item, commands, t, out)
+        for (rule, _), rule_steps in zip(self.download_rules, steps):
+            self._download_run(state, rule, item, rule_steps, t, out)
         remember_parent(state, item, commands)
 
-    def _download_run(self, state, rule, downloaders, item, commands, t, out):
+    def _download_run(self, state, rule, item, steps, t, out):
         """A file fetched, then made executable or run, by the same user or the same parent,
-        within within_s; in one line or across events."""
+        within within_s; in one line or across events. STEPS: the line's uses and fetches, in
+        order (_download_steps)."""
+        downloads = state.get("downloads", {}).get(rule["id"])
+        if not steps or (not downloads and all(step[0] == "use" for step in steps)):
+            return      # the common case: nothing fetched lately, nothing fetched now
         downloads = state.setdefault("downloads", {}).setdefault(rule["id"], [])
         within = rule["within_s"]
         downloads[:] = [d for d in downloads if t - d[3] <= within]
         who = (item.get("user_id"), item.get("parent_process_id"))
-        for command in commands:
-            used = [(p, "made executable") for p in made_executable(command)]
-            used.append((_exec_path(command, item), "run"))
-            script = _positional(command)
-            if command.program in INTERPRETERS and script:
-                used.append((script, "run"))
-            for path, how in used:
-                name = posixpath.basename(normalize_path(path or ""))
-                if not name:
+        for step, name, detail in steps:
+            if step == "fetch":
+                downloads.append([name, detail, str(item.get("commandline"))[:256], t, who[0],
+                                  who[1]])
+                del downloads[:-MAX_DOWNLOADS]
+                continue
+            for fetched_name, fetched_path, fetched_by, fetched_t, user, parent in downloads:
+                if fetched_name != name or (user != who[0] and parent != who[1]):
                     continue
-                for fetched_name, fetched_path, fetched_by, fetched_t, user, parent in downloads:
-                    if fetched_name != name or (user != who[0] and parent != who[1]):
-                        continue
-                    evidence = {"downloaded": fetched_path, "by": fetched_by,
-                                "downloaded_at": fetched_t, "then": how,
-                                "commandline": str(item.get("commandline"))[:512],
-                                "user_id": item.get("user_id"),
-                                "user_name": item.get("user_name")}
-                    out.append((rule, fetched_path[:256], t, evidence,
-                                dict(evidence, file=fetched_path)))
-                    break
-            for target in download_targets(command, downloaders):
-                path = normalize_path(target)
-                downloads.append([posixpath.basename(path), path[:256],
-                                  str(item.get("commandline"))[:256], t, who[0], who[1]])
-            del downloads[:-MAX_DOWNLOADS]
+                evidence = {"downloaded": fetched_path, "by": fetched_by,
+                            "downloaded_at": fetched_t, "then": detail,
+                            "commandline": str(item.get("commandline"))[:512],
+                            "user_id": item.get("user_id"), "user_name": item.get("user_name")}
+                out.append((rule, fetched_path[:256], t, evidence,
+                            dict(evidence, file=fetched_path)))
+                break
 
     def _process_burst(self, state, rule, item, command, t, out):
         """COUNT distinct matching commands of one user within within_s: one alert per burst."""
