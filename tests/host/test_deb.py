@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import throwaway_root
+from message_rows import without_ids
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CAPS = "+audit_control,+audit_read,+net_raw,+dac_read_search"
@@ -46,6 +47,11 @@ echo "== run as microagent"
 in_root $AS_USER $RUN 2>"$T/run-user.err" | in_root python3 -c "$NAMES"
 cat "$T/run-user.err"
 kill $EXECS
+SAMPLE=/usr/lib/microagent/host_sim/data/quiet-device.jsonl
+echo "== replay from another folder"
+in_root sh -c "cd /var/tmp && exec microagent replay $SAMPLE --window 600"
+echo "== crosscheck from another folder"
+in_root sh -c "cd /var/tmp && exec microagent crosscheck $SAMPLE --window 600" | tail -n 1
 echo "== upgrade"
 printf '{\n  "Process_Mode": "Netlink"\n}\n' > "$R/etc/microagent/microagent.json"
 in_root dpkg -i /pkg/v2.deb 2>&1
@@ -117,6 +123,15 @@ def test_install_run_upgrade_remove_purge_in_a_throwaway_copy_of_this_system(pac
         assert lines[0] == "['ProcessCreate', 'SBoM', 'SystemInformation']", step[who]
         assert "collecting: Process (Audit:" in step[who], step[who]
         assert "Traceback" not in step[who]
+    # replay's firmware engine runs from the package (its sources, the bundled sample, the
+    # MicroPython unix port and mpy-cross in /usr/lib/microagent) as it runs from the checkout.
+    checkout = subprocess.run([os.path.join(os.path.dirname(sys.executable), "microagent"), "replay",
+                               os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl"),
+                               "--window", "600"], capture_output=True, text=True, timeout=300)
+    assert checkout.returncode == 0, checkout.stderr
+    assert without_ids(step["replay from another folder"].strip()) == without_ids(checkout.stdout)
+    assert step["crosscheck from another folder"].strip() == \
+        "crosscheck passed: every difference is one the spec allows"
     assert "install ok installed 0.1.0+upgrade1" in step["upgrade"]
     assert '"Process_Mode": "Netlink"' in step["upgrade"]          # the admin's conffile kept
     assert "deinstall ok config-files" in step["remove"]
