@@ -587,16 +587,28 @@ class Detector:
             for item in event["Payload"]:
                 self._process(state, item, _item_time(item, t_msg, parse_time), out)
         elif name == "ConnectionCreate":
+            # an item's time is parsed only when a rule keeps it (the per-item cost is the hot
+            # path of a busy gateway)
             for item in event["Payload"]:
+                outbound = item.get("direction", "out") == "out"
+                unanswered = outbound and item.get("bytes_in") in (0, None)
+                sent = outbound and item.get("bytes_out")
+                if not (unanswered or sent or self.listed_rules):
+                    continue
                 t = _item_time(item, t_msg, parse_time)
-                for rule in self.sweep_rules:
-                    self._sweep(state, rule, item, t, out)
-                for rule in self.egress_rules:
-                    self._egress(state, rule, item, t, out)
+                if unanswered:
+                    for rule in self.sweep_rules:
+                        self._sweep(state, rule, item, t, out)
+                if sent:
+                    for rule in self.egress_rules:
+                        self._egress(state, rule, item, t, out)
                 for rule, networks, domains in self.listed_rules:
                     self._listed(rule, networks, domains, item, t, out)
         elif name == "Login":
             for item in event["Payload"]:
+                if not self.listed_rules and not (
+                        self.after_rules and item.get("operation") in AFTER_BURST_OPERATIONS):
+                    continue
                 t = _item_time(item, t_msg, parse_time)
                 for rule in self.after_rules:
                     self._after_burst(state, rule, item, t, out)
@@ -784,5 +796,6 @@ class Detector:
             out.append((rule, str(listed_host or address), t, evidence, evidence))
 
 
+AFTER_BURST_OPERATIONS = ("LoginFailed", "Login", "LoginSuccess")
 INTERPRETERS = frozenset(("python", "perl", "ruby", "php", "node", "nodejs", "lua", "sh", "bash",
                           "dash", "ash", "zsh", "ksh"))
