@@ -17,6 +17,21 @@ from hub_emulator.database import hub_name, open_db
 from hub_emulator.server import STATE_FILE
 
 API_VERSION = "2021-04-12"
+HUB_SETTINGS = ("MICROAGENT_HUB_ROUTE", "MICROAGENT_KAFKA_CONNECTION_STRING")   # route.py
+
+
+def child_environment(environ=None):
+    """The server's environment: this one, less the agent's and the consumers' secrets (the
+    hub reads only its route's settings there), with the folder holding hub_emulator first on the
+    path, so `python -m hub_emulator` finds it wherever microagent is installed (a checkout,
+    a venv, /usr/lib/microagent of the .deb)."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items()
+           if not k.startswith("MICROAGENT_") or k in HUB_SETTINGS}
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in environ.get(
+        "PYTHONPATH", "").split(os.pathsep) if p])
+    return env
 
 
 class HubProcess:
@@ -47,7 +62,7 @@ class HubProcess:
             os.unlink(state_path)  # left by a killed run
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env=child_environment())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
