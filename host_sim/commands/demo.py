@@ -10,6 +10,7 @@ import tempfile
 
 from host_sim.cli import UsageError
 from host_sim.commands.replay import SENDING_HEAP
+from host_sim.metering import blocks
 from host_sim.pretty import console, render_message
 from host_sim.replay import ReplayError, Uplink, replay_firmware
 
@@ -64,5 +65,5 @@ def run(args):
         out.print("%s raw events became %d messages (%s bytes, %d IoT Hub 4 KB blocks); one "
                   "message per raw event would have cost %s."
                   % ("{:,}".format(raw), len(stored), "{:,}".format(sent),
-                     sum((len(m["payload"]) + 4095) // 4096 for m in stored), "{:,}".format(raw)))
+                     sum(blocks(len(m["payload"])) for m in stored), "{:,}".format(raw)))
     return status
