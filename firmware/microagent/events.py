@@ -1,13 +1,9 @@
-# The event model shared by both engines: kinds, codes, identity fields, payload field order,
+# The event model shared by both engines: kinds, codes, payload field order,
 # string capping and IPv4 parsing. MicroPython-compatible; nothing here allocates per event
 # except cap_string on an over-long string.
 
 MAX_STRING_BYTES = 2048
 TRUNCATION_MARKER = "...[truncated]"
-
-# Identity rules (docs/spec.md section 3); the caches of both engines key on exactly these fields.
-PROCESS_IDENTITY = ("commandline", "uid")
-CONNECTION_IDENTITY = ("local_port", "remote_port", "protocol", "local_address", "remote_address")
 
 PROTOCOLS = ("TCP", "UDP", "ICMP")
 PROCESS_TYPES = ("fork", "exec")

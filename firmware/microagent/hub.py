@@ -90,7 +90,8 @@ class HubSession:
         return self.boot_id + "-" + str(seq)
 
     def send(self, data, now_s=None):
-        """Queues one JSON message (bytes) for delivery; returns its outbox sequence number."""
+        """Queues one message (bytes, JSON or compact) for delivery; returns its outbox sequence
+        number."""
         return self.outbox.put(data, self._clock_s() if now_s is None else now_s)
 
     async def send_when_room(self, data, timeout_ms):
