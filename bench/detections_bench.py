@@ -18,29 +18,11 @@ from host_sim.replay import replay_firmware, replay_host
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "alerts"))
 
-from attack_corpus import ATTACKS, argv_forms, entries  # noqa: E402
+from attack_corpus import ATTACKS, corpus_events, entries  # noqa: E402
 from attack_story import attack, routine, story  # noqa: E402
 
 START = tracegen.START
 LEARNED = 86400.0
-
-
-def _corpus_events(t0):
-    """Every spelling as an exec after a quiet learning day; (events, [(rule, commandline)])."""
-    events, expected, t, pid = [], [], t0, 30000
-    for rule, spellings in ATTACKS.items():
-        for line, extra in entries(spellings):
-            for form in argv_forms(line):
-                pid += 1
-                event = {"kind": "process", "t": round(t, 3), "type": "exec", "pid": pid,
-                         "ppid": 1, "uid": extra.get("user_id", 0), "commandline": form,
-                         "user_name": extra.get("user_name", "root")}
-                if "executable" in extra:
-                    event["executable"] = extra["executable"]
-                events.append(event)
-                expected.append((rule, form))
-                t += 2
-    return events, expected
 
 
 def _bodies(engine, events, directory):
@@ -84,7 +66,7 @@ def run():
     catalogue = load_rules()
     directory = tempfile.mkdtemp(prefix="detections-bench-")
     learning = list(tracegen.quiet(duration=LEARNED + 600))
-    corpus, expected = _corpus_events(START + LEARNED + 3600)
+    corpus, expected = corpus_events(START + LEARNED + 3600)
     rows = {}
     stateful = {}
     for engine in ("host", "firmware"):

@@ -313,3 +313,22 @@ def entries(spellings):
             yield entry
         else:
             yield entry, {}
+
+
+def corpus_events(t0):
+    """Every spelling of every technique as an exec, 2 s apart from T0:
+    (trace events, [(rule, commandline)] in the same order)."""
+    events, expected, t, pid = [], [], t0, 20000
+    for rule, spellings in ATTACKS.items():
+        for line, extra in entries(spellings):
+            for form in argv_forms(line):
+                pid += 1
+                event = {"kind": "process", "t": round(t, 3), "type": "exec", "pid": pid,
+                         "ppid": 1, "uid": extra.get("user_id", 0), "commandline": form,
+                         "user_name": extra.get("user_name", "root")}
+                if "executable" in extra:
+                    event["executable"] = extra["executable"]
+                events.append(event)
+                expected.append((rule, form))
+                t += 2
+    return events, expected

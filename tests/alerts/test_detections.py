@@ -8,7 +8,7 @@ import json
 import pytest
 
 from alert_helpers import START, evaluate, merged, of_rule, quiet, replay
-from attack_corpus import ATTACKS, BENIGN, argv_forms, entries
+from attack_corpus import ATTACKS, BENIGN, argv_forms, corpus_events, entries
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.messages import format_time, read_message
 from host_sim.cloud.alerts.rules import RulesError, load_rules
@@ -212,25 +212,9 @@ def test_a_bad_match_in_a_user_rule_is_one_line(tmp_path):
 
 
 def _corpus_trace(path):
-    """Every spelling of every process technique as an exec, 2 s apart, after a quiet hour."""
-    events = list(quiet(hours=1.0))
-    t = START + 3600
-    expected = []
-    pid = 20000
-    for rule, spellings in ATTACKS.items():
-        for line, extra in entries(spellings):
-            for form in argv_forms(line):
-                pid += 1
-                event = {"kind": "process", "t": round(t, 3), "type": "exec", "pid": pid,
-                         "ppid": 1, "uid": extra.get("user_id", 0), "commandline": form,
-                         "user_name": extra.get("user_name", "root")}
-                if "executable" in extra:
-                    event["executable"] = extra["executable"]
-                events.append(event)
-                expected.append((rule, form))
-                t += 2
-    events.sort(key=lambda e: e["t"])
-    tracegen.write(events, str(path))
+    """The corpus after a quiet hour, written to PATH; the (rule, commandline) expected."""
+    events, expected = corpus_events(START + 3600)
+    tracegen.write(sorted(list(quiet(hours=1.0)) + events, key=lambda e: e["t"]), str(path))
     return expected
 
 

@@ -18,6 +18,7 @@ A window's count is known once it is whole: when the device's next window begins
 import fnmatch
 import ipaddress
 
+from host_sim.cloud.alerts.addresses import network_of
 from host_sim.cloud.alerts.cmdline import program_name
 
 TYPES = {
@@ -116,7 +117,7 @@ class CustomAlerts:
                 else:
                     wanted = "out" if kind == "ConnectionToIpNotAllowed" else "in"
                     if item.get("direction", "out") == wanted \
-                            and not _allowed(item.get("remote_address"), networks):
+                            and network_of(item.get("remote_address"), networks) is None:
                         out.append((rule, str(item.get("remote_address")), t, item,
                                     dict(item, type=kind)))
         return out
@@ -160,13 +161,3 @@ def _judge(rule, window, out):
         evidence = {"window_end": t, "count": count, "min": low, "max": high,
                     "type": rule["type"]}
         out.append((rule, "window %.0f" % t, t, evidence, evidence))
-
-
-def _allowed(address, networks):
-    try:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip.version == n.version and ip in n for n in networks)

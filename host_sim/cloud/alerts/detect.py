@@ -14,6 +14,7 @@ import json
 import posixpath
 import re
 
+from host_sim.cloud.alerts.addresses import network_of
 from host_sim.cloud.alerts.custom import CustomAlerts
 from host_sim.cloud.alerts.cmdline import (SHELLS, has_hidden_component, is_under,
                                            normalize_path, parse, program_name)
@@ -504,16 +505,9 @@ def _add_indicator(kind, value, networks, domains):
 
 
 def address_listed(address, networks):
-    try:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    for network in networks:
-        if ip.version == network.version and ip in network:
-            return str(network)
-    return None
+    """The network (as text) of NETWORKS that holds ADDRESS, else None."""
+    network = network_of(address, networks)
+    return str(network) if network is not None else None
 
 
 def domain_listed(name, domains):
