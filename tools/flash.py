@@ -3,6 +3,7 @@
 
     tools/flash.py --board NAME --port PORT [--connection-string CS] [--ca FILE] [--hub-port N]
                    [--dry-run]
+    tools/flash.py --board NAME --port PORT --dps [--registration-id ID] --ca FILE [--hub-port N]
 
 Compiles firmware/microagent to .mpy for the board's arch, writes it with the board profile and
 the device credentials over the raw REPL (mpremote), verifies every file on the board, then resets
@@ -28,12 +29,14 @@ import board_profiles  # noqa: E402
 import firmware_bundle  # noqa: E402
 from board_link import BoardLink, LinkError  # noqa: E402
 from firmware_bundle import BundleError, decode_mpy_word, on_board  # noqa: E402
-from microagent.profile import STARTED_LINE, ProfileError  # noqa: E402
+from microagent.profile import CREDENTIALS_FILE, STARTED_LINE, ProfileError  # noqa: E402
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CREDENTIALS_ENV = "MICROAGENT_CONNECTION_STRING"
+DPS_GROUP_ENV = "MICROAGENT_DPS_GROUP"  # GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey=<group key>
+UNIQUE_ID = "import machine\nprint(repr(machine.unique_id().hex()))"
 VERIFY_ATTEMPTS = 3  # writes of one file before its verification failure is final
 
 
@@ -91,6 +94,14 @@ def parse_args(argv):
     parser.add_argument("--hub-port", type=int, metavar="N",
                         help="the hub's MQTT/TLS port, when not 8883 (kept with the connection "
                         "string)")
+    parser.add_argument("--dps", action="store_true",
+                        help="write DPS enrollment settings instead of a connection string: the "
+                        "group from $%s (GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey="
+                        "<group key>), the board's registration id and the key derived from it on "
+                        "this machine (the group key never goes onto the board)" % DPS_GROUP_ENV)
+    parser.add_argument("--registration-id", metavar="ID",
+                        help="the board's DPS registration id (default: mcu-<machine.unique_id() "
+                        "in hex>, read from the board)")
     parser.add_argument("--dry-run", action="store_true",
                         help="build and show what would be written; do not touch the board")
     parser.add_argument("--files", nargs="+", metavar="LOCAL[:REMOTE]",
@@ -111,9 +122,50 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not args.dry_run and not args.port:
         parser.error("--port is required unless --dry-run")
-    if args.connection_string is None:
+    if args.dps:
+        if args.connection_string is not None:
+            parser.error("give --dps or --connection-string, not both")
+        if args.dry_run and not args.registration_id:
+            parser.error("--dps --dry-run needs --registration-id (the board is not read)")
+        args.dps_group = os.environ.get(DPS_GROUP_ENV)
+        if not args.dps_group:
+            parser.error("--dps needs $%s (GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey=...)"
+                         % DPS_GROUP_ENV)
+    elif args.registration_id:
+        parser.error("--registration-id goes with --dps")
+    elif args.connection_string is None:
         args.connection_string = os.environ.get(CREDENTIALS_ENV)
     return args
+
+
+def dps_device_file(group_text, registration_id, hub_port=None):
+    """microagent_device.json for a DPS board: the group's endpoint and scope, REGISTRATION_ID and
+    the key derived from the group key here. The group key is read, used, and not written."""
+    from microagent import dps
+    from microagent.sas import b64encode
+    try:
+        group = dps.DpsSettings(group_text + ";RegistrationId=" + registration_id)
+    except dps.DpsError as exc:
+        raise BundleError("$%s or --registration-id: %s" % (DPS_GROUP_ENV, exc)) from None
+    key = b64encode(dps.derive_key(group.key, registration_id))
+    device = {"dps": "GlobalEndpoint=%s:%d;IdScope=%s;RegistrationId=%s;SymmetricKey=%s"
+                     % (group.host, group.port, group.scope, registration_id, key)}
+    if hub_port is not None:
+        device["port"] = hub_port
+    data = (json.dumps(device, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    return firmware_bundle.DeployFile(
+        CREDENTIALS_FILE, data, "DPS IdScope=%s, RegistrationId=%s, derived key not shown"
+        % (group.scope, registration_id), secret=True)
+
+
+def board_registration_id(args):
+    """mcu-<machine.unique_id() in hex> of the board at --port."""
+    with BoardLink(args.port, timeout=args.timeout) as link:
+        link.enter_raw_repl()
+        unique = link._literal(UNIQUE_ID)
+    if not isinstance(unique, str) or not unique:
+        raise FlashError("the board at %s has no machine.unique_id(): give --registration-id" % args.port)
+    return "mcu-" + unique
 
 
 def check_board(profile, facts, port, needs_mpy):
@@ -249,11 +301,15 @@ def flash(args, report):
                               "false); use --files to copy files onto it"
                               % (profile["name"], profile["name"]))
         files = firmware_bundle.build(profile, args.firmware, args.connection_string, args.frozen,
-                                      args.ca, args.hub_port)
+                                      args.ca, None if args.dps else args.hub_port)
+        if args.dps:
+            registration_id = args.registration_id or board_registration_id(args)
+            files.insert(-1 if args.ca else len(files),
+                         dps_device_file(args.dps_group, registration_id, args.hub_port))
         needs_mpy = profile["mpy"] is not None and not args.frozen
     report.event("board", "board %s: %s" % (profile["name"], profile["description"]),
                  board=profile["name"], files=len(files))
-    if not args.files and args.connection_string is None:
+    if not args.files and args.connection_string is None and not args.dps:
         report.event("credentials", "no --connection-string: credentials on the board stay as "
                      "they are", written=False)
     report.plan(files, profile["fs_root"])

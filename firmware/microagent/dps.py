@@ -230,3 +230,48 @@ async def provision(settings, ca_der, opener=mqtt.open_connection, timeout_ms=60
                 await client.publish(status_topic(rid, operation), b"")
     finally:
         client.disconnect()
+
+
+CACHE_FILE = "microagent_dps.json"  # a board's assignment, so a reboot does not register again
+
+
+def provision_board(settings, log, cache_path=CACHE_FILE):
+    """Fills in the connection string of a board's Settings from its DPS enrollment (cached in
+    CACHE_PATH, else registered now); False after logging why the agent cannot run. Unloads this
+    module on the way out: none of the DPS client stays in the agent's heap."""
+    import gc
+    import sys
+    try:
+        settings.connection_string = provision_cached(settings.dps, settings.ca_der(), cache_path, log)
+        return True
+    except (DpsError, OSError, ValueError) as exc:  # ProfileError is a ValueError
+        log("error: %s; the agent is not running" % exc)  # one line, no key
+        return False
+    finally:
+        settings.dps = None
+        sys.modules.pop("microagent.dps", None)
+        try:
+            delattr(sys.modules["microagent"], "dps")
+        except (AttributeError, KeyError, TypeError):
+            pass
+        gc.collect()
+
+
+def provision_cached(text, ca_der, cache_path, log):
+    """The connection string of a board's DPS assignment (TEXT: its DPS settings): the one
+    cached in CACHE_PATH, or registered now and cached there (DPS's answer, not the key)."""
+    settings = DpsSettings(text)
+    try:
+        with open(cache_path) as f:
+            assigned = cached(settings, f.read())
+    except OSError:
+        assigned = None
+    if assigned is None:
+        try:
+            assigned = mqtt.run(provision(settings, ca_der, log=log))
+        except (mqtt.MQTTError, mqtt.TLSError) as exc:
+            raise DpsError(str(exc))
+        with open(cache_path, "w") as f:
+            f.write(cache_text(settings, assigned[0], assigned[1]))
+        log("DPS assigned %s to hub %s as %s" % (settings.registration_id, assigned[0], assigned[1]))
+    return connection_string(settings, assigned[0], assigned[1])

@@ -13,7 +13,7 @@ _KEPT = ("name", "collectors", "max_message_bytes", "outbox", "fs_root", "config
 
 class Settings:
     """What the agent runs with: the board profile (microagent_board.json) and the device file
-    (microagent_device.json: the connection string, and optionally `port`, `ca` (a file name)
+    (microagent_device.json: the connection string or `dps`, and optionally `port`, `ca` (a file name)
     and `window_ms`, which overrides every window length, for tests and demos)."""
 
     def __init__(self, profile_path=board_profile.PROFILE_FILE,
@@ -24,9 +24,11 @@ class Settings:
         for key in _KEPT:
             self.board[key] = board[key]
         del board
-        self.connection_string = board_profile.load_credentials(device_path)
         with open(device_path) as f:
             device = json.load(f)
+        # `flash.py --dps`: the DPS enrollment instead; boot() provisions (microagent.dps)
+        self.dps = device.get("dps")
+        self.connection_string = None if self.dps else board_profile.load_credentials(device_path)
         self.port = self._int(device, "port", 8883, device_path)
         self.window_ms = self._int(device, "window_ms", 0, device_path)
         self.ca_file = device.get("ca")
@@ -81,4 +83,9 @@ def boot(log, profile_path=board_profile.PROFILE_FILE,
         return None, None
     gc.collect()
     outbox = settings.board["outbox"]
-    return settings, Outbox(outbox["max_messages"], outbox["max_bytes"])
+    outbox = Outbox(outbox["max_messages"], outbox["max_bytes"])
+    if settings.dps:
+        from microagent.dps import provision_board
+        if not provision_board(settings, log):
+            return None, None
+    return settings, outbox
