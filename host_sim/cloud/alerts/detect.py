@@ -587,15 +587,16 @@ class Detector:
                 outbound = item.get("direction", "out") == "out"
                 unanswered = outbound and item.get("bytes_in") in (0, None)
                 sent = outbound and item.get("bytes_out")
-                if not (unanswered or sent or self.listed_rules):
+                if sent:
+                    # bytes are counted per hour of the window's end: no item time needed
+                    for rule in self.egress_rules:
+                        self._egress(state, rule, item, t_msg, out)
+                if not (unanswered or self.listed_rules):
                     continue
                 t = _item_time(item, t_msg, parse_time)
                 if unanswered:
                     for rule in self.sweep_rules:
                         self._sweep(state, rule, item, t, out)
-                if sent:
-                    for rule in self.egress_rules:
-                        self._egress(state, rule, item, t, out)
                 for rule, networks, domains in self.listed_rules:
                     self._listed(rule, networks, domains, item, t, out)
         elif name == "Login":
@@ -728,7 +729,8 @@ class Detector:
                         dict(evidence, within_s=rule["within_s"])))
 
     def _egress(self, state, rule, item, t, out):
-        """Bytes sent out per hour of device time: the busiest hour of the learning period is
+        """Bytes sent out per hour of device time (the hour of the window's end, T): the busiest
+        hour of the learning period is
         the device's baseline; an hour past FACTOR times it (and past MIN_BYTES) is raised once,
         as soon as its running sum crosses the line, and updated while it grows."""
         sent = item.get("bytes_out")
