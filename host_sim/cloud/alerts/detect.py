@@ -730,9 +730,9 @@ class Detector:
 
     def _egress(self, state, rule, item, t, out):
         """Bytes sent out per hour of device time (the hour of the window's end, T): the busiest
-        hour of the learning period is
-        the device's baseline; an hour past FACTOR times it (and past MIN_BYTES) is raised once,
-        as soon as its running sum crosses the line, and updated while it grows."""
+        hour of the learning period is the device's baseline; an hour past FACTOR times it (and
+        past MIN_BYTES) is raised once, as soon as its running sum crosses the line, and updated
+        while it grows."""
         sent = item.get("bytes_out")
         if item.get("direction", "out") != "out" or not isinstance(sent, int) \
                 or isinstance(sent, bool) or sent <= 0:
