@@ -4,7 +4,7 @@ line and the others still run; the exit status is then 1."""
 import sys
 
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
-                   detections_bench, firmware_bench, flash_bench, flood_bench, half_open_bench,
+                   detections_bench, dps_bench, firmware_bench, flash_bench, flood_bench, half_open_bench,
                    heap32, host_bench, hub_emulator, kafka_bench, loop_latency, run_bench,
                    store_bench, targets_bench, transport_heap)
 from bench.report import progress
@@ -21,6 +21,7 @@ BENCHES = (
     ("flash_bench", flash_bench.run),
     ("agent_bench", agent_bench.run),
     ("heap32", heap32.run),
+    ("dps_bench", dps_bench.run),
     ("flood_bench", flood_bench.run),
     ("loop_latency", loop_latency.run),
     ("alerts_bench", alerts_bench.run),
