@@ -218,8 +218,9 @@ class Uplink:
     the CA of the hub's certificate), or for the host engine a plain MQTT broker URL."""
 
     def __init__(self, connection_string=None, ca_file=None, port=None, broker=None,
-                 outbox_path=None, timeout_s=60, dps=None):
+                 outbox_path=None, timeout_s=60, dps=None, cert=None):
         self.connection_string = connection_string
+        self.cert = cert  # (certificate file, key file) for an x509=true connection string
         self.dps = dps  # $MICROAGENT_DPS: provision through DPS instead of a connection string
         self.ca_file = ca_file
         self.port = port
@@ -233,6 +234,8 @@ class Uplink:
         if self.broker:
             raise ReplayError("--broker is for the host engine; the firmware engine talks to "
                               "IoT Hub (--connection-string)")
+        if self.cert:
+            raise ReplayError("--cert/--key are for the host engine (--engine host)")
         if self.dps:
             credentials = ["--dps", "-"] + self._cached_assignment()
         else:
@@ -284,6 +287,8 @@ class Uplink:
             outbox = SqliteOutbox(self.outbox_path or default_outbox_path())
             transport = Transport(outbox, connection_string=connection_string,
                                   broker=self.broker, ca_file=self.ca_file, port=self.port,
+                                  cert_file=self.cert and self.cert[0],
+                                  key_file=self.cert and self.cert[1],
                                   log=log, config=config, on_config=on_config)
             transport.start()
         except ValueError as exc:

@@ -69,6 +69,7 @@ class Transport:
 
     def __init__(self, outbox, connection_string=None, broker=None, ca_file=None, port=None,
                  client_id=None, config=None, on_config=None, keepalive_s=60, window=100,
+                 cert_file=None, key_file=None,
                  sas_ttl_s=3600, sas_renew_s=300, sas_clock=unix_time, log=print,
                  retry_min_s=1, retry_max_s=60):
         if (connection_string is None) == (broker is None):
@@ -88,8 +89,12 @@ class Transport:
             self.client_id = self.cs.client_id()
             self.identity = self.cs
             user, password = hub.username(self.cs), None
-            self.tokens = SasTokenSource(self.cs.resource(), self.cs.key, sas_ttl_s, sas_renew_s,
-                                         sas_clock)
+            if self.cs.x509 != bool(cert_file and key_file):
+                raise ValueError("an x509=true connection string goes with --cert FILE --key FILE "
+                                 "(and a SharedAccessKey one without them)")
+            if not self.cs.x509:  # with x509, the client certificate authenticates: no token
+                self.tokens = SasTokenSource(self.cs.resource(), self.cs.key, sas_ttl_s,
+                                             sas_renew_s, sas_clock)
             self.twin = session.Twin(self.config, log, on_config)
         else:
             url = parse_broker_url(broker)
@@ -102,11 +107,15 @@ class Transport:
         self._user = user
         self._password = password
         self._ca_file = ca_file
+        self._client_cert = (cert_file, key_file)
         self._sas_clock = sas_clock
         self.policy = session.Session(self.tokens, self.twin, int(retry_min_s * 1000),
                                       int(retry_max_s * 1000))
         self._keepalive_s = keepalive_s
-        self.client = self._new_client()       # a certificate file problem shows at once
+        try:
+            self.client = self._new_client()   # a certificate file problem shows at once
+        except ssl.SSLError as exc:
+            raise ValueError("client certificate or key: %s" % (exc.reason or exc)) from None
         self._acked = collections.deque()      # paho mids acknowledged (from the driver thread)
         self._seq_by_mid = {}
         self._last_handed = 0
@@ -128,7 +137,8 @@ class Transport:
         if self._user is not None:
             client.username_pw_set(self._user, self._password)
         if self._tls:
-            client.tls_set(ca_certs=self._ca_file, cert_reqs=ssl.CERT_REQUIRED,
+            client.tls_set(ca_certs=self._ca_file, certfile=self._client_cert[0],
+                           keyfile=self._client_cert[1], cert_reqs=ssl.CERT_REQUIRED,
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

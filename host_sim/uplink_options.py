@@ -14,6 +14,9 @@ def add_uplink_arguments(group, broker_help):
     group.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the hub's server "
                                                     "certificate")
     group.add_argument("--port", type=int, metavar="N", help="hub port (default 8883)")
+    group.add_argument("--cert", metavar="FILE",
+                       help="client certificate (PEM) for an x509=true connection string (host engine)")
+    group.add_argument("--key", metavar="FILE", help="the client certificate's private key (PEM)")
     group.add_argument("--broker", metavar="URL", nargs="?",
                        const=os.environ.get("MICROAGENT_BROKER", ""),
                        help=broker_help + "; give --broker alone to read the URL from "
@@ -49,7 +52,13 @@ def uplink_of(args):
         raise UsageError("--connection-string needs --ca FILE (the hub's CA certificate)")
     if args.ca and not os.path.isfile(args.ca):
         raise UsageError("--ca %s: no such file" % args.ca)
-    return Uplink(connection_string, args.ca, args.port, args.broker, args.outbox, args.timeout)
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    for option, path in (("--cert", args.cert), ("--key", args.key)):
+        if path and not os.path.isfile(path):
+            raise UsageError("%s %s: no such file" % (option, path))
+    return Uplink(connection_string, args.ca, args.port, args.broker, args.outbox, args.timeout,
+                  cert=(args.cert, args.key) if args.cert else None)
 
 
 def _dps_uplink(args):

@@ -86,8 +86,8 @@ class ConnectionStringError(ValueError):
     """A connection string that cannot be used; the message names the field, never the key."""
 
 
-_FIELDS = ("HostName", "DeviceId", "SharedAccessKey", "ModuleId", "GatewayHostName")
-_REQUIRED = ("HostName", "DeviceId", "SharedAccessKey")
+_FIELDS = ("HostName", "DeviceId", "SharedAccessKey", "ModuleId", "GatewayHostName", "x509")
+_REQUIRED = ("HostName", "DeviceId")
 _MAX_ID = 128  # IoT Hub device and module ids are at most 128 characters
 
 
@@ -119,9 +119,11 @@ def _check_id(field, value):
 
 class ConnectionString:
     """A parsed device connection string:
-    HostName=...;DeviceId=...;SharedAccessKey=...[;ModuleId=...][;GatewayHostName=...]
+    HostName=...;DeviceId=...;SharedAccessKey=...[;ModuleId=...][;GatewayHostName=...], or
+    x509=true instead of SharedAccessKey (a client certificate authenticates the device).
 
-    Attributes: host, device_id, module_id (or None), gateway (or None), key (raw bytes, secret).
+    Attributes: host, device_id, module_id (or None), gateway (or None), key (raw bytes, secret;
+    None with x509), x509.
     """
 
     def __init__(self, text):
@@ -152,14 +154,23 @@ class ConnectionString:
         for name in _REQUIRED:
             if name not in values:
                 raise ConnectionStringError("connection string: missing %s" % name)
+        # x509=true: the device authenticates with a client certificate, not a key
+        self.x509 = values.get("x509", "").lower() == "true"
+        if not self.x509 and "SharedAccessKey" not in values:
+            raise ConnectionStringError("connection string: missing SharedAccessKey")
+        if self.x509 and "SharedAccessKey" in values:
+            raise ConnectionStringError("connection string: give SharedAccessKey or x509=true, "
+                                        "not both")
         _check_host("HostName", values["HostName"])
         _check_id("DeviceId", values["DeviceId"])
         if "ModuleId" in values:
             _check_id("ModuleId", values["ModuleId"])
         if "GatewayHostName" in values:
             _check_host("GatewayHostName", values["GatewayHostName"])
+        key = None
         try:
-            key = b64decode(values["SharedAccessKey"])
+            if not self.x509:
+                key = b64decode(values["SharedAccessKey"])
         except ValueError as exc:
             raise ConnectionStringError("connection string: SharedAccessKey is %s" % exc)
         self.host = values["HostName"]

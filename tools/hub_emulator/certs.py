@@ -5,10 +5,12 @@ Created once, on the first `serve`; later runs reuse them so clients keep trusti
 RSA 2048 keys: every TLS stack the clients use (OpenSSL, mbedTLS in MicroPython) handles them.
 """
 import datetime
+import hashlib
 import ipaddress
 import os
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -80,3 +82,29 @@ def ensure(data_dir, hub_name):
     # ca.pem last: its presence tells a waiting client the whole set is there.
     _write_cert(os.path.join(data_dir, CA_CERT), ca)
     return server_cert, server_key
+
+
+def check_device_cert(cert_der, device_id, ca_pem=None, thumbprint=None, now=None):
+    """None when the client certificate CERT_DER (DER, or None when the client sent none) proves
+    DEVICE_ID: signed by CA_PEM with CN = the device id, or of the SHA-1/SHA-256 THUMBPRINT; and
+    valid now. Otherwise the reason (safe to log)."""
+    if not cert_der:
+        return "no client certificate for X.509 device %r" % device_id
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError:
+        return "client certificate is not X.509 DER"
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        return "client certificate is not valid now"
+    if thumbprint:
+        digests = {hashlib.sha1(cert_der).hexdigest(), hashlib.sha256(cert_der).hexdigest()}
+        return None if thumbprint.lower() in digests else "client certificate thumbprint mismatch"
+    try:
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return "client certificate is not signed by the CA enrolled for %r" % device_id
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [n.value for n in names] != [device_id]:
+        return "client certificate CN is not the device id %r" % device_id
+    return None

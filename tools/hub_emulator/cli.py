@@ -47,6 +47,13 @@ def add_commands(subparsers):
     add = subparsers.add_parser("add-device", help="register a device; prints its connection string")
     _data(add)
     add.add_argument("id", metavar="ID", help="device id, or DEVICE/MODULE for a module identity")
+    x509_auth = add.add_mutually_exclusive_group()
+    x509_auth.add_argument("--x509-ca", metavar="FILE",
+                           help="the device authenticates with a client certificate signed by this CA "
+                                "(PEM), CN = the device id")
+    x509_auth.add_argument("--x509-thumbprint", metavar="HEX",
+                           help="the device authenticates with the client certificate of this SHA-1 "
+                                "or SHA-256 thumbprint")
     add.set_defaults(run=run_add_device)
 
     desired = subparsers.add_parser("set-desired", help="patch a device's desired twin properties")
@@ -98,6 +105,8 @@ def run_serve(args):
 
 
 def run_add_device(args):
+    if args.x509_ca or args.x509_thumbprint:
+        return _add_x509_device(args)
     db = open_db(args.data)
     try:
         registry.add_device(db, args.id)
@@ -115,6 +124,31 @@ def run_add_enrollment_group(args):
     except dps.EnrollmentError as exc:
         raise UsageError(str(exc)) from None
     print("IdScope=%s;SymmetricKey=%s" % (scope, key))
+    return 0
+
+
+def _add_x509_device(args):
+    ca_pem = None
+    if args.x509_ca:
+        from cryptography import x509
+        try:
+            with open(args.x509_ca, "rb") as f:
+                ca_pem = f.read()
+            x509.load_pem_x509_certificate(ca_pem)
+        except OSError as exc:
+            raise UsageError("--x509-ca %s: %s" % (args.x509_ca, exc.strerror)) from None
+        except ValueError:
+            raise UsageError("--x509-ca %s: not a PEM certificate" % args.x509_ca) from None
+    thumbprint = args.x509_thumbprint
+    if thumbprint and (len(thumbprint) not in (40, 64)
+                       or any(c not in "0123456789abcdefABCDEF" for c in thumbprint)):
+        raise UsageError("--x509-thumbprint: expected 40 or 64 hex digits (SHA-1 or SHA-256)")
+    db = open_db(args.data)
+    try:
+        registry.add_x509_device(db, args.id, ca_pem.decode("ascii") if ca_pem else None, thumbprint)
+    except registry.RegistryError as exc:
+        raise UsageError(str(exc)) from None
+    print(registry.x509_connection_string(db, args.id))
     return 0
 
 
@@ -143,7 +177,7 @@ def parse_pairs(pairs):
 def run_set_desired(args):
     patch = parse_pairs(args.pairs)
     db = _existing_db(args.data)
-    if registry.device_key(db, args.id) is None:
+    if not registry.is_registered(db, args.id):
         raise UsageError("device %r is not registered in %s" % (args.id, args.data))
     version = twin.patch_desired(db, args.id, patch)
     print("%s desired $version %d: %s (a running hub pushes it to the device if connected)"

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS enrollment_groups (
 CREATE TABLE IF NOT EXISTS registrations (
     registration_id TEXT PRIMARY KEY, enrollment_group TEXT NOT NULL, device_id TEXT NOT NULL,
     assigned_hub TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS x509_devices (id TEXT PRIMARY KEY, ca_pem TEXT, thumbprint TEXT);
 """
 
 # hub_events: what the hub refused or noticed, one row per claimed device, kind and hour with a

@@ -130,11 +130,12 @@ def assign(db, group, registration_id, hub):
         row = db.execute("SELECT device_id, assigned_hub, created FROM registrations"
                          " WHERE registration_id = ?", (registration_id,)).fetchone()
         if row is None:
-            existing = registry.device_key(db, registration_id)
-            if existing is not None and not hmac.compare_digest(existing, key):
-                raise EnrollmentError("device %r is registered in the hub with another key"
-                                      % registration_id)
-            if existing is None:
+            existing = registry.device_key(db, registration_id) or ""
+            if registry.is_registered(db, registration_id):
+                if not hmac.compare_digest(existing, key):
+                    raise EnrollmentError("device %r is registered in the hub with another "
+                                          "credential" % registration_id)
+            else:
                 registry.add_device(db, registration_id, key)
             row = (registration_id, hub, now)
             db.execute("INSERT INTO registrations VALUES (?, ?, ?, ?, ?, ?)",

@@ -28,10 +28,42 @@ def add_device(db, identity, key=None):
     return key
 
 
+def add_x509_device(db, identity, ca_pem=None, thumbprint=None):
+    """Registers IDENTITY authenticated by a client certificate signed by CA_PEM (a PEM text)
+    or whose SHA-1 or SHA-256 THUMBPRINT (hex) is given; it has no SAS key."""
+    if not IDENTITY.match(identity) or "/" in identity:
+        raise RegistryError("device id %r is not a valid IoT Hub device id" % identity)
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    if db.execute("INSERT OR IGNORE INTO devices VALUES (?, '', ?)", (identity, created)).rowcount == 0:
+        raise RegistryError("device %r is already registered" % identity)
+    db.execute("INSERT OR REPLACE INTO x509_devices VALUES (?, ?, ?)",
+               (identity, ca_pem, thumbprint.lower() if thumbprint else None))
+
+
+def is_registered(db, identity):
+    return db.execute("SELECT 1 FROM devices WHERE id = ?", (identity,)).fetchone() is not None
+
+
+def x509_credential(db, identity):
+    """(CA PEM or None, thumbprint or None) of an X.509 device, or None for any other."""
+    row = db.execute("SELECT ca_pem, thumbprint FROM x509_devices WHERE id = ?", (identity,)).fetchone()
+    return tuple(row) if row else None
+
+
+def x509_cas(db):
+    """Every CA (PEM) an X.509 device's certificate may be signed by."""
+    return {row[0] for row in db.execute("SELECT DISTINCT ca_pem FROM x509_devices WHERE ca_pem IS NOT NULL")}
+
+
 def device_key(db, identity):
-    """The identity's primary key (base64), or None when it is not registered."""
+    """The identity's primary key (base64), or None when it is not registered or has none
+    (an X.509 device: no SAS token is ever valid for it)."""
     row = db.execute("SELECT primary_key FROM devices WHERE id = ?", (identity,)).fetchone()
-    return row[0] if row else None
+    return row[0] if row and row[0] else None
+
+
+def x509_connection_string(db, identity, gateway="127.0.0.1"):
+    return "HostName=%s;DeviceId=%s;x509=true;GatewayHostName=%s" % (hub_name(db), identity, gateway)
 
 
 def connection_string(db, identity, gateway="127.0.0.1"):

@@ -75,6 +75,7 @@ class Hub:
         self.evicted = 0
         self._trim = None
         self.on_stored = lambda: None  # a route's wake-up (route.KafkaRoute.stored)
+        self._trusted = set()  # CA PEMs in the TLS context's trust store
 
     def _admit(self, writer):
         if len(self.pending) >= MAX_PENDING:
@@ -115,6 +116,7 @@ class Hub:
             try:
                 async with asyncio.timeout(CONNECT_DEADLINE):
                     if tls_context is not None:
+                        self.trust_x509_cas(tls_context)
                         await writer.start_tls(tls_context)
                     session = await self._open_session(reader, writer, address)
             except TimeoutError:
@@ -147,6 +149,13 @@ class Hub:
             except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 pass
 
+    def trust_x509_cas(self, context):
+        """Adds the CAs enrolled for X.509 devices since the last connection to CONTEXT's trust
+        store (OpenSSL then checks a client certificate's chain and validity in the handshake)."""
+        for pem in registry.x509_cas(self.db) - self._trusted:
+            context.load_verify_locations(cadata=pem)
+            self._trusted.add(pem)
+
     def _record(self, device, kind, address, detail):
         """Counts a hub event; a database that cannot take it costs a warning, not the connection."""
         try:
@@ -166,7 +175,9 @@ class Hub:
             raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
         if not isinstance(connect, codec.Connect):
             raise ProtocolError("first packet is not CONNECT")
-        return_code, reason, kind = self._authenticate(connect)
+        ssl_object = writer.get_extra_info("ssl_object")
+        peer_cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        return_code, reason, kind = self._authenticate(connect, peer_cert)
         if return_code != codec.ACCEPTED:
             log.warning("refused %r: %s (CONNACK %d)", connect.client_id, reason, return_code)
             self._record(connect.client_id, kind, address, reason)
@@ -190,10 +201,10 @@ class Hub:
         await session.send(codec.connack(codec.ACCEPTED))
         return session
 
-    def _authenticate(self, connect):
+    def _authenticate(self, connect, peer_cert=None):
         """(CONNACK return code, reason, hub event kind) for a CONNECT; the reason never contains
         the token."""
-        code, reason = self._check_connect(connect)
+        code, reason = self._check_connect(connect, peer_cert)
         if code == codec.ACCEPTED:
             return code, None, None
         if isinstance(reason, sas.TokenRejected):
@@ -202,9 +213,12 @@ class Hub:
             return code, reason, "unknown-device"
         return code, reason, "refused-connect"
 
-    def _check_connect(self, connect):
+    def _check_connect(self, connect, peer_cert=None):
         if not connect.client_id:
             return codec.IDENTIFIER_REJECTED, "empty client id"
+        x509_credential = registry.x509_credential(self.db, connect.client_id)
+        if x509_credential is not None:
+            return self._check_x509(connect, peer_cert, *x509_credential)
         if connect.username is None or connect.password is None:
             return codec.BAD_USERNAME_OR_PASSWORD, "no username or no password"
         # username: {hub host}/{client id}/?api-version=...[&DeviceClientType=...]
@@ -230,6 +244,13 @@ class Hub:
         except sas.TokenRejected as exc:
             return codec.NOT_AUTHORIZED, exc
         return codec.ACCEPTED, None
+
+    def _check_x509(self, connect, peer_cert, ca_pem, thumbprint):
+        host, _, rest = (connect.username or "").partition("/")
+        if host.lower() != self.hub_name.lower() or rest.partition("/?")[0] != connect.client_id:
+            return codec.NOT_AUTHORIZED, "username is not {this hub}/{device}/?api-version=..."
+        reason = certs.check_device_cert(peer_cert, connect.client_id, ca_pem, thumbprint)
+        return (codec.NOT_AUTHORIZED, reason) if reason else (codec.ACCEPTED, None)
 
     async def _run_session(self, session, reader):
         while True:
@@ -325,6 +346,8 @@ def tls_context(data_dir, hub):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    # X.509 devices present a client certificate; SAS devices send none (Hub.trust_x509_cas).
+    context.verify_mode = ssl.CERT_OPTIONAL
     return context
 
 
