@@ -234,12 +234,13 @@ class Uplink:
         if self.broker:
             raise ReplayError("--broker is for the host engine; the firmware engine talks to "
                               "IoT Hub (--connection-string)")
-        if self.cert:
-            raise ReplayError("--cert/--key are for the host engine (--engine host)")
         if self.dps:
             credentials = ["--dps", "-"] + self._cached_assignment()
         else:
             credentials = ["--credentials", "-"]
+        if self.cert:
+            credentials += ["--cert", os.path.abspath(self.cert[0]), "--key",
+                            os.path.abspath(self.cert[1])]
         return credentials + ["--ca", os.path.abspath(self.ca_file), "--port",
                               str(self.port or 8883), "--wait-ms", str(int(self.timeout_s * 1000))]
 

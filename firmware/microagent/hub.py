@@ -57,7 +57,7 @@ class HubSession:
                  max_inflight=4,
                  keepalive_s=240, sas_ttl_s=3600, sas_renew_s=300, log=print, on_config=None,
                  clock_s=unix_time, opener=mqtt.open_connection, retry_min_ms=1000,
-                 retry_max_ms=60000):
+                 retry_max_ms=60000, client_cert=None):
         self.cs = cs
         self.outbox = outbox
         self.config = config
@@ -67,7 +67,10 @@ class HubSession:
         self.twin = session.Twin(config, log, on_config)
         self._clock_s = clock_s
         self._open = opener
-        self.tokens = SasTokenSource(cs.resource(), cs.key, sas_ttl_s, sas_renew_s, clock_s)
+        # x509=true: CLIENT_CERT (certificate, key: see mqtt.open_connection) authenticates
+        self.client_cert = client_cert
+        self.tokens = None if cs.x509 else SasTokenSource(cs.resource(), cs.key, sas_ttl_s,
+                                                          sas_renew_s, clock_s)
         self.policy = session.Session(self.tokens, self.twin, retry_min_ms, retry_max_ms)
         # BUF_SIZE receives (the module twin's documents); OUT_SIZE builds packets: telemetry
         # topics and CONNECT's user name for device and module ids of IoT Hub's 128 characters
@@ -124,7 +127,11 @@ class HubSession:
         # Raises mqtt.MQTTError, mqtt.TLSError or OSError.
         self.client.close()
         host = self.cs.connect_host()
-        sock = await self._open(host, self.port, self.ca_der, server_hostname=host)
+        if self.client_cert:
+            sock = await self._open(host, self.port, self.ca_der, server_hostname=host,
+                                    client_cert=self.client_cert)
+        else:
+            sock = await self._open(host, self.port, self.ca_der, server_hostname=host)
         await self.client.connect(sock, password=password, peer="%s:%d" % (host, self.port),
                                   server_hostname=host)
 

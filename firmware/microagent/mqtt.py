@@ -129,9 +129,11 @@ async def _writable(sock, where, deadline_ms, started):
         await pause_ms(_IDLE_MS)
 
 
-async def open_connection(host, port, ca_der=None, server_hostname=None, timeout_ms=15000):
+async def open_connection(host, port, ca_der=None, server_hostname=None, timeout_ms=15000,
+                          client_cert=None):
     """A connected non-blocking stream to HOST:PORT; TLS verified against the CA certificate
-    CA_DER when given. Every wait (name lookup, connect, handshake) yields to the asyncio loop.
+    CA_DER when given, presenting the client certificate CLIENT_CERT when given: (certificate,
+    key) as this port's load_cert_chain takes them (DER bytes on MicroPython, files on CPython). Every wait (name lookup, connect, handshake) yields to the asyncio loop.
 
     The server certificate must chain to CA_DER and match SERVER_HOSTNAME (default HOST). On
     CPython the handshake is done here and a failure raises TLSError; MicroPython's TLS sockets
@@ -159,6 +161,8 @@ async def open_connection(host, port, ca_der=None, server_hostname=None, timeout
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(cadata=ca_der)
+            if client_cert:  # an X.509 device's certificate and key, as load_cert_chain takes them
+                context.load_cert_chain(client_cert[0], client_cert[1])
             name = server_hostname or host
             try:
                 sock = context.wrap_socket(sock, server_hostname=name,

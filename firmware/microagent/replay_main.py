@@ -4,6 +4,7 @@
 #       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
 #       [--credentials FILE|- --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
 #       [--dps FILE|- [--dps-hub HOST --dps-device ID] instead of --credentials]
+#       [--cert FILE --key FILE: the client certificate of an x509=true connection string]
 # Prints each message as one line on stdout (JSON, or base64 of a compact message), warnings
 # on stderr; exit 2 on a bad trace.
 # With --credentials (a file holding the device connection string, or - for one line on
@@ -26,7 +27,8 @@ def _options(argv):
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
                "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json",
-               "--dps": None, "--dps-hub": None, "--dps-device": None}
+               "--dps": None, "--dps-hub": None, "--dps-device": None, "--cert": None,
+               "--key": None}
     trace = None
     i = 0
     while i < len(argv):

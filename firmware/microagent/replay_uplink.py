@@ -14,6 +14,19 @@ def _read(path, mode="r"):
         return f.read()
 
 
+def _der(data):
+    """DER of the first PEM block in DATA (a certificate or a private key), or DATA itself."""
+    begin = data.find(b"-----BEGIN ")
+    if begin < 0:
+        return data
+    start = data.find(b"-----", begin + 11) + 5
+    end = data.find(b"-----END ", start)
+    if start < 5 or end < 0:
+        raise ValueError("a PEM block without its END line")
+    from binascii import a2b_base64
+    return a2b_base64(data[start:end].replace(b"\r", b"").replace(b"\n", b""))
+
+
 def _credentials(path):
     # "-": the parent pipes the connection string to stdin, so it never touches the disk.
     return sys.stdin.readline() if path == "-" else _read(path)
@@ -31,8 +44,11 @@ class Uplink:
         else:
             cs = ConnectionString(_credentials(options["--credentials"]).strip())
         outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))
+        client_cert = None
+        if options["--cert"]:  # MicroPython's load_cert_chain takes DER
+            client_cert = (_der(_read(options["--cert"], "rb")), _der(_read(options["--key"], "rb")))
         self.session = HubSession(cs, outbox, Config(), ca_der=ca_der,
-                                  port=int(options["--port"]), log=_info)
+                                  port=int(options["--port"]), log=_info, client_cert=client_cert)
         self.wait_ms = int(options["--wait-ms"])
         try:
             run(self.session.connect())

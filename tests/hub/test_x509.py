@@ -151,20 +151,27 @@ def test_certificates_are_checked_against_the_enrolled_ca_the_cn_and_the_thumbpr
     assert "client certificate thumbprint mismatch (CONNACK 5)" in log
 
 
-def test_host_agent_sends_with_its_certificate(tmp_path, pki):
+@pytest.mark.parametrize("engine", ["host", "firmware"])
+def test_agent_sends_with_its_certificate(tmp_path, pki, engine):
     cert, key, _ = pki.device("agent", "gw-x509")
     connection_string = hub_cli("add-device", "--data", tmp_path / "hub", "gw-x509", "--x509-ca",
                                 pki.path("ca-a")).stdout.strip()
     with HubProcess(tmp_path / "hub") as hub:
         env = dict(os.environ, MICROAGENT_CONNECTION_STRING=connection_string)
-        result = subprocess.run([MICROAGENT, "replay", TRACE, "--engine", "host", "--window", "600",
+        result = subprocess.run([MICROAGENT, "replay", TRACE, "--engine", engine, "--window", "600",
                                  "--ca", hub.ca, "--port", str(hub.port), "--cert", cert, "--key", key,
                                  "--outbox", str(tmp_path / "outbox.db"), "--timeout", "20"],
                                 env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
-        assert hub.messages("gw-x509")
-        without = subprocess.run([MICROAGENT, "replay", TRACE, "--engine", "host", "--ca", hub.ca,
-                                  "--port", str(hub.port), "--outbox", str(tmp_path / "o2.db")],
+        stored = len(hub.messages("gw-x509"))
+        assert stored
+        without = subprocess.run([MICROAGENT, "replay", TRACE, "--engine", engine, "--ca", hub.ca,
+                                  "--port", str(hub.port), "--outbox", str(tmp_path / "o2.db"),
+                                  "--timeout", "5"],
                                  env=env, capture_output=True, text=True, timeout=120)
-    assert without.returncode == 2 and len(without.stderr.strip().splitlines()) == 1
-    assert "x509=true connection string goes with --cert FILE --key FILE" in without.stderr
+        assert len(hub.messages("gw-x509")) == stored  # nothing more without the certificate
+    assert without.returncode == 2 and len(without.stderr.strip().splitlines()) == 1, without.stderr
+    if engine == "host":
+        assert "x509=true connection string goes with --cert FILE --key FILE" in without.stderr
+    else:  # no certificate: the hub refuses the connection
+        assert "not authorized" in without.stderr
