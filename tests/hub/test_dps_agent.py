@@ -98,3 +98,18 @@ def test_dps_settings_come_from_the_environment_only(dps_hub, tmp_path):
                             env=bad, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "$MICROAGENT_DPS: DPS settings: SymmetricKey is not valid base64" in result.stderr
+
+
+def test_run_provisions_and_sends_its_collectors_messages(dps_hub, tmp_path):
+    hub = dps_hub
+    env = dps_env(hub, "gateway-run", derive(hub.group_key, "gateway-run"))
+    result = subprocess.run([MICROAGENT, "run", "--once", "--seconds", "0.5", "--collectors",
+                             "SystemInformation,SBoM", "--dps", "--ca", hub.ca, "--port", str(hub.port),
+                             "--outbox", str(tmp_path / "state" / "outbox.db"), "--timeout", "20"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "DPS assigned gateway-run to hub localhost as gateway-run" in result.stderr
+    names = {event["Name"] for m in hub.messages("gateway-run")
+             for event in json.loads(m["payload"])["Events"]}
+    assert names == {"SystemInformation", "SBoM"}
+    assert (tmp_path / "state" / "dps-assignment.json").exists()
