@@ -102,7 +102,10 @@ def run():
 
     progress("detections bench: benign samples")
     benign = {"quiet sensor, 2 days": list(tracegen.quiet(duration=2 * 86400)),
-              "busy gateway, 2 days": list(tracegen.busy(duration=2 * 86400, rate=2.0)),
+              "busy gateway, 2 days at 2 events/s": list(tracegen.busy(duration=2 * 86400,
+                                                                         rate=2.0)),
+              "busy gateway, 30 h at 20 events/s (its cache floods)": list(
+                  tracegen.busy(duration=30 * 3600)),
               "routine administration": story(with_attack=False, with_routine=True)}
     out = []
     for name, events in benign.items():

@@ -532,6 +532,7 @@ KINDS = {
     "after_burst": ({"count", "within_s"}, {"max_evidence"}),
     "listed": (set(), {"file", "max_evidence"}),
     "egress": ({"factor", "min_bytes"}, {"learning_s", "max_evidence"}),
+    "flood": (set(), {"learning_s", "max_evidence"}),
 }
 
 
@@ -553,6 +554,7 @@ class Detector:
         self.after_rules = []
         self.listed_rules = []
         self.egress_rules = []
+        self.flood_rules = []
         self._verdicts = {}
         for rule in self.rules:
             kind = rule["kind"]
@@ -568,6 +570,8 @@ class Detector:
                 self.after_rules.append(rule)
             elif kind == "egress":
                 self.egress_rules.append(rule)
+            elif kind == "flood":
+                self.flood_rules.append(rule)
             elif kind == "listed" and rule.get("file"):
                 networks, domains = load_threat_list(rule["file"])
                 self.listed_rules.append((rule, networks, domains))
@@ -599,6 +603,14 @@ class Detector:
                         self._sweep(state, rule, item, t, out)
                 for rule, networks, domains in self.listed_rules:
                     self._listed(rule, networks, domains, item, t, out)
+        elif name == "ConnectionOverflow":
+            for rule in self.flood_rules:
+                self._flood(state, rule, event, t_msg, parse_time, out)
+            for item in event["Payload"]:     # the summary's rows name destinations too
+                if self.listed_rules and item.get("scope") in ("destination", "address"):
+                    t = _item_time(item, t_msg, parse_time)
+                    for rule, networks, domains in self.listed_rules:
+                        self._listed(rule, networks, domains, item, t, out)
         elif name == "Login":
             for item in event["Payload"]:
                 if not self.listed_rules and not (
@@ -755,6 +767,38 @@ class Detector:
                         "latest_destination": "%s:%s" % (item.get("remote_address"),
                                                          item.get("remote_port"))}
             out.append((rule, "hour %d" % (hour * 3600), t, evidence, evidence))
+
+    def _flood(self, state, rule, event, t_msg, parse_time, out):
+        """The agent's network cache lost connections in a window (its ConnectionOverflow
+        summary): one alert per flooded window, naming the lost destinations that exchanged
+        bytes both ways first. A device that floods in its learning day (past its first hour)
+        floods as a matter of course, a busy gateway: its floods are left to the dropped-events
+        rule from then on."""
+        since = state.get("since", t_msg)      # the device's first message (the engine's)
+        flood = state.setdefault("flood", {}).setdefault(rule["id"], {"routine": False})
+        if flood["routine"]:
+            return
+        if since + 3600 < t_msg < since + rule.get("learning_s", 86400):
+            flood["routine"] = True    # floods in its learning day past the first hour: its load
+            return
+        rows = [item for item in event["Payload"] if isinstance(item, dict)]
+        key = "window %s" % event.get("TimestampUTC")
+        if flood.get("window") != key:     # a window's summary may span several messages
+            flood.update(window=key, lost=0, destinations=0, two_way=[])
+        flood["lost"] += sum(item.get("hit_count") for item in rows
+                             if isinstance(item.get("hit_count"), int))
+        flood["destinations"] += len(rows)
+        for item in rows:
+            if item.get("scope") in ("destination", "address") and item.get("bytes_in") \
+                    and item.get("bytes_out") and len(flood["two_way"]) < 17:
+                flood["two_way"].append("%s:%s" % (item.get("remote_address"),
+                                                   item.get("remote_port", "*")))
+        t = parse_time(event.get("TimestampUTC")) or t_msg
+        evidence = {"window_start": rows[0].get("timestamp") if rows else None,
+                    "connections_lost": flood["lost"], "destinations": flood["destinations"],
+                    "two_way": list(flood["two_way"])}
+        fields = dict(evidence, two_way=", ".join(flood["two_way"][:5]) or "none")
+        out.append((rule, key, t, evidence, fields))
 
     def _after_burst(self, state, rule, item, t, out):
         """A successful login from an address that failed COUNT times within within_s before."""

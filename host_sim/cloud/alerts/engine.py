@@ -15,7 +15,7 @@ DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
 STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
 MAX_NEW_ALERTS_PER_HOUR = 50   # per device; the rest of its hour is one alert per rule
-SUMMARISED = ("sweep", "process_burst", "egress")   # kinds whose alert is one burst's running summary
+SUMMARISED = ("sweep", "process_burst", "egress", "flood")   # kinds whose alert is one burst's running summary
 
 
 class Alert:
@@ -162,6 +162,8 @@ class AlertEngine:
             self._sequence(device, state, rule, (properties or {}).get(rule["property"]), t_msg,
                            changed)
         learning = t_msg < state.learning_until
+        if "since" not in state.detect:
+            state.detect["since"] = state.first_time   # the detections' learning clock
         for event in message["Events"]:
             for rule, key, t, evidence, fields in self.detector.feed(device, state.detect, event,
                                                                      t_msg, parse_time):
