@@ -47,6 +47,20 @@ def build_parser():
     return parser
 
 
+def table_lines(rows, right=(), last_free=True):
+    """ROWS (a header then rows, lists of str) as aligned text lines for people: columns two
+    spaces apart, those in RIGHT right-aligned (numbers); LAST_FREE: the last column (a title,
+    a finding) is not padded."""
+    padded = len(rows[0]) - 1 if last_free else len(rows[0])
+    widths = [max(len(row[i]) for row in rows) for i in range(padded)]
+    lines = []
+    for row in rows:
+        cells = "  ".join(row[i].rjust(w) if i in right else row[i].ljust(w)
+                          for i, w in enumerate(widths))
+        lines.append(cells + "  " + row[-1] if last_free else cells.rstrip())
+    return lines
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from host_sim.cloud.alerts.messages import format_time, parse_time
 from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation, follow_into_store
 from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
-from host_sim.cli import UsageError, log_line
+from host_sim.cli import UsageError, log_line, table_lines
 
 MQTT_TOPIC = "devices/+/messages/events/#"
 STATE_GONE = ("--state is gone: use --store DSN (what the rules learned and the alerts are kept "
@@ -75,26 +75,15 @@ def register(subparsers):
 
 def _table(rows):
     """ROWS: alert dicts (first and last as text)."""
-    lines_in = [("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")]
-    for d in rows:
-        lines_in.append((d["severity"], d["device"], d["rule"], d["first"], d["last"],
-                         str(d["count"]), d["title"]))
-    widths = [max(len(row[i]) for row in lines_in) for i in range(len(lines_in[0]) - 1)]
-    lines = []
-    for row in lines_in:
-        lines.append("  ".join(cell.rjust(w) if i == 5 else cell.ljust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths)))
-                     + "  " + row[-1])
-    return lines
+    return table_lines([("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")] + [
+        (d["severity"], d["device"], d["rule"], d["first"], d["last"], str(d["count"]),
+         d["title"]) for d in rows], right=(5,))
 
 
 def _recommendation_table(items):
     """ITEMS: Recommendations, as a table after the alerts'."""
-    rows = [("SEVERITY", "DEVICE", "RECOMMENDATION")] + [
-        (r.severity, r.device, r.rule) for r in items]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths))
-            + "  " + ("TITLE" if i == 0 else items[i - 1].title) for i, row in enumerate(rows)]
+    return table_lines([("SEVERITY", "DEVICE", "RECOMMENDATION", "TITLE")] + [
+        (r.severity, r.device, r.rule, r.title) for r in items])
 
 
 def _printer(as_json, incident_of=None):

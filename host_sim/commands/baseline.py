@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, table_lines
 from host_sim.collectors import baseline
 
 ORDER = {"Fail": 0, "Error": 1, "NotApplicable": 2, "Pass": 3}
@@ -48,7 +48,5 @@ def run(args):
 
 
 def print_table(headers, rows):
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
-    widths[-1] = len(headers[-1])                       # the last column is not padded
-    for row in [headers] + rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1])
+    for line in table_lines([headers] + rows):
+        print(line)

@@ -2,7 +2,7 @@
 message per raw event, and how many devices one hub unit carries."""
 import json
 
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, table_lines
 from host_sim.cost import UNITS, measure
 from host_sim.replay import ReplayError
 
@@ -51,9 +51,7 @@ def run(args):
                       _number(row["bytes_per_day"]), _number(row["blocks_per_day"]),
                       _number(row["free_blocks_per_day"]), _number(row["saving"])]
                      + [_number(row["devices_per_" + unit]) for unit, _ in UNITS])
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     print("%s scaled to one device-day (x%.1f of the trace's span)" % (args.trace, per_day))
-    for r in table:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths))))
+    for line in table_lines(table, right=range(1, len(header)), last_free=False):
+        print(line)
     return 0

@@ -8,7 +8,7 @@ from host_sim.cloud.alerts.incidents import correlate
 from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation
 from host_sim.cloud.alerts.sources import HubStore, SourceError
-from host_sim.cli import UsageError, log_line
+from host_sim.cli import UsageError, log_line, table_lines
 
 
 def register(subparsers):
@@ -62,22 +62,18 @@ def _records_from_store(args):
 
 
 def _table(records):
-    rows = [("SEVERITY", "DEVICE", "INCIDENT", "FIRST", "LAST", "ALERTS", "TACTICS")]
-    for r in records:
-        rows.append((r["severity"], r["device"], r["incident"], r["first"], r["last"],
-                     str(r["alerts"]), ", ".join(r["tactics"]) or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        lines.append("  ".join(cell.rjust(w) if i == 5 else cell.ljust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
-        if index:
-            record = records[index - 1]
-            lines.append("    " + record["title"])
-            for step in record["timeline"]:
-                lines.append("      %s  %-6s %s: %s" % (step["time"], step["severity"],
-                                                       step["rule"], step["title"]))
-    return lines
+    lines = table_lines([("SEVERITY", "DEVICE", "INCIDENT", "FIRST", "LAST", "ALERTS", "TACTICS")]
+                        + [(r["severity"], r["device"], r["incident"], r["first"], r["last"],
+                            str(r["alerts"]), ", ".join(r["tactics"]) or "-") for r in records],
+                        right=(5,), last_free=False)
+    out = lines[:1]
+    for line, record in zip(lines[1:], records):
+        out.append(line)
+        out.append("    " + record["title"])
+        for step in record["timeline"]:
+            out.append("      %s  %-6s %s: %s" % (step["time"], step["severity"], step["rule"],
+                                                 step["title"]))
+    return out
 
 
 def run(args):
