@@ -47,6 +47,11 @@ def build_parser():
     return parser
 
 
+def interrupt_on_sigterm(signum=None, frame=None):
+    """A SIGTERM handler: stop as Ctrl-C does (systemd and `kill` send SIGTERM)."""
+    raise KeyboardInterrupt
+
+
 def table_lines(rows, right=(), last_free=True):
     """ROWS (a header then rows, lists of str) as aligned text lines for people: columns two
     spaces apart, those in RIGHT right-aligned (numbers); LAST_FREE: the last column (a title,

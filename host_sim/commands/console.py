@@ -5,7 +5,7 @@ import signal
 
 from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.sources import HubStore, SourceError
-from host_sim.cli import UsageError, log_line
+from host_sim.cli import UsageError, interrupt_on_sigterm, log_line
 
 
 def register(subparsers):
@@ -73,7 +73,7 @@ def run(args):
         source.close()
         raise UsageError("cannot listen on %s:%d: %s" % (args.host, args.port,
                                                          exc.strerror or exc))
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     host, port = server.server_address[:2]
     print("console: http://%s:%d/ (read only; Ctrl-C to stop)" % (host, port), flush=True)
     try:
@@ -84,8 +84,3 @@ def run(args):
         server.server_close()
         source.close()
     return 0
-
-
-def _interrupt(signum, frame):
-    """SIGTERM stops the server like Ctrl-C does."""
-    raise KeyboardInterrupt

@@ -3,7 +3,7 @@ import json
 import signal
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
-from host_sim.cli import UsageError, log_line
+from host_sim.cli import UsageError, interrupt_on_sigterm, log_line
 from host_sim.replay import ReplayError, agent_id, write_line
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import ENCODING_CHOICES, MESSAGE_ENCODING, Config
@@ -54,10 +54,6 @@ def register(subparsers):
 
 def _log(text):
     log_line("microagent: " + text)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _apply_file(config, path):
@@ -127,7 +123,7 @@ def run(args):
             raise UsageError("--output %s: %s" % (args.output, exc.strerror))
         send = lambda text: write_line(text, out)  # noqa: E731
     agent = HostAgent(options, agent_id(args.root), send, _log, config)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # systemd stops a service with SIGTERM
+    previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm)  # systemd stops a service with SIGTERM
     try:
         agent.run(args.seconds if args.once else None)
     except KeyboardInterrupt:
