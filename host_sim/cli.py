@@ -47,6 +47,23 @@ def build_parser():
     return parser
 
 
+def check_option(option, value, low=None, high=None, positive=False, why=""):
+    """UsageError in the one wording every command uses unless VALUE is within LOW..HIGH
+    (either may be None) and, with POSITIVE, above 0: "--window must be positive, got 0"."""
+    if value is None:
+        return
+    if positive and value <= 0:
+        rule = "positive"
+    elif low is not None and high is not None and not low <= value <= high:
+        rule = "in %s..%s" % (low, high)
+    elif low is not None and high is None and value < low:
+        rule = "at least %s" % low
+    else:
+        return
+    raise UsageError("%s must be %s%s, got %s" % (option, rule, " (%s)" % why if why else "",
+                                                   value))
+
+
 def interrupt_on_sigterm(signum=None, frame=None):
     """A SIGTERM handler: stop as Ctrl-C does (systemd and `kill` send SIGTERM)."""
     raise KeyboardInterrupt

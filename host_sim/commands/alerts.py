@@ -15,7 +15,7 @@ from host_sim.cloud.alerts.messages import format_time, parse_time
 from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation, follow_into_store
 from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
-from host_sim.cli import UsageError, log_line, table_lines
+from host_sim.cli import UsageError, check_option, log_line, table_lines
 
 MQTT_TOPIC = "devices/+/messages/events/#"
 STATE_GONE = ("--state is gone: use --store DSN (what the rules learned and the alerts are kept "
@@ -147,8 +147,7 @@ def _check(args):
         raise UsageError("--%s filters what --store holds: give it without a source" % filters[0])
     if (args.tags or args.commit_every != 1000) and (args.store is None or not has_source):
         raise UsageError("--tags and --commit-every go with a source and --store")
-    if args.commit_every < 1:
-        raise UsageError("--commit-every must be >= 1")
+    check_option("--commit-every", args.commit_every, 1)
     return has_source
 
 

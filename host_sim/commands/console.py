@@ -5,7 +5,7 @@ import signal
 
 from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.sources import HubStore, SourceError
-from host_sim.cli import UsageError, interrupt_on_sigterm, log_line
+from host_sim.cli import UsageError, check_option, interrupt_on_sigterm, log_line
 
 
 def register(subparsers):
@@ -63,8 +63,7 @@ def _store_site(args):
 
 def run(args):
     from host_sim.cloud.console.server import ConsoleServer
-    if not 0 <= args.port <= 65535:
-        raise UsageError("--port must be 0..65535, got %d" % args.port)
+    check_option("--port", args.port, 0, 65535)
     site, source = _hub_site(args) if args.data is not None else _store_site(args)
     try:
         server = ConsoleServer((args.host, args.port), site,

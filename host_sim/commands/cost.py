@@ -2,7 +2,7 @@
 message per raw event, and how many devices one hub unit carries."""
 import json
 
-from host_sim.cli import UsageError, table_lines
+from host_sim.cli import UsageError, check_option, table_lines
 from host_sim.cost import UNITS, measure
 from host_sim.replay import ReplayError
 
@@ -33,8 +33,8 @@ def _number(value):
 
 
 def run(args):
-    if args.window <= 0 or (args.cache_size is not None and args.cache_size < 1):
-        raise UsageError("--window must be positive and --cache-size at least 1")
+    check_option("--window", args.window, positive=True)
+    check_option("--cache-size", args.cache_size, 1)
     try:
         rows, per_day = measure(args.trace, int(round(args.window * 1000)), args.cache_size)
     except ReplayError as exc:

@@ -2,7 +2,7 @@
 import sys
 
 from host_sim import targets
-from host_sim.cli import UsageError
+from host_sim.cli import UsageError, check_option
 from host_sim.commands.replay import RUNTIMES
 from host_sim.crosscheck import crosscheck
 from host_sim.replay import ReplayError, parse_heap
@@ -42,8 +42,8 @@ def default_heap(runtime):
 
 
 def run(args):
-    if args.window <= 0 or args.cache_size < 1:
-        raise UsageError("--window must be positive and --cache-size at least 1")
+    check_option("--window", args.window, positive=True)
+    check_option("--cache-size", args.cache_size, 1)
     try:
         heap = parse_heap(args.heap or default_heap(args.runtime))
     except ValueError as exc:

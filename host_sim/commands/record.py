@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from host_sim.cli import UsageError, write_output
+from host_sim.cli import UsageError, check_option, write_output
 from host_sim.agent import EVENT_COLLECTORS, Options
 
 # record's names for the agent's event collectors (built from the agent's Options)
@@ -40,8 +40,7 @@ def run(args):
     if unknown or not names:
         raise UsageError("--collectors: unknown %s (choose from %s)"
                          % (", ".join(unknown) or "(none given)", ", ".join(COLLECTORS)))
-    if args.seconds <= 0:
-        raise UsageError("--seconds must be positive")
+    check_option("--seconds", args.seconds, positive=True)
     logging.basicConfig(level=logging.WARNING, format="microagent: %(message)s")
     events, lock = [], threading.Lock()
 

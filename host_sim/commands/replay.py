@@ -6,7 +6,7 @@ from microagent.encode import JSON
 
 from microagent.encode import MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE
 
-from host_sim.cli import UsageError, log_line
+from host_sim.cli import UsageError, check_option, log_line
 from host_sim.replay import (ReplayError, parse_heap, replay_firmware, replay_host,
                              replay_host_to_hub, write_line)
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
@@ -66,13 +66,10 @@ def register(subparsers):
 
 
 def check_common(args):
-    if args.window <= 0:
-        raise UsageError("--window must be positive, got %s" % args.window)
-    if args.cache_size is not None and args.cache_size < 1:
-        raise UsageError("--cache-size must be at least 1, got %d" % args.cache_size)
-    if not MIN_MESSAGE_SIZE <= args.max_message_size <= MAX_MESSAGE_SIZE:
-        raise UsageError("--max-message-size must be in %d..%d (IoT Hub's 256 KB limit), got %d"
-                         % (MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, args.max_message_size))
+    check_option("--window", args.window, positive=True)
+    check_option("--cache-size", args.cache_size, 1)
+    check_option("--max-message-size", args.max_message_size, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE,
+                 why="IoT Hub's 256 KB limit")
     try:
         args.heap = parse_heap(args.heap or DEFAULT_HEAP[getattr(args, "runtime", "micropython")])
     except ValueError as exc:

@@ -3,7 +3,7 @@ import json
 import signal
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
-from host_sim.cli import UsageError, interrupt_on_sigterm, log_line
+from host_sim.cli import UsageError, check_option, interrupt_on_sigterm, log_line
 from host_sim.replay import ReplayError, agent_id, write_line
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import ENCODING_CHOICES, MESSAGE_ENCODING, Config
@@ -82,8 +82,8 @@ def run(args):
     if unknown:
         raise UsageError("--collectors: unknown %s (choose from %s)"
                          % (", ".join(unknown), ", ".join(ALL)))
-    if (args.window is not None and args.window <= 0) or args.seconds <= 0:
-        raise UsageError("--window and --seconds must be positive")
+    check_option("--window", args.window, positive=True)
+    check_option("--seconds", args.seconds, positive=True)
     uplink = uplink_of(args)
     if (uplink is not None) == bool(args.output):
         raise UsageError("give --output FILE (or -) to print, or --connection-string/--broker "

@@ -165,7 +165,7 @@ def test_rules_run_on_a_mosquitto_the_messages_are_forwarded_to(tmp_path):
      {"MICROAGENT_BROKER": "http://u:s3cret-pw@h"},
      "--broker: scheme must be mqtt:// or mqtts://, not 'http'"),
     (["console", "--data", "/no/such/hub"], {}, "/no/such/hub holds no hub data"),
-    (["console", "--data", "/no/such/hub", "--port", "70000"], {}, "--port must be 0..65535"),
+    (["console", "--data", "/no/such/hub", "--port", "70000"], {}, "--port must be in 0..65535"),
 ])
 def test_usage_errors_are_one_line_without_the_password(args, env, error):
     environment = {k: v for k, v in os.environ.items()
