@@ -42,6 +42,9 @@ def add_commands(subparsers):
                                        "scope and group key (shown once)")
     _data(group)
     group.add_argument("name", metavar="NAME", help="enrollment group name")
+    group.add_argument("--x509-ca", metavar="FILE",
+                       help="an X.509 group instead: devices present a certificate signed by this CA "
+                            "(PEM), CN = their registration id; prints the ID scope only")
     group.set_defaults(run=run_add_enrollment_group)
 
     add = subparsers.add_parser("add-device", help="register a device; prints its connection string")
@@ -118,8 +121,12 @@ def run_add_device(args):
 
 def run_add_enrollment_group(args):
     from hub_emulator import dps
+    ca_pem = _read_ca(args.x509_ca) if args.x509_ca else None
     db = open_db(args.data)
     try:
+        if ca_pem:
+            print("IdScope=%s" % dps.add_x509_group(db, args.name, ca_pem.decode("ascii")))
+            return 0
         scope, key = dps.add_group(db, args.name)
     except dps.EnrollmentError as exc:
         raise UsageError(str(exc)) from None
@@ -127,18 +134,22 @@ def run_add_enrollment_group(args):
     return 0
 
 
+def _read_ca(path):
+    """The PEM text (bytes) of the CA certificate file PATH, checked to be one."""
+    from cryptography import x509
+    try:
+        with open(path, "rb") as f:
+            ca_pem = f.read()
+        x509.load_pem_x509_certificate(ca_pem)
+    except OSError as exc:
+        raise UsageError("--x509-ca %s: %s" % (path, exc.strerror)) from None
+    except ValueError:
+        raise UsageError("--x509-ca %s: not a PEM certificate" % path) from None
+    return ca_pem
+
+
 def _add_x509_device(args):
-    ca_pem = None
-    if args.x509_ca:
-        from cryptography import x509
-        try:
-            with open(args.x509_ca, "rb") as f:
-                ca_pem = f.read()
-            x509.load_pem_x509_certificate(ca_pem)
-        except OSError as exc:
-            raise UsageError("--x509-ca %s: %s" % (args.x509_ca, exc.strerror)) from None
-        except ValueError:
-            raise UsageError("--x509-ca %s: not a PEM certificate" % args.x509_ca) from None
+    ca_pem = _read_ca(args.x509_ca) if args.x509_ca else None
     thumbprint = args.x509_thumbprint
     if thumbprint and (len(thumbprint) not in (40, 64)
                        or any(c not in "0123456789abcdefABCDEF" for c in thumbprint)):

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS hub_events (
 CREATE INDEX IF NOT EXISTS hub_events_by_kind ON hub_events (kind, hour);
 CREATE TABLE IF NOT EXISTS enrollment_groups (
     name TEXT PRIMARY KEY, primary_key TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS x509_enrollment_groups (
+    name TEXT PRIMARY KEY, ca_pem TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS registrations (
     registration_id TEXT PRIMARY KEY, enrollment_group TEXT NOT NULL, device_id TEXT NOT NULL,
     assigned_hub TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS x509_devices (id TEXT PRIMARY KEY, ca_pem TEXT, thumb
 # count, so a flood of bad CONNECTs updates rows instead of adding them. Claimed ids are anyone's
 # to make up: past MAX_EVENT_DEVICES per kind and hour, the rest share one row.
 HUB_EVENT_KINDS = ("invalid-sas-signature", "expired-sas-token", "unknown-device",
-                   "refused-connect", "refused-topic", "device-connected-twice")
+                   "refused-connect", "refused-topic", "device-connected-twice",
+                   "refused-certificate", "dps-registration-refused")
 MAX_EVENT_DEVICES = 256
 MAX_EVENT_PEERS = 8          # newest distinct peer addresses kept per row
 MAX_EVENT_TEXT = 256         # characters of a claimed device id or a detail kept

@@ -1,18 +1,22 @@
-"""The emulator's Device Provisioning Service: symmetric-key enrollment groups and DPS's MQTT
-protocol, served beside the hub (`hub serve --dps-port N`, TLS with the hub's certificate).
+"""The emulator's Device Provisioning Service: symmetric-key and X.509 enrollment groups and
+DPS's MQTT protocol, served beside the hub (`hub serve --dps-port N`, TLS with the hub's certificate).
 
 Protocol (learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-dps): CONNECT with client id =
 registration id, user name `{idScope}/registrations/{registrationId}/api-version=...`, password a
 SAS token over `{idScope}/registrations/{registrationId}` with skn=registration, signed with the
 device's key: for a group enrollment, HMAC-SHA256 of the registration id under the group key
-(learn.microsoft.com/azure/iot-dps/concepts-symmetric-key-attestation). The device subscribes
+(learn.microsoft.com/azure/iot-dps/concepts-symmetric-key-attestation). A device of an X.509
+group sends no password: its TLS client certificate, signed by the group's CA with CN = the
+registration id, is its credential, and it becomes an X.509 hub device of that CA. The device subscribes
 to `$dps/registrations/res/#`, publishes `$dps/registrations/PUT/iotdps-register/?$rid=R` and
 is answered `res/202/?$rid=R&retry-after=S` with an operationId; it then polls
 `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=R&operationId=O` until `res/200` brings
 the registrationState (assignedHub, deviceId, status "assigned").
 
-A token that is not valid for any group gets CONNACK 5 (not authorized), as the hub answers a bad
-SAS token; a malformed request gets status 400 and a registration for another registration id
+A token that is not valid for any group, or a certificate whose CN is not the registration id,
+gets CONNACK 5 (not authorized), as the hub answers a bad SAS token; a certificate of a CA no group
+enrolled fails the TLS handshake (only enrolled CAs are trusted). Each refusal is counted in
+hub_events as "dps-registration-refused" (the reason, never the token); a malformed request gets status 400 and a registration for another registration id
 than the connection's 401, with DPS's error body (errorCode, trackingId, message, timestampUtc).
 """
 import asyncio
@@ -30,9 +34,9 @@ import time
 import urllib.parse
 import uuid
 
-from hub_emulator import codec, registry, sas, topics
+from hub_emulator import certs, codec, registry, sas, topics
 from hub_emulator.codec import ProtocolError
-from hub_emulator.database import transaction
+from hub_emulator.database import NO_CLIENT_ID, record_hub_event, transaction
 
 log = logging.getLogger("hub_emulator")
 
@@ -77,10 +81,52 @@ def add_group(db, name):
                               % name[:200])
     key = base64.b64encode(os.urandom(GROUP_KEY_BYTES)).decode("ascii")
     scope = id_scope(db)
-    if db.execute("INSERT OR IGNORE INTO enrollment_groups VALUES (?, ?, ?)",
-                  (name, key, _now_iso())).rowcount == 0:
-        raise EnrollmentError("enrollment group %r already exists" % name)
+    with transaction(db):
+        if _group_exists(db, name) or db.execute("INSERT OR IGNORE INTO enrollment_groups VALUES (?, ?, ?)",
+                                                 (name, key, _now_iso())).rowcount == 0:
+            raise EnrollmentError("enrollment group %r already exists" % name)
     return scope, key
+
+
+def add_x509_group(db, name, ca_pem):
+    """Creates the X.509 enrollment group NAME of the CA CA_PEM (PEM text); returns the id scope."""
+    if not REGISTRATION_ID.match(name):
+        raise EnrollmentError("enrollment group name %r is not valid (1-128 of A-Z a-z 0-9 - . _ :)"
+                              % name[:200])
+    scope = id_scope(db)
+    with transaction(db):
+        if _group_exists(db, name):
+            raise EnrollmentError("enrollment group %r already exists" % name)
+        db.execute("INSERT INTO x509_enrollment_groups VALUES (?, ?, ?)", (name, ca_pem, _now_iso()))
+    return scope
+
+
+def _group_exists(db, name):
+    return db.execute("SELECT 1 FROM enrollment_groups WHERE name = ? UNION ALL SELECT 1 FROM"
+                      " x509_enrollment_groups WHERE name = ?", (name, name)).fetchone() is not None
+
+
+def group_cas(db):
+    """Every CA (PEM) an X.509 enrollment group enrolled."""
+    return {row[0] for row in db.execute("SELECT ca_pem FROM x509_enrollment_groups")}
+
+
+def authenticate_certificate(db, registration_id, cert_der):
+    """The X.509 enrollment group whose CA signed CERT_DER (DER, or None) with CN = REGISTRATION_ID,
+    else raises CertificateRejected with a reason safe to log (the last group's, when none fits)."""
+    if not cert_der:
+        raise CertificateRejected("no password and no client certificate")
+    reason = "client certificate is not signed by the CA of any enrollment group"
+    for name, ca_pem in db.execute("SELECT name, ca_pem FROM x509_enrollment_groups ORDER BY name"):
+        refusal = certs.check_device_cert(cert_der, registration_id, ca_pem)
+        if refusal is None:
+            return name
+        reason = refusal
+    raise CertificateRejected(reason)
+
+
+class CertificateRejected(Exception):
+    """A client certificate that proves no enrollment; str() is safe to log."""
 
 
 def derived_key(group_key_b64, registration_id):
@@ -121,22 +167,31 @@ def authenticate(db, scope, registration_id, fields, now=None):
 
 def assign(db, group, registration_id, hub):
     """Registers REGISTRATION_ID of GROUP as hub device of the same id (its key the derived key);
-    a registration id registered before keeps its assignment. Returns the registrationState."""
-    (group_key,) = db.execute("SELECT primary_key FROM enrollment_groups WHERE name = ?",
-                              (group,)).fetchone()
-    key = derived_key(group_key, registration_id)
+    a registration id registered before keeps its assignment. Returns the registrationState.
+    A member of an X.509 group becomes an X.509 device of the group's CA."""
+    symmetric = db.execute("SELECT primary_key FROM enrollment_groups WHERE name = ?",
+                           (group,)).fetchone()
+    if symmetric:
+        key, ca_pem = derived_key(symmetric[0], registration_id), None
+    else:
+        (ca_pem,) = db.execute("SELECT ca_pem FROM x509_enrollment_groups WHERE name = ?",
+                               (group,)).fetchone()
+        key = None
     now = _now_iso()
     with transaction(db):
         row = db.execute("SELECT device_id, assigned_hub, created FROM registrations"
                          " WHERE registration_id = ?", (registration_id,)).fetchone()
         if row is None:
-            existing = registry.device_key(db, registration_id) or ""
             if registry.is_registered(db, registration_id):
-                if not hmac.compare_digest(existing, key):
+                same = (hmac.compare_digest(registry.device_key(db, registration_id) or "", key)
+                        if key else registry.x509_credential(db, registration_id) == (ca_pem, None))
+                if not same:
                     raise EnrollmentError("device %r is registered in the hub with another "
                                           "credential" % registration_id)
-            else:
+            elif key:
                 registry.add_device(db, registration_id, key)
+            else:
+                registry.add_x509_device(db, registration_id, ca_pem)
             row = (registration_id, hub, now)
             db.execute("INSERT INTO registrations VALUES (?, ?, ?, ?, ?, ?)",
                        (registration_id, group, registration_id, hub, now, now))
@@ -167,9 +222,25 @@ class Dps:
         self.hub_name = hub_name
         self.scope = id_scope(db)
         self.connections = 0
+        self._trusted = set()
+
+    def trust_group_cas(self, context):
+        """Adds the CAs enrolled since the last connection to CONTEXT's trust store (OpenSSL then
+        checks a client certificate's chain and validity in the handshake)."""
+        for pem in group_cas(self.db) - self._trusted:
+            context.load_verify_locations(cadata=pem)
+            self._trusted.add(pem)
+
+    def _record(self, registration_id, address, detail):
+        """Counts a refused registration; a database that cannot take it costs a warning."""
+        try:
+            record_hub_event(self.db, registration_id, "dps-registration-refused", address, detail)
+        except sqlite3.Error as exc:
+            log.warning("dps: cannot record the refusal of %r: %s", registration_id, exc)
 
     async def handle(self, reader, writer, tls_context):
         peer = "%s:%d" % writer.get_extra_info("peername")[:2]
+        address = writer.get_extra_info("peername")[0]
         if self.connections >= MAX_CONNECTIONS:
             writer.close()
             return
@@ -177,8 +248,15 @@ class Dps:
         identity = None
         try:
             async with asyncio.timeout(CONNECT_DEADLINE):
-                await writer.start_tls(tls_context)
-                accepted = await self._connect(reader, writer)
+                self.trust_group_cas(tls_context)
+                try:
+                    await writer.start_tls(tls_context)
+                except ssl.SSLCertVerificationError:
+                    # the registration id is not known yet: the CONNECT comes after the handshake
+                    self._record(NO_CLIENT_ID, address, "client certificate of no enrolled CA "
+                                 "(TLS handshake refused)")
+                    raise
+                accepted = await self._connect(reader, writer, address)
             if accepted:
                 identity = accepted[0]
                 await self._serve(*accepted, reader, writer)
@@ -198,7 +276,7 @@ class Dps:
             except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 pass
 
-    async def _connect(self, reader, writer):
+    async def _connect(self, reader, writer, address):
         """(registration id, enrollment group) of an authenticated CONNECT, or None after
         refusing it."""
         packet = await codec.read_packet(reader, MAX_PACKET, (codec.CONNECT,))
@@ -210,9 +288,11 @@ class Dps:
             writer.write(codec.connack(codec.BAD_PROTOCOL_VERSION))
             await writer.drain()
             raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
-        code, reason = self._check(connect)
+        ssl_object = writer.get_extra_info("ssl_object")
+        code, reason = self._check(connect, ssl_object.getpeercert(binary_form=True))
         if code != codec.ACCEPTED:
             log.warning("dps: refused %r: %s (CONNACK %d)", connect.client_id[:200], reason, code)
+            self._record(connect.client_id, address, reason)
             writer.write(codec.connack(code))
             await writer.drain()
             return None
@@ -221,13 +301,13 @@ class Dps:
         await writer.drain()
         return connect.client_id, reason
 
-    def _check(self, connect):
+    def _check(self, connect, peer_cert):
         """(CONNACK code, reason or the enrollment group's name when accepted)."""
         registration_id = connect.client_id
         if not REGISTRATION_ID.match(registration_id):
             return codec.IDENTIFIER_REJECTED, "client id is not a registration id"
-        if connect.username is None or connect.password is None:
-            return codec.BAD_USERNAME_OR_PASSWORD, "no username or no password"
+        if connect.username is None:
+            return codec.BAD_USERNAME_OR_PASSWORD, "no username"
         parts = connect.username.split("/", 3)
         if len(parts) != 4 or parts[1] != "registrations" or not parts[3].startswith("api-version="):
             return codec.BAD_USERNAME_OR_PASSWORD, \
@@ -236,6 +316,11 @@ class Dps:
             return codec.NOT_AUTHORIZED, "username names ID scope %r, this is %r" % (parts[0][:64], self.scope)
         if parts[2] != registration_id:
             return codec.NOT_AUTHORIZED, "client id is not the registration id of the username"
+        if connect.password is None:
+            try:
+                return codec.ACCEPTED, authenticate_certificate(self.db, registration_id, peer_cert)
+            except CertificateRejected as exc:
+                return codec.NOT_AUTHORIZED, str(exc)
         try:
             fields = sas.parse_token(connect.password.decode("utf-8"))
         except UnicodeDecodeError:

@@ -211,6 +211,8 @@ class Hub:
             return code, str(reason), reason.kind
         if reason == UNKNOWN_DEVICE:
             return code, reason, "unknown-device"
+        if isinstance(reason, CertificateRefused):
+            return code, str(reason), "refused-certificate"
         return code, reason, "refused-connect"
 
     def _check_connect(self, connect, peer_cert=None):
@@ -250,7 +252,7 @@ class Hub:
         if host.lower() != self.hub_name.lower() or rest.partition("/?")[0] != connect.client_id:
             return codec.NOT_AUTHORIZED, "username is not {this hub}/{device}/?api-version=..."
         reason = certs.check_device_cert(peer_cert, connect.client_id, ca_pem, thumbprint)
-        return (codec.NOT_AUTHORIZED, reason) if reason else (codec.ACCEPTED, None)
+        return (codec.NOT_AUTHORIZED, CertificateRefused(reason)) if reason else (codec.ACCEPTED, None)
 
     async def _run_session(self, session, reader):
         while True:
@@ -339,6 +341,11 @@ class Hub:
                         await session.deliver("%s?$version=%d" % (topics.TWIN_DESIRED, version), body)
                     except (asyncio.TimeoutError, ConnectionError, OSError):
                         session.writer.close()
+
+
+class CertificateRefused(str):
+    """The reason an X.509 device's client certificate was refused at CONNECT (a hub event of
+    its own: "refused-certificate")."""
 
 
 def tls_context(data_dir, hub):
