@@ -2,8 +2,10 @@
 (paho over TLS) with a wrong key, an expired token and an unknown device id, refuses topics,
 and sees one device connected from two addresses; it counts them in hub.db (bounded, without
 the token), and `microagent alerts` / `incidents` raise the hub_event rules from them, in
-memory and into the cloud store."""
+memory and into the cloud store; refused X.509 client certificates and refused DPS registrations
+raise theirs."""
 import base64
+import datetime
 import json
 import os
 import sqlite3
@@ -13,12 +15,19 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from hub_emulator import sas
+from hub_emulator import dps as dps_service
+from hub_emulator import registry, sas
 from hub_emulator.database import (MAX_EVENT_DEVICES, OTHER_DEVICES, open_db,
                                    record_hub_event)
 from hub_emulator.process import HubProcess
 from hub_replays import MICROAGENT, Lines
+from microagent import dps as dps_client
+from microagent import mqtt as mqtt_core
 from polling import wait_for
 
 TIMEOUT = 20
@@ -29,11 +38,11 @@ WRONG_KEY = base64.b64encode(b"not the device key, 32 bytes..!!").decode()
 class Client:
     """One paho connection to the hub from BIND (a loopback address of this machine)."""
 
-    def __init__(self, hub, client_id, password, bind="127.0.0.1", username=None):
+    def __init__(self, hub, client_id, password, bind="127.0.0.1", username=None, cert=None):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311)
         self.client.username_pw_set(username or hub.username(client_id), password)
-        self.client.tls_set(ca_certs=hub.ca)
+        self.client.tls_set(ca_certs=hub.ca, certfile=cert and cert[0], keyfile=cert and cert[1])
         self.client.reconnect_delay_set(min_delay=60, max_delay=60)
         self.answer = threading.Event()
         self.gone = threading.Event()
@@ -56,8 +65,8 @@ class Client:
         self.client.loop_stop()
 
 
-def refused(hub, client_id, password):
-    client = Client(hub, client_id, password)
+def refused(hub, client_id, password, cert=None):
+    client = Client(hub, client_id, password, cert=cert)
     try:
         return client.reason.is_failure
     finally:
@@ -236,3 +245,61 @@ def test_sas_names_the_refusal_kind():
     with pytest.raises(sas.TokenRejected) as caught:
         sas.verify(sas.parse_token(sas.make_token("h", "d", key, expiry=1000)), "h", "d", key)
     assert caught.value.kind == "expired-sas-token"
+
+
+def _certificate(cn, key, issuer_cn, issuer_key, ca=False):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .sign(issuer_key, hashes.SHA256()))
+
+
+def _write_pem(folder, name, cert, key):
+    paths = os.path.join(folder, name + ".pem"), os.path.join(folder, name + ".key")
+    with open(paths[0], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return paths
+
+
+def test_refused_certificates_and_dps_registrations_raise_their_rules(tmp_path):
+    ca_key, device_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("fleet-ca", ca_key, "fleet-ca", ca_key, ca=True)
+    wrong_cn = _write_pem(str(tmp_path), "wrong-cn", _certificate("cam-9", device_key, "fleet-ca", ca_key),
+                          device_key)
+    stranger_key = base64.b64encode(os.urandom(32)).decode()
+    hub = HubProcess(tmp_path / "hub", port=0, plain_port=None, extra_args=["--dps-port", "0"])
+    with hub:
+        registry.add_x509_device(hub.db, "cam-1", ca.public_bytes(serialization.Encoding.PEM).decode())
+        assert refused(hub, "cam-1", None, cert=wrong_cn)
+        assert refused(hub, "cam-1", None)     # an X.509 device without a certificate
+        scope, _ = dps_service.add_group(hub.db, "sensors")
+        settings = dps_client.DpsSettings(
+            "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=intruder-1;SymmetricKey=%s"
+            % (hub.state["dps_port"], scope, stranger_key))
+        with open(hub.ca_der, "rb") as f:
+            with pytest.raises(dps_client.DpsRefused):
+                mqtt_core.run(dps_client.provision(settings, f.read()))
+        log = hub.log()
+    found = [r for r in run("alerts", "--data", hub.data_dir, "--json") if r["kind"] == "alert"]
+    by_rule = {(r["device"], r["rule"]): r for r in found}
+    certificate = by_rule[("cam-1", "refused-certificate")]
+    assert (certificate["count"], certificate["severity"]) == (2, "Medium")
+    assert certificate["technique"] == ["T1078", "T1649"]
+    assert "127.0.0.1" in certificate["title"]
+    # one row per device, kind and hour: its detail is the latest refusal's
+    assert [e["detail"] for e in hub_events(hub) if e["kind"] == "refused-certificate"] == [
+        "no client certificate for X.509 device 'cam-1'"]
+    assert "client certificate CN is not the device id 'cam-1' (CONNACK 5)" in log
+    registration = by_rule[("intruder-1", "dps-registration-refused")]
+    assert (registration["count"], registration["severity"]) == (1, "Medium")
+    assert registration["technique"] == ["T1078", "T1110"]
+    assert "not signed with a key of any enrollment group" in registration["title"]
+    assert stranger_key not in json.dumps(found) + json.dumps(hub_events(hub)) + log
