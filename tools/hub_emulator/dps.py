@@ -251,10 +251,10 @@ class Dps:
                 self.trust_group_cas(tls_context)
                 try:
                     await writer.start_tls(tls_context)
-                except ssl.SSLCertVerificationError:
+                except ssl.SSLCertVerificationError as exc:
                     # the registration id is not known yet: the CONNECT comes after the handshake
-                    self._record(NO_CLIENT_ID, address, "client certificate of no enrolled CA "
-                                 "(TLS handshake refused)")
+                    self._record(NO_CLIENT_ID, address, "client certificate refused in the TLS "
+                                 "handshake (no enrolled CA or not valid now): %s" % exc.verify_message)
                     raise
                 accepted = await self._connect(reader, writer, address)
             if accepted:
