@@ -220,12 +220,13 @@ class SasTokenSource:
         self._clock = clock
         self._token = None
         self.expiry = 0
+        self.renew_at = 0   # the one renewal rule: renew_before_s before expiry (the session's too)
 
     def due(self, now=None):
         """True when the current token is missing or within renew_before_s of its expiry."""
         if now is None:
             now = self._clock()
-        return self._token is None or now >= self.expiry - self.renew_before_s
+        return self._token is None or now >= self.renew_at
 
     def token(self, now=None):
         """The current token, minting a new one first when due()."""
@@ -233,6 +234,7 @@ class SasTokenSource:
             now = self._clock()
         if self.due(now):
             self.expiry = now + self.ttl_s
+            self.renew_at = self.expiry - self.renew_before_s
             self._token = sas_token(self.resource, self._key, self.expiry)
         return self._token
 

@@ -135,7 +135,6 @@ class Session:
         self._retry_at = 0
         self._state = _DISCONNECTED
         self.password = None        # for CONNECT
-        self._renew_at_s = 0
         self.topic = None           # for PUBLISH
         self.payload = None
         self.wake_ms = 0            # when next_action() may have something new (IDLE)
@@ -163,13 +162,12 @@ class Session:
             self._state = _CONNECTING
             if self.tokens is not None:
                 self.password = self.tokens.token(now_s)
-                # Kept apart so the check below compares, never computes, a 32-bit board's
-                # Unix time (a long int there).
-                self._renew_at_s = self.tokens.expiry - self.tokens.renew_before_s
             return CONNECT
         if state == _CONNECTING:
             return IDLE
-        if self.tokens is not None and now_s >= self._renew_at_s:
+        # the token source's renewal time, computed when it minted the token: the check
+        # compares, never computes, a 32-bit board's Unix time (a long int there)
+        if self.tokens is not None and now_s >= self.tokens.renew_at:
             # IoT Hub closes a connection whose token expires: reconnect with a fresh one first.
             self._state = _DISCONNECTED
             self.failures = 0
