@@ -1,6 +1,7 @@
 """The `microagent` command: discovers subcommands in host_sim.commands."""
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import threading
@@ -45,6 +46,24 @@ def build_parser():
         module = importlib.import_module("host_sim.commands." + info.name)
         module.register(subparsers)
     return parser
+
+
+def add_store_option(group, help):
+    """`--store DSN`, or `--store` alone for $MICROAGENT_STORE (a password stays off argv)."""
+    group.add_argument("--store", metavar="DSN", nargs="?",
+                       const=os.environ.get("MICROAGENT_STORE", ""), help=help)
+
+
+def open_store_option(dsn, create=True):
+    """The cloud store --store names; UsageError in one line when it cannot be used (CREATE=
+    False: a reader, which must not make an empty SQLite store)."""
+    from host_sim.cloud.store import StoreError, open_store
+    if not dsn:
+        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
+    try:
+        return open_store(dsn, create)
+    except StoreError as exc:
+        raise UsageError(str(exc))
 
 
 def check_option(option, value, low=None, high=None, positive=False, why=""):

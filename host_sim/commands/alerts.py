@@ -15,7 +15,8 @@ from host_sim.cloud.alerts.messages import format_time, parse_time
 from host_sim.cloud.alerts.rules import SEVERITIES, RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation, follow_into_store
 from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
-from host_sim.cli import UsageError, check_option, log_line, table_lines
+from host_sim.cli import (UsageError, add_store_option, check_option, log_line,
+                          open_store_option, table_lines)
 
 MQTT_TOPIC = "devices/+/messages/events/#"
 STATE_GONE = ("--state is gone: use --store DSN (what the rules learned and the alerts are kept "
@@ -42,9 +43,7 @@ def register(subparsers):
                         help="be one member of a Kafka consumer group (Event Hubs' Kafka "
                              "endpoint: host:9093; SASL settings from the environment, see "
                              "docs/event-hubs.md); needs --topic, --group and --store")
-    p.add_argument("--store", metavar="DSN", nargs="?",
-                   const=os.environ.get("MICROAGENT_STORE", ""),
-                   help="the cloud store: a file, sqlite:///path or postgresql://...; give "
+    add_store_option(p, "the cloud store: a file, sqlite:///path or postgresql://...; give "
                         "--store alone to read it from $MICROAGENT_STORE (keeps a password off "
                         "the command line)")
     p.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the broker (mqtts)")
@@ -116,16 +115,6 @@ def _time_option(name, text):
     return t
 
 
-def _open_store(dsn, create=True):
-    from host_sim.cloud.store import StoreError, open_store
-    if not dsn:
-        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
-    try:
-        return open_store(dsn, create)
-    except StoreError as exc:
-        raise UsageError(str(exc))
-
-
 def _check(args):
     if args.state is not None:
         raise UsageError(STATE_GONE)
@@ -168,7 +157,7 @@ def _print_store(args):
     since = _time_option("--since", args.since)
     until = _time_option("--until", args.until)
     from host_sim.cloud.store import StoreError
-    store = _open_store(args.store, create=False)
+    store = open_store_option(args.store, create=False)
     try:
         rows = store.alerts(severity=args.severity, rule=args.rule, device=args.device,
                             since=since, until=until)
@@ -257,7 +246,7 @@ def _into_store(args, rules):
         tags = load_tags(args.tags) if args.tags else None
     except ValueError as exc:
         raise UsageError(str(exc))
-    ingest = Ingest(_open_store(args.store), rules,
+    ingest = Ingest(open_store_option(args.store), rules,
                     on_skip=lambda line: log_line("warning: " + line), tags=tags)
     stop = threading.Event()
     show = _printer(args.json, lambda alert: incident_of(ingest.engine, alert))

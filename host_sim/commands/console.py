@@ -1,11 +1,11 @@
 """`microagent console`: a read-only web dashboard over the hub's store or the cloud store,
 served locally."""
-import os
 import signal
 
 from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.sources import HubStore, SourceError
-from host_sim.cli import UsageError, check_option, interrupt_on_sigterm, log_line
+from host_sim.cli import (UsageError, add_store_option, check_option, interrupt_on_sigterm,
+                          log_line, open_store_option)
 
 
 def register(subparsers):
@@ -19,9 +19,7 @@ def register(subparsers):
                     "itself; nothing is loaded from the internet.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="HUBDIR", help="the hub's data directory")
-    source.add_argument("--store", metavar="DSN", nargs="?",
-                        const=os.environ.get("MICROAGENT_STORE", ""),
-                        help="the cloud store `microagent alerts --store` fills (a file, "
+    add_store_option(source, "the cloud store `microagent alerts --store` fills (a file, "
                              "sqlite:///path or postgresql://...; alone: $MICROAGENT_STORE)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
     p.add_argument("--host", default="127.0.0.1",
@@ -48,16 +46,10 @@ def _hub_site(args):
 
 def _store_site(args):
     from host_sim.cloud.console.store_site import StoreSite
-    from host_sim.cloud.store import StoreError, open_store
-    if not args.store:
-        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
     if args.rules:
         raise UsageError("--rules goes with --data (the store holds the alerts already raised)")
-    try:
-        # the schema check is all it reads: pages ask the store for their rows on request
-        store = open_store(args.store, create=False)
-    except StoreError as exc:
-        raise UsageError(str(exc))
+    # the schema check is all it reads: pages ask the store for their rows on request
+    store = open_store_option(args.store, create=False)
     return StoreSite(store), store
 
 

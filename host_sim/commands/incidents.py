@@ -2,13 +2,12 @@
 its highest severity, its timeline and the ATT&CK tactics it covers; by severity, then the most
 recent first. A table with each incident's timeline, or JSON lines."""
 import json
-import os
 
 from host_sim.cloud.alerts.incidents import correlate
 from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation
 from host_sim.cloud.alerts.sources import HubStore, SourceError
-from host_sim.cli import UsageError, log_line, table_lines
+from host_sim.cli import UsageError, add_store_option, log_line, open_store_option, table_lines
 
 
 def register(subparsers):
@@ -21,9 +20,7 @@ def register(subparsers):
                     "timeline of its alerts. With --store, reads what the cloud store holds.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="HUBDIR", help="the hub emulator's data directory")
-    source.add_argument("--store", metavar="DSN", nargs="?",
-                        const=os.environ.get("MICROAGENT_STORE", ""),
-                        help="the cloud store (a file, sqlite:///path or postgresql://...); "
+    add_store_option(source, "the cloud store (a file, sqlite:///path or postgresql://...); "
                              "alone: from $MICROAGENT_STORE")
     p.add_argument("--rules", metavar="FILE", help="your rules file; it overrides the defaults")
     p.add_argument("--json", action="store_true", help="one JSON object per incident and line")
@@ -48,17 +45,14 @@ def _records_from_data(args):
 
 
 def _records_from_store(args):
-    from host_sim.cloud.store import StoreError, open_store
-    if not args.store:
-        raise UsageError("--store needs a DSN (or $MICROAGENT_STORE)")
+    from host_sim.cloud.store import StoreError
+    store = open_store_option(args.store, create=False)
     try:
-        store = open_store(args.store, create=False)
-        try:
-            return store.incidents()
-        finally:
-            store.close()
+        return store.incidents()
     except StoreError as exc:
         raise UsageError(str(exc))
+    finally:
+        store.close()
 
 
 def _table(records):

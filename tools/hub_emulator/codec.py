@@ -67,6 +67,24 @@ async def read_packet(reader, max_size=DEFAULT_MAX_PACKET, types=CLIENT_PACKETS)
     return first[0] >> 4, first[0] & 0x0F, body
 
 
+async def read_connect(reader, writer, max_size=DEFAULT_MAX_PACKET):
+    """A session's first packet, which must be CONNECT (the hub's and DPS's alike): a Connect,
+    or None at a clean end of stream. A protocol level other than MQTT 3.1.1 is answered with
+    CONNACK 1 before the ProtocolError."""
+    packet = await read_packet(reader, max_size, (CONNECT,))
+    if packet is None:
+        return None
+    try:
+        connect = parse(*packet)
+    except UnsupportedProtocol as exc:
+        writer.write(connack(BAD_PROTOCOL_VERSION))
+        await writer.drain()
+        raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
+    if not isinstance(connect, Connect):
+        raise ProtocolError("first packet is not CONNECT")
+    return connect
+
+
 class _Cursor:
     """Reads fields from a packet body; running out of bytes is a ProtocolError."""
 

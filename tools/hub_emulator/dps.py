@@ -279,15 +279,9 @@ class Dps:
     async def _connect(self, reader, writer, address):
         """(registration id, enrollment group) of an authenticated CONNECT, or None after
         refusing it."""
-        packet = await codec.read_packet(reader, MAX_PACKET, (codec.CONNECT,))
-        if packet is None:
+        connect = await codec.read_connect(reader, writer, MAX_PACKET)
+        if connect is None:
             return None
-        try:
-            connect = codec.parse(*packet)
-        except codec.UnsupportedProtocol as exc:
-            writer.write(codec.connack(codec.BAD_PROTOCOL_VERSION))
-            await writer.drain()
-            raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
         ssl_object = writer.get_extra_info("ssl_object")
         code, reason = self._check(connect, ssl_object.getpeercert(binary_form=True))
         if code != codec.ACCEPTED:

@@ -164,17 +164,9 @@ class Hub:
             log.warning("cannot record %s of %r: %s", kind, device, exc)
 
     async def _open_session(self, reader, writer, address):
-        packet = await codec.read_packet(reader, self.max_packet, (codec.CONNECT,))
-        if packet is None:
+        connect = await codec.read_connect(reader, writer, self.max_packet)
+        if connect is None:
             return None
-        try:
-            connect = codec.parse(*packet)
-        except codec.UnsupportedProtocol as exc:
-            writer.write(codec.connack(codec.BAD_PROTOCOL_VERSION))
-            await writer.drain()
-            raise ProtocolError("refused: %s is not MQTT 3.1.1" % exc) from None
-        if not isinstance(connect, codec.Connect):
-            raise ProtocolError("first packet is not CONNECT")
         ssl_object = writer.get_extra_info("ssl_object")
         peer_cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         return_code, reason, kind = self._authenticate(connect, peer_cert)
