@@ -24,7 +24,8 @@ def add_uplink_arguments(group, broker_help):
     group.add_argument("--dps", action="store_true",
                        help="provision through the Device Provisioning Service with "
                             "$MICROAGENT_DPS (GlobalEndpoint=HOST[:PORT];IdScope=...;"
-                            "RegistrationId=...;SymmetricKey=...); the assignment is cached beside "
+                            "RegistrationId=...;SymmetricKey=... or CertFile=...;KeyFile=...); the "
+                            "assignment is cached beside "
                             "the outbox, --ca and --port are the DPS's and the hub's")
     group.add_argument("--outbox", metavar="FILE",
                        help="the host agent's persistent outbox (default "
@@ -62,19 +63,22 @@ def uplink_of(args):
 
 
 def _dps_uplink(args):
-    from host_sim.provisioning import ProvisioningError, settings_of
+    from host_sim.provisioning import ProvisioningError, client_cert, settings_of
     if args.connection_string or args.broker is not None:
         raise UsageError("give --dps, --connection-string or --broker, not two of them")
+    if args.cert or args.key:
+        raise UsageError("with --dps the certificate is $MICROAGENT_DPS's CertFile and KeyFile, "
+                         "not --cert/--key")
     text = os.environ.get("MICROAGENT_DPS")
     if not text:
         raise UsageError("--dps needs $MICROAGENT_DPS (GlobalEndpoint=HOST[:PORT];IdScope=...;"
                          "RegistrationId=...;SymmetricKey=...)")
     try:
-        settings_of(text)
+        cert = client_cert(settings_of(text))
     except ProvisioningError as exc:
         raise UsageError(str(exc))
     if not args.ca:
         raise UsageError("--dps needs --ca FILE (the CA of the DPS's and the hub's certificates)")
     if not os.path.isfile(args.ca):
         raise UsageError("--ca %s: no such file" % args.ca)
-    return Uplink(None, args.ca, args.port, None, args.outbox, args.timeout, dps=text)
+    return Uplink(None, args.ca, args.port, None, args.outbox, args.timeout, dps=text, cert=cert)

@@ -1,6 +1,6 @@
 # Device Provisioning Service client (MicroPython-compatible; also runs on CPython for the host
-# engine): registers the device with a key derived from a group enrollment and returns the hub
-# it was assigned to. Runs once, before the hub session; imported only when provisioning so none
+# engine): registers the device with a key derived from a group enrollment, or with its X.509
+# certificate (TLS client certificate, no password), and returns the hub it was assigned to. Runs once, before the hub session; imported only when provisioning so none
 # of it stays in the agent's heap.
 #
 # DPS over MQTT (learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-dps): client id = the
@@ -19,7 +19,8 @@ REGISTER = "$dps/registrations/PUT/iotdps-register/?$rid="
 OPERATION_STATUS = "$dps/registrations/GET/iotdps-get-operationstatus/?$rid="
 DEFAULT_PORT = 8883
 TOKEN_TTL_S = 3600
-_FIELDS = ("GlobalEndpoint", "IdScope", "RegistrationId", "SymmetricKey")
+_FIELDS = ("GlobalEndpoint", "IdScope", "RegistrationId", "SymmetricKey", "CertFile", "KeyFile")
+_REQUIRED = ("GlobalEndpoint", "IdScope", "RegistrationId")
 _MAX_ID = 128
 
 
@@ -37,9 +38,11 @@ def derive_key(group_key, registration_id):
 
 
 class DpsSettings:
-    """GlobalEndpoint=HOST[:PORT];IdScope=...;RegistrationId=...;SymmetricKey=... parsed.
+    """GlobalEndpoint=HOST[:PORT];IdScope=...;RegistrationId=... and SymmetricKey=... or
+    CertFile=...;KeyFile=... (the device's X.509 certificate, PEM or DER, and its key) parsed.
 
-    Attributes: host, port, scope, registration_id, key (raw bytes, secret: never shown)."""
+    Attributes: host, port, scope, registration_id, key (raw bytes, secret: never shown; None
+    for X.509), cert_file and key_file (None for a symmetric key)."""
 
     def __init__(self, text):
         values = {}
@@ -57,9 +60,12 @@ class DpsSettings:
             if name in values or not value:
                 raise DpsError("DPS settings: %s given twice or empty" % name)
             values[name] = value
-        for name in _FIELDS:
+        for name in _REQUIRED:
             if name not in values:
                 raise DpsError("DPS settings: missing %s" % name)
+        x509 = "CertFile" in values or "KeyFile" in values
+        if x509 == ("SymmetricKey" in values) or x509 and len(values) != 5:
+            raise DpsError("DPS settings: give SymmetricKey, or CertFile and KeyFile")
         host, colon, port = values["GlobalEndpoint"].partition(":")
         if not host or (colon and not (port.isdigit() and 0 < int(port) < 65536)):
             raise DpsError("DPS settings: GlobalEndpoint is not HOST[:PORT]")
@@ -69,18 +75,23 @@ class DpsSettings:
                 raise DpsError("DPS settings: RegistrationId contains %r" % c)
         if len(registration_id) > _MAX_ID:
             raise DpsError("DPS settings: RegistrationId is longer than %d" % _MAX_ID)
-        try:
-            self.key = b64decode(values["SymmetricKey"])
-        except ValueError as exc:
-            raise DpsError("DPS settings: SymmetricKey is %s" % exc)
+        self.key = None
+        if not x509:
+            try:
+                self.key = b64decode(values["SymmetricKey"])
+            except ValueError as exc:
+                raise DpsError("DPS settings: SymmetricKey is %s" % exc)
+        self.cert_file = values.get("CertFile")
+        self.key_file = values.get("KeyFile")
         self.host = host
         self.port = int(port) if colon else DEFAULT_PORT
         self.scope = values["IdScope"]
         self.registration_id = registration_id
 
     def __repr__(self):
-        return "<DpsSettings %s:%d scope %s registration %s SymmetricKey=***>" % (
-            self.host, self.port, self.scope, self.registration_id)
+        return "<DpsSettings %s:%d scope %s registration %s %s>" % (
+            self.host, self.port, self.scope, self.registration_id,
+            "CertFile=" + self.cert_file if self.cert_file else "SymmetricKey=***")
 
     __str__ = __repr__
 
@@ -150,7 +161,10 @@ def error_text(status, body):
 
 
 def connection_string(settings, hub, device_id):
-    """The hub connection string of the assignment (the key is the device's DPS key)."""
+    """The hub connection string of the assignment (the key is the device's DPS key; an X.509
+    device connects with the certificate it registered with)."""
+    if settings.key is None:
+        return "HostName=%s;DeviceId=%s;x509=true" % (hub, device_id)
     return "HostName=%s;DeviceId=%s;SharedAccessKey=%s" % (hub, device_id, b64encode(settings.key))
 
 
@@ -174,9 +188,12 @@ def cached(settings, text):
     return None
 
 
-async def provision(settings, ca_der, opener=mqtt.open_connection, timeout_ms=60000, log=None):
-    """Registers through DPS; returns (assigned hub, device id). DpsRefused when the
-    credentials are refused, DpsError, mqtt.MQTTError, mqtt.TLSError or OSError otherwise."""
+async def provision(settings, ca_der, opener=mqtt.open_connection, timeout_ms=60000, log=None,
+                    client_cert=None):
+    """Registers through DPS; returns (assigned hub, device id). An X.509 device presents
+    CLIENT_CERT ((certificate, key) as mqtt.open_connection takes them) and sends no password.
+    DpsRefused when the credentials are refused, DpsError, mqtt.MQTTError, mqtt.TLSError or
+    OSError otherwise."""
     from microagent.clock import ticks_diff, ticks_ms
     answers = []
 
@@ -191,14 +208,28 @@ async def provision(settings, ca_der, opener=mqtt.open_connection, timeout_ms=60
                              keepalive_s=60, buf_size=1024, max_inflight=1)
     client.on_message = on_message
     where = "%s:%d" % (settings.host, settings.port)
-    sock = await opener(settings.host, settings.port, ca_der, server_hostname=settings.host)
+    if client_cert:
+        sock = await opener(settings.host, settings.port, ca_der, server_hostname=settings.host,
+                            client_cert=client_cert)
+    else:
+        sock = await opener(settings.host, settings.port, ca_der, server_hostname=settings.host)
+    password = None
+    if settings.key is not None:
+        password = token(settings.scope, settings.registration_id, settings.key,
+                         unix_time() + TOKEN_TTL_S)
     try:
         try:
-            await client.connect(sock, password=token(settings.scope, settings.registration_id,
-                                                      settings.key, unix_time() + TOKEN_TTL_S),
-                                 peer=where, server_hostname=settings.host)
+            await client.connect(sock, password=password, peer=where, server_hostname=settings.host)
         except mqtt.MQTTRefused as exc:
             raise DpsRefused("DPS %s refused registration %s: %s"
+                             % (where, settings.registration_id, exc))
+        except (mqtt.MQTTError, mqtt.TLSError, OSError) as exc:
+            if not client_cert:
+                raise
+            # TLS 1.3 ends the session of a refused client certificate after the client's side
+            # of the handshake, so the refusal shows as the CONNECT going unanswered
+            raise DpsRefused("DPS %s refused registration %s before answering (%s): its certificate"
+                             " must chain to an enrolled CA and be valid now"
                              % (where, settings.registration_id, exc))
         await client.subscribe(RESPONSES + "#", 0)
         started = ticks_ms()

@@ -39,14 +39,14 @@ class Uplink:
     def __init__(self, options):
         ca = _read(options["--ca"], "rb")
         ca_der = pem_to_der(ca) if b"-----BEGIN" in ca else ca
-        if options["--dps"]:
-            cs = _provisioned(options, ca_der)
-        else:
-            cs = ConnectionString(_credentials(options["--credentials"]).strip())
-        outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))
         client_cert = None
         if options["--cert"]:  # MicroPython's load_cert_chain takes DER
             client_cert = (_der(_read(options["--cert"], "rb")), _der(_read(options["--key"], "rb")))
+        if options["--dps"]:
+            cs = _provisioned(options, ca_der, client_cert)
+        else:
+            cs = ConnectionString(_credentials(options["--credentials"]).strip())
+        outbox = Outbox(int(options["--outbox-messages"]), int(options["--outbox-bytes"]))
         self.session = HubSession(cs, outbox, Config(), ca_der=ca_der,
                                   port=int(options["--port"]), log=_info, client_cert=client_cert)
         self.wait_ms = int(options["--wait-ms"])
@@ -75,9 +75,10 @@ class Uplink:
                 and not stats["too_large"])
 
 
-def _provisioned(options, ca_der):
+def _provisioned(options, ca_der, client_cert):
     """The ConnectionString of the DPS assignment: given (--dps-hub, --dps-device) or
-    registered now and reported on stderr as `info: dps-assignment {json}` for the caller's
+    registered now (an X.509 device presenting CLIENT_CERT, its CertFile and KeyFile as --cert
+    and --key) and reported on stderr as `info: dps-assignment {json}` for the caller's
     cache. The DPS client is dropped afterwards: none of it stays in the agent's heap."""
     from microagent import dps
     try:
@@ -85,7 +86,7 @@ def _provisioned(options, ca_der):
         if options["--dps-hub"] and options["--dps-device"]:
             assigned = (options["--dps-hub"], options["--dps-device"])
         else:
-            assigned = run(dps.provision(settings, ca_der))
+            assigned = run(dps.provision(settings, ca_der, client_cert=client_cert))
             _info("dps-assignment " + dps.cache_text(settings, assigned[0], assigned[1]))
         cs = ConnectionString(dps.connection_string(settings, assigned[0], assigned[1]))
     except (dps.DpsError, MQTTError, TLSError) as exc:
