@@ -6,6 +6,8 @@ import pkgutil
 import sys
 import threading
 
+from hub_emulator.printable import printable
+
 from host_sim import commands
 
 
@@ -17,10 +19,11 @@ _STDERR_LOCK = threading.Lock()
 
 
 def log_line(text):
-    """Writes TEXT as one whole line to stderr. Collector and transport threads log too: print()
-    writes the text and its newline separately, so two threads' lines could interleave."""
+    """Writes TEXT as one whole line to stderr, control characters escaped (it may quote what a
+    device or a process sent). Collector and transport threads log too: print() writes the text
+    and its newline separately, so two threads' lines could interleave."""
     with _STDERR_LOCK:
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
 
 
@@ -91,7 +94,9 @@ def interrupt_on_sigterm(signum=None, frame=None):
 def table_lines(rows, right=(), last_free=True):
     """ROWS (a header then rows, lists of str) as aligned text lines for people: columns two
     spaces apart, those in RIGHT right-aligned (numbers); LAST_FREE: the last column (a title,
-    a finding) is not padded."""
+    a finding) is not padded. Cells are printable(): a device's text cannot act on the terminal
+    nor forge a row."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     padded = len(rows[0]) - 1 if last_free else len(rows[0])
     widths = [max(len(row[i]) for row in rows) for i in range(padded)]
     lines = []
@@ -108,7 +113,7 @@ def main(argv=None):
     try:
         return args.run(args) or 0
     except UsageError as exc:
-        print("microagent: error: %s" % exc, file=sys.stderr)
+        print("microagent: error: %s" % printable(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

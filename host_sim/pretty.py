@@ -1,9 +1,14 @@
-"""Readable rendering of security messages for people (tables per event, one panel a message)."""
+"""Readable rendering of security messages for people (tables per event, one panel a message).
+Device text is printable() and given to rich as Text, never as markup: "[red]" stays text."""
 import json
 import os
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from hub_emulator.printable import printable
 
 _COLUMNS = {
     "ProcessCreate": [("first seen", "timestamp"), ("hits", "hit_count"), ("uid", "user_id"),
@@ -48,8 +53,8 @@ def render_message(console, message, title):
         message = json.loads(message)
     else:
         size = len(json.dumps(message, separators=(",", ":")).encode())
-    console.rule("[bold]%s[/bold] · %s bytes · agent %s" % (title, "{:,}".format(size),
-                                                             message["AgentId"][:8]))
+    console.rule("[bold]%s[/bold] · %s bytes · agent %s" % (
+        escape(printable(title)), "{:,}".format(size), escape(printable(message["AgentId"][:8]))))
     for event in message["Events"]:
         name = event["Name"]
         payload = event["Payload"]
@@ -58,16 +63,16 @@ def render_message(console, message, title):
             name, event["Category"], event["EventType"], len(payload),
             "" if len(payload) == 1 else "s", event["TimestampUTC"].replace("T", " "))
         if columns is None:
-            console.print(heading)
+            console.print(Text(printable(heading)))
             for item in payload:
-                console.print("  " + json.dumps(item, sort_keys=True))
+                console.print(Text("  " + json.dumps(item, sort_keys=True)))
             continue
-        table = Table(title=heading, title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(title=Text(printable(heading)), title_justify="left", show_edge=False, pad_edge=False)
         for label, field in columns:
             table.add_column(label, justify="right" if field in _NUMERIC else "left",
                              overflow="fold", max_width=48 if field == "commandline" else None)
         for item in payload[:_MAX_ROWS]:
-            table.add_row(*[_value(item, field) for _, field in columns])
+            table.add_row(*[Text(printable(_value(item, field))) for _, field in columns])
         if len(payload) > _MAX_ROWS:
             table.add_row("… %d more" % (len(payload) - _MAX_ROWS), *[""] * (len(columns) - 1))
         console.print(table)

@@ -17,8 +17,10 @@ from host_sim.cloud.alerts.run import Evaluation, follow_into_store
 from host_sim.cloud.alerts.sources import HubStore, MqttSource, SourceError
 from host_sim.cli import (UsageError, add_store_option, check_option, log_line,
                           open_store_option, table_lines)
+from hub_emulator.printable import printable
 
 MQTT_TOPIC = "devices/+/messages/events/#"
+TABLE_LIMIT = 200
 STATE_GONE = ("--state is gone: use --store DSN (what the rules learned and the alerts are kept "
               "in the cloud store)")
 
@@ -59,6 +61,9 @@ def register(subparsers):
                         "every 5 s while following)")
     p.add_argument("--state", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="one JSON object per alert and line")
+    p.add_argument("--limit", metavar="N", type=int, default=TABLE_LIMIT,
+                   help="the table shows at most N alerts, the most severe first chosen "
+                        "(default %d; --json prints them all)" % TABLE_LIMIT)
     p.add_argument("--follow", action="store_true",
                    help="keep evaluating messages as they arrive (always on with --broker and "
                         "--kafka)")
@@ -72,11 +77,25 @@ def register(subparsers):
     p.set_defaults(run=run)
 
 
-def _table(rows):
-    """ROWS: alert dicts (first and last as text)."""
-    return table_lines([("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")] + [
+def _table(rows, limit):
+    """ROWS: alert dicts (first and last as text), in their order; past LIMIT rows only the
+    most severe LIMIT are shown (one device's flood of Low alerts cannot push a High one off)
+    and a last line counts the others."""
+    shown = rows
+    if len(rows) > limit:
+        rank = sorted(range(len(rows)), key=lambda i: _SEVERITY_RANK.get(rows[i]["severity"], 9))
+        keep = set(rank[:limit])
+        shown = [row for i, row in enumerate(rows) if i in keep]
+    lines = table_lines([("SEVERITY", "DEVICE", "RULE", "FIRST", "LAST", "COUNT", "ALERT")] + [
         (d["severity"], d["device"], d["rule"], d["first"], d["last"], str(d["count"]),
-         d["title"]) for d in rows], right=(5,))
+         d["title"]) for d in shown], right=(5,))
+    if len(rows) > limit:
+        lines.append("%d more alert%s: use --json or --limit" % (
+            len(rows) - limit, "" if len(rows) - limit == 1 else "s"))
+    return lines
+
+
+_SEVERITY_RANK = {severity: i for i, severity in enumerate(SEVERITIES)}
 
 
 def _recommendation_table(items):
@@ -96,12 +115,12 @@ def _printer(as_json, incident_of=None):
                                       and record["kind"] == "alert" else None)
                 if status:
                     record["status"] = status
-                print(json.dumps(record), flush=True)
+                print(json.dumps(record, allow_nan=False), flush=True)
             else:
                 d = alert.as_dict()
-                print("%s %s %s %s: %s -- %s" % (status or "", d["severity"], d["device"],
-                                                 d["rule"], d["title"], d["what_to_do"]),
-                      flush=True)
+                print(printable("%s %s %s %s: %s -- %s" % (
+                    status or "", d["severity"], d["device"], d["rule"], d["title"],
+                    d["what_to_do"])), flush=True)
     return show
 
 
@@ -137,6 +156,7 @@ def _check(args):
     if (args.tags or args.commit_every != 1000) and (args.store is None or not has_source):
         raise UsageError("--tags and --commit-every go with a source and --store")
     check_option("--commit-every", args.commit_every, 1)
+    check_option("--limit", args.limit, positive=True)
     return has_source
 
 
@@ -176,9 +196,9 @@ def _print_store(args):
         for row in rows + advice:
             row.pop("first_time", None)
             row.pop("last_time", None)
-            print(json.dumps(row), flush=True)
+            print(json.dumps(row, allow_nan=False), flush=True)
     else:
-        for line in _table(rows):
+        for line in _table(rows, args.limit):
             print(line)
         if advice:
             print()
@@ -205,7 +225,7 @@ def _in_memory(args, rules):
                 _, membership = correlate(alerts)
                 _printer(True, lambda alert: membership.get(alert_id(alert)))(alerts + advice)
             else:
-                for line in _table([a.as_dict() for a in alerts]):
+                for line in _table([a.as_dict() for a in alerts], args.limit):
                     print(line)
                 if advice:
                     print()
@@ -292,7 +312,7 @@ def _hub_into_store(args, ingest, stop, show):
             if args.json:
                 show(alerts)
             else:
-                for line in _table([a.as_dict() for a in alerts]):
+                for line in _table([a.as_dict() for a in alerts], args.limit):
                     print(line)
                 print("%d alert%s raised or updated from %d message%s%s" % (
                     len(alerts), "" if len(alerts) == 1 else "s", ingest.messages,

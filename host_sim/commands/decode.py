@@ -6,6 +6,7 @@ from microagent.decode import DecodeError, body_of_line, decode_body, message_te
 from microagent.compact import is_compact
 
 from host_sim.cli import UsageError, log_line
+from hub_emulator.printable import json_line
 from host_sim.replay import write_line
 
 
@@ -43,7 +44,7 @@ def _decode(args):
     data, name = _read(args.file)
     if is_compact(data):
         try:
-            write_line(message_text(decode_body(data)))
+            write_line(json_line(message_text(decode_body(data))))
         except DecodeError as exc:
             log_line("microagent: error: %s: %s" % (name, exc))
             return 1
@@ -59,7 +60,7 @@ def _decode(args):
         try:
             if text is None:
                 raise DecodeError("not UTF-8 text (a raw compact body must be the whole file)")
-            write_line(message_text(decode_body(body_of_line(text))))
+            write_line(json_line(message_text(decode_body(body_of_line(text)))))
         except DecodeError as exc:
             failed += 1
             log_line("microagent: error: %s:%d: %s" % (name, number, exc))

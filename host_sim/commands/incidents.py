@@ -8,6 +8,7 @@ from host_sim.cloud.alerts.rules import RulesError, load_rules
 from host_sim.cloud.alerts.run import Evaluation
 from host_sim.cloud.alerts.sources import HubStore, SourceError
 from host_sim.cli import UsageError, add_store_option, log_line, open_store_option, table_lines
+from hub_emulator.printable import printable
 
 
 def register(subparsers):
@@ -63,10 +64,10 @@ def _table(records):
     out = lines[:1]
     for line, record in zip(lines[1:], records):
         out.append(line)
-        out.append("    " + record["title"])
+        out.append("    " + printable(record["title"]))
         for step in record["timeline"]:
-            out.append("      %s  %-6s %s: %s" % (step["time"], step["severity"], step["rule"],
-                                                 step["title"]))
+            out.append(printable("      %s  %-6s %s: %s" % (step["time"], step["severity"],
+                                                           step["rule"], step["title"])))
     return out
 
 
@@ -74,7 +75,7 @@ def run(args):
     records = _records_from_data(args) if args.data else _records_from_store(args)
     if args.json:
         for record in records:
-            print(json.dumps(record), flush=True)
+            print(json.dumps(record, allow_nan=False), flush=True)
         return 0
     for line in _table(records):
         print(line)

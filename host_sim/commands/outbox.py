@@ -4,6 +4,7 @@ import json
 import os
 
 from host_sim.cli import UsageError
+from hub_emulator.printable import printable
 from host_sim.outbox import summary
 from host_sim.replay import default_outbox_path
 
@@ -51,5 +52,5 @@ def run(args):
             ("expired", "{:,}".format(state["expired"]))]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        print("%-*s  %s" % (width, name, value))
+        print("%-*s  %s" % (width, name, printable(value)))
     return 0

@@ -10,6 +10,7 @@ import sys
 
 from hub_emulator import bounded_json, codec, registry, store, twin, wire
 from hub_emulator.database import FILE_NAME, open_db
+from hub_emulator.printable import printable
 
 
 class UsageError(Exception):
@@ -190,9 +191,12 @@ def run_set_desired(args):
     db = _existing_db(args.data)
     if not registry.is_registered(db, args.id):
         raise UsageError("device %r is not registered in %s" % (args.id, args.data))
-    version = twin.patch_desired(db, args.id, patch)
-    print("%s desired $version %d: %s (a running hub pushes it to the device if connected)"
-          % (args.id, version, json.dumps(patch)))
+    try:
+        version = twin.patch_desired(db, args.id, patch)
+    except twin.TwinError as exc:
+        raise UsageError("desired patch refused: %s" % exc) from None
+    print(printable("%s desired $version %d: %s (a running hub pushes it to the device if connected)"
+                    % (args.id, version, json.dumps(patch))))
     return 0
 
 
@@ -216,23 +220,33 @@ def _readable(messages):
         try:
             yield m, wire.read_body(m["payload"], m["properties"], store.decode_body)
         except wire.DecodeError as exc:
-            print("hub_emulator: message %d from %s skipped: %s" % (m["id"], m["device"], exc),
-                  file=sys.stderr)
+            _skipped(m, exc)
+
+
+def _skipped(message, why):
+    print(printable("hub_emulator: message %d from %s skipped: %s" % (message["id"], message["device"], why)),
+          file=sys.stderr)
 
 
 def run_messages(args):
     messages = store.read(_existing_db(args.data), args.device)
     if args.json:
         for m, body in _readable(messages):
-            print(bounded_json.dumps({"id": m["id"], "device": m["device"], "time": m["time"],
-                                      "topic": m["topic"], "properties": m["properties"],
-                                      "body": body}))
+            try:
+                line = bounded_json.dumps({"id": m["id"], "device": m["device"], "time": m["time"],
+                                           "topic": m["topic"], "properties": m["properties"],
+                                           "body": body})
+            except ValueError:  # a compact body's NaN or Infinity: no JSON value stands for it
+                _skipped(m, "a number is not finite (NaN or Infinity)")
+                continue
+            print(line)
         return 0
     rows = [("ID", "TIME", "DEVICE", "BYTES", "PROPERTIES", "BODY")]
     for m, body in _readable(messages):
         properties = " ".join("%s=%s" % item for item in sorted(m["properties"].items()))
         rows.append((str(m["id"]), m["time"], m["device"], str(len(m["payload"])),
-                     _cut(properties, 48), _cut(_summary(m["payload"], body), 60)))
+                     _cut(printable(properties), 48), _cut(printable(_summary(m["payload"], body)), 60)))
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(w) if i in (0, 3) else cell.ljust(w)
@@ -249,7 +263,7 @@ def main(argv=None):
     try:
         return args.run(args)
     except UsageError as exc:
-        print("hub_emulator: error: %s" % exc, file=sys.stderr)
+        print("hub_emulator: error: %s" % printable(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
