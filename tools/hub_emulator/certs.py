@@ -6,6 +6,7 @@ RSA 2048 keys: every TLS stack the clients use (OpenSSL, mbedTLS in MicroPython)
 """
 import datetime
 import hashlib
+import _ssl
 import ipaddress
 import os
 
@@ -84,12 +85,28 @@ def ensure(data_dir, hub_name):
     return server_cert, server_key
 
 
-def check_device_cert(cert_der, device_id, ca_pem=None, thumbprint=None, now=None):
-    """None when the client certificate CERT_DER (DER, or None when the client sent none) proves
-    DEVICE_ID: signed by CA_PEM with CN = the device id, or of the SHA-1/SHA-256 THUMBPRINT; and
-    valid now. Otherwise the reason (safe to log)."""
-    if not cert_der:
+def peer_chain(ssl_object):
+    """The client certificate chain OpenSSL verified in the handshake, as a list of DER: the
+    device's certificate first, then any intermediate CA it presented, then the trusted CA it
+    chains to. An empty list when the client sent no certificate."""
+    if ssl_object is None or ssl_object.getpeercert(binary_form=True) is None:
+        return []
+    # public from Python 3.13 (DER bytes); 3.11 and 3.12 have it on the _ssl object
+    if hasattr(ssl_object, "get_verified_chain"):
+        return list(ssl_object.get_verified_chain())
+    return [cert.public_bytes(_ssl.ENCODING_DER) for cert in ssl_object._sslobj.get_verified_chain()]
+
+
+def check_device_cert(chain, device_id, ca_pem=None, thumbprint=None, now=None):
+    """None when the client certificate chain CHAIN (peer_chain's list of DER, or a lone DER
+    certificate; empty or None when the client sent none) proves DEVICE_ID: its certificate
+    signed by CA_PEM, directly or through intermediate CAs of the chain, with CN = the device id,
+    or of the SHA-1/SHA-256 THUMBPRINT; and valid now. Otherwise the reason (safe to log)."""
+    if isinstance(chain, bytes):
+        chain = [chain]
+    if not chain:
         return "no client certificate for X.509 device %r" % device_id
+    cert_der = chain[0]
     try:
         cert = x509.load_der_x509_certificate(cert_der)
     except ValueError:
@@ -100,11 +117,42 @@ def check_device_cert(cert_der, device_id, ca_pem=None, thumbprint=None, now=Non
     if thumbprint:
         digests = {hashlib.sha1(cert_der).hexdigest(), hashlib.sha256(cert_der).hexdigest()}
         return None if thumbprint.lower() in digests else "client certificate thumbprint mismatch"
-    try:
-        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
-    except (ValueError, TypeError, InvalidSignature):
+    if not _chains_to(cert, chain[1:], x509.load_pem_x509_certificate(ca_pem.encode()), now):
         return "client certificate is not signed by the CA enrolled for %r" % device_id
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if [n.value for n in names] != [device_id]:
         return "client certificate CN is not the device id %r" % device_id
     return None
+
+
+
+def _chains_to(cert, intermediates, ca, now):
+    """True when CERT is signed by CA, directly or through INTERMEDIATES (DER, in chain order:
+    each a CA valid now that signed the one before it)."""
+    for der in intermediates:
+        if _issued_by(cert, ca):
+            return True
+        try:
+            issuer = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return False
+        if not (_is_ca(issuer) and issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc
+                and _issued_by(cert, issuer)):
+            return False
+        cert = issuer
+    return _issued_by(cert, ca)
+
+
+def _issued_by(cert, issuer):
+    try:
+        cert.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _is_ca(cert):
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False

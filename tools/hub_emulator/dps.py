@@ -111,14 +111,15 @@ def group_cas(db):
     return {row[0] for row in db.execute("SELECT ca_pem FROM x509_enrollment_groups")}
 
 
-def authenticate_certificate(db, registration_id, cert_der):
-    """The X.509 enrollment group whose CA signed CERT_DER (DER, or None) with CN = REGISTRATION_ID,
+def authenticate_certificate(db, registration_id, chain):
+    """The X.509 enrollment group whose CA signed the client certificate of CHAIN (certs.peer_chain:
+    DER, the device's first, then intermediate CAs; empty when none) with CN = REGISTRATION_ID,
     else raises CertificateRejected with a reason safe to log (the last group's, when none fits)."""
-    if not cert_der:
+    if not chain:
         raise CertificateRejected("no password and no client certificate")
     reason = "client certificate is not signed by the CA of any enrollment group"
     for name, ca_pem in db.execute("SELECT name, ca_pem FROM x509_enrollment_groups ORDER BY name"):
-        refusal = certs.check_device_cert(cert_der, registration_id, ca_pem)
+        refusal = certs.check_device_cert(chain, registration_id, ca_pem)
         if refusal is None:
             return name
         reason = refusal
@@ -283,7 +284,7 @@ class Dps:
         if connect is None:
             return None
         ssl_object = writer.get_extra_info("ssl_object")
-        code, reason = self._check(connect, ssl_object.getpeercert(binary_form=True))
+        code, reason = self._check(connect, certs.peer_chain(ssl_object))
         if code != codec.ACCEPTED:
             log.warning("dps: refused %r: %s (CONNACK %d)", connect.client_id[:200], reason, code)
             self._record(connect.client_id, address, reason)
@@ -295,7 +296,7 @@ class Dps:
         await writer.drain()
         return connect.client_id, reason
 
-    def _check(self, connect, peer_cert):
+    def _check(self, connect, peer_chain):
         """(CONNACK code, reason or the enrollment group's name when accepted)."""
         registration_id = connect.client_id
         if not REGISTRATION_ID.match(registration_id):
@@ -312,7 +313,7 @@ class Dps:
             return codec.NOT_AUTHORIZED, "client id is not the registration id of the username"
         if connect.password is None:
             try:
-                return codec.ACCEPTED, authenticate_certificate(self.db, registration_id, peer_cert)
+                return codec.ACCEPTED, authenticate_certificate(self.db, registration_id, peer_chain)
             except CertificateRejected as exc:
                 return codec.NOT_AUTHORIZED, str(exc)
         try:

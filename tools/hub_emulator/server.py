@@ -168,7 +168,7 @@ class Hub:
         if connect is None:
             return None
         ssl_object = writer.get_extra_info("ssl_object")
-        peer_cert = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        peer_cert = certs.peer_chain(ssl_object)  # the device's certificate and its CAs
         return_code, reason, kind = self._authenticate(connect, peer_cert)
         if return_code != codec.ACCEPTED:
             log.warning("refused %r: %s (CONNACK %d)", connect.client_id, reason, return_code)
