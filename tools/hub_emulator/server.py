@@ -4,6 +4,12 @@ One task per connection. Anything a device does that IoT Hub refuses by disconne
 another device's topic, a malformed or oversized packet) closes that connection only. Refused
 CONNECTs and topics, and a device connecting while its session is open from another address,
 are counted in hub.db's hub_events (database.record_hub_event) for the alert rules.
+
+A device's work runs in the event loop, so it is bounded to keep one device from slowing the
+others: a message is at most 256 KB and stored with one INSERT; a twin section at most 32 KB
+(twin.py), and the time a device's twin requests take in the loop is paced to TWIN_LOOP_SHARE of
+it (a device past it waits, its later packets unread, while the others go on). Moving the twin's JSON work to a thread
+measured worse: it holds the GIL all the same, and the loop then waits for it to let go.
 """
 import asyncio
 import collections
@@ -14,6 +20,7 @@ import os
 import signal
 import sqlite3
 import ssl
+import time
 
 from hub_emulator import certs, codec, memory, registry, sas, store, topics, twin
 from hub_emulator.codec import ProtocolError
@@ -29,6 +36,8 @@ TRIM_DELAY = 1.0              # seconds after the last unauthenticated connectio
 KEEPALIVE_CAP = 1767          # IoT Hub's ceiling on 1.5 x the client's keep-alive
 WRITE_TIMEOUT = 30            # seconds a client may leave our replies unread
 DESIRED_POLL_INTERVAL = 0.1   # seconds between looks for patches queued by `hub set-desired`
+TWIN_LOOP_SHARE = 0.1         # of the loop's time one connection's twin requests may take...
+TWIN_BURST_S = 0.05           # ...after a burst of this many seconds of them
 
 
 UNKNOWN_DEVICE = "device is not registered"
@@ -36,6 +45,30 @@ UNKNOWN_DEVICE = "device is not registered"
 
 class Refused(Exception):
     """Something IoT Hub answers by closing the connection; str() is safe to log."""
+
+
+class Pace:
+    """A bucket of loop time: run(fn) runs FN at once while its caller's earlier runs took at
+    most SHARE of the time since (BURST seconds at once), and otherwise sleeps until they do.
+    Paced by cost, not count: small twin patches go at once, 32 KB ones about 40 a second."""
+
+    def __init__(self, share, burst):
+        self.share, self.burst = share, burst
+        self.credit = burst    # seconds of work the caller may take now
+        self.last = time.monotonic()
+
+    async def run(self, fn, *args):
+        now = time.monotonic()
+        self.credit = min(self.burst, self.credit + (now - self.last) * self.share)
+        if self.credit < 0:
+            await asyncio.sleep(-self.credit / self.share)
+            self.credit = 0
+        started = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self.last = time.monotonic()
+            self.credit -= self.last - started
 
 
 class Session:
@@ -47,6 +80,7 @@ class Session:
         self.address = address     # the peer's IP address
         self.read_timeout = min(keepalive * 1.5, KEEPALIVE_CAP) if keepalive else KEEPALIVE_CAP
         self.subscriptions = set()
+        self.twin_pace = Pace(TWIN_LOOP_SHARE, TWIN_BURST_S)
 
     async def send(self, packet):
         self.writer.write(packet)
@@ -294,7 +328,7 @@ class Hub:
             store.add(self.db, identity, topic, properties, message.payload)
             self.on_stored()
         elif topics.twin_request(topic):
-            twin_reply = self._twin_request(identity, topic, message.payload)
+            twin_reply = await session.twin_pace.run(self._twin_request, identity, topic, message.payload)
         elif not topic.startswith(topics.METHOD_RESPONSES):
             self._record(identity, "refused-topic", session.address,
                          "publish to %r refused: connection closed" % topic[:200])
@@ -316,7 +350,7 @@ class Hub:
             version = twin.patch_reported(self.db, identity, twin.parse_patch(payload))
         except twin.TwinError as exc:
             log.warning("%s: reported patch rejected: %s", identity, exc)
-            return "%s400/?$rid=%s" % (topics.TWIN_RESPONSES, rid), b""
+            return "%s%d/?$rid=%s" % (topics.TWIN_RESPONSES, exc.status, rid), b""
         return "%s204/?$rid=%s&$version=%d" % (topics.TWIN_RESPONSES, rid, version), b""
 
     async def push_desired(self):
