@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import json
+import math
 
 import cbor2
 
@@ -19,6 +20,13 @@ CONTENT_TYPE = "$.ct"
 JSON_TYPE = "application/json"
 COMPACT_TYPE = "application/cbor"
 _MAX_DEPTH = 16
+# What a compact body may expand to, checked on cbor2's result before any output is built: a
+# string reference (tag 25) or a shared value (tags 28/29) counts once per place it appears.
+# The largest legal message (docs/compact-encoding.md, "Limits of the reader") has 262,144
+# items at most (one byte each) and 112 MB of strings; these leave a clear margin above it.
+MAX_NODES = 1 << 19
+MAX_STRING_BYTES = 1 << 28
+MAX_NESTING = 24
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _MAX_UINT64 = (1 << 64) - 1
 _UTC_OFFSET_LIMIT = 24 * 60
@@ -46,7 +54,10 @@ def decode_body(body, properties=None):
     if content_type not in (None, JSON_TYPE):
         raise DecodeError("unknown content type %r" % content_type)
     try:
-        message = json.loads(body.decode("utf-8"))
+        message = json.loads(body.decode("utf-8"), parse_constant=_no_constant,
+                             parse_float=_finite_float)
+    except DecodeError:
+        raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError("not JSON: %s" % _first_line(exc))
     if not isinstance(message, dict):
@@ -54,9 +65,21 @@ def decode_body(body, properties=None):
     return message
 
 
+def _no_constant(name):
+    raise DecodeError("not JSON: %s is not a number JSON allows" % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise DecodeError("not JSON: %s is out of a float's range" % text[:40])
+    return value
+
+
 def message_text(message):
-    """MESSAGE as the JSON encoder writes it (no spaces, UTF-8 kept)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    """MESSAGE as the JSON encoder writes it (no spaces, UTF-8 kept); strict JSON (ValueError
+    on a NaN or an infinity, which a decoded message never holds)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def message_line(buffer, length):
@@ -102,6 +125,7 @@ def decode_compact(body):
     if stream.tell() != len(body):
         raise DecodeError("corrupted compact message: %d bytes after its end"
                           % (len(body) - stream.tell()))
+    _check_expansion(top)
     try:
         return _message(top)
     except DecodeError:
@@ -110,6 +134,76 @@ def decode_compact(body):
         raise DecodeError("corrupted compact message: nested too deep")
     except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
         raise DecodeError("corrupted compact message: %s" % _first_line(exc))
+
+
+def _check_expansion(top):
+    """Refuses TOP (cbor2's result) when it holds a value other than CBOR's plain ones or a
+    non-finite float, or when, expanded, it would pass MAX_NODES values, MAX_STRING_BYTES of
+    strings or MAX_NESTING levels. Each array and map is measured once (a shared value is
+    then counted by its size each time it appears), so a bomb costs no more than its bytes."""
+    if type(top) is list:
+        _measure(top, 0, {}, set())
+
+
+def _string_bytes(text):
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _measure(value, depth, sizes, open_now):
+    """(values, string bytes, height) of VALUE, an array or a map at DEPTH; SIZES holds those
+    of the arrays and maps measured already, OPEN_NOW the ids of those being measured."""
+    key = id(value)
+    known = sizes.get(key)
+    if known is None:
+        if key in open_now:
+            raise DecodeError("corrupted compact message: a shared value contains itself")
+        if depth >= MAX_NESTING:
+            raise DecodeError("corrupted compact message: values nested deeper than %d"
+                              % MAX_NESTING)
+        open_now.add(key)
+        nodes, strings, height = 1, 0, 0
+        children = value if type(value) is list else _keys_and_values(value)
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                nodes += 1
+                strings += _string_bytes(child)
+            elif kind is int or kind is bool or child is None:
+                nodes += 1
+            elif kind is bytes:
+                nodes += 1
+                strings += len(child)
+            elif kind is list or kind is dict:
+                n, b, h = _measure(child, depth + 1, sizes, open_now)
+                nodes += n
+                strings += b
+                if h >= height:
+                    height = h + 1
+            elif kind is float:
+                if not math.isfinite(child):
+                    raise DecodeError("corrupted compact message: a float that is not finite "
+                                      "(%r)" % child)
+                nodes += 1
+            else:
+                raise DecodeError("corrupted compact message: unexpected %s value"
+                                  % kind.__name__)
+            if nodes > MAX_NODES or strings > MAX_STRING_BYTES:
+                raise DecodeError(
+                    "compact message too large expanded: over %d values or %d MB of strings "
+                    "(shared values and string references counted where they appear)"
+                    % (MAX_NODES, MAX_STRING_BYTES >> 20))
+        open_now.discard(key)
+        known = sizes[key] = (nodes, strings, height)
+    if depth + known[2] >= MAX_NESTING:
+        raise DecodeError("corrupted compact message: values nested deeper than %d"
+                          % MAX_NESTING)
+    return known
+
+
+def _keys_and_values(mapping):
+    for key, value in mapping.items():
+        yield key
+        yield value
 
 
 def _need(condition, what):
