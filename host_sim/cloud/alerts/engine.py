@@ -2,19 +2,33 @@
 device: the values seen in its learning period (its baseline), sliding windows for bursts, its
 last Baseline and SBoM reports, its outbox sequence numbers and the spacing of its windows.
 
-Times are the device's (the events' timestamps), so a replayed day gives the alerts that day
-would have given; only silence also looks at a clock: the newest time any device reported.
+An alert's times are the device's (the events' timestamps, clamped to years 1970..9999), so a
+replayed day gives the alerts that day would have given; a device's timestamps are evidence
+about itself only. Every clock that spans devices is the hub's: silence (a device the hub has
+not heard from), the fleet's clock and the hourly alert budget run on arrival times, so
+nothing a device sends moves another device's clock.
+
+What a device can make the engine hold is bounded: alert lines per device and hour of arrival
+(and per rule within it), the distinct keys of each rule's state; what was left out is counted
+in the device's state ("capped", shown on its console page).
 """
 import collections
 
 from host_sim.cloud.alerts import hub_events
 from host_sim.cloud.alerts.detect import Detector
 from host_sim.cloud.alerts.messages import format_time, message_time, parse_time
+from host_sim.cloud.alerts.rules import SEVERITIES
 
 DEFAULT_MAX_EVIDENCE = 20
 DEFAULT_MAX_ALERTS = 100
-STATE_VERSION = 1   # of export_device's data; bump when _Device changes shape
-MAX_NEW_ALERTS_PER_HOUR = 50   # per device; the rest of its hour is one alert per rule
+STATE_VERSION = 2   # of export_device's data; bump when _Device changes shape (2: budgets by arrival)
+MAX_NEW_ALERTS_PER_HOUR = 50   # alert lines per device and hour of arrival, the folded ones included
+MAX_NEW_ALERTS_PER_RULE_HOUR = 25   # of those, per rule; the rest of the hour is folded
+BUDGET_RULE = "alert-budget"   # the folded lines' rule: one per device, severity and hour
+MAX_RULE_KEYS = 10000      # distinct keys a device can make one rule remember (seen, bursts, report)
+MAX_GAPS = 256             # distinct window spacings counted per device
+MAX_BOOTS = 64             # outbox boot ids followed per device
+MIN_TIME, MAX_TIME = 0.0, 253402300799.0   # 1970-01-01 .. 9999-12-31T23:59:59Z
 SUMMARISED = ("sweep", "process_burst", "egress", "flood")   # kinds whose alert is one burst's running summary
 
 
@@ -54,6 +68,24 @@ class Alert:
                 "key": self.key, "title": self.title, "first": format_time(self.first),
                 "last": format_time(self.last), "count": self.count,
                 "evidence": self.evidence, "what_to_do": self.what_to_do}
+
+
+def clamp_time(t):
+    """A device's time T (epoch s) within 1970..9999, so it can always be shown."""
+    return MIN_TIME if t < MIN_TIME else MAX_TIME if t > MAX_TIME else t
+
+
+def device_time(text):
+    """An event's or item's time (ISO 8601) as epoch seconds within 1970..9999, None when it is
+    not a time."""
+    t = parse_time(text)
+    return None if t is None else clamp_time(t)
+
+
+def capped(state, what, n=1):
+    """Counts N things of WHAT a device sent that its state had no room left for."""
+    counts = state.detect.setdefault("capped", {})
+    counts[what] = counts.get(what, 0) + n
 
 
 class _Fields(dict):
@@ -110,10 +142,12 @@ def _matching(items, where):
 
 class AlertEngine:
     """RULES (host_sim.cloud.alerts.rules.Rules). feed() each message as it arrives; it returns the
-    alerts it raised or changed. check_silence() at the end of a batch or now and then."""
+    alerts it raised or changed. check_silence() at the end of a batch or now and then.
+    BUDGET: (alert lines per device and hour of arrival, of which per rule)."""
 
-    def __init__(self, rules):
+    def __init__(self, rules, budget=(MAX_NEW_ALERTS_PER_HOUR, MAX_NEW_ALERTS_PER_RULE_HOUR)):
         self.rules = rules
+        self.budget = budget
         self.devices = {}
         self.alerts = {}
         self._by_event = collections.defaultdict(list)
@@ -129,15 +163,17 @@ class AlertEngine:
                 self._sequence_rules.append(rule)
             elif rule["kind"] == "silence":
                 self._silence_rules.append(rule)
-        self.newest_time = None      # the fleet's clock: newest device time seen
-        self.newest_arrival = None
+        self.newest_arrival = None   # the fleet's clock: the hub's newest arrival time
+        self._arrival = None         # the arrival of the message being fed (the budget's hour)
 
     # ---- the stream -----------------------------------------------------------------------
 
     def feed(self, device, properties, message, arrival):
         """One message (read by read_message) of DEVICE with its PROPERTIES, stored at ARRIVAL
         (epoch seconds). Returns the alerts raised or updated, each once."""
-        t_msg = message_time(message, arrival)
+        t_msg = message_time(message, None)
+        t_msg = clamp_time(arrival if t_msg is None else t_msg)
+        self._arrival = arrival
         state = self.devices.get(device)
         if state is None:
             state = self.devices[device] = _Device(t_msg, self.rules.learning_s)
@@ -149,14 +185,17 @@ class AlertEngine:
         has_window = any(e.get("Category") == "Triggered" for e in message["Events"])
         if has_window:
             if state.last_window_time is not None and t_msg > state.last_window_time:
-                state.gaps[round(t_msg - state.last_window_time)] += 1
+                gap = round(t_msg - state.last_window_time)
+                if gap in state.gaps or len(state.gaps) < MAX_GAPS:
+                    state.gaps[gap] += 1
+                else:
+                    capped(state, "window spacings")
             if state.last_window_time is None or t_msg > state.last_window_time:
                 state.last_window_time = t_msg
         if state.last_time is None or t_msg > state.last_time:
             state.last_time = t_msg
         state.last_arrival = arrival
-        if self.newest_time is None or t_msg >= self.newest_time:
-            self.newest_time = t_msg
+        if self.newest_arrival is None or arrival > self.newest_arrival:
             self.newest_arrival = arrival
         for rule in self._sequence_rules:
             self._sequence(device, state, rule, (properties or {}).get(rule["property"]), t_msg,
@@ -166,7 +205,7 @@ class AlertEngine:
             state.detect["since"] = state.first_time   # the detections' learning clock
         for event in message["Events"]:
             for rule, key, t, evidence, fields in self.detector.feed(device, state.detect, event,
-                                                                     t_msg, parse_time):
+                                                                     t_msg, device_time):
                 alert = self._raise(device, rule, key, t, evidence, fields, changed)
                 if rule["kind"] in SUMMARISED:
                     alert.evidence = [evidence]   # one burst: its latest counts, not each step
@@ -200,23 +239,29 @@ class AlertEngine:
         return changed
 
     def check_silence(self, now=None):
-        """Raises silence for every device quiet for its rule's windows up to NOW (device time;
-        default: the fleet's clock, the newest time any device reported)."""
-        now = self.newest_time if now is None else now
+        """Raises silence for every device the hub has not heard from for its rule's windows up
+        to NOW (the hub's time, as arrival times are; default: the newest arrival). The alert
+        is told in the device's own time: its last message's time plus the hub's time since."""
+        now = self.newest_arrival if now is None else now
         changed = {}
         if now is None:
             return []
+        self._arrival = now
         for device, state in self.devices.items():
+            if state.last_time is None or state.last_arrival is None:
+                continue
+            until = state.last_time + max(0.0, now - state.last_arrival)
             for rule in self._silence_rules:
-                self._silence_gap(device, state, rule, state.last_time, now, changed, ongoing=True)
+                self._silence_gap(device, state, rule, state.last_time, clamp_time(until),
+                                  changed, ongoing=True)
         return list(changed.values())
 
     def fleet_now(self, wall_now):
-        """The fleet's clock at WALL_NOW while following: the newest device time plus the wall
-        time since it arrived."""
-        if self.newest_time is None:
+        """The fleet's clock at WALL_NOW while following: the hub's time, never behind the
+        newest arrival."""
+        if self.newest_arrival is None:
             return None
-        return self.newest_time + max(0.0, wall_now - self.newest_arrival)
+        return max(self.newest_arrival, wall_now)
 
     def sorted_alerts(self):
         return sorted(self.alerts.values(), key=lambda a: (a.first, a.device, a.rule, a.key))
@@ -237,6 +282,8 @@ class AlertEngine:
         """Restores what export_device returned for DEVICE (replacing what the engine had);
         alerts of rules that are no longer enabled are dropped. ValueError when DATA is not
         such a state."""
+        if isinstance(data, dict) and data.get("version") == 1:
+            data = _upgraded(data)
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise ValueError("not a device state of version %d" % STATE_VERSION)
         try:
@@ -249,9 +296,8 @@ class AlertEngine:
         for alert in alerts:
             if alert is not None:
                 self.alerts[(device, alert.rule, alert.key)] = alert
-        if state.last_time is not None and (self.newest_time is None
-                                            or state.last_time > self.newest_time):
-            self.newest_time = state.last_time
+        if state.last_arrival is not None and (self.newest_arrival is None
+                                               or state.last_arrival > self.newest_arrival):
             self.newest_arrival = state.last_arrival
         return state
 
@@ -264,13 +310,11 @@ class AlertEngine:
     # ---- rule kinds -------------------------------------------------------------------------
 
     def _raise(self, device, rule, key, t, item, fields, changed):
+        t = clamp_time(t)
         ident = (device, rule["id"], key)
         alert = self.alerts.get(ident)
-        if alert is None and not self._within_budget(device, t):
-            # past the device's hourly budget: the rest of the hour is one alert per rule
-            key = "over the hourly budget since %s" % format_time(t - t % 3600)
-            ident = (device, rule["id"], key)
-            alert = self.alerts.get(ident)
+        if alert is None and not self._within_budget(device, rule):
+            return self._fold(device, rule, key, t, item, fields, changed)
         if alert is None:
             alert = self.alerts[ident] = Alert(device, rule, key, t,
                                                rule.get("max_evidence", DEFAULT_MAX_EVIDENCE))
@@ -285,18 +329,55 @@ class AlertEngine:
         changed[ident] = alert
         return alert
 
-    def _within_budget(self, device, t):
-        """Whether DEVICE may have one more new alert in the hour of T (device time): at most
-        MAX_NEW_ALERTS_PER_HOUR, so a device cannot drown the view of the others."""
-        state = self.devices.get(device)
-        if state is None:
-            return True
-        hour = int(t // 3600)
+    def _budget(self, device):
+        """DEVICE's alert lines in the current hour of arrival: [hour, lines, {rule: lines}]."""
+        state = self.devices[device]
+        hour = int((self._arrival or 0.0) // 3600)
         budget = state.detect.get("alert_budget")
-        if budget is None or budget[0] != hour:
-            budget = state.detect["alert_budget"] = [hour, 0]
+        if not isinstance(budget, list) or len(budget) != 3 or budget[0] != hour:
+            budget = state.detect["alert_budget"] = [hour, 0, {}]
+        return budget
+
+    def _within_budget(self, device, rule):
+        """Whether DEVICE may have one more alert line of RULE in this hour of arrival (a device
+        cannot leave it by dating its events elsewhere): MAX_NEW_ALERTS_PER_RULE_HOUR per rule,
+        MAX_NEW_ALERTS_PER_HOUR in all, one line per severity kept for what is folded."""
+        if device not in self.devices:
+            return True
+        budget = self._budget(device)
+        per_rule = budget[2].get(rule["id"], 0)
+        if per_rule >= self.budget[1] or budget[1] >= self.budget[0] - len(SEVERITIES):
+            return False
         budget[1] += 1
-        return budget[1] <= MAX_NEW_ALERTS_PER_HOUR
+        budget[2][rule["id"]] = per_rule + 1
+        return True
+
+    def _fold(self, device, rule, key, t, item, fields, changed):
+        """An alert past DEVICE's hourly budget: counted in one line per severity and hour of
+        arrival, which names how many of each rule it holds and the latest."""
+        hour = self._budget(device)[0] * 3600
+        severity = rule["severity"]
+        fold_key = "%s alerts past the hourly budget, arrived from %s" % (
+            severity, format_time(clamp_time(hour)))
+        ident = (device, BUDGET_RULE, fold_key)
+        alert = self.alerts.get(ident)
+        if alert is None:
+            alert = self.alerts[ident] = Alert(device, budget_rule(severity), fold_key, t, 1)
+            alert.evidence = [{"rules": {}, "latest": None}]
+        alert.add(t, item)
+        summary = alert.evidence[0]
+        summary["rules"][rule["id"]] = summary["rules"].get(rule["id"], 0) + 1
+        summary["latest"] = {"rule": rule["id"], "key": str(key)[:256]}
+        capped(self.devices[device], "alerts past the hourly budget")
+        counts = ", ".join("%s %d" % kv for kv in sorted(summary["rules"].items(),
+                                                             key=lambda kv: (-kv[1], kv[0]))[:5])
+        alert.title = "%d more %s alerts past this device's budget of %d an hour (%s; latest: %s)" % (
+            alert.count, severity, self.budget[0], counts,
+            _render(rule["title"], _Fields(fields))[:256])
+        alert.what_to_do = ("The device sent more than its hourly budget of alerts: look at the "
+                            "rules named here on its page, and at the device itself.")
+        changed[ident] = alert
+        return alert
 
     @staticmethod
     def _key(item, per):
@@ -310,10 +391,13 @@ class AlertEngine:
             key = tuple(map(item.get, per))
             if key in seen:
                 continue
-            seen.add(key)
+            if len(seen) < MAX_RULE_KEYS:
+                seen.add(key)
+            else:
+                capped(state, "%s values" % rule["id"])
             if learning:
                 continue
-            t = parse_time(item.get("timestamp")) or t_msg
+            t = device_time(item.get("timestamp")) or t_msg
             if self._grouped(device, state, rule, item, t, changed):
                 continue
             limit = rule.get("max_alerts", DEFAULT_MAX_ALERTS)
@@ -351,7 +435,7 @@ class AlertEngine:
         count = rule["count"]
         within = rule["within_s"]
         windows = state.bursts[rule["id"]]
-        matching = [(parse_time(item.get("timestamp")) or t_msg, item)
+        matching = [(device_time(item.get("timestamp")) or t_msg, item)
                     for item in _matching(event["Payload"], where)]
         if not matching:
             return
@@ -362,11 +446,14 @@ class AlertEngine:
             oldest = matching[0][0] - within
             for key in [k for k, recent in windows.items() if recent[-1][0] < oldest]:
                 del windows[key]
-            state.burst_limit[rule["id"]] = max(1024, 2 * len(windows))
+            state.burst_limit[rule["id"]] = min(MAX_RULE_KEYS, max(1024, 2 * len(windows)))
         for t, item in matching:
             key = self._key(item, per)
             recent = windows.get(key)
             if recent is None:
+                if len(windows) >= MAX_RULE_KEYS:
+                    capped(state, "%s keys" % rule["id"])
+                    continue
                 recent = windows[key] = collections.deque(maxlen=count)
             recent.append((t, item))
             if len(recent) < count or t - recent[0][0] > within:
@@ -381,14 +468,14 @@ class AlertEngine:
 
     def _each(self, device, rule, event, t_msg, changed):
         for item in _matching(event["Payload"], self._where[rule["id"]]):
-            t = parse_time(item.get("timestamp")) or t_msg
+            t = device_time(item.get("timestamp")) or t_msg
             self._raise(device, rule, self._key(item, rule["per"]), t, item, item, changed)
 
     def _report(self, device, state, rule, event, t_msg, changed):
         """A periodic report (Baseline, SBoM) may be split over several messages that share
         its event time; it is compared item by item with the previous report. What it lacks
         is known only once it is whole, when the next report begins: removals are raised then."""
-        t_report = parse_time(event.get("TimestampUTC")) or t_msg
+        t_report = device_time(event.get("TimestampUTC")) or t_msg
         report = state.reports.get(rule["id"])
         if report is None:
             report = state.reports[rule["id"]] = {"time": t_report, "current": {},
@@ -405,6 +492,9 @@ class AlertEngine:
         for item in _matching(event["Payload"], where):
             key = self._key(item, rule["per"])
             value = item.get(value_field) if value_field else None
+            if key not in report["current"] and len(report["current"]) >= MAX_RULE_KEYS:
+                capped(state, "%s items" % rule["id"])
+                continue
             report["current"][key] = item
             if previous is None:
                 continue
@@ -439,6 +529,9 @@ class AlertEngine:
             return
         seq = int(number)
         highest = state.sequences.get(boot)
+        if highest is None and len(state.sequences) >= MAX_BOOTS:
+            del state.sequences[next(iter(state.sequences))]   # the boot seen first
+            capped(state, "boots followed")
         state.sequences[boot] = seq if highest is None else max(highest, seq)
         if highest is None or seq <= highest + 1:
             return
@@ -452,6 +545,7 @@ class AlertEngine:
         limit = rule["windows"] * window
         if until - since <= limit:
             return
+        since, until = clamp_time(since), clamp_time(until)
         key = "since " + format_time(since)
         ident = (device, rule["id"], key)
         evidence = {"last_message": format_time(since),
@@ -534,9 +628,26 @@ def _alert_dict(alert):
             "max_evidence": alert.max_evidence}
 
 
+def budget_rule(severity):
+    """The rule of the lines that fold a device's alerts past its hourly budget."""
+    return {"id": BUDGET_RULE, "severity": severity}
+
+
+def _upgraded(data):
+    """A state of version 1 as version 2: its hourly budget counted device time, so it
+    starts again (the first message fed sets its hour of arrival)."""
+    device = data.get("device")
+    if isinstance(device, dict) and isinstance(device.get("detect"), dict):
+        device["detect"].pop("alert_budget", None)
+    return dict(data, version=STATE_VERSION)
+
+
 def _alert_of(device, data, rules):
     """The Alert DATA describes, or None when its rule is gone."""
-    rule = rules.by_id(data["rule"])
+    if data["rule"] == BUDGET_RULE and data["severity"] in SEVERITIES:
+        rule = budget_rule(data["severity"])
+    else:
+        rule = rules.by_id(data["rule"])
     if rule is None:
         return None
     alert = Alert(device, rule, data["key"], float(data["first"]), int(data["max_evidence"]))
