@@ -51,6 +51,9 @@ def register(subparsers):
     p.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) of the broker (mqtts)")
     p.add_argument("--topic", help="topic filter on the broker (default: every device's "
                                    "telemetry), or the Kafka topic")
+    p.add_argument("--client-id", metavar="ID",
+                   help="with --broker: the MQTT client id of the follower's persistent session "
+                        "(default: one derived from this machine, the broker user and the topic)")
     p.add_argument("--group", metavar="GROUP", help="with --kafka: the consumer group")
     p.add_argument("--rules", metavar="FILE", help="your rules file; it overrides the defaults")
     p.add_argument("--tags", metavar="FILE",
@@ -212,7 +215,8 @@ def _print_store(args):
 def _in_memory(args, rules):
     try:
         source = HubStore(args.data) if args.data else MqttSource(
-            args.broker, args.ca, args.topic or MQTT_TOPIC, log=log_line).start()
+            args.broker, args.ca, args.topic or MQTT_TOPIC, client_id=args.client_id,
+            log=log_line).start()
     except SourceError as exc:
         raise UsageError(str(exc))
     evaluation = Evaluation(rules, on_skip=lambda line: log_line("warning: " + line),
@@ -344,7 +348,8 @@ def _broker_into_store(args, ingest, stop, show):
     """An MQTT broker as source "mqtt", partition 0: it replays nothing, so the offsets only
     count on from the stored one (the store keeps what the rules learned across restarts)."""
     try:
-        source = MqttSource(args.broker, args.ca, args.topic or MQTT_TOPIC, log=log_line).start()
+        source = MqttSource(args.broker, args.ca, args.topic or MQTT_TOPIC,
+                            client_id=args.client_id, log=log_line).start()
     except SourceError as exc:
         raise UsageError(str(exc))
     try:

@@ -2,9 +2,11 @@
 messages arrive) or an MQTT broker the messages are forwarded to. Each yields StoredMessage;
 host_sim.cloud.alerts.messages.read_message turns one into a message dict."""
 import collections
+import hashlib
 import json
 import os
 import queue
+import socket
 import sqlite3
 import ssl
 import threading
@@ -136,10 +138,23 @@ def parse_mqtt_url(url):
             "password": urllib.parse.unquote(parts.password) if parts.password else None}
 
 
+def default_client_id(topic, user):
+    """The follower's MQTT client id when none is given: the same on every start on this machine
+    for one broker user and topic, so the broker keeps its session (and queues what arrives
+    while it is down) under it. Two followers of one topic on one machine need --client-id."""
+    seed = "\n".join((socket.gethostname(), user or "", topic)).encode("utf-8", errors="replace")
+    return "microagent-alerts-" + hashlib.sha256(seed).hexdigest()[:12]
+
+
 class MqttSource:
     """Subscribes to TOPIC (default: every device's telemetry) on a broker the messages are
     forwarded to; each message's device and properties come from its IoT Hub topic
-    (devices/{id}/messages/events/{property bag})."""
+    (devices/{id}/messages/events/{property bag}).
+
+    Nothing is lost across a restart: the session is persistent (a fixed client id, clean
+    session off) and subscribed at QoS 1, so the broker queues what arrives while the follower
+    is down and delivers it when it returns; a message is acknowledged only once the caller
+    has taken it in (asked for the next one), so one that arrived just before a stop comes again."""
 
     def __init__(self, url, ca_file=None, topic="devices/+/messages/events/#", client_id=None,
                  log=None):
@@ -150,8 +165,10 @@ class MqttSource:
         self.queue = queue.Queue()
         self.subscribed = threading.Event()
         self.failure = None
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or "microagent-alerts-%d" % os.getpid())
+        self.session_present = False
+        self.client_id = client_id or default_client_id(topic, self.options["user"])
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                  protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
         if self.options["user"] is not None:
             self.client.username_pw_set(self.options["user"], self.options["password"])
         if self.options["tls"]:
@@ -168,11 +185,13 @@ class MqttSource:
             self.failure = "broker refused the connection: %s" % reason_code
             self.subscribed.set()
             return
+        self.session_present = flags.session_present
         client.subscribe(self.topic, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        self.log("alerts: subscribed to %s on %s:%d" % (self.topic, self.options["host"],
-                                                       self.options["port"]))
+        self.log("alerts: subscribed to %s on %s:%d as %s (%s)" % (
+            self.topic, self.options["host"], self.options["port"], self.client_id,
+            "its session resumed" if self.session_present else "a new session"))
         self.subscribed.set()
 
     def _on_message(self, client, userdata, msg):
@@ -183,8 +202,8 @@ class MqttSource:
         if levels[2] == "modules" and len(levels) > 4:
             device = levels[1] + "/" + levels[3]
         _, _, bag = msg.topic.partition("/messages/events/")
-        self.queue.put(StoredMessage(None, device, time.time(), parse_property_bag(bag),
-                                     bytes(msg.payload)))
+        self.queue.put((msg.mid, msg.qos, StoredMessage(None, device, time.time(),
+                                                        parse_property_bag(bag), bytes(msg.payload))))
 
     def start(self, timeout=30):
         try:
@@ -199,12 +218,17 @@ class MqttSource:
         return self
 
     def follow(self, stop, poll_s=0.5):
-        """Each message as it arrives, None when none came for POLL_S, until STOP is set."""
+        """Each message as it arrives, None when none came for POLL_S, until STOP is set. A
+        message is acknowledged to the broker when the caller asks for the next one."""
         while not stop.is_set():
             try:
-                yield self.queue.get(timeout=poll_s)
+                mid, qos, message = self.queue.get(timeout=poll_s)
             except queue.Empty:
                 yield None
+                continue
+            yield message
+            if qos:
+                self.client.ack(mid, qos)
 
     def close(self):
         self.client.loop_stop()
