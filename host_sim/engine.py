@@ -2,10 +2,11 @@
 
 When a cache is full, the oldest entry (earliest first occurrence in the window) is evicted and
 counted, and the new one is cached (docs/spec.md section 4); an evicted connection entry goes to
-the engine's overflow summary (microagent.overflow), as a dropped event does on the firmware. Entries live in insertion-ordered dicts; a
-queue of their keys finds the oldest in O(1) (the first key of a dict that keeps losing its first
-entries costs a scan over the deleted slots: 20 % of the storm ingest rate). The event model,
-window logic, DNS join and message encoder are the firmware core's (microagent.*), not copies.
+the engine's overflow summary, as a dropped event does on the firmware. Entries live in
+insertion-ordered dicts; a queue of their keys finds the oldest in O(1) (the first key of a dict
+that keeps losing its first entries costs a scan over the deleted slots: 20 % of the storm ingest
+rate). The event model, window logic, DNS join, overflow rules and message encoder are the
+firmware core's (microagent.*), not copies.
 """
 from collections import deque
 
@@ -13,6 +14,9 @@ from microagent import events
 from microagent.cache import HIT, LOST, NEW
 from microagent.encode import JSON
 from microagent.engine import Engine, make_encoder
+from microagent.overflow import ROWS, ConnectionOverflow
+
+_MAX_COUNT = 0xFFFFFFFF  # where the summary's counts saturate (an array of "I")
 
 
 class _EvictingCache:
@@ -128,6 +132,91 @@ class HostLoginCache:
         self.evicted = 0
 
 
+class HostConnectionOverflow(ConnectionOverflow):
+    """The core's overflow summary, found by the evicted entry's address text. Most of a flood's
+    evictions fold into a row the summary already has, or into the rest row once the rules can
+    send nothing else there; both are a dict lookup here, without parsing the address or
+    scanning the rows (84 % of the busy-gateway trace's connection records evict). Any other
+    fold takes the core's rules (microagent.overflow), so the rows are the firmware's.
+    Addresses are the trace reader's, already checked as dotted IPv4 (microagent.trace)."""
+
+    def __init__(self, rows=ROWS):
+        super().__init__(rows)
+        self._texts = []  # each row's address text, in row order
+        self._rows_of = {}  # address text -> its rows, in row order
+        # Full, no address with several rows and every row seen both ways: a lost connection
+        # without a row of its address and protocol goes to the rest row (rule 6), and stays
+        # so until rows change (counts only grow).
+        self._settled = False
+
+    def add_text(self, address, port, protocol, hits, bytes_in, bytes_out):
+        row = -1
+        group = False
+        rows = self._rows_of.get(address)
+        if rows is not None:
+            keys = self.keys
+            for r in rows:
+                k = r << 2
+                if keys[k + 3] >> 1 == protocol:
+                    if keys[k + 3] & 1 or keys[k + 2] == port:
+                        row = r
+                        break
+                    group = True
+        if row < 0:
+            if group or not self._settled:
+                self._fold(address, port, protocol, hits, bytes_in, bytes_out)
+                return
+            row = self.capacity
+        # ConnectionOverflow._add, inlined: this is the flood's per-eviction path.
+        counts = self.counts
+        c = row * 3
+        total = counts[c] + hits
+        counts[c] = total if total < _MAX_COUNT else _MAX_COUNT
+        total = counts[c + 1] + bytes_in
+        counts[c + 1] = total if total < _MAX_COUNT else _MAX_COUNT
+        total = counts[c + 2] + bytes_out
+        counts[c + 2] = total if total < _MAX_COUNT else _MAX_COUNT
+
+    def _fold(self, address, port, protocol, hits, bytes_in, bytes_out):
+        """The core's rules; _remove and the append here keep the index of rows by address."""
+        ConnectionOverflow.add_text(self, address, port, protocol, hits, bytes_in, bytes_out)
+        count = self.count
+        if count > len(self._texts):  # the rules appended a row: always the last
+            self._texts.append(address)
+            self._rows_of.setdefault(address, []).append(count - 1)
+        c = (count - 1) * 3
+        counts = self.counts
+        # The last row first: a flood's newest row is often the one that went one way.
+        self._settled = (count == self.capacity and not self._shared and counts[c + 1] > 0
+                         and counts[c + 2] > 0 and self._one_way() < 0)
+
+    def _remove(self, row):
+        # The core's _remove, its row-by-row moves done as two slice copies; then the index:
+        # the removed row leaves it, the rows after it move up one.
+        last = self.count - 1
+        keys = self.keys
+        counts = self.counts
+        keys[row << 2:last << 2] = keys[(row + 1) << 2:(last + 1) << 2]
+        counts[row * 3:last * 3] = counts[(row + 1) * 3:(last + 1) * 3]
+        self.count = last
+        texts = self._texts
+        rows_of = self._rows_of
+        text = texts.pop(row)
+        own = rows_of[text]
+        own.remove(row)
+        if not own:
+            del rows_of[text]
+        for r in range(row, last):
+            moved = rows_of[texts[r]]
+            moved[moved.index(r + 1)] = r
+
+    def reset(self):
+        ConnectionOverflow.reset(self)
+        self._texts.clear()
+        self._rows_of.clear()
+        self._settled = False
+
+
 def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,
                       utc_offset_minutes=0, cache_sizes=None, encoding=JSON):
     """An Engine with Linux semantics; CACHE_SIZES may override per collector name; ENCODING
@@ -136,7 +225,9 @@ def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,
                           cache_size)
     sizes.update(cache_sizes or {})
     encoder = make_encoder(encoding, agent_id, sink, max_message_size, utc_offset_minutes)
-    return Engine(HostProcessCache(sizes[events.PROCESS]),
-                  HostNetworkCache(sizes[events.CONNECTION]),
-                  HostLoginCache(sizes[events.LOGIN]), HostDnsTable(sizes[events.DNS]),
-                  encoder, warn)
+    engine = Engine(HostProcessCache(sizes[events.PROCESS]),
+                    HostNetworkCache(sizes[events.CONNECTION]),
+                    HostLoginCache(sizes[events.LOGIN]), HostDnsTable(sizes[events.DNS]),
+                    encoder, warn)
+    engine.overflow = HostConnectionOverflow()  # the core's summary, found by address text
+    return engine
