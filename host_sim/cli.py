@@ -9,6 +9,7 @@ import threading
 from hub_emulator.printable import printable
 
 from host_sim import commands
+from host_sim.private_files import open_private
 
 
 class UsageError(Exception):
@@ -33,7 +34,7 @@ def write_output(path, text):
         sys.stdout.write(text)
         return
     try:
-        with open(path, "w", encoding="utf-8") as f:
+        with open_private(path) as f:   # a recording holds every event: the owner's alone
             f.write(text)
     except OSError as exc:
         raise UsageError("cannot write --output %s: %s" % (path, exc.strerror))

@@ -4,12 +4,18 @@ A restart or a broker outage loses nothing; a message is only dropped when it is
 IothubModule_MessageTimeout (minutes), and then it is counted and logged. Every message gets its
 message id ($.mid) when it is queued, so a resend after a reconnect or a restart carries the same
 id and the cloud can drop the duplicate.
+
+The file queues what the agent saw (command lines among it): it is made 0600 before SQLite opens
+it, and SQLite gives its -wal and -shm files the same mode.
 """
+import os
 import sqlite3
 import threading
 import time
 import uuid
 from urllib.parse import quote
+
+from host_sim.private_files import touch_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -33,6 +39,13 @@ class SqliteOutbox:
         self.timeout_min = timeout_min
         self._clock = clock
         self._lock = threading.Lock()
+        try:
+            touch_private(path)
+        except OSError as exc:
+            raise ValueError("outbox %s: %s" % (path, exc.strerror)) from None
+        for suffix in ("-wal", "-shm"):   # left by an older run with a wider mode
+            if os.path.exists(path + suffix):
+                os.chmod(path + suffix, 0o600)
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

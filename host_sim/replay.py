@@ -15,6 +15,7 @@ from microagent.trace import Replay, TraceError, replay_file
 from host_sim import targets
 from host_sim.child import dies_with_parent
 from host_sim.engine import build_host_engine
+from host_sim.private_files import private_folder
 from host_sim.runtime import micropython_command
 
 # The firmware child's report of a fresh DPS assignment (microagent.replay_uplink): cached here.
@@ -320,7 +321,7 @@ def default_outbox_path(create=True):
     """$XDG_STATE_HOME/microagent/outbox.db; CREATE makes its folder."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     if create:
-        os.makedirs(os.path.join(state, "microagent"), exist_ok=True)
+        private_folder(os.path.join(state, "microagent"))
     return os.path.join(state, "microagent", "outbox.db")
 
 

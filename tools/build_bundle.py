@@ -36,8 +36,10 @@ def main(argv=None):
         shutil.rmtree(args.out)
     for f in files:
         path = os.path.join(args.out, f.remote)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as out:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        # the credentials file holds the device key: 0600 from its creation, whatever the umask
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if f.secret else 0o644)
+        with os.fdopen(fd, "wb") as out:
             out.write(f.data)
     print("%s: %d files, %d bytes for board %s" % (args.out, len(files),
                                                     sum(len(f.data) for f in files), args.board))

@@ -72,7 +72,9 @@ def write_certs(directory):
                        ("server.key", _pem_key(server_key)),
                        ("other-ca.pem", other_ca.public_bytes(serialization.Encoding.PEM))):
         path = os.path.join(directory, name)
-        with open(path, "wb") as f:
+        secret = name.endswith(".key")   # 0600 from its creation, whatever the umask
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644),
+                       "wb") as f:
             f.write(data)
         paths[name] = path
     return paths

@@ -4,6 +4,7 @@ import signal
 
 from host_sim.agent import EVENT_COLLECTORS, TRIGGERED, HostAgent, Options
 from host_sim.cli import UsageError, check_option, interrupt_on_sigterm, log_line
+from host_sim.private_files import open_private
 from host_sim.replay import ReplayError, agent_id, write_line
 from host_sim.uplink_options import add_uplink_arguments, uplink_of
 from microagent.config import ENCODING_CHOICES, MESSAGE_ENCODING, Config
@@ -118,7 +119,7 @@ def run(args):
         send = write_line
     else:
         try:
-            out = open(args.output, "a")
+            out = open_private(args.output, "a")   # the agent's messages: the owner's alone
         except OSError as exc:
             raise UsageError("--output %s: %s" % (args.output, exc.strerror))
         send = lambda text: write_line(text, out)  # noqa: E731

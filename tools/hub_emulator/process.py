@@ -43,7 +43,7 @@ class HubProcess:
         self.log_path = os.path.join(self.data_dir, "serve.log")
         self.proc = None
         self.state = None
-        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         self.db = open_db(self.data_dir)
 
     def command(self):
