@@ -389,7 +389,13 @@ class AlertEngine:
         per = rule["per"]
         for item in _matching(event["Payload"], where):
             key = tuple(map(item.get, per))
-            if key in seen:
+            try:
+                known = key in seen
+            except TypeError:   # a list or an object where a value was expected: keyed as text
+                key = tuple(v if isinstance(v, (str, int, float, bool, type(None)))
+                            else repr(v)[:512] for v in key)
+                known = key in seen
+            if known:
                 continue
             if len(seen) < MAX_RULE_KEYS:
                 seen.add(key)

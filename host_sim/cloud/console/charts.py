@@ -12,16 +12,30 @@ def _label(value):
     return "{:,}".format(int(value))
 
 
-def bar_chart(points, title, unit, color="#3b6ea8", width=720, height=150, step=3600):
-    """POINTS: [(bucket start, epoch s), value] in time order, one per STEP seconds (missing
-    buckets are zero). Returns an <svg> with a bar per bucket, its value as a tooltip."""
+def last_buckets(points, count=168, step=3600, end=None):
+    """The COUNT buckets of STEP seconds ending at the newest bucket of POINTS ([(bucket start,
+    value)], any order) that is not after END: [(start, value)], zero where POINTS has none.
+    Costs one pass over POINTS and COUNT lookups, however far apart its times are (a device
+    may date its events 1970 and 9999)."""
+    values = {}
+    for t, value in points:
+        if end is None or t <= end:
+            values[t] = values.get(t, 0) + value
+    if not values:
+        return []
+    first, last = int(min(values)), int(max(values))
+    return [(t, values.get(t, 0))
+            for t in range(max(first, last - (count - 1) * step), last + 1, step)]
+
+
+def bar_chart(points, title, unit, color="#3b6ea8", width=720, height=150, step=3600, end=None):
+    """POINTS: [(bucket start, epoch s), value], one per STEP seconds (missing buckets are zero).
+    Returns an <svg> with a bar per bucket of the last 168 up to END, its value as a tooltip."""
     title_text = html.escape(title)
-    if not points:
+    buckets = last_buckets(points, 168, step, end)
+    if not buckets:
         return ('<svg class="chart" role="img" aria-label="%s" width="%d" height="40">'
                 '<text x="4" y="24">%s: no data</text></svg>' % (title_text, width, title_text))
-    start, end = points[0][0], points[-1][0]
-    values = dict(points)
-    buckets = [(t, values.get(t, 0)) for t in range(int(start), int(end) + 1, step)][-168:]
     top = max(v for _, v in buckets) or 1
     left, bottom, plot_h = 56, 22, height - 46
     bar_w = (width - left - 8) / len(buckets)

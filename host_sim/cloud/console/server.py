@@ -42,13 +42,10 @@ class HubSite:
             chosen = tier_and_units(query)
             if chosen is None:
                 return 400, BAD_TIER
-            with model.lock:
-                return 200, pages.fleet_page(model, *chosen)
+            return 200, pages.fleet_page(model, *chosen, page_text=query.get("page"))
         if path == "/device":
             device = query.get("id", "")
-            with model.lock:
-                view = model.devices.get(device)
-                body = pages.device_page(model, view) if view else None
+            body = pages.device_page(model, device, page_text=query.get("page"))
             if body is None:
                 return 404, pages.not_found("no device %r in this hub" % device)
             return 200, body
