@@ -4,6 +4,7 @@
     tools/flash.py --board NAME --port PORT [--connection-string CS] [--ca FILE] [--hub-port N]
                    [--dry-run]
     tools/flash.py --board NAME --port PORT --dps [--registration-id ID] --ca FILE [--hub-port N]
+    tools/flash.py --board NAME --port PORT --dps --dps-ca FILE [--dps-ca-key FILE] --ca FILE ...
 
 Compiles firmware/microagent to .mpy for the board's arch, writes it with the board profile and
 the device credentials over the raw REPL (mpremote), verifies every file on the board, then resets
@@ -36,6 +37,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CREDENTIALS_ENV = "MICROAGENT_CONNECTION_STRING"
 DPS_GROUP_ENV = "MICROAGENT_DPS_GROUP"  # GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey=<group key>
+DPS_CA_KEY_ENV = "MICROAGENT_DPS_CA_KEY"  # the enrollment CA's private key (PEM), without --dps-ca-key
+BOARD_CERT = "microagent_cert.der"  # a board's own certificate and key (DER: the port's TLS takes DER)
+BOARD_KEY = "microagent_key.der"
 UNIQUE_ID = "import machine\nprint(repr(machine.unique_id().hex()))"
 VERIFY_ATTEMPTS = 3  # writes of one file before its verification failure is final
 
@@ -99,6 +103,15 @@ def parse_args(argv):
                         "group from $%s (GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey="
                         "<group key>), the board's registration id and the key derived from it on "
                         "this machine (the group key never goes onto the board)" % DPS_GROUP_ENV)
+    parser.add_argument("--dps-ca", metavar="FILE",
+                        help="with --dps: issue the board its own certificate (CN = its registration "
+                        "id) signed by this CA (PEM: the CA of the X.509 enrollment group) instead of "
+                        "deriving a key; $%s then names only GlobalEndpoint and IdScope"
+                        % DPS_GROUP_ENV)
+    parser.add_argument("--dps-ca-key", metavar="FILE",
+                        help="the --dps-ca CA's private key (PEM), a file only its owner may read "
+                        "(default: the PEM text in $%s); it never goes onto the board"
+                        % DPS_CA_KEY_ENV)
     parser.add_argument("--registration-id", metavar="ID",
                         help="the board's DPS registration id (default: mcu-<machine.unique_id() "
                         "in hex>, read from the board)")
@@ -131,6 +144,10 @@ def parse_args(argv):
         if not args.dps_group:
             parser.error("--dps needs $%s (GlobalEndpoint=HOST[:PORT];IdScope=...;SymmetricKey=...)"
                          % DPS_GROUP_ENV)
+        if args.dps_ca_key and not args.dps_ca:
+            parser.error("--dps-ca-key goes with --dps-ca")
+    elif args.dps_ca or args.dps_ca_key:
+        parser.error("--dps-ca and --dps-ca-key go with --dps")
     elif args.registration_id:
         parser.error("--registration-id goes with --dps")
     elif args.connection_string is None:
@@ -156,6 +173,60 @@ def dps_device_file(group_text, registration_id, hub_port=None):
     return firmware_bundle.DeployFile(
         CREDENTIALS_FILE, data, "DPS IdScope=%s, RegistrationId=%s, derived key not shown"
         % (group.scope, registration_id), secret=True)
+
+
+def read_ca_key(path):
+    """The enrollment CA's private key (PEM bytes): from PATH, which only its owner may read, or
+    else from $MICROAGENT_DPS_CA_KEY."""
+    if path is None:
+        text = os.environ.get(DPS_CA_KEY_ENV)
+        if not text:
+            raise BundleError("--dps-ca needs the CA's key: --dps-ca-key FILE or $%s" % DPS_CA_KEY_ENV)
+        return text.encode()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise BundleError("--dps-ca-key %s: %s" % (path, exc.strerror)) from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if mode & 0o077:
+            raise BundleError("--dps-ca-key %s: others may read it (mode %03o): chmod 600 it"
+                              % (path, mode & 0o777))
+        return f.read()
+
+
+def dps_x509_files(group_text, registration_id, ca_file, ca_key_pem, hub_port=None):
+    """The board's certificate (CN = REGISTRATION_ID, signed by the CA of CA_FILE with the key
+    CA_KEY_PEM, issued here for a key made here), its key, and microagent_device.json naming them
+    with the group's endpoint and scope. The CA key is used and not written."""
+    from hub_emulator import certs
+    from microagent import dps
+    try:
+        group = dps.DpsSettings("%s;RegistrationId=%s;CertFile=%s;KeyFile=%s"
+                                % (group_text, registration_id, BOARD_CERT, BOARD_KEY))
+    except dps.DpsError as exc:
+        raise BundleError("$%s or --registration-id: %s" % (DPS_GROUP_ENV, exc)) from None
+    try:
+        with open(ca_file, "rb") as f:
+            ca_pem = f.read()
+    except OSError as exc:
+        raise BundleError("--dps-ca %s: %s" % (ca_file, exc.strerror)) from None
+    try:
+        ca, ca_key = certs.load_issuer(ca_pem, ca_key_pem)
+    except certs.CertificateError as exc:
+        raise BundleError("--dps-ca %s: %s" % (ca_file, exc)) from None
+    cert_der, key_der = certs.issue_device_cert(ca, ca_key, registration_id)
+    device = {"dps": "GlobalEndpoint=%s:%d;IdScope=%s;RegistrationId=%s;CertFile=%s;KeyFile=%s"
+                     % (group.host, group.port, group.scope, registration_id, BOARD_CERT, BOARD_KEY)}
+    if hub_port is not None:
+        device["port"] = hub_port
+    data = (json.dumps(device, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    return [firmware_bundle.DeployFile(BOARD_CERT, cert_der, "certificate CN=%s issued by %s"
+                                       % (registration_id, ca.subject.rfc4514_string())),
+            firmware_bundle.DeployFile(BOARD_KEY, key_der, "the certificate's key, made here",
+                                       secret=True),
+            firmware_bundle.DeployFile(CREDENTIALS_FILE, data, "DPS IdScope=%s, RegistrationId=%s, "
+                                       "X.509" % (group.scope, registration_id))]
 
 
 def board_registration_id(args):
@@ -304,8 +375,13 @@ def flash(args, report):
                                       args.ca, None if args.dps else args.hub_port)
         if args.dps:
             registration_id = args.registration_id or board_registration_id(args)
-            files.insert(-1 if args.ca else len(files),
-                         dps_device_file(args.dps_group, registration_id, args.hub_port))
+            if args.dps_ca:
+                enrollment = dps_x509_files(args.dps_group, registration_id, args.dps_ca,
+                                            read_ca_key(args.dps_ca_key), args.hub_port)
+            else:
+                enrollment = [dps_device_file(args.dps_group, registration_id, args.hub_port)]
+            at = len(files) - 1 if args.ca else len(files)
+            files[at:at] = enrollment
         needs_mpy = profile["mpy"] is not None and not args.frozen
     report.event("board", "board %s: %s" % (profile["name"], profile["description"]),
                  board=profile["name"], files=len(files))

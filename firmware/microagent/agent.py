@@ -66,8 +66,10 @@ class Agent:
         self.outbox = outbox
         outbox.requeue()  # what an earlier run sent but saw no acknowledgement for goes again
         kwargs = {} if opener is None else {"opener": opener}
+        # an X.509 board provisioned through DPS (dps.provision_board) connects with its certificate
         self.session = HubSession(cs, self.outbox, self.config, ca_der=settings.ca_der(),
-                                  port=settings.port, log=log, on_config=self._on_config, **kwargs)
+                                  port=settings.port, log=log, on_config=self._on_config,
+                                  client_cert=getattr(settings, "client_cert", None), **kwargs)
         # The caches' arrays are allocated before anything else grows the heap: they need
         # contiguous room.
         gc.collect()

@@ -268,12 +268,20 @@ CACHE_FILE = "microagent_dps.json"  # a board's assignment, so a reboot does not
 
 def provision_board(settings, log, cache_path=CACHE_FILE):
     """Fills in the connection string of a board's Settings from its DPS enrollment (cached in
-    CACHE_PATH, else registered now); False after logging why the agent cannot run. Unloads this
-    module on the way out: none of the DPS client stays in the agent's heap."""
+    CACHE_PATH, else registered now); an X.509 board's certificate and key (CertFile, KeyFile on
+    its flash, DER) go into settings.client_cert for the hub session too. False after logging why
+    the agent cannot run. Unloads this module on the way out: none of the DPS client stays in the
+    agent's heap."""
     import gc
     import sys
     try:
-        settings.connection_string = provision_cached(settings.dps, settings.ca_der(), cache_path, log)
+        enrollment = DpsSettings(settings.dps)
+        client_cert = None
+        if enrollment.key is None:
+            client_cert = settings.client_cert = (_read(enrollment.cert_file),
+                                                  _read(enrollment.key_file))
+        settings.connection_string = provision_cached(enrollment, settings.ca_der(), cache_path,
+                                                      log, client_cert)
         return True
     except (DpsError, OSError, ValueError) as exc:  # ProfileError is a ValueError
         log("error: %s; the agent is not running" % exc)  # one line, no key
@@ -288,10 +296,15 @@ def provision_board(settings, log, cache_path=CACHE_FILE):
         gc.collect()
 
 
-def provision_cached(text, ca_der, cache_path, log):
-    """The connection string of a board's DPS assignment (TEXT: its DPS settings): the one
-    cached in CACHE_PATH, or registered now and cached there (DPS's answer, not the key)."""
-    settings = DpsSettings(text)
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def provision_cached(settings, ca_der, cache_path, log, client_cert=None):
+    """The connection string of a board's DPS assignment (SETTINGS: its DpsSettings): the one
+    cached in CACHE_PATH, or registered now (presenting CLIENT_CERT when given) and cached there
+    (DPS's answer, not the key)."""
     try:
         with open(cache_path) as f:
             assigned = cached(settings, f.read())
@@ -299,7 +312,7 @@ def provision_cached(text, ca_der, cache_path, log):
         assigned = None
     if assigned is None:
         try:
-            assigned = mqtt.run(provision(settings, ca_der, log=log))
+            assigned = mqtt.run(provision(settings, ca_der, log=log, client_cert=client_cert))
         except (mqtt.MQTTError, mqtt.TLSError) as exc:
             raise DpsError(str(exc))
         with open(cache_path, "w") as f:

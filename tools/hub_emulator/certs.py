@@ -156,3 +156,42 @@ def _is_ca(cert):
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         return False
+
+
+DEVICE_CERT_DAYS = 3650  # a board's certificate lasts its service life; revoke by removing it
+
+
+class CertificateError(Exception):
+    """A CA certificate or key that cannot issue device certificates; one line, no key."""
+
+
+def load_issuer(ca_pem, ca_key_pem):
+    """(CA certificate, CA private key) from PEM bytes; CertificateError unless the key is the
+    certificate's and the certificate is a CA."""
+    try:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError:
+        raise CertificateError("the CA certificate is not a PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    except (ValueError, TypeError):
+        raise CertificateError("the CA key is not an unencrypted PEM private key") from None
+    if key.public_key().public_numbers() != ca.public_key().public_numbers():
+        raise CertificateError("the CA key is not the CA certificate's key")
+    if not _is_ca(ca):
+        raise CertificateError("the CA certificate is not a CA (basicConstraints CA:TRUE)")
+    return ca, key
+
+
+def issue_device_cert(ca, ca_key, common_name, days=DEVICE_CERT_DAYS):
+    """A device certificate CN = COMMON_NAME signed by CA (load_issuer) for a new P-256 key:
+    (certificate DER, private key PKCS#8 DER), as MicroPython's load_cert_chain takes them."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+                  key.public_key(), ca.subject, ca_key, days, [
+                      (x509.BasicConstraints(ca=False, path_length=None), True),
+                      (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
+    return (cert.public_bytes(serialization.Encoding.DER),
+            key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
