@@ -8,9 +8,9 @@ import json
 
 from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.hub_events import HubEvent
+from host_sim.cloud.alerts.hub_events import HubEvent, MalformedTally
 from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
-from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
+from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_checked
 from host_sim.cloud.store.base import Batch
 from host_sim.metering import FREE_BLOCK, blocks
 
@@ -93,6 +93,7 @@ class Ingest:
         self.next = {}              # (source, partition) -> next offset to feed
         self.stored_next = {}       # (source, partition) -> next offset as the store holds it
         self.restored = set()       # identities of the alerts loaded with their devices' states
+        self.malformed = MalformedTally()
         self.messages = 0
         self.skipped = 0
 
@@ -153,18 +154,23 @@ class Ingest:
         seen.last_arrival = stored.arrival
         self.touched.add(device)
         try:
-            message = read_message(stored.body, stored.properties)
+            message, verdict = read_checked(stored.body, stored.properties)
             changed = self.engine.feed(device, stored.properties, message, stored.arrival)
             recommend.observe(self.engine.devices[device], message, len(stored.body),
                               message_time(message, stored.arrival))
         except (UnreadableMessage, TypeError) as exc:
-            # TypeError: a field value the rules cannot key on (a list where a text is expected)
+            # TypeError: a field value the rules cannot key on, which the format's check
+            # (host_sim.cloud.validate) is there to prevent; the stream goes on all the same
+            reason = str(exc) if isinstance(exc, UnreadableMessage) else \
+                "a field the rules read has an unusable value"
             self.skipped += 1
             seen.skipped += 1
             self.on_skip("skipped %s partition %s offset %s of %s: %s" % (
-                source, partition, offset, device, exc if isinstance(exc, UnreadableMessage)
-                else "a field the rules read has an unusable value"))
-            return []
+                source, partition, offset, device, reason))
+            return self._malformed(device, stored.arrival, 1, 0, reason)
+        if verdict.dropped:
+            changed = changed + self._malformed(device, stored.arrival, 0, verdict.dropped,
+                                                verdict.reason)
         self.messages += 1
         seen.messages += 1
         events, dropped = hourly_counts(message)
@@ -177,6 +183,15 @@ class Ingest:
         counts[2] += events
         counts[3] += dropped
         counts[4] += blocks(len(stored.body), FREE_BLOCK)
+        for alert in changed:
+            self.changed[(alert.device, alert.rule, alert.key)] = alert
+        return changed
+
+    def _malformed(self, device, arrival, refused, dropped, reason):
+        """Counts DEVICE's refused message or dropped items into its malformed-messages alert
+        of the hour of ARRIVAL (one per device and hour) -> the alerts set."""
+        changed = self.engine.feed_hub_event(self.malformed.record(device, arrival, refused,
+                                                                   dropped, reason))
         for alert in changed:
             self.changed[(alert.device, alert.rule, alert.key)] = alert
         return changed

@@ -27,7 +27,7 @@ def _process_message(items, t):
 
 def _item(commandline, t, pid=4000, ppid=1, uid=0, user="root", **extra):
     item = {"timestamp": format_time(t), "process_id": pid, "parent_process_id": ppid,
-            "user_id": uid, "user_name": user, "commandline": commandline, "type": "Exec",
+            "user_id": uid, "user_name": user, "commandline": commandline, "type": "exec",
             "hit_count": 1}
     item.update(extra)
     return item

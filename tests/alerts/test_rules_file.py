@@ -24,7 +24,7 @@ def test_defaults_cover_every_rule_the_issue_names():
         "dropped-events", "outbox-loss", "new-baseline-failure", "sbom-change", "silence",
         "network-cache-flood", "invalid-sas-signature", "expired-sas-token", "unknown-device",
         "refused-connect", "refused-topic", "device-connected-twice", "refused-certificate",
-        "dps-registration-refused"}
+        "dps-registration-refused", "malformed-messages"}
     brute = rules.by_id("brute-force")
     assert (brute["count"], brute["within_s"]) == (8, 120)
     assert rules.by_id("silence")["windows"] == 3

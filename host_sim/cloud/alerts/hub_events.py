@@ -4,7 +4,11 @@ from two places), read beside the messages and turned into alerts by rules of ki
 
 A record is one claimed device, kind and hour with its running count; its alert is keyed by
 that hour, so reading a record again after the hub updated it sets the alert instead of adding
-to it (the same identity every time)."""
+to it (the same identity every time).
+
+The readers keep one such record of their own: a device's malformed messages (refused, or
+with items dropped by host_sim.cloud.validate) per hour of arrival, so a device sending them
+raises one alert per hour, whatever it sends."""
 import collections
 import json
 import sqlite3
@@ -17,6 +21,8 @@ KINDS = {"hub_event": ({"record"}, set())}
 HubEvent = collections.namedtuple("HubEvent", "id device kind hour first last count peers detail")
 
 MAX_PEERS_SHOWN = 8
+MALFORMED = "malformed-messages"
+HOUR = 3600
 
 
 def read_hub_events(db, after, batch=2000):
@@ -68,3 +74,27 @@ def fill(alert, rule, event, render):
               "detail": event.detail, "hour": format_time(event.hour), "key": alert.key}
     alert.title = render(rule["title"], fields)
     alert.what_to_do = render(rule["what_to_do"], fields)
+
+
+class MalformedTally:
+    """Each device's malformed messages in the current hour of arrival (the hub's clock, not
+    the device's): messages refused, items dropped and the first reason, as a HubEvent of kind
+    MALFORMED for AlertEngine.feed_hub_event (one alert per device and hour, set each time)."""
+
+    def __init__(self):
+        self.devices = {}   # device -> [hour, first, last, refused, dropped, first reason]
+
+    def record(self, device, arrival, refused, dropped, reason):
+        """REFUSED messages (0 or 1) and DROPPED items of DEVICE that arrived at ARRIVAL
+        (epoch seconds), the first REASON (one line) -> the device's HubEvent for that hour."""
+        hour = int(arrival // HOUR) * HOUR
+        held = self.devices.get(device)
+        if held is None or held[0] != hour:
+            held = self.devices[device] = [hour, arrival, arrival, 0, 0, reason]
+        held[1], held[2] = min(held[1], arrival), max(held[2], arrival)
+        held[3] += refused
+        held[4] += dropped
+        detail = "%d message(s) refused, %d item(s) dropped; first: %s" % (held[3], held[4],
+                                                                             held[5])
+        return HubEvent(None, device, MALFORMED, hour, held[1], held[2],
+                        max(1, held[3] + held[4]), [], detail)

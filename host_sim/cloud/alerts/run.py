@@ -4,8 +4,8 @@ import time
 
 from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.hub_events import HubEvent
-from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
+from host_sim.cloud.alerts.hub_events import HubEvent, MalformedTally
+from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_checked
 
 
 class Evaluation:
@@ -18,6 +18,7 @@ class Evaluation:
         self.on_skip = on_skip or (lambda line: None)
         self.hub_facts = hub_facts or dict
         self.shown = {}    # recommendation identity -> its dict when last reported
+        self.malformed = MalformedTally()   # a device's refused messages and dropped items
         self.messages = 0
         self.skipped = 0
 
@@ -25,14 +26,18 @@ class Evaluation:
         if isinstance(stored, HubEvent):
             return self.engine.feed_hub_event(stored)
         try:
-            message = read_message(stored.body, stored.properties)
+            message, verdict = read_checked(stored.body, stored.properties)
         except UnreadableMessage as exc:
             self.skipped += 1
             where = "message %s" % stored.id if stored.id is not None else "a message"
             self.on_skip("skipped %s of %s: %s" % (where, stored.device, exc))
-            return []
+            return self.engine.feed_hub_event(self.malformed.record(
+                stored.device, stored.arrival, 1, 0, str(exc)))
         self.messages += 1
         changed = self.engine.feed(stored.device, stored.properties, message, stored.arrival)
+        if verdict.dropped:
+            changed += self.engine.feed_hub_event(self.malformed.record(
+                stored.device, stored.arrival, 0, verdict.dropped, verdict.reason))
         recommend.observe(self.engine.devices[stored.device], message, len(stored.body),
                           message_time(message, stored.arrival))
         return changed
