@@ -1,5 +1,7 @@
 """DPS registration against a plain SAS connect, on the 32-bit MicroPython with the agent frozen
-(build/micropython32/micropython from `make firmware`), both against the local emulator in the
+(build/micropython32/micropython from `make firmware`) and on the emulated Cortex-M3
+(build/qemu-cortex-m3/firmware.elf under QEMU, a fresh board per run, its TCP connections carried
+over UART1 to tools/uart_bridge.py as its agent's are), all against the local emulator in the
 same run: the firmware core's DPS client (microagent.dps: TLS connect, CONNECT, subscribe,
 register, wait the retry-after the DPS asks for, poll, assignment) and, as the baseline, a
 device's TLS connect and SAS CONNECT to the hub (what a device with a connection string does
@@ -10,7 +12,9 @@ peak above the level before (gc.mem_alloc() sampled at every yield of the asynci
 left after a collection once done (0: nothing stays). The modules are imported before the
 baseline level is taken; `import` is what loading microagent.dps itself costs (frozen: its
 function objects and dictionary). On micropython32 mbedTLS allocates from libc, so the TLS
-session is outside these heap figures (heap32's TLS row has it).
+session is outside these heap figures (heap32's TLS row has it); on the Cortex-M3 it allocates
+from the MicroPython heap, so there the peak includes the TLS session (two of them for DPS: the
+DPS's is closed before the hub's is opened, so the peak is one session plus the DPS client).
 
 Run: .venv/bin/python -m bench.dps_bench   (`make bench` calls run()).
 """
@@ -25,6 +29,7 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 sys.path.insert(0, os.path.join(REPO, "tests", "boards"))
 
 import board32  # noqa: E402
+import board_m3  # noqa: E402
 from bench.report import progress, table  # noqa: E402
 from hub_emulator import dps as dps_service  # noqa: E402
 from hub_emulator.process import HubProcess  # noqa: E402
@@ -32,17 +37,25 @@ from hub_emulator.process import HubProcess  # noqa: E402
 RUNS = int(os.environ.get("BENCH_DPS_RUNS", "5"))
 HEAP = 256 * 1024
 
-# Runs inside micropython32: argv MODE PORT CA_DER; the DPS settings or connection string on stdin.
-SCRIPT = """
+IMPORTS = """
 import asyncio, gc, sys
 from microagent import mqtt
 from microagent.clock import ticks_diff, ticks_ms
 from microagent.hub import username
 from microagent.sas import ConnectionString, sas_token, unix_time
+"""
+# micropython32: argv MODE PORT CA_DER; the DPS settings or connection string on stdin.
+UNIX_INPUTS = """
 mode, port, ca_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 secret = sys.stdin.readline().strip()
 with open(ca_path, "rb") as f:
     ca = f.read()
+"""
+# the emulated Cortex-M3 (raw REPL, no argv or stdin): the same, as literals of a throwaway hub's
+M3_INPUTS = """
+mode, port, ca, secret = %r, %d, %r, %r
+"""
+MEASURE = """
 gc.collect()
 before_import = gc.mem_alloc()
 if mode == "dps":
@@ -80,6 +93,7 @@ async def main():
 
 asyncio.run(main())
 """
+SCRIPT = IMPORTS + UNIX_INPUTS + MEASURE
 
 
 def _one(binary, folder, mode, port, ca_der, secret):
@@ -92,7 +106,29 @@ def _one(binary, folder, mode, port, ca_der, secret):
     return [int(v) for v in lines[-1].split()[1:]]
 
 
-def measure(binary, root):
+def _one_m3(image, mode, port, ca_der, secret):
+    """One run on a fresh emulated Cortex-M3, its TCP connections bridged to the host over UART1
+    (tools/uart_bridge.py, as the board's agent reaches the hub)."""
+    from host_sim import targets
+    from uart_bridge import UartBridge
+    with open(ca_der, "rb") as f:
+        ca = f.read()
+    bridge = UartBridge()
+    lines = []
+    try:
+        with targets.QemuBoard(image, extra=bridge.qemu_args()) as board:
+            error = board.run(IMPORTS + M3_INPUTS % (mode, port, ca, secret) + MEASURE, lines.append)
+    finally:
+        bridge.stop()
+    found = [line for line in lines if line.startswith("result ")]
+    if error or not found:
+        raise RuntimeError("dps_bench %s on the Cortex-M3 failed: %s" % (mode, error or lines[-5:]))
+    return [int(v) for v in found[-1].split()[1:]]
+
+
+def measure(binary, root, m3_image=None):
+    """{"sas": medians, "dps": medians} on micropython32 (BINARY), and when M3_IMAGE is given
+    {"m3-sas": ..., "m3-dps": ...} on the emulated Cortex-M3 too, against the same hub."""
     hub = HubProcess(os.path.join(root, "hub"), port=0, plain_port=None, extra_args=["--dps-port", "0"])
     hub.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
     scope, group_key = dps_service.add_group(hub.db, "bench")
@@ -102,14 +138,41 @@ def measure(binary, root):
     with open(os.path.join(folder, "dps_probe.py"), "w") as f:
         f.write(SCRIPT)
     results = {"sas": [], "dps": []}
+    if m3_image:
+        results.update({"m3-sas": [], "m3-dps": []})
     with hub:
-        dps_text = "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=dps-bench;SymmetricKey=%s" % (
-            hub.state["dps_port"], scope, dps_service.derived_key(group_key, "dps-bench"))
+        def dps_text(registration_id):
+            return "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=%s;SymmetricKey=%s" % (
+                hub.state["dps_port"], scope, registration_id,
+                dps_service.derived_key(group_key, registration_id))
         for _ in range(RUNS):
             results["sas"].append(_one(binary, folder, "sas", hub.port, hub.ca_der, connection_string))
-            results["dps"].append(_one(binary, folder, "dps", hub.port, hub.ca_der, dps_text))
+            results["dps"].append(_one(binary, folder, "dps", hub.port, hub.ca_der,
+                                       dps_text("dps-bench")))
+            if m3_image:
+                results["m3-sas"].append(_one_m3(m3_image, "sas", hub.port, hub.ca_der,
+                                                 connection_string))
+                results["m3-dps"].append(_one_m3(m3_image, "dps", hub.port, hub.ca_der,
+                                                 dps_text("dps-bench-m3")))
     return {mode: [statistics.median(run[i] for run in runs) for i in range(4)]
             for mode, runs in results.items()}
+
+
+def _rows(figures, sas_key, dps_key):
+    sas, dps = figures[sas_key], figures[dps_key]
+
+    def ratio(value, base):
+        return "%.2f" % (value / base) if base else "-"
+    return [
+        ["SAS connect to the hub (baseline)", sas[0], sas[1], sas[2], "-", "1.00", "1.00"],
+        ["DPS registration (retry-after 1 s)", dps[0], dps[1], dps[2], dps[3],
+         ratio(dps[0], sas[0]), ratio(dps[1], sas[1])],
+        ["DPS registration less the retry-after wait", dps[0] - 1000, dps[1], dps[2], dps[3],
+         ratio(dps[0] - 1000, sas[0]), ratio(dps[1], sas[1])],
+    ]
+
+
+COLUMNS = ["what", "ms", "peak heap B", "left after B", "import B", "time ratio", "heap ratio"]
 
 
 def run():
@@ -117,22 +180,21 @@ def run():
     if binary is None:
         progress("dps_bench: build/micropython32/micropython not built (make firmware); skipped")
         return []
-    progress("dps_bench: %d DPS registrations and %d SAS connects on micropython32" % (RUNS, RUNS))
+    m3_image = board_m3.IMAGE if os.path.exists(board_m3.IMAGE) else None
+    progress("dps_bench: %d DPS registrations and %d SAS connects on micropython32%s"
+             % (RUNS, RUNS, " and the emulated Cortex-M3" if m3_image else
+                " (no build/qemu-cortex-m3/firmware.elf: make firmware; Cortex-M3 rows skipped)"))
     with tempfile.TemporaryDirectory(prefix="dps-bench-") as root:
-        figures = measure(binary, root)
-    sas, dps = figures["sas"], figures["dps"]
-    def ratio(value, base):
-        return "%.2f" % (value / base) if base else "-"
-    rows = [
-        ["SAS connect to the hub (baseline)", sas[0], sas[1], sas[2], "-", "1.00", "1.00"],
-        ["DPS registration (retry-after 1 s)", dps[0], dps[1], dps[2], dps[3],
-         ratio(dps[0], sas[0]), ratio(dps[1], sas[1])],
-        ["DPS registration less the retry-after wait", dps[0] - 1000, dps[1], dps[2], dps[3],
-         ratio(dps[0] - 1000, sas[0]), ratio(dps[1], sas[1])],
-    ]
+        figures = measure(binary, root, m3_image)
+    rows = _rows(figures, "sas", "dps")
     table("DPS registration against a SAS connect, micropython32 (median of %d; TLS in libc's heap)"
-          % RUNS, ["what", "ms", "peak heap B", "left after B", "import B", "time ratio",
-                   "heap ratio"], rows)
+          % RUNS, COLUMNS, rows)
+    if m3_image:
+        m3_rows = _rows(figures, "m3-sas", "m3-dps")
+        table("DPS registration against a SAS connect, emulated Cortex-M3 (QEMU mps2-an385, median "
+              "of %d; mbedTLS allocates from the MicroPython heap, so TLS is in these figures)"
+              % RUNS, COLUMNS, m3_rows)
+        rows += [["Cortex-M3: " + row[0]] + row[1:] for row in m3_rows]
     return rows
 
 
