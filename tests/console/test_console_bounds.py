@@ -6,13 +6,18 @@ import json
 import re
 import threading
 import tracemalloc
+from urllib.parse import unquote
 
+from host_sim.cloud.alerts.engine import Alert
 from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.alerts.rules import load_rules
 from host_sim.cloud.alerts.sources import HubStore
 from host_sim.cloud.console import charts, pages
-from host_sim.cloud.console.model import FleetModel
+from host_sim.cloud.console.model import DeviceView, FleetModel
 from host_sim.cloud.console.server import HubSite
+from host_sim.cloud.console.store_site import StoreSite
+from host_sim.cloud.store import open_store
+from host_sim.cloud.store.base import Batch
 from hub_emulator import store
 from hub_emulator.database import open_db
 
@@ -59,7 +64,6 @@ def _hostile(model, message, arrival):
     with model.lock:
         view = model.devices.get("hostile")
         if view is None:
-            from host_sim.cloud.console.model import DeviceView
             view = model.devices["hostile"] = DeviceView("hostile")
         view.add(message, len(json.dumps(message)), arrival)
         model.evaluation.engine.feed("hostile", {}, message, arrival)
@@ -177,3 +181,42 @@ def test_a_device_page_with_nics_of_the_wrong_type(tmp_path):
                                  format_time(START + len(str(nics)))), START)
         status, body = HubSite(model).get("/device", {"id": "hostile"})
         assert status == 200 and 'id="system"' in body
+
+
+def test_the_store_console_keeps_the_honest_high_alert_and_pages_a_device(tmp_path):
+    batch = Batch()
+    for device, last in (("honest", START + 7200), ("hostile", YEAR_9999)):
+        batch.devices.append((device, "hub", 0, last, START + 7300, 10, 0, None))
+    # the honest device's last three hours, up to the hub's present
+    batch.hourly += [("honest", pages.chart_end() - 3600 * h, 1, 1, 5, 0, 1) for h in range(3)]
+    batch.hourly += [("hostile", YEAR_9999 - 3600 * h, 1, 1, 9, 0, 1) for h in range(300)]
+    brute = Alert("honest", {"id": "brute-force", "severity": "High"}, "203.0.113.9",
+                  START + 5400, 5)
+    brute.add(START + 5400, {"remote_address": "203.0.113.9"})
+    batch.alerts.append(brute)
+    for n in range(600):      # future-dated High alerts: newest first would show only these
+        alert = Alert("hostile", {"id": "brute-force", "severity": "High"}, "k%d" % n,
+                      YEAR_9999 - n, 5)
+        alert.add(YEAR_9999 - n, {"n": n})
+        batch.alerts.append(alert)
+    cloud = open_store(str(tmp_path / "cloud.db"))
+    cloud.write(batch)
+    site = StoreSite(cloud)
+    status, body = site.get("/", {})
+    assert status == 200
+    table_html = body[body.index('id="alerts"'):]
+    table_html = table_html[:table_html.index("</table>")]
+    assert "id=honest" in table_html and "203.0.113.9" in table_html
+    assert table_html.count("id=hostile") == pages.ALERTS_PER_DEVICE
+    assert "more alerts of hostile" in body
+    start = body.index("Traffic over time")
+    chart = body[start:body.index("</svg>", start)]
+    assert chart.count("<rect") == 3 and "5 events<" in chart   # not the year 9999's hours
+    assert ">9 events<" not in chart
+    status, device = site.get("/device", {"id": "hostile"})
+    assert status == 200 and device.count("<tr>") < 300
+    after = re.search(r'<a id="next" href="/device\?([^"]+)"', device).group(1)
+    query = dict(pair.split("=", 1) for pair in after.replace("&amp;", "&").split("&"))
+    status, second = site.get("/device", {k: unquote(v) for k, v in query.items()})
+    assert status == 200 and "n=100<" in second and "n=99<" not in second and "n=0<" not in second
+    cloud.close()

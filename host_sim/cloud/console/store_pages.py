@@ -8,12 +8,16 @@ from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.alerts.rules import SEVERITIES
 from host_sim.cloud.console.charts import bar_chart, quota_bar
 from host_sim.metering import FREE_TIERS, TIERS, block_size, daily_quota
-from host_sim.cloud.console.pages import (alert_rows, esc, incidents_section, number, page,
-                                          quote, recommendations_section, table, when)
+from host_sim.cloud.console.pages import (ALERTS_PER_DEVICE, alert_rows, chart_end, esc,
+                                          incidents_section, number, page, quote,
+                                          recommendations_section, table, when)
 
 PAGE_SIZE = 100
 RECOMMENDATIONS_SHOWN = 200   # the fleet page's first ones; `alerts --store` lists them all
 CHART_HOURS = 168
+FLEET_ALERTS = 50             # rows of the fleet page's alerts, the most severe first
+FLEET_ALERTS_READ = 500       # rows read at a time to choose them
+FLEET_READS = 10              # reads at most, per severity
 
 
 def _link(path, **query):
@@ -37,7 +41,40 @@ def _select(name, options, chosen, blank="any"):
                              for o in options))
 
 
-def fleet_page(store, tier, units, tag=None, after=None):
+def _chart_window(last_hour, now=None):
+    """(first hour, last hour) of a chart: the 168 hours up to the newest hour with data, but
+    never past the hub's present (a device may date its events in the year 9999)."""
+    end = chart_end(now) if last_hour is None else min(int(last_hour), chart_end(now))
+    return end - (CHART_HOURS - 1) * 3600, end
+
+
+def fleet_alerts(store):
+    """The fleet page's alerts: the most severe first, then the newest, at most
+    ALERTS_PER_DEVICE of a device: (rows, {device: alerts read past those}). The store is read
+    FLEET_ALERTS_READ rows at a time, at most FLEET_READS times a severity, so one device's
+    thousands of alerts cost a bounded read and hide no other device's."""
+    rows, seen, more = [], {}, {}
+    for severity in SEVERITIES:
+        after = None
+        for _ in range(FLEET_READS):
+            read = store.alerts(severity=severity, after=after, limit=FLEET_ALERTS_READ)
+            for row in read:
+                device = row["device"]
+                seen[device] = seen.get(device, 0) + 1
+                if seen[device] > ALERTS_PER_DEVICE:
+                    more[device] = more.get(device, 0) + 1
+                elif len(rows) < FLEET_ALERTS:
+                    rows.append(row)
+            if len(read) < FLEET_ALERTS_READ or len(rows) >= FLEET_ALERTS:
+                break
+            after = (read[-1]["first"], read[-1]["id"])
+        if len(rows) >= FLEET_ALERTS:
+            break
+    shown = {row["device"] for row in rows}
+    return rows, {device: n for device, n in more.items() if device in shown}
+
+
+def fleet_page(store, tier, units, tag=None, after=None, now=None):
     quota = daily_quota(tier, units)
     metered = "free_blocks" if tier in FREE_TIERS else "blocks"   # the tier's own block size
     unit = "%g KB blocks" % (block_size(tier) / 1024.0)
@@ -66,11 +103,13 @@ def fleet_page(store, tier, units, tag=None, after=None):
                    esc(", ".join("%d %s" % (n, s) for s, n in sorted(severities.items())))
                    or "none"))
     if summary["last_hour"] is not None:
-        points = store.hourly(since_hour=summary["last_hour"] - (CHART_HOURS - 1) * 3600)
-        body.append("<h2>Traffic over time (device time, per hour)</h2>")
-        body.append(bar_chart([(p[0], p[3]) for p in points], "events per hour", "events"))
+        first, end = _chart_window(summary["last_hour"], now)
+        points = store.hourly(since_hour=first)
+        body.append("<h2>Traffic over time (device time up to the hub's present, per hour)</h2>")
+        body.append(bar_chart([(p[0], p[3]) for p in points], "events per hour", "events",
+                              end=end))
         body.append(bar_chart([(p[0], p[2]) for p in points], "4 KB blocks per hour", "blocks",
-                              color="#8e5ea2"))
+                              color="#8e5ea2", end=end))
     cells = []
     for d in rows:
         blocks = _per_day(d[metered], d["hours"])
@@ -93,10 +132,17 @@ def fleet_page(store, tier, units, tag=None, after=None):
     if after is None:
         advice = store.recommendations(limit=RECOMMENDATIONS_SHOWN)
         body.append(recommendations_section([types.SimpleNamespace(**r) for r in advice], True))
-    recent = store.alerts(limit=20)
-    headers, cells = alert_rows([_as_shown(a) for a in recent], True)
-    body.append('<h2>Newest alerts (<a href="/alerts">all, with filters</a>)</h2>'
+    shown, more = fleet_alerts(store)
+    headers, cells = alert_rows([_as_shown(a) for a in shown], True)
+    body.append('<h2>Alerts, the most severe first, at most %d of a device (<a href="/alerts">'
+                'all, with filters</a>)</h2>' % ALERTS_PER_DEVICE
                 + table(headers, cells, numeric=(6,), row_id="alerts"))
+    if more:
+        body.append('<ul id="more-alerts">%s</ul>' % "".join(
+            '<li><a href="%s">%s%s more alerts of %s</a></li>' % (
+                _link("/alerts", device=device.replace("*", "?")), number(n),
+                "+" if n >= FLEET_ALERTS_READ else "", esc(device))
+            for device, n in sorted(more.items())))
     return page("fleet", "".join(body))
 
 
@@ -127,25 +173,33 @@ def alerts_page(store, filters, after=None):
     return page("alerts", "".join(body))
 
 
-def device_page(store, row):
+def device_page(store, row, after=None, now=None):
+    """ROW's device: its charts and hourly table (the 168 hours up to its newest, never past
+    the hub's present) and its alerts, PAGE_SIZE from AFTER ((first time, id) keyset)."""
     device = row["device"]
     body = ['<p class="muted">%s messages read, %s unreadable &middot; last event %s UTC, last '
             'seen by the hub %s UTC &middot; %s partition %s &middot; tags: %s</p>'
             % (number(row["messages"]), number(row["skipped"]), esc(when(row["last_time"])),
                esc(when(row["last_arrival"])), esc(row["source"]), esc(row["partition"]),
                esc(", ".join(row["tags"])) or "none")]
-    points = store.hourly(device=device)[-CHART_HOURS:]
+    last = row["last_time"]
+    first, end = _chart_window(None if last is None else int(last // 3600) * 3600, now)
+    points = [p for p in store.hourly(device=device, since_hour=first) if p[0] <= end]
     body.append(bar_chart([(p[0], p[3]) for p in points], "events per hour", "events"))
     body.append(bar_chart([(p[0], p[2]) for p in points], "4 KB blocks per hour", "blocks",
                           color="#8e5ea2"))
     body.append(bar_chart([(p[0], p[4]) for p in points], "dropped events per hour", "events",
                           color="#c62828"))
-    alerts = store.alerts(device_id=device, limit=PAGE_SIZE + 1)
+    alerts = store.alerts(device_id=device, after=after, limit=PAGE_SIZE + 1)
     headers, cells = alert_rows([_as_shown(a) for a in alerts[:PAGE_SIZE]], False)
-    body.append("<h2>Alerts</h2>" + table(headers, cells, numeric=(5,), row_id="alerts"))
+    body.append("<h2>Alerts (newest first)</h2>"
+                + table(headers, cells, numeric=(5,), row_id="alerts"))
     if len(alerts) > PAGE_SIZE:
-        body.append('<p><a href="%s">all alerts of this device</a></p>'
-                    % _link("/alerts", device=device.replace("*", "?")))
+        shown = alerts[PAGE_SIZE - 1]
+        body.append('<p><a id="next" href="%s">next %d alerts &raquo;</a> &middot; '
+                    '<a href="%s">all alerts of this device, with filters</a></p>'
+                    % (_link("/device", id=device, after="%r:%s" % (shown["first"], shown["id"])),
+                       PAGE_SIZE, _link("/alerts", device=device.replace("*", "?"))))
     body.append("<h2>Per hour</h2>" + table(
         ["hour (UTC)", "messages", "4 KB blocks", "events", "dropped events"],
         [[esc(when(p[0])), number(p[1]), number(p[2]), number(p[3]), number(p[4])]

@@ -61,7 +61,7 @@ class StoreSite:
                 row = self.store.device_row(device) if device else None
                 if row is None:
                     return 404, pages.not_found("no device %r in the store" % device)
-                return 200, store_pages.device_page(self.store, row)
+                return 200, store_pages.device_page(self.store, row, _after(query.get("after")))
             return 404, pages.not_found("no page %s" % path)
         except BadQuery as exc:
             return 400, pages.page("bad request", "<p>%s</p>" % pages.esc(exc))
