@@ -13,8 +13,8 @@ left after a collection once done (0: nothing stays). The modules are imported b
 baseline level is taken; `import` is what loading microagent.dps itself costs (frozen: its
 function objects and dictionary). On micropython32 mbedTLS allocates from libc, so the TLS
 session is outside these heap figures (heap32's TLS row has it); on the Cortex-M3 it allocates
-from the MicroPython heap, so there the peak includes the TLS session (two of them for DPS: the
-DPS's is closed before the hub's is opened, so the peak is one session plus the DPS client).
+from the MicroPython heap, so there the peak includes the TLS session (and, in both columns, the
+garbage not collected yet: gc.mem_alloc() counts it until a collection).
 
 Run: .venv/bin/python -m bench.dps_bench   (`make bench` calls run()).
 """
