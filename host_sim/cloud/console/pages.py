@@ -85,27 +85,56 @@ def alert_rows(alerts, with_device):
     return headers, rows
 
 
-def incidents_section(records, limit=50):
+INCIDENTS_PER_DEVICE = 3   # of one device on the fleet page; the rest is on its page
+TIMELINE_STEPS = 50        # steps of an incident's timeline shown
+
+
+def per_device(items, device_of, limit, most=INCIDENTS_PER_DEVICE):
+    """The first LIMIT of ITEMS (in their order) with at most MOST of a device, and how many
+    of each shown device were left out: (kept, {device: left out})."""
+    kept, seen, left = [], collections.Counter(), collections.Counter()
+    for item in items:
+        device = device_of(item)
+        seen[device] += 1
+        if seen[device] > most:
+            left[device] += 1
+        elif len(kept) < limit:
+            kept.append(item)
+    shown = {device_of(item) for item in kept}
+    return kept, {device: n for device, n in left.items() if device in shown}
+
+
+def incidents_section(records, limit=50, total=None):
     """The fleet page's opening: incidents (records as Incident.as_dict() gives them) by
-    severity then recency, each with its timeline."""
+    severity then recency, at most INCIDENTS_PER_DEVICE of a device, each with its timeline
+    (its first TIMELINE_STEPS steps). TOTAL: how many incidents there are, when known."""
     if not records:
         return "<h2>Incidents</h2><p>No incident: no Medium or High alert.</p>"
+    records, left = per_device(records, lambda r: r["device"], limit)
     rows = []
-    for r in records[:limit]:
+    for r in records:
+        steps = r["timeline"][:TIMELINE_STEPS]
         timeline = "".join("<li>%s <span class=\"sev-%s\">%s</span> %s: %s</li>" % (
             esc(step["time"][:19].replace("T", " ")), esc(step["severity"]), esc(step["severity"]),
-            esc(step["rule"]), esc(step["title"])) for step in r["timeline"])
+            esc(step["rule"]), esc(step["title"])) for step in steps)
+        if len(r["timeline"]) > len(steps):
+            timeline += "<li>%s more</li>" % number(len(r["timeline"]) - len(steps))
         rows.append(['<span class="sev-%s">%s</span>' % (esc(r["severity"]), esc(r["severity"])),
                      '<a href="/device?id=%s">%s</a>' % (esc(quote(r["device"])), esc(r["device"])),
                      "%s<details><summary>timeline (%d)</summary><ul>%s</ul></details>"
                      % (esc(r["title"]), r["alerts"], timeline),
                      esc(r["first"][:19].replace("T", " ")), esc(r["last"][:19].replace("T", " ")),
                      number(r["alerts"]), esc(", ".join(r["tactics"]))])
-    return ("<h2>Incidents (by severity, newest first)</h2>"
+    shown = len(rows) + sum(left.values())
+    return ("<h2>Incidents (by severity, newest first, at most %d of a device)</h2>"
+            % INCIDENTS_PER_DEVICE
             + table(["severity", "device", "incident", "first", "last", "alerts", "tactics"],
                     rows, numeric=(5,), row_id="incidents")
-            + ("<p>More incidents than these %d: <code>microagent incidents</code> lists them "
-               "all.</p>" % limit if len(records) > limit else ""))
+            + "".join('<p class="muted">%s more incidents of <a href="/device?id=%s">%s</a></p>'
+                      % (number(n), esc(quote(device)), esc(device))
+                      for device, n in sorted(left.items()))
+            + ("<p>More incidents than these: <code>microagent incidents</code> lists them "
+               "all.</p>" if (total if total is not None else shown) > len(rows) else ""))
 
 
 def compact(item):
@@ -158,17 +187,14 @@ def pager(path, page_no, more, **query):
 
 def fleet_alerts(alerts, page_no):
     """The fleet page's alerts: by severity then the newest, at most ALERTS_PER_DEVICE of each
-    device (a row "N more" links to its page), PAGE_SIZE rows from page NUMBER. Returns
-    (alert dicts and "more" rows, whether a next page exists)."""
-    shown, more = [], collections.Counter()
-    for alert in by_severity(alerts):
-        if more[alert.device] < ALERTS_PER_DEVICE:
-            shown.append(alert)
-        more[alert.device] += 1
+    device (a row "N more" links to its page), PAGE_SIZE rows of page PAGE_NO. Returns
+    (alert dicts, [(device, alerts left out)] of the devices on the page, whether a next page
+    exists)."""
+    shown, left = per_device(by_severity(alerts), lambda a: a.device, len(alerts),
+                             ALERTS_PER_DEVICE)
     rows = [a.as_dict() for a in shown[(page_no - 1) * PAGE_SIZE:page_no * PAGE_SIZE]]
     on_page = {d["device"] for d in rows}
-    extra = [(device, n - ALERTS_PER_DEVICE) for device, n in sorted(more.items())
-             if n > ALERTS_PER_DEVICE and device in on_page]
+    extra = [(device, n) for device, n in sorted(left.items()) if device in on_page]
     return rows, extra, len(shown) > page_no * PAGE_SIZE
 
 
@@ -185,9 +211,11 @@ def fleet_page(model, tier, units, page_text=None, now=None):
     points = snapshot["hourly"]
     by_severity_count = collections.Counter(alert.severity for alert in alerts)
     high = collections.Counter(alert.device for alert in alerts if alert.severity == "High")
-    per_device = collections.Counter(alert.device for alert in alerts)
+    alert_counts = collections.Counter(alert.device for alert in alerts)
     tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t) for t in TIERS)
-    body = [incidents_section([i.as_dict() for i in correlate(alerts)[0]])]
+    incidents = correlate(alerts)[0]
+    chosen, _ = per_device(incidents, lambda i: i.device, 51)
+    body = [incidents_section([i.as_dict() for i in chosen], total=len(incidents))]
     body.append('<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> units '
                 '<input name="units" type="number" min="1" value="%d" style="width:4em"> '
                 '<button>apply</button></form>' % (tier_options, units))
@@ -219,7 +247,7 @@ def fleet_page(model, tier, units, page_text=None, now=None):
                      number(round(v["messages"] / v["days"])), number(round(per_day)),
                      "%.3f%%" % (100.0 * per_day / quota),
                      number(v["dropped"]),
-                     number(per_device[v["device"]]) + (
+                     number(alert_counts[v["device"]]) + (
                          " (%d High)" % high[v["device"]] if high[v["device"]] else "")])
     body.append("<h2>Devices</h2>")
     body.append(table(["device", "last seen (hub)", "last event (device)", "messages/day",

@@ -85,7 +85,8 @@ def fleet_page(store, tier, units, tag=None, after=None, now=None):
     blocks_day = _per_day(summary[metered], summary["hours"])
     tier_options = "".join('<option%s>%s</option>' % (" selected" if t == tier else "", t)
                            for t in TIERS)
-    body = [incidents_section(store.incidents(limit=51), limit=50) if after is None else ""]
+    body = [incidents_section(store.incidents(limit=FLEET_ALERTS_READ), limit=50)
+            if after is None else ""]
     body.append('<form method="get" action="/">IoT Hub tier <select name="tier">%s</select> '
                 'units <input name="units" type="number" min="1" value="%d" style="width:4em"> '
                 'tag %s <button>apply</button></form>' % (tier_options, units,
