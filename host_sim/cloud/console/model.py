@@ -12,7 +12,7 @@ from host_sim.metering import FREE_BLOCK, blocks as metered_blocks
 
 from host_sim.cloud.alerts import recommend
 from host_sim.cloud.alerts.engine import clamp_time
-from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
+from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_checked
 from host_sim.cloud.alerts.run import Evaluation
 
 HOUR = 3600
@@ -201,22 +201,27 @@ class FleetModel:
                 view = self.devices.get(stored.device)
                 if view is None:
                     view = self.devices[stored.device] = DeviceView(stored.device)
+                engine = self.evaluation.engine
                 try:
-                    message = read_message(stored.body, stored.properties)
-                except UnreadableMessage:
+                    message, verdict = read_checked(stored.body, stored.properties)
+                except UnreadableMessage as exc:
                     view.skipped += 1   # it did arrive: the device is alive
                     view.last_seen = max(view.last_seen or 0.0, stored.arrival)
+                    engine.feed_hub_event(self.evaluation.malformed.record(
+                        stored.device, stored.arrival, 1, 0, str(exc)))
                     continue
                 hour, blocks, events = view.add(message, len(stored.body), stored.arrival)
                 fleet = self.hourly[hour]
                 fleet[0] += 1
                 fleet[1] += blocks
                 fleet[2] += events
+                if verdict.dropped:
+                    engine.feed_hub_event(self.evaluation.malformed.record(
+                        stored.device, stored.arrival, 0, verdict.dropped, verdict.reason))
                 try:
-                    self.evaluation.engine.feed(stored.device, stored.properties, message,
-                                                stored.arrival)
-                    recommend.observe(self.evaluation.engine.devices[stored.device], message,
-                                      len(stored.body), message_time(message, stored.arrival))
+                    engine.feed(stored.device, stored.properties, message, stored.arrival)
+                    recommend.observe(engine.devices[stored.device], message, len(stored.body),
+                                      message_time(message, stored.arrival))
                 except (TypeError, ValueError, AttributeError):
                     # a value of a type the rules cannot read: that message only is left out
                     view.left_out["messages the rules could not read"] += 1
