@@ -48,10 +48,11 @@ def live(message):
     return message_time(message, 0.0)
 
 
-def evaluate(bodies, rules_path=None, device="dev1", mids=None):
+def evaluate(bodies, rules_path=None, device="dev1", mids=None, budget=None):
     """Alerts (dicts) after feeding BODIES as DEVICE's messages as they arrive from a live
-    device, silence checked at the end."""
-    engine = AlertEngine(load_rules(rules_path))
+    device, silence checked at the end; BUDGET: the engine's hourly alert budget if not its
+    default."""
+    engine = AlertEngine(load_rules(rules_path), **({"budget": budget} if budget else {}))
     for i, body in enumerate(bodies):
         properties = {"$.ct": "application/json"}
         if mids is not None:
