@@ -75,13 +75,6 @@ def clamp_time(t):
     return MIN_TIME if t < MIN_TIME else MAX_TIME if t > MAX_TIME else t
 
 
-def device_time(text):
-    """An event's or item's time (ISO 8601) as epoch seconds within 1970..9999, None when it is
-    not a time."""
-    t = parse_time(text)
-    return None if t is None else clamp_time(t)
-
-
 def capped(state, what, n=1):
     """Counts N things of WHAT a device sent that its state had no room left for."""
     counts = state.detect.setdefault("capped", {})
@@ -205,7 +198,7 @@ class AlertEngine:
             state.detect["since"] = state.first_time   # the detections' learning clock
         for event in message["Events"]:
             for rule, key, t, evidence, fields in self.detector.feed(device, state.detect, event,
-                                                                     t_msg, device_time):
+                                                                     t_msg, parse_time):
                 alert = self._raise(device, rule, key, t, evidence, fields, changed)
                 if rule["kind"] in SUMMARISED:
                     alert.evidence = [evidence]   # one burst: its latest counts, not each step
@@ -403,7 +396,7 @@ class AlertEngine:
                 capped(state, "%s values" % rule["id"])
             if learning:
                 continue
-            t = device_time(item.get("timestamp")) or t_msg
+            t = parse_time(item.get("timestamp")) or t_msg
             if self._grouped(device, state, rule, item, t, changed):
                 continue
             limit = rule.get("max_alerts", DEFAULT_MAX_ALERTS)
@@ -429,10 +422,10 @@ class AlertEngine:
         burst["values"] += 1
         if burst["values"] <= group_after:
             return False
-        alert = self._raise(device, rule, "burst since " + format_time(burst["start"]), t, item,
-                            item, changed)
+        since = format_time(clamp_time(burst["start"]))
+        alert = self._raise(device, rule, "burst since " + since, t, item, item, changed)
         alert.title = "%d more new values in a burst since %s (latest: %s)" % (
-            alert.count, format_time(burst["start"]), _render(rule["title"], _Fields(item)))
+            alert.count, since, _render(rule["title"], _Fields(item)))
         return True
 
     def _burst(self, device, state, rule, event, t_msg, changed):
@@ -441,7 +434,7 @@ class AlertEngine:
         count = rule["count"]
         within = rule["within_s"]
         windows = state.bursts[rule["id"]]
-        matching = [(device_time(item.get("timestamp")) or t_msg, item)
+        matching = [(parse_time(item.get("timestamp")) or t_msg, item)
                     for item in _matching(event["Payload"], where)]
         if not matching:
             return
@@ -474,14 +467,14 @@ class AlertEngine:
 
     def _each(self, device, rule, event, t_msg, changed):
         for item in _matching(event["Payload"], self._where[rule["id"]]):
-            t = device_time(item.get("timestamp")) or t_msg
+            t = parse_time(item.get("timestamp")) or t_msg
             self._raise(device, rule, self._key(item, rule["per"]), t, item, item, changed)
 
     def _report(self, device, state, rule, event, t_msg, changed):
         """A periodic report (Baseline, SBoM) may be split over several messages that share
         its event time; it is compared item by item with the previous report. What it lacks
         is known only once it is whole, when the next report begins: removals are raised then."""
-        t_report = device_time(event.get("TimestampUTC")) or t_msg
+        t_report = parse_time(event.get("TimestampUTC")) or t_msg
         report = state.reports.get(rule["id"])
         if report is None:
             report = state.reports[rule["id"]] = {"time": t_report, "current": {},
