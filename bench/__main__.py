@@ -6,7 +6,7 @@ import sys
 from bench import (agent_bench, alerts_bench, collectors_bench, compact_bench, delivery_bench,
                    detections_bench, dps_bench, firmware_bench, flash_bench, flood_bench, half_open_bench,
                    heap32, host_bench, hub_emulator, kafka_bench, loop_latency, run_bench,
-                   store_bench, targets_bench, transport_heap)
+                   store_bench, targets_bench, transport_heap, validation_bench)
 from bench.report import progress
 
 BENCHES = (
@@ -26,6 +26,7 @@ BENCHES = (
     ("loop_latency", loop_latency.run),
     ("alerts_bench", alerts_bench.run),
     ("detections_bench", detections_bench.run),
+    ("validation_bench", validation_bench.run),
     ("store_bench", store_bench.run),
     ("kafka_bench", kafka_bench.run),
     ("run_bench", run_bench.run),

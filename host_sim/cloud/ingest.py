@@ -6,9 +6,9 @@ commit is resumed from the positions, with the states those positions go with.""
 import fnmatch
 import json
 
-from host_sim.cloud.alerts import recommend
+from host_sim.cloud.alerts import hub_events, recommend
 from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.hub_events import HubEvent, MalformedTally
+from host_sim.cloud.alerts.hub_events import MALFORMED, HubEvent, MalformedTally
 from host_sim.cloud.alerts.incidents import alert_id as incident_alert_id, correlate
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_checked
 from host_sim.cloud.store.base import Batch
@@ -190,11 +190,33 @@ class Ingest:
     def _malformed(self, device, arrival, refused, dropped, reason):
         """Counts DEVICE's refused message or dropped items into its malformed-messages alert
         of the hour of ARRIVAL (one per device and hour) -> the alerts set."""
+        hour = int(arrival // HOUR) * HOUR
+        if not self.malformed.holds(device, hour):
+            self._restore_malformed(device, hour)
         changed = self.engine.feed_hub_event(self.malformed.record(device, arrival, refused,
                                                                    dropped, reason))
         for alert in changed:
             self.changed[(alert.device, alert.rule, alert.key)] = alert
         return changed
+
+    def _restore_malformed(self, device, hour):
+        """Takes up the counts of DEVICE's malformed-messages alert of HOUR as this ingest or
+        the store holds it (committed with the positions it goes with: exactly once)."""
+        key = hub_events.hour_key(hour)
+        for rule in hub_events.rules_by_record(self.engine.rules.rules).get(MALFORMED, ()):
+            alert = self.engine.alerts.get((device, rule["id"], key))
+            if alert is not None:
+                found = alert.first, alert.last, alert.evidence
+            else:
+                rows = [row for row in self.store.alerts(rule=rule["id"], device_id=device)
+                        if row["key"] == key]
+                if not rows:
+                    continue
+                found = rows[0]["first"], rows[0]["last"], rows[0]["evidence"]
+            first, last, evidence = found
+            if evidence and isinstance(evidence[0], dict):
+                self.malformed.restore(device, hour, first, last, evidence[0].get("detail"))
+            return
 
     def _load(self, device, source, partition):
         seen = self.seen.get(device)
@@ -299,6 +321,7 @@ class Ingest:
         for device in [d for d, seen in self.seen.items()
                        if seen.source == source and seen.partition in gone]:
             self.engine.forget_device(device)
+            self.malformed.forget(device)
             del self.seen[device]
             self.touched.discard(device)
         for partition in gone:
@@ -309,6 +332,7 @@ class Ingest:
         """Forgets everything not committed and every device held (after PositionMoved: what
         this consumer holds may be stale); states are loaded again as devices come."""
         self.engine = AlertEngine(self.engine.rules)
+        self.malformed = MalformedTally()
         for held in (self.seen, self.new_tags, self.changed, self.hourly, self.next,
                      self.stored_next):
             held.clear()

@@ -71,40 +71,77 @@ def in_range(seconds):
     return 0 <= seconds < LAST_SECOND
 
 
-# ---- field checks: each takes a value and says whether it is valid ---------------------------
+# ---- field checks: (kind, ...) tuples, read inline by _check_item (this is the hot path) -----
 
 def _text(limit):
-    return lambda v: type(v) is str and len(v) <= limit
+    return (str, limit)
 
 
 def _one_of(*values):
-    allowed = frozenset(values)
-    return lambda v: type(v) is str and v in allowed
+    return (frozenset, frozenset(values))
 
 
 def _integer(low, high):
-    return lambda v: type(v) is int and low <= v <= high
+    return (int, low, high)
 
 
-def _time(v):
+def _check(test):
+    """A check done by TEST(value) -> bool."""
+    return (callable, test)
+
+
+def _valid(spec, value):
+    kind = spec[0]
+    if kind is int:
+        return type(value) is int and spec[1] <= value <= spec[2]
+    if kind is str:
+        return type(value) is str and len(value) <= spec[1]
+    if kind is frozenset:
+        return type(value) is str and value in spec[1]
+    return spec[1](value)
+
+
+# the agent's own time form; its hour (the first 13 characters) is looked up once
+_AGENT_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z\Z")
+_HOUR_VALID = {}
+
+
+def _is_time(v):
     if type(v) is not str:
         return False
+    if len(v) == 24 and _AGENT_TIME.match(v) is not None:
+        valid = _HOUR_VALID.get(v[:13])
+        if valid is None:
+            seconds = parse_time(v[:13] + ":00:00.000Z")
+            valid = seconds is not None and in_range(seconds)
+            if len(_HOUR_VALID) < 100000:
+                _HOUR_VALID[v[:13]] = valid
+        return valid
     seconds = parse_time(v)
-    return seconds is not None and 0 <= seconds < LAST_SECOND
+    return seconds is not None and in_range(seconds)
+
+
+_time = _check(_is_time)
 
 
 _IPV4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
                    r"(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z")
 
 
-def _ipv4(v):
+def _is_ipv4(v):
     return type(v) is str and len(v) <= 15 and _IPV4.match(v) is not None
 
 
-def _extended_properties(v):
+_ipv4 = _check(_is_ipv4)
+
+
+def _is_extended_properties(v):
     return (type(v) is dict and len(v) <= MAX_PROPERTIES
             and all(type(k) is str and len(k) <= MAX_SHORT_TEXT and type(x) is str
                     and len(x) <= MAX_TEXT for k, x in v.items()))
+
+
+_extended_properties = _check(_is_extended_properties)
 
 
 def _texts(v):
@@ -114,7 +151,8 @@ def _texts(v):
     return type(v) is str and len(v) <= MAX_TEXT
 
 
-_NIC_INFO = {"ipv4_address": _texts, "ipv6_address": _texts, "mac": _text(MAX_SHORT_TEXT)}
+_NIC_INFO = {"ipv4_address": (callable, _texts), "ipv6_address": (callable, _texts),
+             "mac": _text(MAX_SHORT_TEXT)}
 
 
 def _vlans(v):
@@ -124,18 +162,18 @@ def _vlans(v):
 
 
 def _nic_info(v):
-    return type(v) is dict and all(type(k) is str and k in _NIC_INFO and _NIC_INFO[k](x)
+    return type(v) is dict and all(type(k) is str and k in _NIC_INFO and _valid(_NIC_INFO[k], x)
                                    for k, x in v.items())
 
 
 _NIC = {"name": _text(MAX_SHORT_TEXT), "type": _one_of("UNKNOWN", "ETH", "WIFI", "MOBILE",
                                                        "SATELLITE"),
-        "vlans": _vlans, "vendor": _text(MAX_TEXT), "info": _nic_info}
+        "vlans": (callable, _vlans), "vendor": _text(MAX_TEXT), "info": (callable, _nic_info)}
 
 
-def _nics(v):
+def _is_nics(v):
     return type(v) is list and len(v) <= MAX_LIST and all(
-        type(nic) is dict and all(type(k) is str and k in _NIC and _NIC[k](x)
+        type(nic) is dict and all(type(k) is str and k in _NIC and _valid(_NIC[k], x)
                                   for k, x in nic.items()) for nic in v)
 
 
@@ -163,7 +201,8 @@ ITEM_FIELDS = {
         "process_id": _ID, "user_name": _TEXT, "executable": _TEXT, "remote_address": _TEXT},
     "SystemInformation": {
         "hardware_vendor": _TEXT, "hardware_model": _TEXT, "os_dist": _TEXT,
-        "os_version": _TEXT, "os_platform": _TEXT, "os_arch": _TEXT, "nics": _nics},
+        "os_version": _TEXT, "os_platform": _TEXT, "os_arch": _TEXT,
+        "nics": _check(_is_nics)},
     "Baseline": {
         "check_id": _text(MAX_SHORT_TEXT), "check_result": _one_of("Fail", "Error"),
         "error": _TEXT, "description": _TEXT, "remediation": _TEXT,
@@ -184,7 +223,7 @@ ITEM_FIELDS = {
 EVENT_FIELDS = {
     "Id": _text(MAX_SHORT_TEXT), "TimestampLocal": _time, "TimestampUTC": _time,
     "Category": _one_of("Triggered", "Periodic"), "EventType": _one_of("Security", "Operational"),
-    "IsEmpty": lambda v: type(v) is bool, "PayloadSchemaVersion": _text(MAX_SHORT_TEXT)}
+    "IsEmpty": _check(lambda v: type(v) is bool), "PayloadSchemaVersion": _text(MAX_SHORT_TEXT)}
 
 ENVELOPE_FIELDS = {"AgentVersion": _text(MAX_SHORT_TEXT), "AgentId": _text(MAX_SHORT_TEXT),
                    "MessageSchemaVersion": _text(MAX_SHORT_TEXT)}
@@ -224,11 +263,11 @@ def check_message(message):
     for key in list(message):
         if key == "Events":
             continue
-        check = ENVELOPE_FIELDS.get(key)
+        spec = ENVELOPE_FIELDS.get(key)
         value = message[key]
-        if check is None or value is None:
+        if spec is None or value is None:
             del message[key]
-        elif not check(value):
+        elif not _valid(spec, value):
             raise Refused("%s is not text of at most %d characters" % (key, MAX_SHORT_TEXT))
     verdict = Verdict()
     kept = []
@@ -252,11 +291,11 @@ def _check_event(event, number, verdict):
     for key in list(event):
         if key == "Name" or key == "Payload":
             continue
-        check = EVENT_FIELDS.get(key)
+        spec = EVENT_FIELDS.get(key)
         value = event[key]
-        if check is None or value is None:
+        if spec is None or value is None:
             del event[key]
-        elif not check(value):
+        elif not _valid(spec, value):
             verdict.drop(max(1, len(payload)), "event %d (%s): %s %s" % (
                 number, name, key, _what_is_wrong(key)))
             return False
@@ -278,15 +317,26 @@ def _check_event(event, number, verdict):
 
 def _check_item(item, fields):
     """The first field of ITEM that fails its check, or None (unknown and null fields are
-    removed)."""
+    removed). _valid inline: a call per field would double the cost."""
     strange = None
     for key, value in item.items():
-        check = fields.get(key)
-        if check is None or value is None:
+        spec = fields.get(key)
+        if spec is None or value is None:
             if strange is None:
                 strange = []
             strange.append(key)
-        elif not check(value):
+            continue
+        kind = spec[0]
+        if kind is int:
+            if type(value) is not int or value < spec[1] or value > spec[2]:
+                return key
+        elif kind is str:
+            if type(value) is not str or len(value) > spec[1]:
+                return key
+        elif kind is frozenset:
+            if type(value) is not str or value not in spec[1]:
+                return key
+        elif not spec[1](value):
             return key
     if strange is not None:
         for key in strange:

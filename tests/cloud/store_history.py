@@ -10,9 +10,10 @@ import sys
 
 from alert_helpers import START, login_failed, merged, periodic, quiet, replay, rules_file
 from hub_replays import Lines
-from host_sim.cloud.alerts.engine import AlertEngine
-from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_message
+from host_sim.cloud.alerts.messages import message_time, read_message
 from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.alerts.run import Evaluation
+from host_sim.cloud.alerts.sources import StoredMessage
 
 PROPERTIES = {"$.ct": "application/json"}
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ingest_child.py")
@@ -59,16 +60,14 @@ def read(path):
 
 
 def expected_alerts(history_path, rules_path):
-    """The oracle: one AlertEngine fed the whole history, no store, silence checked at the end;
-    rows comparable with alert_rows()."""
-    engine = AlertEngine(load_rules(rules_path))
-    for _partition, _offset, device, arrival, properties, body in read(history_path):
-        try:
-            message = read_message(body.encode(), properties)
-        except UnreadableMessage:
-            continue
-        engine.feed(device, properties, message, arrival)
-    engine.check_silence()
+    """The oracle: one AlertEngine fed the whole history, no store (the non-store path of
+    `alerts`, which also counts malformed messages), silence checked at the end; rows
+    comparable with alert_rows()."""
+    evaluation = Evaluation(load_rules(rules_path))
+    evaluation.batch(StoredMessage(offset, device, arrival, properties, body.encode())
+                     for _partition, offset, device, arrival, properties, body
+                     in read(history_path))
+    engine = evaluation.engine
     return sorted((a.device, a.rule, a.key, a.severity, a.title, a.what_to_do, a.first, a.last,
                    a.count, a.evidence) for a in engine.alerts.values())
 

@@ -11,6 +11,7 @@ with items dropped by host_sim.cloud.validate) per hour of arrival, so a device 
 raises one alert per hour, whatever it sends."""
 import collections
 import json
+import re
 import sqlite3
 
 from host_sim.cloud.alerts.messages import format_time, parse_time
@@ -60,7 +61,12 @@ def rules_by_record(rules):
 
 
 def alert_key(event):
-    return "hour from " + format_time(event.hour)
+    return hour_key(event.hour)
+
+
+def hour_key(hour):
+    """The alert key of a record of HOUR (epoch seconds of its start)."""
+    return "hour from " + format_time(hour)
 
 
 def fill(alert, rule, event, render):
@@ -76,6 +82,10 @@ def fill(alert, rule, event, render):
     alert.what_to_do = render(rule["what_to_do"], fields)
 
 
+_MALFORMED_DETAIL = re.compile(r"([0-9]+) message\(s\) refused, ([0-9]+) item\(s\) dropped; "
+                               r"first: (.*)\Z", re.S)
+
+
 class MalformedTally:
     """Each device's malformed messages in the current hour of arrival (the hub's clock, not
     the device's): messages refused, items dropped and the first reason, as a HubEvent of kind
@@ -83,6 +93,21 @@ class MalformedTally:
 
     def __init__(self):
         self.devices = {}   # device -> [hour, first, last, refused, dropped, first reason]
+
+    def holds(self, device, hour):
+        held = self.devices.get(device)
+        return held is not None and held[0] == hour
+
+    def restore(self, device, hour, first, last, detail):
+        """Takes up DEVICE's counts of HOUR from the alert a reader wrote before (its FIRST and
+        LAST times and its evidence's DETAIL), so a restarted reader goes on counting."""
+        found = _MALFORMED_DETAIL.match(detail) if isinstance(detail, str) else None
+        if found is not None:
+            self.devices[device] = [hour, first, last, int(found.group(1)),
+                                    int(found.group(2)), found.group(3)]
+
+    def forget(self, device):
+        self.devices.pop(device, None)
 
     def record(self, device, arrival, refused, dropped, reason):
         """REFUSED messages (0 or 1) and DROPPED items of DEVICE that arrived at ARRIVAL
