@@ -153,6 +153,10 @@ def test_the_keys_a_device_can_make_the_rules_remember_are_capped_and_counted(mo
     restored = AlertEngine(load_rules(None))
     restored.import_device("hostile", json.loads(json.dumps(engine.export_device("hostile"))))
     assert restored.devices["hostile"].detect["capped"] == capped
+    folded = {ident: a.as_dict() for ident, a in engine.alerts.items()
+              if ident[1] == engine_module.BUDGET_RULE}
+    assert folded and {ident: a.as_dict() for ident, a in restored.alerts.items()
+                       if ident[1] == engine_module.BUDGET_RULE} == folded
 
 
 def test_a_state_of_version_1_is_read_and_its_budget_starts_again(tmp_path):

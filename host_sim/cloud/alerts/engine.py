@@ -358,9 +358,10 @@ class AlertEngine:
             alert = self.alerts[ident] = Alert(device, budget_rule(severity), fold_key, t, 1)
             alert.evidence = [{"rules": {}, "latest": None}]
         alert.add(t, item)
-        summary = alert.evidence[0]
-        summary["rules"][rule["id"]] = summary["rules"].get(rule["id"], 0) + 1
-        summary["latest"] = {"rule": rule["id"], "key": str(key)[:256]}
+        rules = dict(alert.evidence[0]["rules"])   # a new summary: a page may be showing the old
+        rules[rule["id"]] = rules.get(rule["id"], 0) + 1
+        summary = {"rules": rules, "latest": {"rule": rule["id"], "key": str(key)[:256]}}
+        alert.evidence = [summary]
         capped(self.devices[device], "alerts past the hourly budget")
         counts = ", ".join("%s %d" % kv for kv in sorted(summary["rules"].items(),
                                                              key=lambda kv: (-kv[1], kv[0]))[:5])
