@@ -8,6 +8,8 @@ from host_sim.cloud.alerts.engine import AlertEngine
 from host_sim.cloud.alerts.hub_events import HubEvent
 from host_sim.cloud.alerts.messages import format_time, message_time, read_message
 from host_sim.cloud.alerts.rules import load_rules
+from host_sim.cloud.alerts.run import Evaluation
+from host_sim.cloud.alerts.sources import StoredMessage
 
 from alert_helpers import START, login_failed, merged, quiet, replay
 
@@ -169,3 +171,22 @@ def test_a_state_of_version_1_is_read_and_its_budget_starts_again(tmp_path):
     restored.import_device("dev1", state)
     assert "alert_budget" not in restored.devices["dev1"].detect
     assert restored.export_device("dev1")["version"] == engine_module.STATE_VERSION
+
+
+def test_fifty_lines_an_hour_with_the_readers_malformed_messages_line(tmp_path):
+    evaluation = Evaluation(load_rules(None))
+    now = START + 3600
+    stored = [StoredMessage(n, "hostile", now + n, PROPERTIES, body) for n, body in enumerate(
+        [b"[" * 5000, b"not json"]
+        + [json.dumps(_message("DroppedEvents", _collectors(400, "m%d-" % n),
+                               format_time(START + n))).encode() for n in range(20)]
+        + [json.dumps(_message("ProcessCreate", [{"commandline": "/tmp/x%d" % i,
+                                                  "timestamp": format_time(START)}
+                                                 for i in range(100)],
+                               format_time(START))).encode()])]
+    for message in stored:
+        evaluation.feed(message)
+    evaluation.engine.check_silence(now + 10 ** 6)
+    lines = _lines(evaluation.engine, "hostile")
+    assert len(lines) <= LIMIT
+    assert "malformed-messages" in {a.rule for a in lines}

@@ -25,6 +25,9 @@ STATE_VERSION = 2   # of export_device's data; bump when _Device changes shape (
 MAX_NEW_ALERTS_PER_HOUR = 50   # alert lines per device and hour of arrival, the folded ones included
 MAX_NEW_ALERTS_PER_RULE_HOUR = 25   # of those, per rule; the rest of the hour is folded
 BUDGET_RULE = "alert-budget"   # the folded lines' rule: one per device, severity and hour
+# lines of the hourly budget kept for what is not a rule's own line: one folded line per
+# severity, and the readers' malformed-messages line (hub_events.MALFORMED, one an hour)
+RESERVED_LINES = len(SEVERITIES) + 1
 MAX_RULE_KEYS = 10000      # distinct keys a device can make one rule remember (seen, bursts, report)
 MAX_GAPS = 256             # distinct window spacings counted per device
 MAX_BOOTS = 64             # outbox boot ids followed per device
@@ -334,12 +337,13 @@ class AlertEngine:
     def _within_budget(self, device, rule):
         """Whether DEVICE may have one more alert line of RULE in this hour of arrival (a device
         cannot leave it by dating its events elsewhere): MAX_NEW_ALERTS_PER_RULE_HOUR per rule,
-        MAX_NEW_ALERTS_PER_HOUR in all, one line per severity kept for what is folded."""
+        MAX_NEW_ALERTS_PER_HOUR in all, RESERVED_LINES of them kept for what is folded and for
+        the malformed-messages line."""
         if device not in self.devices:
             return True
         budget = self._budget(device)
         per_rule = budget[2].get(rule["id"], 0)
-        if per_rule >= self.budget[1] or budget[1] >= self.budget[0] - len(SEVERITIES):
+        if per_rule >= self.budget[1] or budget[1] >= self.budget[0] - RESERVED_LINES:
             return False
         budget[1] += 1
         budget[2][rule["id"]] = per_rule + 1
