@@ -642,7 +642,8 @@ def _upgraded(data):
     starts again (the first message fed sets its hour of arrival)."""
     device = data.get("device")
     if isinstance(device, dict) and isinstance(device.get("detect"), dict):
-        device["detect"].pop("alert_budget", None)
+        detect = {k: v for k, v in device["detect"].items() if k != "alert_budget"}
+        data = dict(data, device=dict(device, detect=detect))
     return dict(data, version=STATE_VERSION)
 
 
