@@ -23,6 +23,7 @@ MAX_DOWNLOADS = 256          # recent downloads remembered per device
 MAX_PARENTS = 4096           # process id -> program, per device
 MAX_BURST_KEYS = 10000       # distinct keys counted per burst
 MAX_BURST_USERS = 1000       # users followed at once per process_burst rule, per device
+MAX_ID_TEXT = 64             # of a process or user id kept as text (a device may send anything)
 VERDICT_CACHE = 8192         # distinct command lines whose matches are remembered
 
 
@@ -323,8 +324,9 @@ def remember_parent(state, item, commands):
     pid = item.get("process_id")
     if pid is None or not commands:
         return
-    parents.pop(str(pid), None)
-    parents[str(pid)] = commands[0].program
+    pid = str(pid)[:MAX_ID_TEXT]
+    parents.pop(pid, None)
+    parents[pid] = commands[0].program
     while len(parents) > MAX_PARENTS:
         del parents[next(iter(parents))]
 
@@ -629,7 +631,7 @@ class Detector:
         few command lines over and over, so the stateless part is computed once per distinct
         line, user and parent (a bounded cache, emptied when full)."""
         ppid = item.get("parent_process_id")
-        parent = parents.get(str(ppid)) if ppid is not None else None
+        parent = parents.get(str(ppid)[:MAX_ID_TEXT]) if ppid is not None else None
         key = (item.get("commandline"), item.get("executable"), item.get("user_name"),
                item.get("user_id"), parent)
         try:
@@ -675,7 +677,8 @@ class Detector:
         downloads = state.setdefault("downloads", {}).setdefault(rule["id"], [])
         within = rule["within_s"]
         downloads[:] = [d for d in downloads if t - d[3] <= within]
-        who = (item.get("user_id"), item.get("parent_process_id"))
+        who = tuple(v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)[:MAX_ID_TEXT]
+                    for v in (item.get("user_id"), item.get("parent_process_id")))
         for step, name, detail in steps:
             if step == "fetch":
                 downloads.append([name, detail, str(item.get("commandline"))[:256], t, who[0],
