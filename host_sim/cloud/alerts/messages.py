@@ -6,7 +6,7 @@ import datetime
 
 from microagent.decode import DecodeError, decode_body
 
-from host_sim.cloud.validate import Refused, check_message, parse_time  # noqa: F401 (parse_time: re-exported)
+from host_sim.cloud.validate import Refused, check_message, parse_time
 
 
 class UnreadableMessage(ValueError):
