@@ -85,8 +85,8 @@ def _decode_once(body):
     try:
         decode_body(body)
         outcome = "read"
-    except DecodeError as exc:
-        outcome = "refused: " + str(exc)[:60]
+    except DecodeError as exc:   # the reason without its details: what limit refused it
+        outcome = "refused: " + str(exc).replace("corrupted compact message: ", "").split(":")[0]
     elapsed = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
