@@ -190,3 +190,18 @@ def test_fifty_lines_an_hour_with_the_readers_malformed_messages_line(tmp_path):
     lines = _lines(evaluation.engine, "hostile")
     assert len(lines) <= LIMIT
     assert "malformed-messages" in {a.rule for a in lines}
+
+
+def test_keys_of_any_type_and_length_are_bounded_text():
+    engine = AlertEngine(load_rules(None))
+    now = START
+    items = [{"commandline": "x" * 100000, "timestamp": format_time(now)},
+             {"commandline": ["sh", "-c"], "timestamp": format_time(now)},
+             {"commandline": {"a": [1]}, "timestamp": format_time(now)}]
+    engine.feed("hostile", {}, _message("ProcessCreate", items, format_time(now)), now)
+    engine.feed("hostile", {}, _message("ProcessCreate", items, format_time(now)), now)
+    seen = engine.devices["hostile"].seen["new-process"]
+    assert len(seen) == 3
+    assert max(len(v) for key in seen for v in key) == engine_module.MAX_KEY_TEXT
+    assert all(len(a.key) <= engine_module.MAX_KEY_TEXT for a in engine.alerts.values())
+    json.dumps(engine.export_device("hostile"))

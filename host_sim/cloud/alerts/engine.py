@@ -29,6 +29,7 @@ BUDGET_RULE = "alert-budget"   # the folded lines' rule: one per device, severit
 # severity, and the readers' malformed-messages line (hub_events.MALFORMED, one an hour)
 RESERVED_LINES = len(SEVERITIES) + 1
 MAX_RULE_KEYS = 10000      # distinct keys a device can make one rule remember (seen, bursts, report)
+MAX_KEY_TEXT = 2048        # characters of a key kept (the agent's own cap on a string)
 MAX_GAPS = 256             # distinct window spacings counted per device
 MAX_BOOTS = 64             # outbox boot ids followed per device
 MIN_TIME, MAX_TIME = 0.0, 253402300799.0   # 1970-01-01 .. 9999-12-31T23:59:59Z
@@ -82,6 +83,20 @@ def capped(state, what, n=1):
     """Counts N things of WHAT a device sent that its state had no room left for."""
     counts = state.detect.setdefault("capped", {})
     counts[what] = counts.get(what, 0) + n
+
+
+def _bounded(values):
+    """VALUES (a tuple of item fields) as a key of bounded size: texts cut at MAX_KEY_TEXT, a
+    list or an object (where a value was expected) as its text."""
+    for v in values:
+        if not (type(v) in _SHORT_TYPES or (type(v) is str and len(v) <= MAX_KEY_TEXT)):
+            return tuple(v[:MAX_KEY_TEXT] if isinstance(v, str) else v
+                         if isinstance(v, (int, float, bool, type(None)))
+                         else repr(v)[:MAX_KEY_TEXT] for v in values)
+    return values
+
+
+_SHORT_TYPES = (int, float, bool, type(None))
 
 
 class _Fields(dict):
@@ -379,21 +394,15 @@ class AlertEngine:
 
     @staticmethod
     def _key(item, per):
-        return " ".join(map(str, map(item.get, per)))
+        return " ".join(map(str, map(item.get, per)))[:MAX_KEY_TEXT]
 
     def _new(self, device, state, rule, event, t_msg, learning, changed):
         seen = state.seen[rule["id"]]
         where = self._where[rule["id"]]
         per = rule["per"]
         for item in _matching(event["Payload"], where):
-            key = tuple(map(item.get, per))
-            try:
-                known = key in seen
-            except TypeError:   # a list or an object where a value was expected: keyed as text
-                key = tuple(v if isinstance(v, (str, int, float, bool, type(None)))
-                            else repr(v)[:512] for v in key)
-                known = key in seen
-            if known:
+            key = _bounded(tuple(map(item.get, per)))
+            if key in seen:
                 continue
             if len(seen) < MAX_RULE_KEYS:
                 seen.add(key)
