@@ -243,3 +243,31 @@ def test_the_ingest_stores_one_malformed_alert_and_the_honest_alerts(honest, tmp
         assert ingest.store.device_row("hostile")["skipped"] == refused
     finally:
         ingest.close()
+
+
+def test_a_restarted_ingest_goes_on_counting_the_hour(store_dsn):
+    """The hour's counts are taken up from the stored alert, whether the device has a state
+    (a readable message came) or not: the same counts as an ingest never restarted."""
+    poison = json.dumps({"Events": [{"Name": "Login", "TimestampUTC": format_time(START),
+                                     "Payload": [{"operation": ["Login"]}]}]}).encode()
+    offset = 0
+    for device, first in (("only-refused", b"not json"), ("with-state", poison)):
+        for run, body in enumerate((first, b"not json")):
+            ingest = Ingest(open_store(store_dsn), load_rules())
+            try:
+                ingest.feed("hub", 0, offset, StoredMessage(offset, device, START + run, {}, body))
+                offset += 1
+                ingest.commit()
+            finally:
+                ingest.close()
+    store = open_store(store_dsn)
+    try:
+        rows = {r["device"]: r for r in store.alerts(rule="malformed-messages")}
+    finally:
+        store.close()
+    assert rows["only-refused"]["count"] == 2 and rows["with-state"]["count"] == 2
+    assert rows["only-refused"]["evidence"][0]["detail"].startswith(
+        "2 message(s) refused, 0 item(s) dropped; first: not JSON")
+    assert rows["with-state"]["evidence"][0]["detail"].startswith(
+        "1 message(s) refused, 1 item(s) dropped; first: event 1 (Login) item 1: operation")
+    assert rows["with-state"]["first"] == START and rows["with-state"]["last"] == START + 1
