@@ -174,7 +174,9 @@ class Ingest:
         self.messages += 1
         seen.messages += 1
         events, dropped = hourly_counts(message)
-        hour = int(message_time(message, stored.arrival) // HOUR) * HOUR
+        # the hub's hour, as IoT Hub meters: a device's own dates cannot spread its traffic
+        # over the fleet's hours (a 1970 and a 9999 message would stretch every rate)
+        hour = int(stored.arrival // HOUR) * HOUR
         counts = self.hourly.get((device, hour))
         if counts is None:
             counts = self.hourly[(device, hour)] = [0, 0, 0, 0, 0]

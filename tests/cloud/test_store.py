@@ -209,3 +209,30 @@ def test_unusable_messages_are_logged_with_their_place_and_skipped(store_dsn):
         assert malformed["count"] == 2
     finally:
         ingest.close()
+
+
+def test_hourly_rows_are_filed_by_the_hubs_arrival_not_the_devices_dates(store_dsn):
+    """A device dating its messages 1970 and 9999 cannot spread its traffic over the fleet's
+    hours: both land in the hour the hub received them, as IoT Hub meters."""
+    import json as _json
+    from host_sim.cloud.alerts.rules import load_rules
+    from host_sim.cloud.alerts.sources import StoredMessage
+    from host_sim.cloud.ingest import Ingest
+
+    def body(stamp):
+        return _json.dumps({"AgentId": "a", "Events": [{
+            "Name": "Login", "Category": "Triggered", "TimestampUTC": stamp,
+            "Payload": [{"user_name": "root", "result": "Success"}]}]}).encode()
+    arrival = 1_767_225_600.0 + 3 * 3600 + 1234      # 2026-01-01T03:20:34Z
+    ingest = Ingest(open_store(store_dsn), load_rules(None))
+    try:
+        for offset, stamp in enumerate(("1970-01-01T00:00:00.000Z", "9999-12-31T23:00:00.000Z",
+                                        "2026-01-01T03:00:00.000Z")):
+            ingest.feed("k", 0, offset, StoredMessage(offset, "dev", arrival + offset, {},
+                                                      body(stamp)))
+        ingest.commit()
+        rows = ingest.store.hourly("dev")
+        assert len(rows) == 1 and rows[0][1] == 3
+        assert int(rows[0][0]) == 1_767_225_600 + 3 * 3600
+    finally:
+        ingest.close()
