@@ -72,8 +72,6 @@ def _strict(line):
     return json.loads(line, parse_constant=refuse)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 24: waiting for H1's validation layer (typed "
-                                        "poison) and H2's fleet time and budgets")
 def test_alerts_json_keeps_the_honest_alerts_and_bounds_the_hostile_ones(fleet):
     hub, rules, _ = fleet
     done, stderr = _run("alerts", "--data", hub.data_dir, "--rules", rules, "--json")
@@ -88,8 +86,6 @@ def test_alerts_json_keeps_the_honest_alerts_and_bounds_the_hostile_ones(fleet):
     assert 1 <= len(hostile) <= 50, "%d lines for the hostile device" % len(hostile)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 24: waiting for H1's validation layer (typed "
-                                        "poison) and H2's fleet time and budgets")
 def test_alerts_table_prints_no_control_characters(fleet):
     hub, rules, _ = fleet
     done, stderr = _run("alerts", "--data", hub.data_dir, "--rules", rules)
@@ -120,8 +116,6 @@ def test_decode_refuses_the_bomb_in_one_line(fleet, tmp_path):
     assert len(stderr.splitlines()) == 1 and str(body) in stderr
 
 
-@pytest.mark.xfail(strict=False, reason="issue 24: waiting for H1's validation layer (typed "
-                                        "poison) and H2's fleet time and budgets")
 def test_the_console_serves_both_device_pages(fleet):
     hub, rules, _ = fleet
     proc = subprocess.Popen([MICROAGENT, "console", "--data", hub.data_dir, "--port", "0",
