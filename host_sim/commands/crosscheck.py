@@ -9,6 +9,7 @@ from host_sim.replay import ReplayError, parse_heap
 from microagent.compact import ENCODINGS
 from microagent.encode import JSON
 from microagent.trace import TraceError
+from hub_emulator.printable import printable
 
 
 def register(subparsers):
@@ -59,11 +60,11 @@ def run(args):
     width = max([len(r[1]) for r in report.rows] + [9])
     print("%-6s  %-*s  %-17s  %s" % ("window", width, "collector", "verdict", "detail"))
     for index, collector, verdict, detail in report.rows:
-        print("%-6d  %-*s  %-17s  %s" % (index, width, collector, verdict, detail))
+        print(printable("%-6d  %-*s  %-17s  %s" % (index, width, collector, verdict, detail)))
     if report.ok:
         print("crosscheck passed: every difference is one the spec allows")
         return 0
     print("\ncrosscheck FAILED: %d unexplained difference(s)" % len(report.problems))
-    for problem in report.problems:
-        print(problem)
+    for problem in report.problems:   # a trace's command lines may be quoted
+        print(printable(problem))
     return 1
