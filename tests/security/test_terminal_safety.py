@@ -113,3 +113,19 @@ def test_the_alert_table_shows_the_most_severe_within_its_limit(hub):
     table = _run("alerts", "--data", hub.data_dir, "--limit", "1").splitlines()
     assert [line.split()[2] for line in table[1:-2]] == ["brute-force"]
     assert table[-2] == "%d more alerts: use --json or --limit" % (len(alerts) - 1)
+
+
+def test_the_demo_panels_show_device_text_as_text():
+    """rich reads "[red]" in a string as markup: a device's text goes in as Text, escaped."""
+    import io
+
+    from rich.console import Console
+
+    from host_sim.pretty import render_message
+    out = io.StringIO()
+    body = json.loads(hostile_body())
+    body["Events"][0]["Payload"][0]["commandline"] = "[red]x[/red] \x1b[31mHigh"
+    render_message(Console(file=out, width=200), body, "[bold]message\x1b[2J")
+    text = out.getvalue()
+    assert "[red]x[/red] \\x1b[31mHigh" in text and "[bold]message\\x1b[2J" in text
+    assert TERMINAL_CONTROL.search(text.encode()) is None
