@@ -15,6 +15,8 @@ checks, not jsonschema: this runs on every message."""
 import datetime
 import re
 
+from host_sim.cloud.alerts.addresses import canonical
+
 MAX_TEXT = 2048          # the agents cut every string at 2,048 bytes (docs/spec.md section 1)
 MAX_SHORT_TEXT = 128     # identifiers: AgentId, event Id, versions, enumerations
 MAX_ID = (1 << 63) - 1   # pids and uids (uid -1: unknown)
@@ -132,7 +134,14 @@ def _is_ipv4(v):
     return type(v) is str and len(v) <= 15 and _IPV4.match(v) is not None
 
 
-_ipv4 = _check(_is_ipv4)
+# an address field: any valid spelling of IPv4 or IPv6, rewritten to its canonical text
+# (host_sim.cloud.alerts.addresses) so every reader keys on one spelling; TEXT_LIMIT > 0 lets
+# other text of at most that length through as it is (a login's host name)
+def _address(text_limit=0):
+    return ("address", text_limit)
+
+
+_ADDRESS = _address()
 
 
 def _is_extended_properties(v):
@@ -191,14 +200,14 @@ ITEM_FIELDS = {
         "commandline": _TEXT, "type": _one_of("fork", "exec"), "hit_count": _HITS,
         "executable": _TEXT, "user_name": _TEXT},
     "ConnectionCreate": {
-        "timestamp": _time, "local_address": _ipv4, "remote_address": _ipv4,
+        "timestamp": _time, "local_address": _ADDRESS, "remote_address": _ADDRESS,
         "local_port": _PORT, "remote_port": _PORT, "transport_protocol": _PROTOCOL,
         "application_protocol": _text(MAX_SHORT_TEXT), "bytes_in": _COUNT, "bytes_out": _COUNT,
         "hit_count": _HITS, "dns_hit_count": _COUNT,
         "extended_properties": _extended_properties, "direction": _one_of("in", "out")},
     "Login": {
         "timestamp": _time, "operation": _one_of("Login", "Logout", "LoginFailed"),
-        "process_id": _ID, "user_name": _TEXT, "executable": _TEXT, "remote_address": _TEXT},
+        "process_id": _ID, "user_name": _TEXT, "executable": _TEXT, "remote_address": _address(MAX_TEXT)},
     "SystemInformation": {
         "hardware_vendor": _TEXT, "hardware_model": _TEXT, "os_dist": _TEXT,
         "os_version": _TEXT, "os_platform": _TEXT, "os_arch": _TEXT,
@@ -214,7 +223,7 @@ ITEM_FIELDS = {
                                                  "DNS"),
         "cache_size": _HITS, "dropped": _COUNT, "evicted": _COUNT, "unsupported": _COUNT},
     "ConnectionOverflow": {
-        "timestamp": _time, "remote_address": _ipv4, "remote_port": _PORT,
+        "timestamp": _time, "remote_address": _ADDRESS, "remote_port": _PORT,
         "transport_protocol": _PROTOCOL, "hit_count": _COUNT, "bytes_in": _COUNT,
         "bytes_out": _COUNT, "scope": _one_of("destination", "address", "rest")},
 }
@@ -336,6 +345,13 @@ def _check_item(item, fields):
         elif kind is frozenset:
             if type(value) is not str or value not in spec[1]:
                 return key
+        elif kind == "address":
+            if not _is_ipv4(value):
+                address = canonical(value)
+                if address is not None:
+                    item[key] = address
+                elif type(value) is not str or len(value) > spec[1]:
+                    return key
         elif not spec[1](value):
             return key
     if strange is not None:
@@ -349,7 +365,7 @@ _WRONG = {
     "TimestampUTC": "is not a time within 1970..9999 UTC",
     "TimestampLocal": "is not a time within 1970..9999 UTC",
     "local_port": "is not a port (0..65535)", "remote_port": "is not a port (0..65535)",
-    "local_address": "is not an IPv4 address", "remote_address": "is not an address",
+    "local_address": "is not an address", "remote_address": "is not an address",
     "extended_properties": "is not a small object of texts",
     "nics": "is not a list of network interfaces",
 }

@@ -6,7 +6,8 @@ IoT Hub twin tags) and its allow list or allowed range.
   ProcessNotAllowed                  a process whose executable, program or command line matches
                                      no `allowed` glob
   ConnectionToIpNotAllowed           an outbound connection to an address outside `allowed`
-                                     (addresses and CIDRs)
+                                     (addresses and CIDRs of either family; an IPv4-mapped
+                                     IPv6 address is its IPv4 one)
   ConnectionFromIpNotAllowed         an inbound connection from an address outside `allowed`
   LocalUserNotAllowed                a login of a user not in `allowed`
   ActiveConnectionsNotInAllowedRange a window whose distinct connections are outside
@@ -16,9 +17,8 @@ IoT Hub twin tags) and its allow list or allowed range.
 A window's count is known once it is whole: when the device's next window begins.
 """
 import fnmatch
-import ipaddress
 
-from host_sim.cloud.alerts.addresses import network_of
+from host_sim.cloud.alerts.addresses import network, network_of
 from host_sim.cloud.alerts.cmdline import program_name
 
 TYPES = {
@@ -50,7 +50,7 @@ def check(rule, device_tags):
         if kind.startswith("Connection"):
             for value in allowed:
                 try:
-                    ipaddress.ip_network(value, strict=False)
+                    network(value)
                 except ValueError:
                     raise ValueError("allowed: %r is not an address or network" % value) from None
     else:
@@ -76,7 +76,7 @@ class CustomAlerts:
                 continue
             networks = None
             if rule["type"].startswith("Connection") and "allowed" in rule:
-                networks = [ipaddress.ip_network(v, strict=False) for v in rule["allowed"]]
+                networks = [network(v) for v in rule["allowed"]]
             self.rules.append((rule, networks))
         self.device_tags = device_tags or {}
         self._applies = {}

@@ -9,12 +9,11 @@ all of which must hold. Names of programs and paths may refer to the rules file'
 destinations, a success after a brute force, a threat list) keep their per-device state in
 plain dicts and lists, so it is stored as JSON with the rest of the device's state.
 """
-import ipaddress
 import json
 import posixpath
 import re
 
-from host_sim.cloud.alerts.addresses import network_of
+from host_sim.cloud.alerts.addresses import LOCAL_SCOPES, endpoint, network, network_of, scope
 from host_sim.cloud.alerts.custom import CustomAlerts
 from host_sim.cloud.alerts.cmdline import (SHELLS, has_hidden_component, is_under,
                                            normalize_path, parse, program_name)
@@ -481,7 +480,7 @@ def load_threat_list(path):
         if not line:
             continue
         try:
-            networks.append(ipaddress.ip_network(line, strict=False))
+            networks.append(network(line))
         except ValueError:
             if not re.match(r"^[A-Za-z0-9*._-]+\.[A-Za-z0-9-]+\.?$", line):
                 raise ValueError("threat list %s line %d: not an address, network or domain"
@@ -493,15 +492,17 @@ def load_threat_list(path):
 def _add_indicator(kind, value, networks, domains):
     if kind in ("ipv4-addr", "ipv6-addr"):
         try:
-            networks.append(ipaddress.ip_network(value, strict=False))
+            networks.append(network(value))
         except ValueError:
             pass
     elif kind == "domain-name":
         domains.add(value.lower().rstrip("."))
     elif kind == "url":
-        host = re.sub(r"^[a-z]+://", "", value.lower()).split("/")[0].split(":")[0]
+        host = re.sub(r"^[a-z]+://", "", value.lower()).split("/")[0]
+        # an IPv6 host is bracketed in a URL: [2001:db8::1]:8080
+        host = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
         try:
-            networks.append(ipaddress.ip_network(host))
+            networks.append(network(host))
         except ValueError:
             if host:
                 domains.add(host)
@@ -727,6 +728,8 @@ class Detector:
         COUNT distinct destinations within within_s: one alert per burst, with counts."""
         if item.get("direction", "out") != "out" or item.get("bytes_in") not in (0, None):
             return
+        if scope(item.get("remote_address")) in ("multicast", "broadcast"):
+            return      # a group (NDP, mDNS, SSDP) is not a destination a scan tries
         sweeps = state.setdefault("sweeps", {})
         burst = sweeps.get(rule["id"])
         if burst is None or t - burst["last"] > rule["within_s"]:
@@ -734,7 +737,7 @@ class Detector:
                                           "addresses": {}, "ports": {}}
         burst["last"] = max(burst["last"], t)
         address, port = str(item.get("remote_address")), item.get("remote_port")
-        pair = "%s:%s" % (address, port)
+        pair = endpoint(address, port)
         if pair not in burst["seen"] and len(burst["seen"]) < MAX_BURST_KEYS:
             burst["seen"][pair] = 1
             burst["pairs"] += 1
@@ -761,6 +764,8 @@ class Detector:
         if item.get("direction", "out") != "out" or not isinstance(sent, int) \
                 or isinstance(sent, bool) or sent <= 0:
             return
+        if scope(item.get("remote_address")) in LOCAL_SCOPES:
+            return      # bytes to loopback, the link or a group never leave the device's link
         egress = state.setdefault("egress", {}).setdefault(rule["id"], {
             "start": t, "hour": None, "sum": 0, "baseline": 0})
         hour = int(t // 3600)
@@ -776,8 +781,8 @@ class Detector:
         if egress["sum"] > limit:
             evidence = {"hour": hour * 3600, "bytes_out": egress["sum"],
                         "baseline_bytes_per_hour": egress["baseline"], "factor": rule["factor"],
-                        "latest_destination": "%s:%s" % (item.get("remote_address"),
-                                                         item.get("remote_port"))}
+                        "latest_destination": endpoint(item.get("remote_address"),
+                                                       item.get("remote_port"))}
             out.append((rule, "hour %d" % (hour * 3600), t, evidence, evidence))
 
     def _flood(self, state, rule, event, t_msg, parse_time, out):
@@ -803,8 +808,8 @@ class Detector:
         for item in rows:
             if item.get("scope") in ("destination", "address") and item.get("bytes_in") \
                     and item.get("bytes_out") and len(flood["two_way"]) < 17:
-                flood["two_way"].append("%s:%s" % (item.get("remote_address"),
-                                                   item.get("remote_port", "*")))
+                flood["two_way"].append(endpoint(item.get("remote_address"),
+                                                 item.get("remote_port", "*")))
         t = parse_time(event.get("TimestampUTC")) or t_msg
         evidence = {"window_start": rows[0].get("timestamp") if rows else None,
                     "connections_lost": flood["lost"], "destinations": flood["destinations"],

@@ -11,6 +11,7 @@ import threading
 from host_sim.metering import FREE_BLOCK, blocks as metered_blocks
 
 from host_sim.cloud.alerts import recommend
+from host_sim.cloud.alerts.addresses import endpoint
 from host_sim.cloud.alerts.engine import clamp_time
 from host_sim.cloud.alerts.messages import UnreadableMessage, message_time, read_checked
 from host_sim.cloud.alerts.run import Evaluation
@@ -142,6 +143,8 @@ class DeviceView:
         return events
 
     def _connections(self, payload):
+        # addresses arrive canonical (read_checked rewrites every spelling to one), so a
+        # connection keys on one row whatever spelling the device sent
         events = 0
         rows = self.connections
         for item in payload:
@@ -159,8 +162,8 @@ class DeviceView:
                     self.other_rows["connections"] += hits
                     continue
                 row = rows[key] = {
-                    "protocol": key[0], "local": "%s:%s" % (key[1], key[2]),
-                    "remote": "%s:%s" % (key[3], key[4]), "direction": key[5] or "",
+                    "protocol": key[0], "local": endpoint(key[1], key[2]),
+                    "remote": endpoint(key[3], key[4]), "direction": key[5] or "",
                     "application": _keyable(get("application_protocol")), "hits": 0,
                     "bytes_in": 0, "bytes_out": 0, "host_name": ""}
             row["hits"] += hits

@@ -26,6 +26,7 @@ th{background:#e9eef3}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart{background:#fff;border:1px solid #d5dbe1;margin:4px 8px 4px 0}
 .chart-title{font-weight:600;font-size:12px}.tick{font-size:10px;fill:#556}.axis{stroke:#888}
 details summary{cursor:pointer}code{font-size:12px;word-break:break-all}
+td{overflow-wrap:anywhere}
 """
 
 
