@@ -3,9 +3,13 @@
     DnsCollector(emit)
 
 A raw AF_PACKET socket (root) with a classic BPF filter that passes only UDP datagrams from
-source port 53 over IPv4 or IPv6 that this host receives (not the copies of packets it sends).
-Each DNS response's A records become events (docs/spec.md section 1):
-    {"kind": "dns", "t", "hostname": <the name that was asked>, "address": <dotted IPv4>}
+source port 53 over IPv4 or IPv6 (UDP directly after the fixed IPv6 header: a response carried
+behind IPv6 extension headers is not seen) that this host receives (not the copies of packets it sends).
+Each DNS response's A and AAAA records become events (docs/spec.md section 1):
+    {"kind": "dns", "t", "hostname": <the name that was asked>, "address": <canonical text>}
+(dotted IPv4, or RFC 5952 IPv6; an AAAA answer holding an IPv4-mapped address is its IPv4), so
+they join connections by the same text the network collector reports. The resolver may be
+reached over either family: responses from port 53 carried by IPv4 or IPv6 are both read.
 The hostname is the question's name, so a CNAME chain still reports what the program asked
 for. Responses are parsed with the standard library only (struct; name compression handled);
 a malformed packet is counted in stats["malformed"] and skipped, never an exception.
@@ -21,6 +25,7 @@ import socket
 import struct
 import time
 
+from host_sim.collectors import addresses
 from host_sim.collectors.runner import EventCollector
 
 ETH_P_ALL = 0x0003
@@ -32,6 +37,8 @@ PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 DNS_PORT = 53
 TYPE_A = 1
+TYPE_AAAA = 28
+ADDRESS_LENGTHS = {TYPE_A: 4, TYPE_AAAA: 16}
 CLASS_IN = 1
 MAX_LABEL_JUMPS = 32
 RECEIVE_BUFFER = 1024 * 1024
@@ -96,7 +103,7 @@ def read_name(data, offset):
 
 
 def parse_response(data):
-    """[(question name, dotted IPv4)] for the A records of a DNS response message."""
+    """[(question name, canonical address)] for the A and AAAA records of a DNS response."""
     if len(data) < 12:
         raise ValueError("shorter than a DNS header")
     _id, flags, qdcount, ancount, _ns, _ar = struct.unpack_from(">HHHHHH", data, 0)
@@ -116,8 +123,8 @@ def parse_response(data):
         offset += 10
         if offset + rdlength > len(data):
             raise ValueError("record past the end of the packet")
-        if rtype == TYPE_A and rclass == CLASS_IN and rdlength == 4:
-            answers.append((question or name, socket.inet_ntoa(data[offset:offset + 4])))
+        if rclass == CLASS_IN and ADDRESS_LENGTHS.get(rtype) == rdlength:
+            answers.append((question or name, addresses.from_bytes(data[offset:offset + rdlength])))
         offset += rdlength
     return answers
 
@@ -191,7 +198,7 @@ class DnsCollector(EventCollector):
         return emitted
 
     def handle_packet(self, packet, ethertype, t):
-        """Emit the A records of one received packet; returns how many."""
+        """Emit the A and AAAA records of one received packet; returns how many."""
         payload = udp_payload(packet, ethertype)
         if payload is None:
             return 0

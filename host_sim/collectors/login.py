@@ -16,15 +16,16 @@ written before the collector started is skipped; tests pass True.
 
 Events (docs/spec.md section 1): {"kind": "login", "t", "operation": "Login"|"Logout"|"LoginFailed",
 "pid", "user_name", "executable" (the terminal: "pts/0", "tty1", "ssh:notty", or "sshd" for the
-syslog method), "remote_address" (the remote IPv4/IPv6 address, or 127.0.0.1 for a local login;
-left out when the remote host is known only by name)}.
+syslog method), "remote_address" (the remote IPv4/IPv6 address in canonical text (addresses.py):
+RFC 5952 IPv6, IPv4-mapped IPv6 as IPv4, a zone dropped; 127.0.0.1 for a local login on a
+terminal; left out when the remote host is known only by name)}. sshd's "from ::1" is the
+IPv6 loopback address "::1", as utmp records it for the same login.
 
 A corrupted utmp record (unknown type, negative pid or time) is skipped and counted in
 stats["corrupt"]; a trailing partial record waits for the rest. Never an exception.
 Driving (see runner.py): open(); poll() every poll_interval seconds; fileno() is None.
 """
 import datetime
-import ipaddress
 import logging
 import os
 import re
@@ -32,7 +33,7 @@ import socket
 import struct
 import time
 
-from host_sim.collectors import rootfs
+from host_sim.collectors import addresses, rootfs
 from host_sim.collectors.follow import FollowedFile
 from host_sim.collectors.runner import EventCollector
 
@@ -60,27 +61,24 @@ class UtmpRecord:
     __slots__ = ("type", "pid", "line", "user", "host", "t", "address")
 
 
-def ip_text(text):
-    """`text` as a normalised IP address (IPv4-mapped IPv6 as IPv4), or None if it is not one."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
-
-
 def remote_address(host, addr_v6):
-    """The address a record came from: ut_addr_v6 if set, else ut_host if it is an address;
-    127.0.0.1 for a local login (no host, or an X display like ':0'); None for a remote host
-    known only by name (the event then has no remote_address)."""
+    """The address a record came from, in canonical text: ut_addr_v6 if set (16 bytes for IPv6,
+    an IPv4-mapped one as IPv4; IPv4 in the first 4 bytes, the rest zero), else ut_host if it is
+    an address; 127.0.0.1 for a local login (no host, or an X display like ':0'); None for a
+    remote host known only by name (the event then has no remote_address)."""
+    host_address = addresses.canonical(host) if host else None
     if any(addr_v6[4:]):
-        return ip_text(socket.inet_ntop(socket.AF_INET6, addr_v6))
+        return addresses.from_bytes(addr_v6)
     if any(addr_v6[:4]):
-        return socket.inet_ntoa(addr_v6[:4])
+        # An IPv6 address with twelve zero bytes at the end (2001:db8::) looks like IPv4 here;
+        # ut_host, when it holds the address, tells them apart.
+        if host_address is not None and ":" in host_address and \
+                socket.inet_pton(socket.AF_INET6, host_address) == bytes(addr_v6):
+            return host_address
+        return addresses.from_bytes(addr_v6[:4])
     if not host or host.startswith(":"):
         return LOCAL_ADDRESS
-    return ip_text(host)
+    return host_address
 
 
 def parse_utmp(data, stats=None):
@@ -147,7 +145,7 @@ def parse_auth_line(line, now):
             except ValueError:
                 return None
             address = found.group("addr")
-            address = LOCAL_ADDRESS if address in ("::1", "localhost") else ip_text(address)
+            address = LOCAL_ADDRESS if address == "localhost" else addresses.canonical(address)
             return login_event(operation, t, int(m.group("pid")), found.group("user"), "sshd",
                                address)
     return None

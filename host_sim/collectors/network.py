@@ -22,8 +22,9 @@ Events (docs/spec.md section 1): {"kind": "connection", "t", "protocol": "TCP"|"
 plus "continued": True on follow-ups. Direction: "in" when the local port is a listening port
 (TCP LISTEN socket, or an unconnected bound UDP socket) on this host, or - for a listener that
 came and went between two dumps - when the local port is outside the ephemeral port range and
-the remote port inside it; else "out". IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, dual-stack servers) are reported as IPv4; genuine IPv6
-connections are emitted with IPv6 addresses (the engine counts them as unsupported).
+the remote port inside it; else "out". Addresses are canonical text (addresses.py): IPv6 in
+RFC 5952 form, and IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, a dual-stack socket's IPv4 peer)
+as IPv4.
 Only connected sockets are connections: unconnected UDP sockets (sendto() without connect())
 carry no remote address in sock_diag and are not reported; UDP sockets have no byte counters in
 sock_diag, so UDP bytes are 0. ICMP is not observable through sock_diag.
@@ -35,12 +36,12 @@ each overrun counted once, the exact number is unknown); "vanished" = sockets th
 from the dumps without a destroy notification (their last bytes are unknown); "dumps".
 """
 import errno
-import ipaddress
 import os
 import socket
 import struct
 import time
 
+from host_sim.collectors import addresses
 from host_sim.collectors.runner import EventCollector
 
 NETLINK_SOCK_DIAG = 4
@@ -79,13 +80,8 @@ def align4(n):
 
 
 def format_address(family, raw):
-    """Dotted IPv4, IPv4 for IPv4-mapped IPv6, else compressed IPv6."""
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
-    address = ipaddress.IPv6Address(raw)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    """Canonical text of a sock_diag address (16 bytes, of which IPv4 uses the first 4)."""
+    return addresses.from_bytes(raw[:4] if family == socket.AF_INET else raw)
 
 
 class DiagSocket:

@@ -94,7 +94,7 @@ def test_auth_log_sshd_lines():
         ("Login", 5100, "alice", "sshd", "192.0.2.10"),
         ("LoginFailed", 5200, "oracle", "sshd", "198.51.100.9"),
         ("LoginFailed", 5201, "root", "sshd", "198.51.100.9"),
-        ("Login", 5300, "bob", "sshd", "127.0.0.1"),
+        ("Login", 5300, "bob", "sshd", "::1"),            # the IPv6 loopback, as utmp has it
         ("Logout", 5100, "alice", "sshd", "192.0.2.10"),
         ("Login", 5400, "carol", "sshd", "203.0.113.5"),
         ("LoginFailed", 5401, "dave", "sshd", "2001:db8::99"),
