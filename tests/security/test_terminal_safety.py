@@ -129,3 +129,20 @@ def test_the_demo_panels_show_device_text_as_text():
     text = out.getvalue()
     assert "[red]x[/red] \\x1b[31mHigh" in text and "[bold]message\\x1b[2J" in text
     assert TERMINAL_CONTROL.search(text.encode()) is None
+
+
+def test_the_hubs_log_shows_device_text_escaped(hub):
+    """The topics a device subscribes to and publishes on reach the hub's log lines."""
+    import raw_mqtt
+    client = RawClient(hub).login(hub)
+    client.send(raw_mqtt.subscribe(1, "$iothub/twin/res/\x1b]0;pwned\x07/#",
+                                   "devices/dev1/messages/devicebound/\u202e#"))
+    client.send(raw_mqtt.publish("devices/dev1/messages/events/\x1b[2J\r\n", b"{}", qos=1,
+                                 packet_id=2))
+    client.closed_by_server()
+    client.close()
+    hub.stop()
+    log = hub.log().encode("utf-8")
+    assert b"pwned" in log and b"\\x1b]0;pwned\\x07" in log
+    found = TERMINAL_CONTROL.search(log)
+    assert found is None, log[max(0, found.start() - 80):found.end() + 80]

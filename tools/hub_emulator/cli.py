@@ -5,6 +5,7 @@ translates UsageError into its own. The server (and with it `cryptography`) is i
 """
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -86,7 +87,6 @@ def _existing_db(data_dir):
 
 def run_serve(args):
     import asyncio
-    import logging
     from hub_emulator import server
     if args.max_packet < 1024:
         raise UsageError("--max-packet %d is too small (at least 1024 bytes)" % args.max_packet)
@@ -97,7 +97,9 @@ def run_serve(args):
             route = KafkaRoute(args.data, args.route)
         except RouteError as exc:
             raise UsageError(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s hub: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s hub: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         asyncio.run(server.serve(args.data, args.host, args.port, args.plain_port, args.max_packet,
                                  announce=lambda line: print(line, flush=True),
@@ -106,6 +108,14 @@ def run_serve(args):
     except OSError as exc:
         raise UsageError("cannot listen on %s: %s" % (args.host, exc.strerror or exc)) from None
     return 0
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines quote what devices chose (client ids, topics, twin keys): escaped, so a device
+    cannot act on the terminal the hub runs in nor forge a line."""
+
+    def formatMessage(self, record):
+        return printable(super().formatMessage(record))
 
 
 def run_add_device(args):
