@@ -219,8 +219,8 @@ ITEM_FIELDS = {
                             "Medium", "Low")},
     "SBoM": {"name": _TEXT, "version": _TEXT, "vendor": _TEXT},
     "DroppedEvents": {
-        "timestamp": _time, "collector": _one_of("ProcessCreate", "ConnectionCreate", "Login",
-                                                 "DNS"),
+        "timestamp": _time, "collector": _one_of("ProcessCreate", "ConnectionCreate",
+                                                 "ConnectionCreateIPv6", "Login", "DNS"),
         "cache_size": _HITS, "dropped": _COUNT, "evicted": _COUNT, "unsupported": _COUNT},
     "ConnectionOverflow": {
         "timestamp": _time, "remote_address": _ADDRESS, "remote_port": _PORT,
