@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from test_terminal_safety import TERMINAL_CONTROL
 from hostile_device import (END_OF_TIME, WHEN, cbor_array, cbor_map, cbor_tag, cbor_text,
                             cbor_uint, compact_generic, connection, dropped, event, login,
                             message, process, send)
@@ -34,6 +35,7 @@ from host_sim.cloud.alerts.run import Evaluation
 from host_sim.cloud.alerts.sources import HubStore, StoredMessage
 from host_sim.cloud.console import pages
 from host_sim.cloud.console.model import FleetModel
+from host_sim.commands.alerts import _table
 from hub_emulator import store
 from hub_emulator.database import open_db
 from hub_emulator.process import HubProcess
@@ -192,6 +194,8 @@ def _honest_alerts(hostile_body=None):
     if hostile_body is not None:
         stream.insert(1, StoredMessage(99, HOSTILE, ARRIVAL + 1, {}, hostile_body))
     alerts = evaluation.batch(stream)
+    table = "\n".join(_table([a.as_dict() for a in alerts], 200)).encode("utf-8")
+    assert TERMINAL_CONTROL.search(table) is None
     return [(a["rule"], a["key"], a["severity"], a["count"], a["first"], a["last"],
              json.dumps(a["evidence"], sort_keys=True))
             for a in (alert.as_dict() for alert in alerts) if a["device"] == HONEST]
@@ -270,10 +274,13 @@ def _capped():
 
 
 def _microagent(*args, check=True):
+    """MICROAGENT ARGS under the cap: no traceback, nothing a terminal would act on."""
     done = subprocess.run([MICROAGENT] + [str(a) for a in args], capture_output=True,
                           timeout=120, preexec_fn=_capped)
     stderr = done.stderr.decode("utf-8", errors="replace")
     assert "Traceback" not in stderr, stderr[-3000:]
+    for stream in (done.stdout, done.stderr):
+        assert TERMINAL_CONTROL.search(stream) is None, stream[-3000:]
     if check:
         assert done.returncode == 0, stderr[-3000:]
     return done
@@ -329,6 +336,8 @@ def test_bodies_through_the_hub(honest_hub, tmp_path_factory, bodies):
         send(hub, HOSTILE, bodies)
     listed = _strict_lines(_microagent("hub", "messages", "--data", data_dir, "--json").stdout)
     assert len([m for m in listed if m["device"] == HONEST]) == len(HONEST_BODIES)
+    _microagent("hub", "messages", "--data", data_dir)
+    _microagent("alerts", "--data", data_dir)
     lines = tmp_path_factory.mktemp("decode") / "bodies.txt"
     lines.write_text("".join(_line(body) + "\n" for body in bodies))
     decoded = _microagent("decode", lines, check=False)

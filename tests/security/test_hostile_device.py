@@ -80,6 +80,7 @@ def test_alerts_json_keeps_the_honest_alerts_and_bounds_the_hostile_ones(fleet):
     honest = sorted((r["rule"], r["key"]) for r in records
                     if r["device"] == HONEST and r["kind"] == "alert")
     assert honest == [("brute-force", ATTACKER), ("new-outbound-destination", MINER)]
+    assert [r for r in records if r["device"] == HONEST and r["rule"] == "silence"] == []
     brute = [r for r in records if r["device"] == HONEST and r["rule"] == "brute-force"]
     assert brute[0]["count"] == 15 and brute[0]["severity"] == "High"
     hostile = [r for r in records if r["device"] == HOSTILE]
