@@ -11,7 +11,11 @@ text of each IPv6 address by construction (not with the ipaddress module the cod
 import json
 import re
 
+from hypothesis import given, settings, strategies as st
+from microagent.events import canonical_address
+
 from alert_helpers import START, evaluate, merged, of_rule, quiet, replay
+from host_sim.cloud.alerts import addresses
 from host_sim.cloud.alerts.messages import format_time
 from host_sim.cloud.alerts.rules import load_rules
 from host_sim.cloud.alerts.sources import HubStore
@@ -293,3 +297,20 @@ def test_the_ipv6_cache_s_losses_name_its_config_key():
     dropped = of_rule(evaluate([json.dumps(message)]), "dropped-events")
     assert [a["key"] for a in dropped] == ["ConnectionCreateIPv6"]
     assert "NetworkActivity_IPv6_CacheSize" in dropped[0]["title"] + dropped[0]["what_to_do"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.integers(0, 0xFFFF), min_size=8, max_size=8), st.randoms())
+def test_the_cloud_reads_every_spelling_as_the_agent_does(groups, rng):
+    """The cloud's canonical text (ipaddress) and the agent's (microagent.events, no ipaddress)
+    agree on random addresses in random spellings, IPv4-mapped ones and zones included."""
+    if rng.random() < 0.2:
+        groups[:6] = [0, 0, 0, 0, 0, 0xFFFF]
+    if rng.random() < 0.3:
+        groups[2:6] = [0, 0, 0, 0]
+    text = ":".join(("%0" + str(rng.randint(1, 4)) + "x") % g for g in groups)
+    if rng.random() < 0.5:
+        text = text.upper()
+    if rng.random() < 0.2:
+        text += rng.choice(("%eth0", "%", "%1"))
+    assert addresses.canonical(text) == canonical_address(text)

@@ -22,8 +22,11 @@ def _ip(text):
     """The ipaddress object of TEXT (IPv4-mapped IPv6 as IPv4, zone dropped), else None."""
     if type(text) is not str or len(text) > MAX_ADDRESS_TEXT:
         return None
+    address, percent, zone = text.partition("%")
+    if percent and not zone:
+        return None             # a zone sign with no zone: not an address (as the agent reads it)
     try:
-        ip = ipaddress.ip_address(text.split("%", 1)[0])
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return None
     if ip.version == 6 and ip.ipv4_mapped is not None:
