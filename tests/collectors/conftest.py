@@ -3,6 +3,7 @@ import shutil
 import pytest
 
 from collector_fixtures import fixture_path
+from ipv6_net import add_ula_addresses
 
 
 @pytest.fixture
@@ -19,3 +20,10 @@ def tree(tmp_path):
 def events():
     """A list that collects what collectors emit."""
     return []
+
+
+@pytest.fixture
+def ula(private_network):
+    """The test runs in a network namespace of its own with two unique local IPv6 addresses
+    (ipv6_net.ULA_SERVER, ULA_CLIENT) on its loopback."""
+    add_ula_addresses()

@@ -1,10 +1,10 @@
 """IPv6 in the Linux collectors (issue 20): addresses in canonical text from every source
 (sock_diag, DNS AAAA answers, utmp, sshd's log lines), and live over ::1 and a unique local
 address (fd00::/8) in a network namespace of the test's own."""
+import random
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -13,6 +13,8 @@ from host_sim.collectors import addresses
 from host_sim.collectors.dns import DnsCollector
 from host_sim.collectors.login import parse_auth_line, parse_utmp
 from host_sim.collectors.network import NetworkCollector
+from microagent.events import canonical_address
+from ipv6_net import ULA_CLIENT, ULA_SERVER, ResolverStub, listener, resolve, tcp_exchange
 from polling import wait_for
 
 # (any valid spelling, canonical text): RFC 5952 section 4 and the mapped rule of docs/spec.md
@@ -46,6 +48,23 @@ def test_collectors_write_addresses_in_canonical_text(spelling, canonical):
 @pytest.mark.parametrize("text", NOT_ADDRESSES)
 def test_what_is_not_an_address_is_none(text):
     assert addresses.canonical(text) is None
+
+
+def test_collectors_and_the_engine_agree_on_canonical_text():
+    """The engine canonicalises again (microagent.events, no ipaddress module on a board): both
+    must give one text, or a DNS answer would not join its connection in a trace replayed on a
+    board. Random addresses, zero groups frequent so that :: runs and ties occur."""
+    rng = random.Random(20)
+    for _ in range(3000):
+        groups = [rng.choice((0, 0, 0, 1, 0xffff, rng.randrange(0x10000))) for _ in range(8)]
+        raw = b"".join(g.to_bytes(2, "big") for g in groups)
+        spelling = ":".join(rng.choice(("%x", "%04X")) % g for g in groups)
+        assert addresses.from_bytes(raw) == canonical_address(spelling), spelling
+        assert addresses.canonical(spelling) == canonical_address(spelling), spelling
+    for spelling, _ in SPELLINGS:
+        assert canonical_address(spelling) == addresses.canonical(spelling)
+    for text in NOT_ADDRESSES:
+        assert canonical_address(text) is None
 
 
 # -- login: utmp records written by util-linux's utmpdump, and sshd lines ------------------------
@@ -112,51 +131,11 @@ def test_sshd_lines_from_ipv6_give_canonical_addresses(address, expected, line):
 
 
 # -- live: sock_diag for AF_INET6 in a network namespace of the test's own --------------------
-ULA_SERVER = "fd00:20:0:0:1:0:0:1"        # written long: the collector reports fd00:20::1:0:0:1
-ULA_CLIENT = "fd00:20::2"
-
-
-@pytest.fixture
-def ula(private_network):
-    """Two unique local addresses on the namespace's loopback."""
-    for address in (ULA_SERVER, ULA_CLIENT):
-        subprocess.run(["ip", "-6", "addr", "add", address + "/128", "dev", "lo", "nodad"],
-                       check=True, capture_output=True)
-
-
 @pytest.fixture
 def network(events, private_network):
     collector = NetworkCollector(events.append, dump_interval=3600)
     yield collector
     collector.close()
-
-
-def listener(host):
-    server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    server.bind((host, 0))
-    server.listen(1)
-    return server
-
-
-def tcp_exchange(server, client_host, payload, reply):
-    """One TCP connection from CLIENT_HOST to the listening socket SERVER: PAYLOAD up, REPLY
-    bytes down, closed; (client port, server port)."""
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as client:
-        client.settimeout(10)
-        client.bind((client_host, 0))
-        client.connect(server.getsockname()[:2])
-        accepted, _ = server.accept()
-        with accepted:
-            client.sendall(payload)
-            client.shutdown(socket.SHUT_WR)
-            received = 0
-            while received < len(payload):
-                received += len(accepted.recv(65536))
-            accepted.sendall(b"r" * reply)
-            accepted.shutdown(socket.SHUT_WR)
-            while client.recv(65536):
-                pass
-        return client.getsockname()[1], server.getsockname()[1]
 
 
 def read_until(collector, condition, timeout=10):
@@ -249,54 +228,6 @@ def test_dual_stack_socket_with_an_ipv4_peer_is_reported_as_ipv4(network, events
 
 
 # -- live: AAAA answers from a resolver stub on ::1 ---------------------------------------------
-def dns_name(name):
-    return b"".join(bytes([len(part)]) + part.encode() for part in name.split(".")) + b"\0"
-
-
-def aaaa_response(query, addresses_text):
-    """The stub's answer to QUERY: its question, then an AAAA record per address."""
-    (qid,) = struct.unpack_from(">H", query)
-    question = query[12:]
-    answers = b"".join(b"\xc0\x0c" + struct.pack(">HHIH", 28, 1, 60, 16)
-                       + socket.inet_pton(socket.AF_INET6, a) for a in addresses_text)
-    return struct.pack(">HHHHHH", qid, 0x8180, 1, len(addresses_text), 0, 0) + question + answers
-
-
-class ResolverStub:
-    """A UDP DNS server on [HOST]:53 answering every query with AAAA records of ADDRESSES."""
-
-    def __init__(self, host, addresses_text):
-        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.sock.bind((host, 53))
-        self.sock.settimeout(0.2)
-        self.addresses = addresses_text
-        self.closing = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.closing:
-            try:
-                query, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            self.sock.sendto(aaaa_response(query, self.addresses), peer)
-
-    def close(self):
-        self.closing = True
-        self.thread.join(5)
-        self.sock.close()
-
-
-def resolve(server, name):
-    """Asks SERVER (an IPv6 address) for NAME's AAAA records; returns the raw answer."""
-    query = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + dns_name(name) + b"\0\x1c\0\x01"
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as client:
-        client.settimeout(10)
-        client.sendto(query, (server, 53))
-        return client.recv(512)
-
-
 @pytest.mark.parametrize("resolver", ["::1", ULA_SERVER])
 def test_aaaa_answers_from_a_resolver_over_ipv6_are_seen(events, ula, resolver):
     stub = ResolverStub(resolver, ["FD00:20:0:0:1:0:0:1", "2001:db8::ab", "::ffff:192.0.2.80"])
