@@ -16,8 +16,11 @@ def _text(address):
 
 def canonical(text):
     """TEXT (an IPv4 or IPv6 address in any valid spelling) in canonical form, or None."""
+    address, sign, zone = text.partition("%")
+    if sign and (":" not in address or not zone or "%" in zone):
+        return None                  # only IPv6 has zones, and a zone sign needs a zone
     try:
-        return _text(ipaddress.ip_address(text.split("%", 1)[0]))
+        return _text(ipaddress.ip_address(address))
     except ValueError:
         return None
 

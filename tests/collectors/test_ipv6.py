@@ -34,7 +34,8 @@ SPELLINGS = [
     ("::", "::"),
     ("192.0.2.9", "192.0.2.9"),
 ]
-NOT_ADDRESSES = ["", "gateway.example.com", "2001:db8::1::2", "12345::", "192.0.2", ":0", "1.2.3.4.5"]
+NOT_ADDRESSES = ["", "gateway.example.com", "2001:db8::1::2", "12345::", "192.0.2", ":0", "1.2.3.4.5",
+                 "fe80::1%", "192.0.2.9%eth0", "fe80::1%%", " ::1"]
 
 
 @pytest.mark.parametrize("spelling, canonical", SPELLINGS)
