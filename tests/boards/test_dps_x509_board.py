@@ -3,23 +3,21 @@ or $MICROAGENT_DPS_CA_KEY): each board gets its own certificate (CN = its regist
 written onto its flash with DPS settings naming them; the CA key never goes onto the board, into
 the output or onto argv. Flashed onto the virtual board (the real unix port), the agent registers
 through the emulator's DPS X.509 group with that certificate and sends to the assigned hub."""
-import datetime
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from board_helpers import run_tool
-from hub_emulator.process import HubProcess
+from board_helpers import REPO, run_tool
 from polling import wait_for
 
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
+sys.path.insert(0, os.path.join(REPO, "tests", "hub"))
+
+from dps_helpers import add_x509_group, certificate, dps_hub_process  # noqa: E402
 
 
 class FactoryCa:
@@ -27,14 +25,7 @@ class FactoryCa:
 
     def __init__(self, folder, name="factory-ca"):
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=365))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(key, hashes.SHA256()))
+        cert = certificate(name, key, name, key, ca=True, days=365)
         self.cert = cert
         self.cert_file = os.path.join(folder, name + ".pem")
         self.key_file = os.path.join(folder, name + ".key")
@@ -92,15 +83,10 @@ def test_dry_run_issues_a_certificate_per_board_and_never_shows_the_ca_key(ca, t
 
 
 def test_a_flashed_board_registers_with_its_own_certificate_and_sends(virtual_board, ca, tmp_path):
-    hub = HubProcess(str(tmp_path / "hub"), port=0, plain_port=None, extra_args=["--dps-port", "0"])
-    hub.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with hub:
-        enrolled = subprocess.run([MICROAGENT, "hub", "add-enrollment-group", "--data", hub.data_dir,
-                                   "line1", "--x509-ca", ca.cert_file], capture_output=True, text=True,
-                                  timeout=30)
-        assert enrolled.returncode == 0, enrolled.stderr
-        env = dict(os.environ, MICROAGENT_DPS_GROUP="GlobalEndpoint=127.0.0.1:%d;%s"
-                   % (hub.state["dps_port"], enrolled.stdout.strip()))
+    with dps_hub_process(tmp_path / "hub", plain_port=None) as hub:
+        scope = add_x509_group(hub.data_dir, "line1", ca.cert_file)
+        env = dict(os.environ, MICROAGENT_DPS_GROUP="GlobalEndpoint=127.0.0.1:%d;IdScope=%s"
+                   % (hub.state["dps_port"], scope))
         proc = run_tool("flash.py", "--board", "unix", "--port", virtual_board.port, "--json",
                         "--log-seconds", "60", "--dps", "--dps-ca", ca.cert_file, "--dps-ca-key",
                         ca.key_file, "--registration-id", "line1-07", "--ca", hub.ca,

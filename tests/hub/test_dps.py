@@ -2,55 +2,19 @@
 DPS client (microagent.dps, here on CPython) and raw MQTT requests: group enrollment, derived
 keys, assignment to the hub, re-registration, refusals and DPS's status codes."""
 import base64
-import hashlib
-import hmac
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from hub_emulator.process import HubProcess
+from dps_helpers import add_group, derive, dps_settings, hub_cli
 from microagent import dps, mqtt
 from microagent.sas import unix_time
 from paho_device import PahoDevice
 
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
-
-
-def hub_cli(*args):
-    return subprocess.run([MICROAGENT, "hub"] + [str(a) for a in args], capture_output=True,
-                          text=True, timeout=30)
-
-
-def add_group(data_dir, name):
-    """(IdScope, group key) as `hub add-enrollment-group` prints them."""
-    result = hub_cli("add-enrollment-group", "--data", data_dir, name)
-    assert result.returncode == 0, result.stderr
-    fields = dict(part.split("=", 1) for part in result.stdout.strip().split(";"))
-    assert set(fields) == {"IdScope", "SymmetricKey"}
-    return fields["IdScope"], fields["SymmetricKey"]
-
-
-def derive(group_key, registration_id):
-    """The documented derivation, computed here with the standard library (the oracle)."""
-    return base64.b64encode(hmac.new(base64.b64decode(group_key), registration_id.encode(),
-                                     hashlib.sha256).digest()).decode()
-
-
-@pytest.fixture
-def dps_hub(tmp_path):
-    """A hub named localhost (its certificate's name; where the DPS assignment points) with DPS."""
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        yield process
-
 
 def settings_for(hub, scope, key_b64, registration_id):
-    return dps.DpsSettings("GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=%s;SymmetricKey=%s"
-                           % (hub.state["dps_port"], scope, registration_id, key_b64))
+    return dps.DpsSettings(dps_settings(hub, scope, registration_id, key=key_b64))
 
 
 def ca_der(hub):

@@ -2,58 +2,21 @@
 both engines (the firmware one inside MicroPython), caches the assignment beside its outbox and
 sends to the assigned hub; a key derived from another group's key is refused in one line."""
 import base64
-import hashlib
-import hmac
 import json
 import os
 import stat
 import subprocess
-import sys
 
 import pytest
 
-from hub_emulator.process import HubProcess
-
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRACE = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl")
-
-
-def derive(group_key, registration_id):
-    return base64.b64encode(hmac.new(base64.b64decode(group_key), registration_id.encode(),
-                                     hashlib.sha256).digest()).decode()
-
-
-@pytest.fixture
-def dps_hub(tmp_path):
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        result = subprocess.run([MICROAGENT, "hub", "add-enrollment-group", "--data",
-                                 process.data_dir, "fleet"], capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stderr
-        fields = dict(p.split("=", 1) for p in result.stdout.strip().split(";"))
-        process.scope, process.group_key = fields["IdScope"], fields["SymmetricKey"]
-        yield process
-
-
-def dps_env(hub, registration_id, key):
-    return dict(os.environ, MICROAGENT_DPS="GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=%s;"
-                "SymmetricKey=%s" % (hub.state["dps_port"], hub.scope, registration_id, key))
-
-
-def replay(hub, engine, outbox, env):
-    return subprocess.run([MICROAGENT, "replay", TRACE, "--engine", engine, "--window", "600",
-                           "--dps", "--ca", hub.ca, "--port", str(hub.port), "--outbox", str(outbox),
-                           "--timeout", "20"],
-                          env=env, capture_output=True, text=True, timeout=300)
+from dps_helpers import MICROAGENT, TRACE, derive, dps_env, replay
 
 
 @pytest.mark.parametrize("engine", ["host", "firmware"])
-def test_device_registers_sends_to_its_hub_and_a_restart_uses_the_cache(dps_hub, tmp_path, engine):
-    hub = dps_hub
+def test_device_registers_sends_to_its_hub_and_a_restart_uses_the_cache(group_hub, tmp_path, engine):
+    hub = group_hub
     key = derive(hub.group_key, "board-%s" % engine)
-    env = dps_env(hub, "board-%s" % engine, key)
+    env = dps_env(hub, hub.scope, "board-%s" % engine, key=key)
     outbox = tmp_path / "state" / "outbox.db"
     first = replay(hub, engine, outbox, env)
     assert first.returncode == 0, first.stderr
@@ -74,11 +37,11 @@ def test_device_registers_sends_to_its_hub_and_a_restart_uses_the_cache(dps_hub,
 
 
 @pytest.mark.parametrize("engine", ["host", "firmware"])
-def test_key_of_another_group_is_refused_in_one_line_and_nothing_stored(dps_hub, tmp_path, engine):
-    hub = dps_hub
+def test_key_of_another_group_is_refused_in_one_line_and_nothing_stored(group_hub, tmp_path, engine):
+    hub = group_hub
     stranger = base64.b64encode(os.urandom(64)).decode()
     key = derive(stranger, "rogue-1")
-    result = replay(hub, engine, tmp_path / "state" / "outbox.db", dps_env(hub, "rogue-1", key))
+    result = replay(hub, engine, tmp_path / "state" / "outbox.db", dps_env(hub, hub.scope, "rogue-1", key=key))
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "refused registration rogue-1" in line and "not authorized" in line, line
@@ -100,9 +63,9 @@ def test_dps_settings_come_from_the_environment_only(dps_hub, tmp_path):
     assert "$MICROAGENT_DPS: DPS settings: SymmetricKey is not valid base64" in result.stderr
 
 
-def test_run_provisions_and_sends_its_collectors_messages(dps_hub, tmp_path):
-    hub = dps_hub
-    env = dps_env(hub, "gateway-run", derive(hub.group_key, "gateway-run"))
+def test_run_provisions_and_sends_its_collectors_messages(group_hub, tmp_path):
+    hub = group_hub
+    env = dps_env(hub, hub.scope, "gateway-run", key=derive(hub.group_key, "gateway-run"))
     result = subprocess.run([MICROAGENT, "run", "--once", "--seconds", "0.5", "--collectors",
                              "SystemInformation,SBoM", "--dps", "--ca", hub.ca, "--port", str(hub.port),
                              "--outbox", str(tmp_path / "state" / "outbox.db"), "--timeout", "20"],

@@ -3,32 +3,21 @@ key derived on the host; the group key from the environment, never on the board,
 argv), and the board's boot (microagent.settings) provisions from it through the emulator's DPS
 and caches the assignment on its flash."""
 import base64
-import hashlib
-import hmac
 import json
 import os
 import subprocess
 import sys
 
-import pytest
-
-from hub_emulator.process import HubProcess
+from dps_helpers import REPO, derive
 from microagent import settings as board_settings
 from microagent.sas import ConnectionString
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 import board_profiles  # noqa: E402
 import flash  # noqa: E402
 
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 GROUP_KEY = base64.b64encode(b"g" * 64).decode()
-
-
-def derive(group_key, registration_id):
-    return base64.b64encode(hmac.new(base64.b64decode(group_key), registration_id.encode(),
-                                     hashlib.sha256).digest()).decode()
 
 
 def test_device_file_holds_the_derived_key_and_never_the_group_key():
@@ -61,21 +50,9 @@ def test_dry_run_takes_the_group_from_the_environment_and_shows_no_key():
     assert missing.returncode == 2 and "--dps needs $MICROAGENT_DPS_GROUP" in missing.stderr
 
 
-@pytest.fixture
-def dps_hub(tmp_path):
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        result = subprocess.run([MICROAGENT, "hub", "add-enrollment-group", "--data", process.data_dir,
-                                 "factory"], capture_output=True, text=True, timeout=30)
-        fields = dict(p.split("=", 1) for p in result.stdout.strip().split(";"))
-        process.scope, process.group_key = fields["IdScope"], fields["SymmetricKey"]
-        yield process
-
-
-def test_ten_boards_from_one_group_provision_at_boot_and_reboot_from_the_cache(dps_hub, tmp_path,
+def test_ten_boards_from_one_group_provision_at_boot_and_reboot_from_the_cache(group_hub, tmp_path,
                                                                                 monkeypatch):
-    hub = dps_hub
+    hub = group_hub
     group = "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;SymmetricKey=%s" % (hub.state["dps_port"], hub.scope,
                                                                           hub.group_key)
     profile = board_profiles.load("unix")
@@ -105,8 +82,8 @@ def test_ten_boards_from_one_group_provision_at_boot_and_reboot_from_the_cache(d
     assert hub.log().count("dps: line1-09 connected") == 1
 
 
-def test_a_board_of_another_group_does_not_start(dps_hub, tmp_path, monkeypatch):
-    hub = dps_hub
+def test_a_board_of_another_group_does_not_start(group_hub, tmp_path, monkeypatch):
+    hub = group_hub
     monkeypatch.chdir(tmp_path)
     other = "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;SymmetricKey=%s" % (hub.state["dps_port"], hub.scope,
                                                                           GROUP_KEY)

@@ -5,51 +5,16 @@ becomes an X.509 hub device of that CA and sends through the hub; a CN other tha
 registration id or no certificate gets CONNACK 5, a certificate of another CA fails the TLS
 handshake, nothing is registered, and each refusal is counted in hub_events."""
 import json
-import os
 import ssl
-import subprocess
-import sys
 import threading
 
 import paho.mqtt.client as mqtt
-import pytest
 
+from dps_helpers import hub_cli
 from hub_emulator.database import NO_CLIENT_ID
-from hub_emulator.process import HubProcess
-from test_x509 import Pki, connect
+from test_x509 import connect
 
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 TIMEOUT = 20
-
-
-def hub_cli(*args):
-    return subprocess.run([MICROAGENT, "hub"] + [str(a) for a in args], capture_output=True,
-                          text=True, timeout=30)
-
-
-@pytest.fixture
-def pki(tmp_path):
-    folder = tmp_path / "pki"
-    folder.mkdir()
-    return Pki(str(folder))
-
-
-@pytest.fixture
-def dps_hub(tmp_path):
-    """A hub named localhost (its certificate's name; where the DPS assignment points) with DPS."""
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        yield process
-
-
-def add_x509_group(hub, name, ca_file):
-    result = hub_cli("add-enrollment-group", "--data", hub.data_dir, name, "--x509-ca", ca_file)
-    assert result.returncode == 0, result.stderr
-    [line] = result.stdout.splitlines()
-    field, _, scope = line.partition("=")
-    assert field == "IdScope"
-    return scope
 
 
 def register(hub, scope, registration_id, cert=None):
@@ -127,9 +92,8 @@ def test_add_enrollment_group_with_a_ca_prints_the_scope_only(tmp_path, pki):
     assert "none.pem" in missing.stderr
 
 
-def test_certificate_of_the_enrolled_ca_registers_as_an_x509_device_and_sends(dps_hub, pki):
-    hub = dps_hub
-    scope = add_x509_group(hub, "cameras", pki.path("ca-a"))
+def test_certificate_of_the_enrolled_ca_registers_as_an_x509_device_and_sends(x509_hub, pki):
+    hub, scope = x509_hub, x509_hub.scope
     cert = pki.device("cam-7", "cam-7")
     status, body = register(hub, scope, "cam-7", cert[:2])
     assert status == "Success"
@@ -148,9 +112,8 @@ def test_certificate_of_the_enrolled_ca_registers_as_an_x509_device_and_sends(dp
     assert hub_events(hub) == {}
 
 
-def test_other_certificates_are_refused_counted_and_nothing_registered(dps_hub, pki):
-    hub = dps_hub
-    scope = add_x509_group(hub, "cameras", pki.path("ca-a"))
+def test_other_certificates_are_refused_counted_and_nothing_registered(x509_hub, pki):
+    hub, scope = x509_hub, x509_hub.scope
     wrong_cn = pki.device("wrong-cn", "cam-9")
     other_ca = pki.device("other-ca", "cam-7", ca="ca-b")
     assert register(hub, scope, "cam-7", wrong_cn[:2]) == ("Not authorized", None)

@@ -7,51 +7,10 @@ import json
 import os
 import stat
 import subprocess
-import sys
 
 import pytest
 
-from hub_emulator.process import HubProcess
-from test_x509 import Pki
-
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRACE = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl")
-
-
-@pytest.fixture
-def pki(tmp_path):
-    folder = tmp_path / "pki"
-    folder.mkdir()
-    return Pki(str(folder))
-
-
-@pytest.fixture
-def x509_hub(tmp_path, pki):
-    """A hub named localhost (its certificate's name, where DPS assigns) with DPS and an X.509
-    enrollment group of CA A."""
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        result = subprocess.run([MICROAGENT, "hub", "add-enrollment-group", "--data", process.data_dir,
-                                 "cameras", "--x509-ca", pki.path("ca-a")],
-                                capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stderr
-        process.scope = result.stdout.strip().partition("=")[2]
-        yield process
-
-
-def dps_env(hub, registration_id, cert_file, key_file):
-    return dict(os.environ, MICROAGENT_DPS="GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=%s;"
-                "CertFile=%s;KeyFile=%s" % (hub.state["dps_port"], hub.scope, registration_id,
-                                             cert_file, key_file))
-
-
-def replay(hub, engine, outbox, env):
-    return subprocess.run([MICROAGENT, "replay", TRACE, "--engine", engine, "--window", "600",
-                           "--dps", "--ca", hub.ca, "--port", str(hub.port), "--outbox", str(outbox),
-                           "--timeout", "20"],
-                          env=env, capture_output=True, text=True, timeout=300)
+from dps_helpers import MICROAGENT, TRACE, dps_endpoint, dps_env, replay
 
 
 @pytest.mark.parametrize("engine", ["host", "firmware"])
@@ -60,7 +19,7 @@ def test_certificate_registers_sends_to_its_hub_and_a_restart_uses_the_cache(x50
     hub = x509_hub
     device = "cam-%s" % engine
     cert_file, key_file, _ = pki.device(device, device)
-    env = dps_env(hub, device, cert_file, key_file)
+    env = dps_env(hub, hub.scope, device, cert=(cert_file, key_file))
     outbox = tmp_path / "state" / "outbox.db"
     first = replay(hub, engine, outbox, env)
     assert first.returncode == 0, first.stderr
@@ -89,7 +48,7 @@ def test_certificate_of_another_ca_is_refused_in_one_line_and_nothing_stored(x50
     hub = x509_hub
     cert_file, key_file, _ = pki.device("rogue", "rogue-1", ca="ca-b")
     state = tmp_path / "state"
-    result = replay(hub, engine, state / "outbox.db", dps_env(hub, "rogue-1", cert_file, key_file))
+    result = replay(hub, engine, state / "outbox.db", dps_env(hub, hub.scope, "rogue-1", cert=(cert_file, key_file)))
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "127.0.0.1:%d" % hub.state["dps_port"] in line, line
@@ -102,8 +61,7 @@ def test_certificate_of_another_ca_is_refused_in_one_line_and_nothing_stored(x50
 def test_settings_name_a_symmetric_key_or_a_certificate_and_its_files_exist(x509_hub, pki, tmp_path):
     hub = x509_hub
     cert_file, key_file, _ = pki.device("cam-1", "cam-1")
-    endpoint = "GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=cam-1;" % (
-        hub.state["dps_port"], hub.scope)
+    endpoint = dps_endpoint(hub, hub.scope, "cam-1")
     cases = {
         endpoint + "CertFile=%s" % cert_file: "give SymmetricKey, or CertFile and KeyFile",
         endpoint + "CertFile=%s;KeyFile=%s;SymmetricKey=AAAA" % (cert_file, key_file):
@@ -119,6 +77,6 @@ def test_settings_name_a_symmetric_key_or_a_certificate_and_its_files_exist(x509
         assert error in result.stderr, result.stderr
     both = subprocess.run([MICROAGENT, "replay", TRACE, "--dps", "--ca", hub.ca, "--cert", cert_file,
                            "--key", key_file],
-                          env=dps_env(hub, "cam-1", cert_file, key_file),
+                          env=dps_env(hub, hub.scope, "cam-1", cert=(cert_file, key_file)),
                           capture_output=True, text=True, timeout=60)
     assert both.returncode == 2 and "not --cert/--key" in both.stderr

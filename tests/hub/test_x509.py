@@ -2,81 +2,19 @@
 with paho-mqtt clients and the host agent (replay --cert --key): a certificate signed by the
 enrolled CA with CN = the device id connects; another CN, another thumbprint, no certificate or a
 SAS token get CONNACK 5; a certificate from a CA the hub does not know fails the TLS handshake."""
-import datetime
 import hashlib
 import json
 import os
 import ssl
 import subprocess
-import sys
 import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from dps_helpers import MICROAGENT, TRACE, hub_cli
 from hub_emulator.process import HubProcess
-
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRACE = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl")
-
-
-def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject, key, issuer, issuer_key, ca=False, days=30, start_days=-1):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now + datetime.timedelta(days=start_days))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(issuer_key, hashes.SHA256()))
-
-
-class Pki:
-    """Two CAs (A enrolled, B not) and device certificates written as PEM files under ROOT."""
-
-    def __init__(self, root):
-        self.root = root
-        self.keys = {}
-        for ca in ("ca-a", "ca-b"):
-            key = ec.generate_private_key(ec.SECP256R1())
-            self.keys[ca] = key
-            self._write(ca, _cert(ca, key, ca, key, ca=True, days=365), key)
-
-    def _write(self, name, cert, key):
-        with open(os.path.join(self.root, name + ".pem"), "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(os.path.join(self.root, name + ".key"), "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        return cert
-
-    def device(self, name, cn, ca="ca-a"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._write(name, _cert(cn, key, ca, self.keys[ca]), key)
-        return os.path.join(self.root, name + ".pem"), os.path.join(self.root, name + ".key"), cert
-
-    def path(self, name):
-        return os.path.join(self.root, name + ".pem")
-
-
-@pytest.fixture
-def pki(tmp_path):
-    folder = tmp_path / "pki"
-    folder.mkdir()
-    return Pki(str(folder))
-
-
-def hub_cli(*args):
-    return subprocess.run([MICROAGENT, "hub"] + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=30)
 
 
 def connect(hub, device_id, cert=None, password=None):

@@ -4,36 +4,17 @@ root, presented with the intermediate (leaf + intermediate in one PEM file), con
 paho and with the host agent (replay --dps); the leaf alone, or an intermediate of another root,
 is refused. (The firmware engine's MicroPython unix port parses DER only, so its
 load_cert_chain holds one certificate: a board needs a certificate signed by the enrolled CA.)"""
-import datetime
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from hub_emulator.process import HubProcess
-from test_dps_x509 import add_x509_group, register
+from dps_helpers import MICROAGENT, add_x509_group, certificate, dps_env, replay
+from test_dps_x509 import register
 from test_x509 import connect
-
-MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRACE = os.path.join(REPO, "tests", "fixtures", "traces", "quiet-device.jsonl")
-
-
-def _cert(subject, key, issuer, issuer_key, ca):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(issuer_key, hashes.SHA256()))
 
 
 def _pem(*certs):
@@ -54,8 +35,7 @@ class Chain:
     def _make(self, name, issuer, ca):
         key = ec.generate_private_key(ec.SECP256R1())
         self.keys[name] = key
-        self.certs[name] = _cert(name, key, name if issuer == name else issuer,
-                                 key if issuer == name else self.keys[issuer], ca)
+        self.certs[name] = certificate(name, key, issuer, key if issuer == name else self.keys[issuer], ca)
 
     def write(self, name, data):
         path = os.path.join(self.folder, name)
@@ -80,15 +60,8 @@ def chain(tmp_path):
     return Chain(str(folder))
 
 
-@pytest.fixture
-def hub(tmp_path):
-    process = HubProcess(tmp_path / "hub", extra_args=["--dps-port", "0"])
-    process.db.execute("UPDATE settings SET value = 'localhost' WHERE name = 'hub_name'")
-    with process:
-        yield process
-
-
-def test_hub_accepts_a_device_certificate_of_an_intermediate_of_the_enrolled_root(hub, chain):
+def test_hub_accepts_a_device_certificate_of_an_intermediate_of_the_enrolled_root(dps_hub, chain):
+    hub = dps_hub
     for device in ("cam-1", "cam-2", "cam-3"):
         result = subprocess.run([MICROAGENT, "hub", "add-device", "--data", hub.data_dir, device,
                                  "--x509-ca", os.path.join(chain.folder, "root-a.pem")],
@@ -101,8 +74,9 @@ def test_hub_accepts_a_device_certificate_of_an_intermediate_of_the_enrolled_roo
     assert [(m["device"], json.loads(m["payload"])) for m in hub.messages()] == [("cam-1", {"x509": 1})]
 
 
-def test_dps_group_of_the_root_registers_a_device_of_its_intermediate(hub, chain):
-    scope = add_x509_group(hub, "cameras", os.path.join(chain.folder, "root-a.pem"))
+def test_dps_group_of_the_root_registers_a_device_of_its_intermediate(dps_hub, chain):
+    hub = dps_hub
+    scope = add_x509_group(hub.data_dir, "cameras", os.path.join(chain.folder, "root-a.pem"))
     status, body = register(hub, scope, "cam-7", chain.device("cam-7"))
     assert status == "Success" and body["registrationState"]["deviceId"] == "cam-7"
     assert register(hub, scope, "cam-8", chain.device("cam-8", intermediate="inter-b")) \
@@ -112,14 +86,11 @@ def test_dps_group_of_the_root_registers_a_device_of_its_intermediate(hub, chain
     assert connect(hub, "cam-7", chain.device("cam-7")) == "Success"
 
 
-def test_host_agent_registers_and_sends_with_an_intermediate_chain(hub, chain, tmp_path):
-    scope = add_x509_group(hub, "gateways", os.path.join(chain.folder, "root-a.pem"))
+def test_host_agent_registers_and_sends_with_an_intermediate_chain(dps_hub, chain, tmp_path):
+    hub = dps_hub
+    scope = add_x509_group(hub.data_dir, "gateways", os.path.join(chain.folder, "root-a.pem"))
     cert_file, key_file = chain.device("gw-1")
-    env = dict(os.environ, MICROAGENT_DPS="GlobalEndpoint=127.0.0.1:%d;IdScope=%s;RegistrationId=gw-1;"
-               "CertFile=%s;KeyFile=%s" % (hub.state["dps_port"], scope, cert_file, key_file))
-    result = subprocess.run([MICROAGENT, "replay", TRACE, "--engine", "host", "--window", "600",
-                             "--dps", "--ca", hub.ca,
-                             "--port", str(hub.port), "--outbox", str(tmp_path / "state" / "outbox.db"),
-                             "--timeout", "20"], env=env, capture_output=True, text=True, timeout=120)
+    result = replay(hub, "host", tmp_path / "state" / "outbox.db",
+                    dps_env(hub, scope, "gw-1", cert=(cert_file, key_file)))
     assert result.returncode == 0, result.stderr
     assert hub.messages("gw-1")
