@@ -1,6 +1,7 @@
 """IPv6 in the Linux collectors (issue 20): addresses in canonical text from every source
 (sock_diag, DNS AAAA answers, utmp, sshd's log lines), and live over ::1 and a unique local
 address (fd00::/8) in a network namespace of the test's own."""
+import json
 import random
 import socket
 import struct
@@ -12,8 +13,9 @@ import pytest
 from host_sim.collectors import addresses
 from host_sim.collectors.dns import DnsCollector
 from host_sim.collectors.login import parse_auth_line, parse_utmp
-from host_sim.collectors.network import NetworkCollector
+from host_sim.collectors.network import SOCK_DIAG_BY_FAMILY, NetworkCollector, parse_messages
 from microagent.events import canonical_address
+from collector_fixtures import fixture_path
 from ipv6_net import ULA_CLIENT, ULA_SERVER, ResolverStub, listener, resolve, tcp_exchange
 from polling import wait_for
 
@@ -129,6 +131,19 @@ def test_utmp_ipv6_address_like_ipv4_without_host_is_read_as_ipv4():
 def test_sshd_lines_from_ipv6_give_canonical_addresses(address, expected, line):
     event = parse_auth_line(line % address, time.time())
     assert (event["user_name"], event["remote_address"]) == ("alice", expected)
+
+
+def test_parse_captured_udp6_destroy_message():
+    """A message of this kernel's SKNLGRP_INET6_UDP_DESTROY group: a connected UDP socket from
+    fd00:20::2 to port 9 of fd00:20:0:0:1:0:0:1 captured in a namespace set up as the live tests' are)."""
+    with open(fixture_path("sock_diag/destroy_messages.json")) as f:
+        capture = json.load(f)["udp6"]
+    raw = bytes.fromhex(capture["messages"][0])
+    ((kind, s),) = parse_messages(raw, len(raw))
+    assert kind == SOCK_DIAG_BY_FAMILY
+    assert (s.family, s.protocol, s.local_address, s.local_port, s.remote_address, s.remote_port) \
+        == (socket.AF_INET6, socket.IPPROTO_UDP, "fd00:20::2", capture["local_port"],
+            "fd00:20::1:0:0:1", 9)
 
 
 # -- live: sock_diag for AF_INET6 in a network namespace of the test's own --------------------
