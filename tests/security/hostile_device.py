@@ -144,6 +144,18 @@ def shared_value_bomb(levels=8, fan_out=10):
     return compact_generic(cbor_map(pairs))
 
 
+def string_reference_bomb(length=4096, references=75000):
+    """A compact message under IoT Hub's 256 KB whose one item holds a LENGTH-byte string and
+    REFERENCES string references to it (tag 25: 3 bytes each), about 300 MB expanded. Text and
+    byte strings of 3 bytes or more are numbered as they appear (the stringref namespace of tag
+    256): the agent id 0, "0.1.0" 1, the event id 2, "Triggered" 3, "Security" 4, the long
+    one 5."""
+    text = "A" * length
+    item = cbor_map([(cbor_text("s"), cbor_array([cbor_text(text)]
+                                                 + [cbor_tag(25, cbor_uint(5))] * references))])
+    return compact_generic(item)
+
+
 def not_finite():
     """Compact messages holding a NaN, and an Infinity, where a generic item's value goes."""
     return [compact_generic(cbor_map([(cbor_text("v"), CBOR_NAN)])),

@@ -1,7 +1,7 @@
 """Issue 24's acceptance test, "How we will know", first bullet, literally: one honest device
 with a brute force and one hostile device sending typed poison, dates at the ends of time,
-control characters, 400 distinct DroppedEvents collectors, a shared-value CBOR bomb and CBOR
-NaN, both through the real hub emulator. Under a 2 GB address-space cap, `alerts --json` exits 0
+control characters, 400 distinct DroppedEvents collectors, a shared-value CBOR bomb (and a
+string-reference one) and CBOR NaN, both through the real hub emulator. Under a 2 GB address-space cap, `alerts --json` exits 0
 within 90 s with the honest brute-force alert and no silence for the honest device, at most 50
 lines for the hostile one; `alerts` prints no control characters; `hub messages --json` is
 strict JSON; the console serves both device pages.
@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from hostile_device import (control_characters, distinct_collectors, not_finite, send,
-                            shared_value_bomb, typed_poison)
+                            shared_value_bomb, string_reference_bomb, typed_poison)
 from test_terminal_safety import TERMINAL_CONTROL
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,7 +55,7 @@ def fleet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     hub = HubProcess(tmp / "hub")
     hostile = (typed_poison() + [control_characters(), distinct_collectors(400),
-                                 shared_value_bomb()] + not_finite())
+                                 shared_value_bomb(), string_reference_bomb()] + not_finite())
     with hub:
         hub.add_device(HOSTILE)
         send(hub, HOSTILE, hostile[:len(hostile) // 2])
@@ -104,14 +104,15 @@ def test_hub_messages_json_is_strict_json(fleet):
     assert done.returncode == 0, stderr[-3000:]
     listed = [_strict(line) for line in done.stdout.decode("utf-8").splitlines()]
     assert len([m for m in listed if m["device"] == HONEST]) == stored[HONEST]
-    # the bomb and the NaN bodies are named on stderr, one line each, and not listed
-    assert len([m for m in listed if m["device"] == HOSTILE]) <= stored[HOSTILE] - 3
-    assert len([line for line in stderr.splitlines() if "skipped" in line]) >= 3
+    # the two bombs, the NaN and the Infinity are named on stderr, one line each, not listed
+    assert len([m for m in listed if m["device"] == HOSTILE]) <= stored[HOSTILE] - 4
+    assert len([line for line in stderr.splitlines() if "skipped" in line]) >= 4
 
 
-def test_decode_refuses_the_bomb_in_one_line(fleet, tmp_path):
+@pytest.mark.parametrize("bomb", [shared_value_bomb, string_reference_bomb])
+def test_decode_refuses_a_bomb_in_one_line(bomb, tmp_path):
     body = tmp_path / "bomb.cbor"
-    body.write_bytes(shared_value_bomb())
+    body.write_bytes(bomb())
     done, stderr = _run("decode", body)
     assert done.returncode == 1 and done.stdout == b""
     assert len(stderr.splitlines()) == 1 and str(body) in stderr
