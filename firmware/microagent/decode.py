@@ -125,7 +125,7 @@ def decode_compact(body):
     if stream.tell() != len(body):
         raise DecodeError("corrupted compact message: %d bytes after its end"
                           % (len(body) - stream.tell()))
-    _check_expansion(top)
+    _check_expansion(top, len(body))
     try:
         return _message(top)
     except DecodeError:
@@ -136,22 +136,25 @@ def decode_compact(body):
         raise DecodeError("corrupted compact message: %s" % _first_line(exc))
 
 
-def _check_expansion(top):
-    """Refuses TOP (cbor2's result) when it holds a value other than CBOR's plain ones or a
-    non-finite float, or when, expanded, it would pass MAX_NODES values, MAX_STRING_BYTES of
-    strings or MAX_NESTING levels. Each array and map is measured once (a shared value is
-    then counted by its size each time it appears), so a bomb costs no more than its bytes."""
+def _check_expansion(top, body_bytes):
+    """Refuses TOP (cbor2's result, read from BODY_BYTES bytes) when it holds a value other
+    than CBOR's plain ones or a non-finite float, or when, expanded, it would pass MAX_NODES
+    values (or one value per byte of the body: only shared values, which our encoders never
+    write, can make more), MAX_STRING_BYTES of strings or MAX_NESTING levels. Each array and
+    map is measured once (a shared value is then counted by its size each time it appears), so
+    a bomb costs no more than its bytes."""
     if type(top) is list:
-        _measure(top, 0, {}, set())
+        _measure(top, 0, {}, set(), min(MAX_NODES, body_bytes))
 
 
 def _string_bytes(text):
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _measure(value, depth, sizes, open_now):
+def _measure(value, depth, sizes, open_now, max_nodes):
     """(values, string bytes, height) of VALUE, an array or a map at DEPTH; SIZES holds those
-    of the arrays and maps measured already, OPEN_NOW the ids of those being measured."""
+    of the arrays and maps measured already, OPEN_NOW the ids of those being measured; more
+    than MAX_NODES values is refused."""
     key = id(value)
     known = sizes.get(key)
     if known is None:
@@ -174,7 +177,7 @@ def _measure(value, depth, sizes, open_now):
                 nodes += 1
                 strings += len(child)
             elif kind is list or kind is dict:
-                n, b, h = _measure(child, depth + 1, sizes, open_now)
+                n, b, h = _measure(child, depth + 1, sizes, open_now, max_nodes)
                 nodes += n
                 strings += b
                 if h >= height:
@@ -187,11 +190,11 @@ def _measure(value, depth, sizes, open_now):
             else:
                 raise DecodeError("corrupted compact message: unexpected %s value"
                                   % kind.__name__)
-            if nodes > MAX_NODES or strings > MAX_STRING_BYTES:
+            if nodes > max_nodes or strings > MAX_STRING_BYTES:
                 raise DecodeError(
                     "compact message too large expanded: over %d values or %d MB of strings "
                     "(shared values and string references counted where they appear)"
-                    % (MAX_NODES, MAX_STRING_BYTES >> 20))
+                    % (max_nodes, MAX_STRING_BYTES >> 20))
         open_now.discard(key)
         known = sizes[key] = (nodes, strings, height)
     if depth + known[2] >= MAX_NESTING:

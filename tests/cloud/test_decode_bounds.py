@@ -56,6 +56,7 @@ def nested(depth):
 
 def test_the_bombs_are_what_they_claim():
     assert len(shared_value_bomb()) < 500
+    assert len(shared_value_bomb(levels=6, fan_out=8)) < 300
     body = stringref_bomb()
     assert 200000 < len(body) < 256 * 1024
     # cbor2 resolves the references to one object; expanded, the text is 1 GB
@@ -65,6 +66,7 @@ def test_the_bombs_are_what_they_claim():
 
 @pytest.mark.parametrize("body,reason", [
     (shared_value_bomb(), "too large expanded"),
+    (shared_value_bomb(levels=6, fan_out=8), "too large expanded"),   # 262,144 leaves, < 300 B
     (stringref_bomb(), "too large expanded"),
     (nested(MAX_NESTING + 5), "nested deeper than %d" % MAX_NESTING),
     (nested(200000), "nest"),   # cbor2 stops it first
@@ -133,6 +135,7 @@ def _capped():
 
 @pytest.mark.parametrize("body,reason", [
     (shared_value_bomb(), "too large expanded"),
+    (shared_value_bomb(levels=6, fan_out=8), "too large expanded"),   # 262,144 leaves, < 300 B
     (stringref_bomb(), "too large expanded"),
     (compact({"os_arch": float("nan")}), "not finite"),
 ])
