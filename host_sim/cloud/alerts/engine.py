@@ -183,9 +183,15 @@ class AlertEngine:
         """One message (read by read_message) of DEVICE with its PROPERTIES, stored at ARRIVAL
         (epoch seconds). Returns the alerts raised or updated, each once."""
         t_msg = message_time(message, None)
-        t_msg = clamp_time(arrival if t_msg is None else t_msg)
         self._arrival = arrival
         state = self.devices.get(device)
+        if t_msg is None:
+            # no date of its own (none, or none the reader kept): the device's clock as the hub
+            # saw it run since its last message, never the hub's clock itself, which would open
+            # a false silence between a device's old dates and the hub's present
+            t_msg = arrival if state is None or state.last_time is None else \
+                state.last_time + max(0.0, arrival - state.last_arrival)
+        t_msg = clamp_time(t_msg)
         if state is None:
             state = self.devices[device] = _Device(t_msg, self.rules.learning_s)
         state.messages += 1

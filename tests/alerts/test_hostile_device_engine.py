@@ -49,6 +49,22 @@ def test_a_message_dated_a_day_ahead_gives_no_other_device_a_silence(tmp_path):
     assert silent[0].first == engine.devices["honest"].last_time
 
 
+def test_a_message_without_a_date_it_may_keep_opens_no_silence_on_its_device(tmp_path):
+    """A device's days-old dates, then a message whose only date the reader refuses, then its
+    next: the dateless message is placed on the device's own clock, not the hub's present."""
+    engine = AlertEngine(load_rules(None))
+    stamp = "2026-01-01T00:00:%02d.000Z"
+    now = START + 300 * 86400       # the hub's present, long after the device's dates
+    bodies = [_message("DroppedEvents", [], stamp % 0),
+              _message("DroppedEvents", [], "9999-12-31T23:59:59-14:00"),
+              _message("DroppedEvents", [], stamp % 2)]
+    for n, message in enumerate(bodies):
+        message = read_message(json.dumps(message).encode(), PROPERTIES)
+        engine.feed("dev", PROPERTIES, message, now + n)
+    assert engine.check_silence(now + 3) == []
+    assert not [a for a in engine.alerts.values() if a.rule == "silence"]
+
+
 def test_dates_at_the_ends_of_time_are_clamped_for_display():
     engine = AlertEngine(load_rules(None))
     for n, stamp in enumerate(("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")):
