@@ -47,6 +47,14 @@ def group_output(messages, t0, window_ms):
     return windows
 
 
+def _ipv4_first(collector, items):
+    """ITEMS in the firmware's order: its IPv4 cache's entries before its IPv6 cache's (the
+    host keeps both families in one cache, in arrival order)."""
+    if collector != CONNECTION:
+        return items
+    return sorted(items, key=lambda i: ":" in i["local_address"] or ":" in i["remote_address"])
+
+
 class Report:
     def __init__(self):
         self.rows = []      # (window, collector, verdict, detail)
@@ -124,7 +132,7 @@ def crosscheck(trace, window_ms, cache_size, heap="1M", runtime="micropython", p
                                     "firmware kept the first %d and dropped %d events; host kept "
                                     "the last %d and evicted %d entries"
                                     % (len(fw_items[c]), fw_lost, len(host_items[c]), host_lost)))
-            elif fw_items[c] == host_items[c]:
+            elif fw_items[c] == _ipv4_first(c, host_items[c]):
                 if fw_items[c]:
                     report.rows.append((index, c, "identical", "%d entries" % len(fw_items[c])))
             elif DNS in fw_losses and c == CONNECTION:

@@ -138,7 +138,8 @@ class HostConnectionOverflow(ConnectionOverflow):
     send nothing else there; both are a dict lookup here, without parsing the address or
     scanning the rows (79 % of the busy-gateway trace's connection records evict). Any other
     fold takes the core's rules (microagent.overflow), so the rows are the firmware's.
-    Addresses are the trace reader's, already checked as dotted IPv4 (microagent.trace)."""
+    Addresses are canonical text (the engine's); an IPv6 one is numbered in the window, the
+    number standing in the row for its halves (the firmware sends IPv6 losses to the rest row)."""
 
     def __init__(self, rows=ROWS):
         super().__init__(rows)
@@ -148,6 +149,11 @@ class HostConnectionOverflow(ConnectionOverflow):
         # without a row of its address and protocol goes to the rest row (rule 6), and stays
         # so until rows change (counts only grow).
         self._settled = False
+        self._numbers = {}  # IPv6 address text -> its number this window
+        self._numbered = []  # the IPv6 address texts by number
+
+    def address_text(self, high, low):
+        return self._numbered[(high << 16) | low]
 
     def add_text(self, address, port, protocol, hits, bytes_in, bytes_out):
         row = -1
@@ -155,9 +161,10 @@ class HostConnectionOverflow(ConnectionOverflow):
         rows = self._rows_of.get(address)
         if rows is not None:
             keys = self.keys
+            family_protocol = protocol | 4 if ":" in address else protocol
             for r in rows:
                 k = r << 2
-                if keys[k + 3] >> 1 == protocol:
+                if keys[k + 3] >> 1 == family_protocol:
                     if keys[k + 3] & 1 or keys[k + 2] == port:
                         row = r
                         break
@@ -179,7 +186,15 @@ class HostConnectionOverflow(ConnectionOverflow):
 
     def _fold(self, address, port, protocol, hits, bytes_in, bytes_out):
         """The core's rules; _remove and the append here keep the index of rows by address."""
-        ConnectionOverflow.add_text(self, address, port, protocol, hits, bytes_in, bytes_out)
+        if ":" in address:  # IPv6: numbered, the number kept in the halves (address_text)
+            number = self._numbers.get(address)
+            if number is None:
+                number = self._numbers[address] = len(self._numbered)
+                self._numbered.append(address)
+            ConnectionOverflow.add(self, number >> 16, number & 0xFFFF, port, protocol | 4, hits,
+                                   bytes_in, bytes_out)
+        else:
+            ConnectionOverflow.add_text(self, address, port, protocol, hits, bytes_in, bytes_out)
         count = self.count
         if count > len(self._texts):  # the rules appended a row: always the last
             self._texts.append(address)
@@ -215,6 +230,8 @@ class HostConnectionOverflow(ConnectionOverflow):
         self._texts.clear()
         self._rows_of.clear()
         self._settled = False
+        self._numbers.clear()
+        self._numbered.clear()
 
 
 def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,

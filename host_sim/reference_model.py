@@ -5,6 +5,7 @@ code it checks: it imports nothing of the project, only the standard library, an
 spec's wording rather than the engines' data structures (an ordered dict per cache, strings for
 addresses, datetime for timestamps). Written for clarity, not speed.
 """
+import ipaddress
 import json
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ FIRMWARE = "firmware"
 HOST = "host"
 PROCESS = "ProcessCreate"
 CONNECTION = "ConnectionCreate"
+CONNECTION6 = "ConnectionCreateIPv6"
 LOGIN = "Login"
 DNS = "DNS"
 OVERFLOW = "ConnectionOverflow"
@@ -45,7 +47,22 @@ def cut(text):
     return raw[:_MAX_BYTES - len(_MARKER)].decode("utf-8", "ignore") + _MARKER
 
 
+def canonical(address):
+    """docs/spec.md section 3: RFC 5952 text, an IPv4-mapped address as its IPv4 one, the zone
+    dropped; None when ADDRESS is neither family (ipaddress is this model's own parser)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Address(int(parsed)))
+
+
 def is_ipv6(address):
+    """ADDRESS (canonical) is an IPv6 one."""
     return ":" in address
 
 
@@ -113,6 +130,9 @@ class OverflowSummary:
             self.rows.remove(other)
         return first
 
+    def add_rest(self, lost):
+        self._add(self.rest, lost)
+
     def add(self, lost):
         """LOST: {address, port, protocol, hits, bytes_in, bytes_out}."""
         address, port, protocol = lost["address"], lost["port"], lost["protocol"]
@@ -177,8 +197,16 @@ def expected_window(window_events, window_start, sizes, policy):
     """The items per collector (and the ConnectionOverflow summary's) and the loss counts a
     window of [(t ms, event)] must produce."""
     caches = {c: Cache(sizes[c], policy) for c in COLLECTORS}
+    # docs/spec.md section 4: the firmware keeps IPv6 connections, and their DNS answers, in a
+    # cache and a table of their own, each of the IPv6 cache's size; the host has one of each.
+    if policy == FIRMWARE:
+        size6 = sizes.get(CONNECTION6, sizes[CONNECTION])
+        caches[CONNECTION6] = Cache(size6, policy)
+        dns6 = Cache(size6, policy)
+    else:
+        caches[CONNECTION6] = caches[CONNECTION]
+        dns6 = caches[DNS]
     overflow = OverflowSummary()
-    unsupported = 0
     for t, e in window_events:
         e = dict(e, offset=t - window_start)
         kind = e["kind"]
@@ -186,23 +214,30 @@ def expected_window(window_events, window_start, sizes, policy):
             e["commandline"] = cut(e["commandline"])
             caches[PROCESS].add((e["commandline"], e["uid"]), e, _merge_hit)
         elif kind == "connection":
-            if is_ipv6(e["local_address"]) or is_ipv6(e["remote_address"]):
-                unsupported += 1
-                continue
-            lost = caches[CONNECTION].add((e["local_port"], e["remote_port"], e["protocol"],
-                                           e["local_address"], e["remote_address"]), e,
-                                          _merge_hit)
+            e["local_address"] = canonical(e["local_address"])
+            e["remote_address"] = canonical(e["remote_address"])
+            family = (CONNECTION6 if is_ipv6(e["local_address"]) or is_ipv6(e["remote_address"])
+                      else CONNECTION)
+            lost = caches[family].add((e["local_port"], e["remote_port"], e["protocol"],
+                                       e["local_address"], e["remote_address"]), e, _merge_hit)
             if lost is not None:
-                overflow.add({"address": lost["remote_address"], "port": lost["remote_port"],
-                              "protocol": lost["protocol"], "hits": lost["hits"],
-                              "bytes_in": lost.get("bytes_in", 0),
-                              "bytes_out": lost.get("bytes_out", 0)})
+                lost = {"address": lost["remote_address"], "port": lost["remote_port"],
+                        "protocol": lost["protocol"], "hits": lost["hits"],
+                        "bytes_in": lost.get("bytes_in", 0),
+                        "bytes_out": lost.get("bytes_out", 0)}
+                if policy == FIRMWARE and family == CONNECTION6:
+                    overflow.add_rest(lost)  # the board's summary rows are IPv4 only
+                else:
+                    overflow.add(lost)
         elif kind == "dns":
-            if not is_ipv6(e["address"]):
-                caches[DNS].add(e["address"], e, _merge_dns)
+            e["address"] = canonical(e["address"])
+            (dns6 if is_ipv6(e["address"]) else caches[DNS]).add(e["address"], e, _merge_dns)
         else:
+            if e.get("remote_address") is not None:
+                e["remote_address"] = canonical(e["remote_address"])
             caches[LOGIN].add(None, e, _merge_hit)
-    dns = caches[DNS].entries
+    dns = dict(caches[DNS].entries)
+    dns.update(dns6.entries)
     if policy == FIRMWARE:
         def counter(n):
             return min(n, _FIRMWARE_COUNTER_MAX)
@@ -219,7 +254,10 @@ def expected_window(window_events, window_start, sizes, policy):
             if e.get(optional) is not None:
                 item[optional] = cut(e[optional])
         items[PROCESS].append(item)
-    for e in caches[CONNECTION].entries.values():
+    connections = list(caches[CONNECTION].entries.values())
+    if policy == FIRMWARE:  # IPv4 entries first, then IPv6 ones
+        connections += list(caches[CONNECTION6].entries.values())
+    for e in connections:
         direction = e.get("direction")
         service_port = e["local_port"] if direction == "in" else e["remote_port"]
         resolved = dns.get(e["remote_address"])
@@ -243,11 +281,13 @@ def expected_window(window_events, window_start, sizes, policy):
             item["remote_address"] = e["remote_address"]
         items[LOGIN].append(item)
     losses = {}
-    for c in COLLECTORS:
-        extra = unsupported if c == CONNECTION else 0
-        if caches[c].dropped or caches[c].evicted or extra:
-            losses[c] = {"dropped": caches[c].dropped, "evicted": caches[c].evicted,
-                         "unsupported": extra}
+    for c in COLLECTORS + ((CONNECTION6,) if policy == FIRMWARE else ()):
+        dropped = caches[c].dropped
+        if c == DNS and policy == FIRMWARE:
+            dropped += dns6.dropped  # one DNS row for both tables
+        # Every address a trace may hold is IPv4 or IPv6: nothing is unsupported any more.
+        if dropped or caches[c].evicted:
+            losses[c] = {"dropped": dropped, "evicted": caches[c].evicted, "unsupported": 0}
     return items, losses
 
 

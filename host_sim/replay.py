@@ -54,6 +54,8 @@ def _in_process(engine_factory, trace, window_ms, on_message, on_warning):
 
 # Firmware defaults (replay_main): the spec's 256 network entries, small process/login caches.
 FIRMWARE_CACHE_SIZES = (16, 256, 16)
+# The firmware's IPv6 network cache unless --cache-size sets it too (the RTOS module's 64).
+FIRMWARE_IPV6_CACHE_SIZE = 64
 HOST_CACHE_SIZE = 256
 
 
@@ -78,13 +80,14 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
     not every message was delivered)."""
     agent = agent or agent_id()
     sizes = (cache_size,) * 3 if cache_size else FIRMWARE_CACHE_SIZES
+    size6 = cache_size or FIRMWARE_IPV6_CACHE_SIZE
     if runtime == "cpython":
         if uplink is not None:
             raise ReplayError("sending to a hub runs the firmware engine on MicroPython only")
 
         def factory(sink, warn):
             return build_engine(sizes[0], sizes[1], sizes[2], max_message_size, agent, sink, warn,
-                                encoding)
+                                encoding, size6)
         _in_process(factory, trace, window_ms, on_message, on_warning)
         return 0
     if runtime == "qemu-cortex-m3" and uplink is not None:
@@ -96,7 +99,7 @@ def replay_firmware(trace, window_ms, cache_size, on_message, on_warning, runtim
     if uplink is not None and uplink.dps:
         on_info = uplink.on_child_info(on_info)
     args = _replay_args(os.path.abspath(trace), window_ms, sizes, max_message_size, agent,
-                        extra + ["--encoding", encoding])
+                        extra + ["--encoding", encoding, "--network6-cache", str(size6)])
     try:
         if runtime == "qemu-cortex-m3":
             return _run_qemu(trace, args, sizes, heap, on_message, on_warning,

@@ -110,8 +110,39 @@ def storm(seed=3, flows=10000, start=START):
         yield event
 
 
+def spelled(groups, rng):
+    """IPv6 GROUPS (eight ints) written one of the many valid ways: upper or lower case, leading
+    zeros or not, "::" over some run of zeros or none, an IPv4-mapped one dotted or not."""
+    texts = [("%x" % g).zfill(rng.choice((1, 1, 4))) for g in groups]
+    if groups[:6] == [0, 0, 0, 0, 0, 0xFFFF] and rng.random() < 0.5:
+        texts[6:] = ["%d.%d.%d.%d" % (groups[6] >> 8, groups[6] & 0xFF, groups[7] >> 8,
+                                      groups[7] & 0xFF)]
+    runs = [i for i in range(len(texts) if len(texts) == 8 else 6) if groups[i] == 0]
+    if runs and rng.random() < 0.7:
+        start = rng.choice(runs)
+        end = start + 1
+        while end < (len(texts) if len(texts) == 8 else 6) and groups[end] == 0:
+            end += 1
+        text = ":".join(texts[:start]) + "::" + ":".join(texts[end:])
+    else:
+        text = ":".join(texts)
+    return text.upper() if rng.random() < 0.3 else text
+
+
+def _ipv4_groups(text):
+    a, b, c, d = (int(part) for part in text.split("."))
+    return [0, 0, 0, 0, 0, 0xFFFF, a << 8 | b, c << 8 | d]
+
+
+def _ipv6_address(k, rng):
+    """One of a few IPv6 destinations (key K), spelled at random."""
+    return spelled([0x2001, 0xDB8, k % 7, 0, 0, 0, 0, k % 5 + 1], rng)
+
+
 def random_trace(seed, events=500, distinct=50, start=START, span=3600.0, ipv6=0.0):
-    """Arbitrary events drawn from DISTINCT keys per kind (collisions on purpose)."""
+    """Arbitrary events drawn from DISTINCT keys per kind (collisions on purpose). IPV6: the
+    share of connections, DNS answers and logins over IPv6 (addresses in random spellings,
+    IPv4 ones sometimes written IPv4-mapped); 0 gives the same trace as before IPv6 was in."""
     rng = random.Random(seed)
     times = sorted(rng.uniform(start, start + span) for _ in range(events))
     for t in times:
@@ -123,20 +154,32 @@ def random_trace(seed, events=500, distinct=50, start=START, span=3600.0, ipv6=0
                    "pid": rng.randint(1, 99999), "ppid": rng.randint(0, 99),
                    "uid": k % 3, "commandline": "cmd-%d" % (k // 3)}
         elif kind == "connection":
-            remote = "::1" if rng.random() < ipv6 else "10.1.%d.%d" % (k % 7, k % 5 + 1)
+            local = "10.0.0.1"
+            remote = "10.1.%d.%d" % (k % 7, k % 5 + 1)
+            if rng.random() < ipv6:
+                local = spelled([0x2001, 0xDB8, 0, 0, 0, 0, 0, 0x10], rng)
+                remote = _ipv6_address(k, rng)
+            elif ipv6 and rng.random() < ipv6:
+                remote = spelled(_ipv4_groups(remote), rng)
             yield {"kind": "connection", "t": stamp, "protocol": ("TCP", "UDP", "ICMP")[k % 3],
-                   "local_address": "10.0.0.1", "local_port": 40000 + k % 11,
+                   "local_address": local, "local_port": 40000 + k % 11,
                    "remote_address": remote, "remote_port": (443, 53, 8883, 22)[k % 4],
                    "bytes_in": rng.randint(0, 5000), "bytes_out": rng.randint(0, 5000),
                    "direction": rng.choice(("in", "out"))}
         elif kind == "dns":
+            address = "10.1.%d.%d" % (k % 7, k % 5 + 1)
+            if ipv6 and rng.random() < ipv6:
+                address = _ipv6_address(k, rng)
             yield {"kind": "dns", "t": stamp, "hostname": "host-%d.example" % (k % 13),
-                   "address": "10.1.%d.%d" % (k % 7, k % 5 + 1)}
+                   "address": address}
         else:
+            remote = "192.0.2.%d" % (k % 9 + 1)
+            if ipv6 and rng.random() < ipv6:
+                remote = _ipv6_address(k, rng)
             yield {"kind": "login", "t": stamp,
                    "operation": ("Login", "Logout", "LoginFailed")[k % 3],
                    "pid": rng.randint(1, 99999), "user_name": "user%d" % (k % 4),
-                   "executable": "pts/%d" % (k % 3), "remote_address": "192.0.2.%d" % (k % 9 + 1)}
+                   "executable": "pts/%d" % (k % 3), "remote_address": remote}
 
 
 PROFILES = {"quiet": quiet, "busy": busy, "storm": storm}

@@ -7,7 +7,7 @@
 # 0..count-1 yields entries oldest first, as both engines report them.
 from array import array
 
-from microagent.events import parse_ipv4, format_ipv4
+from microagent.events import format_ipv4, parse_ipv4
 
 NEW = 0
 HIT = 1

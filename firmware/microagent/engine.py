@@ -13,15 +13,25 @@ class Engine:
     (a small int on every port) and call flush(window_start_ms, event_time_ms) when it closes.
 
     Every event goes in through a record_* method, from replay, the host's collectors and the
-    board's socket tracker alike: that is where strings are capped, IPv6 is counted as
-    unsupported and a full cache is reported (once per window per collector).
+    board's socket tracker alike: that is where strings are capped, addresses made canonical
+    (docs/spec.md section 3) and a full cache is reported (once per window per collector).
+
+    NETWORK6 and DNS6 are the firmware's IPv6 cache and DNS table (RTOS semantics: a pool of its
+    own); without them (the host) both families share NETWORK and DNS, keyed on canonical text.
     """
 
-    def __init__(self, process, network, login, dns, encoder, warn):
+    def __init__(self, process, network, login, dns, encoder, warn, network6=None, dns6=None):
         self.process = process
         self.network = network
         self.login = login
         self.dns = dns
+        self.network6 = network6
+        self.dns6 = dns6
+        self._v6 = None
+        if network6 is not None:
+            # A module of its own: a board without IPv6 caches never loads its code.
+            from microagent.engine6 import IPv6Paths
+            self._v6 = IPv6Paths(self)
         self.encoder = encoder
         self.warn = warn
         self.unsupported = 0
@@ -46,6 +56,8 @@ class Engine:
 
     def cache_of(self, collector):
         """The cache holding COLLECTOR's entries (a DroppedEvents collector name)."""
+        if collector == events.CONNECTION6:
+            return self.network6
         return {events.PROCESS: self.process, events.CONNECTION: self.network,
                 events.LOGIN: self.login, events.DNS: self.dns}[collector]
 
@@ -59,11 +71,20 @@ class Engine:
 
     def record_connection(self, offset_ms, protocol, local_address, local_port, remote_address,
                           remote_port, bytes_in, bytes_out, direction, hit=1):
-        """Addresses are dotted IPv4 strings; an IPv6 one is counted as unsupported. HIT=0:
-        more bytes of a connection already counted (once per window when first seen)."""
+        """Addresses are IPv4 or IPv6 text in any valid spelling (canonical dotted IPv4 is the
+        hot path); one that is neither is counted as unsupported. HIT=0: more bytes of a
+        connection already counted (once per window when first seen)."""
         if ":" in local_address or ":" in remote_address:  # IPv6 (inlined: the hot path)
-            self.record_unsupported_connection()
-            return
+            if self._v6 is not None:
+                self._v6.record_text(offset_ms, protocol, local_address, local_port,
+                                     remote_address, remote_port, bytes_in, bytes_out,
+                                     direction, hit)
+                return
+            local_address = events.canonical_address(local_address)
+            remote_address = events.canonical_address(remote_address)
+            if local_address is None or remote_address is None:
+                self.record_unsupported_connection()
+                return
         if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
                                remote_port, bytes_in, bytes_out, direction, hit) == LOST:
             self._lost(events.CONNECTION)
@@ -86,15 +107,31 @@ class Engine:
             self.overflow.add(remote_high, remote_low, remote_port, protocol, hit, bytes_in,
                               bytes_out)
 
+    def record_connection_packed6(self, offset_ms, protocol, local_groups, local_port,
+                                  remote_groups, remote_port, bytes_in, bytes_out, direction,
+                                  hit=1):
+        """record_connection with IPv6 addresses as eight 16-bit groups each (sequences the
+        caller owns; the board's socket tracker). IPv4-mapped groups on both ends are IPv4."""
+        self._v6.record_packed(offset_ms, protocol, local_groups, local_port, remote_groups,
+                               remote_port, bytes_in, bytes_out, direction, hit)
+
     def record_unsupported_connection(self):
-        """A connection event this agent cannot report (IPv6): counted in DroppedEvents."""
+        """A connection event whose addresses are neither IPv4 nor IPv6: counted in
+        DroppedEvents."""
         self.unsupported += 1
         if self.unsupported == 1:
-            self.warn("IPv6 connection events are not supported; counting them as unsupported")
+            self.warn("connection events without an IPv4 or IPv6 address; counting them as "
+                      "unsupported")
 
     def record_dns(self, host_name, address):
-        if events.is_ipv6(address):
-            return
+        """ADDRESS: an A or AAAA answer, in any valid spelling."""
+        if ":" in address:
+            if self._v6 is not None:
+                self._v6.record_dns(host_name, address)
+                return
+            address = events.canonical_address(address)
+            if address is None:
+                return
         if self.dns.record(cap_string(host_name), address) == LOST:
             self._lost(events.DNS)
 
@@ -103,7 +140,14 @@ class Engine:
         if self.dns.record_packed(cap_string(host_name), high, low) == LOST:
             self._lost(events.DNS)
 
+    def record_dns_packed6(self, host_name, groups):
+        """record_dns with an IPv6 address as eight 16-bit groups (the board's getaddrinfo)."""
+        self._v6.record_dns_packed(host_name, groups)
+
     def record_login(self, offset_ms, operation, pid, user_name, executable, remote_address):
+        if remote_address is not None and ":" in remote_address:
+            # Canonical, or as sent when it is no address (a log's host name).
+            remote_address = events.canonical_address(remote_address) or remote_address
         if self.login.record(offset_ms, operation, pid, cap_string(user_name),
                              cap_string(executable), remote_address) == LOST:
             self._lost(events.LOGIN)
@@ -140,10 +184,13 @@ class Engine:
                 values[8] = r[8]
                 yield
                 enc.item(events.PROCESS_FIELDS, values)
-        if self.network.count and (collectors is None or events.CONNECTION in collectors):
+        v6 = self._v6
+        if ((self.network.count or (v6 is not None and self.network6.count))
+                and (collectors is None or events.CONNECTION in collectors)):
             enc.event(events.CONNECTION, "Triggered", "Security")
-            for r in self.network.rows(row):
-                dns_hits, host_name = self.dns.lookup(r[2])
+            for r in (self.network.rows(row) if v6 is None else v6.rows(row)):
+                dns_hits, host_name = (self.dns.lookup(r[2]) if v6 is None
+                                       else v6.lookup(r[2]))
                 values[0] = r[0]
                 values[1] = r[1]
                 values[2] = r[2]
@@ -180,6 +227,7 @@ class Engine:
         if collectors is None:
             for cache in (self.process, self.network, self.login, self.dns):
                 cache.reset()
+            self._reset_ipv6()
             self.unsupported = 0
             self.overflow.reset()
             self._warned = set()
@@ -188,8 +236,15 @@ class Engine:
             self.cache_of(collector).reset()
             self._warned.discard(collector)
         if events.CONNECTION in collectors:
+            self._reset_ipv6()
+            self._warned.discard(events.CONNECTION6)
             self.unsupported = 0
             self.overflow.reset()
+
+    def _reset_ipv6(self):
+        if self._v6 is not None:
+            self.network6.reset()
+            self.dns6.reset()
 
     def send_periodic(self, name, items, event_time_ms):
         """Encodes a trigger-based collector's payload ITEMS (dicts: SystemInformation, Baseline,
@@ -237,12 +292,22 @@ class Engine:
     def _flush_losses(self, collectors):
         started = False
         values = self._values
-        for collector in (events.PROCESS, events.CONNECTION, events.LOGIN, events.DNS):
-            if collectors is not None and collector not in collectors:
+        for collector in (events.PROCESS, events.CONNECTION, events.CONNECTION6, events.LOGIN,
+                          events.DNS):
+            if collector == events.CONNECTION6:
+                if self.network6 is None:
+                    continue
+                listed = events.CONNECTION  # the IPv6 cache flushes with the IPv4 one
+            else:
+                listed = collector
+            if collectors is not None and listed not in collectors:
                 continue
             cache = self.cache_of(collector)
             unsupported = self.unsupported if collector == events.CONNECTION else 0
-            if not (cache.dropped or cache.evicted or unsupported):
+            dropped = cache.dropped
+            if collector == events.DNS and self.dns6 is not None:
+                dropped += self.dns6.dropped  # one DNS row for both tables
+            if not (dropped or cache.evicted or unsupported):
                 continue
             if not started:
                 self.encoder.event("DroppedEvents", "Periodic", "Operational")
@@ -250,7 +315,7 @@ class Engine:
             values[0] = 0  # the window start
             values[1] = collector
             values[2] = cache.capacity
-            values[3] = cache.dropped
+            values[3] = dropped
             values[4] = cache.evicted
             values[5] = unsupported if unsupported else None
             yield
@@ -271,11 +336,17 @@ def make_encoder(encoding, agent_id, sink, max_size=4096, utc_offset_minutes=0):
 
 
 def build_engine(process_cache, network_cache, login_cache, max_message_size, agent_id, sink,
-                 warn, encoding):
+                 warn, encoding, network6_cache=None):
     """The firmware's engine as replay runs it (replay_main, `microagent replay --engine firmware`,
-    the crosscheck): drop-new caches of these sizes, the DNS table bounded by the network cache
-    size (docs/spec.md section 3)."""
+    the crosscheck): drop-new caches of these sizes (the IPv6 one NETWORK_CACHE's unless
+    NETWORK6_CACHE), each DNS table bounded by its network cache's size (docs/spec.md
+    section 3)."""
     from microagent.cache import DnsTable, LoginCache, NetworkCache, ProcessCache  # never on a board
+    from microagent.cache6 import DnsTable6, NetworkCache6
+    if network6_cache is None:
+        network6_cache = network_cache
     encoder = make_encoder(encoding, agent_id, sink, max_message_size)
     return Engine(ProcessCache(process_cache), NetworkCache(network_cache),
-                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn)
+                  LoginCache(login_cache), DnsTable(network_cache), encoder, warn,
+                  NetworkCache6(network6_cache), DnsTable6(network6_cache))
+

@@ -30,7 +30,8 @@ class ConnectionOverflow:
         self.capacity = rows
         self.count = 0
         self._shared = 0  # rows with an earlier row of the same address and protocol
-        # Per row: address high and low halves, remote port, protocol << 1 | ports merged.
+        # Per row: address high and low halves, remote port, protocol << 1 | ports merged (the
+        # host adds 4 to the protocol of an IPv6 address, whose halves then number its text).
         self.keys = array("H", bytes(8 * rows))
         # Per row, then the rest row: hits, bytes in, bytes out.
         self.counts = array("I", bytes(12 * (rows + 1)))
@@ -44,12 +45,19 @@ class ConnectionOverflow:
         return self.count > 0 or counts[rest] or counts[rest + 1] or counts[rest + 2]
 
     def add_text(self, address, port, protocol, hits, bytes_in, bytes_out):
-        """add() with a dotted IPv4 ADDRESS."""
+        """add() with a dotted IPv4 ADDRESS; an IPv6 one goes to the rest row (add_rest)."""
         scratch = self._scratch
         if scratch is None:
             scratch = self._scratch = array("H", [0, 0])
         if parse_ipv4(address, scratch, 0):
             self.add(scratch[0], scratch[1], port, protocol, hits, bytes_in, bytes_out)
+        else:
+            self.add_rest(hits, bytes_in, bytes_out)
+
+    def add_rest(self, hits, bytes_in, bytes_out):
+        """A lost IPv6 connection on a board: the rows keep IPv4 addresses only (16 bytes more
+        per row would not fit the ESP32's agent budget), so it counts in the rest row."""
+        self._add(self.capacity, hits, bytes_in, bytes_out)
 
     def add(self, high, low, port, protocol, hits, bytes_in, bytes_out):
         keys = self.keys
@@ -176,9 +184,12 @@ class ConnectionOverflow:
             k = r << 2
             c = r * 3
             merged = keys[k + 3] & 1
-            row[0] = format_ipv4(keys[k], keys[k + 1])
+            # A protocol of 4 or more: an IPv6 address by its number, only ever in the host's
+            # summary (host_sim.engine), which defines address_text.
+            row[0] = (format_ipv4(keys[k], keys[k + 1]) if keys[k + 3] < 8
+                      else self.address_text(keys[k], keys[k + 1]))
             row[1] = None if merged else keys[k + 2]
-            row[2] = PROTOCOLS[keys[k + 3] >> 1]
+            row[2] = PROTOCOLS[(keys[k + 3] >> 1) & 3]
             row[3] = counts[c]
             row[4] = counts[c + 1]
             row[5] = counts[c + 2]

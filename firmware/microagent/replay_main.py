@@ -1,6 +1,6 @@
 # Entry point run inside MicroPython (or CPython) by `microagent replay --engine firmware`:
 #   micropython -X heapsize=64K -m microagent.replay_main TRACE [--window-ms MS]
-#       [--process-cache N] [--network-cache N] [--login-cache N]
+#       [--process-cache N] [--network-cache N] [--login-cache N] [--network6-cache N]
 #       [--max-message-size BYTES] [--agent-id GUID] [--encoding json|compact]
 #       [--credentials FILE|- --ca FILE [--port N] [--outbox-messages N] [--outbox-bytes N]]
 #       [--dps FILE|- [--dps-hub HOST --dps-device ID] instead of --credentials]
@@ -23,7 +23,7 @@ def _options(argv):
     # A board keeps the network cache at the spec's 256 entries but small process and login
     # caches: processes and logins are Linux collectors, rare on a microcontroller.
     options = {"--window-ms": "7200000", "--process-cache": "16", "--network-cache": "256",
-               "--login-cache": "16", "--max-message-size": "4096",
+               "--login-cache": "16", "--network6-cache": "64", "--max-message-size": "4096",
                "--agent-id": "00000000-0000-4000-8000-000000000000", "--credentials": None,
                "--ca": None, "--port": "8883", "--outbox-messages": "8",
                "--outbox-bytes": "32768", "--wait-ms": "30000", "--encoding": "json",
@@ -67,7 +67,8 @@ def main(argv):
     try:
         trace, options = _options(argv)
         window_ms = int(options["--window-ms"])
-        sizes = [int(options[k]) for k in ("--process-cache", "--network-cache", "--login-cache")]
+        sizes = [int(options[k]) for k in ("--process-cache", "--network-cache", "--login-cache",
+                                           "--network6-cache")]
         max_message_size = int(options["--max-message-size"])
         if window_ms < 1 or min(sizes) < 1:
             raise ValueError("window and cache sizes must be positive")
@@ -82,7 +83,8 @@ def main(argv):
     gc.collect()
     try:
         engine = build_engine(sizes[0], sizes[1], sizes[2], max_message_size,
-                              options["--agent-id"], _write_message, _warn, options["--encoding"])
+                              options["--agent-id"], _write_message, _warn, options["--encoding"],
+                              sizes[3])
     except ValueError as exc:
         sys.stderr.write("error: --encoding: %s\n" % exc)
         return 2

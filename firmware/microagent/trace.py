@@ -53,7 +53,8 @@ def _choice(event, key, choices, where):
 
 def _address(event, key, where, scratch):
     value = _text(event, key, where)
-    if not events.is_ipv6(value) and not events.parse_ipv4(value, scratch, 0):
+    if (events.canonical_address(value) is None if ":" in value
+            else not events.parse_ipv4(value, scratch, 0)):
         raise TraceError("%s: '%s' is not an IPv4 or IPv6 address: %s"
                          % (where, key, _shown(value)))
     return value

@@ -3,6 +3,7 @@ import json
 
 from microagent.engine import build_engine
 from microagent.trace import Replay, TraceError
+from mp_assert import raises
 
 T0 = 1767225600.0
 
@@ -123,13 +124,95 @@ def test_warning_repeats_in_the_next_window_and_counters_reset():
     assert [d["dropped"] for d in run.items("DroppedEvents")] == [1, 1]
 
 
-def test_ipv6_connections_are_counted_as_unsupported():
+def conn6(run, t, lport, remote, local="2001:db8::2", rport=443):
+    run.feed(kind="connection", t=T0 + t, protocol="TCP", local_address=local,
+             local_port=lport, remote_address=remote, remote_port=rport, bytes_in=1,
+             bytes_out=2, direction="out")
+
+
+def test_ipv6_spellings_of_one_connection_aggregate_under_the_canonical_text():
     run = Run()
-    run.feed(kind="connection", t=T0, protocol="TCP", local_address="::1", local_port=1,
-             remote_address="::1", remote_port=2)
+    conn6(run, 0, 1000, "2001:DB8:0:0:0:0:0:AB", local="2001:0db8::0002")
+    conn6(run, 1, 1000, "2001:db8::ab")
+    conn6(run, 2, 1000, "2001:db8:0000::00ab%eth0")
     run.close()
-    assert run.items("ConnectionCreate") == []
-    assert run.items("DroppedEvents")[0]["unsupported"] == 1
+    items = run.items("ConnectionCreate")
+    assert len(items) == 1
+    assert items[0]["local_address"] == "2001:db8::2"
+    assert items[0]["remote_address"] == "2001:db8::ab"
+    assert items[0]["hit_count"] == 3 and items[0]["bytes_out"] == 6
+    assert run.items("DroppedEvents") == []
+
+
+def test_ipv4_mapped_connections_are_ipv4_connections():
+    run = Run()
+    conn(run, 0, 1000, remote="1.2.3.4")
+    run.feed(kind="connection", t=T0 + 1, protocol="TCP", local_address="::ffff:10.0.0.2",
+             local_port=1000, remote_address="::FFFF:0102:0304", remote_port=443, bytes_in=1,
+             bytes_out=2, direction="out")
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert len(items) == 1 and items[0]["hit_count"] == 2
+    assert items[0]["local_address"] == "10.0.0.2" and items[0]["remote_address"] == "1.2.3.4"
+
+
+def test_a_connection_with_one_ipv6_end_keeps_its_ipv4_end_as_ipv4_text():
+    run = Run()
+    conn6(run, 0, 1000, "::ffff:1.2.3.4", local="fe80::1")
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert items[0]["local_address"] == "fe80::1" and items[0]["remote_address"] == "1.2.3.4"
+
+
+def test_aaaa_answers_join_ipv6_connections_in_any_spelling():
+    run = Run()
+    run.feed(kind="dns", t=T0, hostname="v6.example", address="2001:DB8::AB")
+    run.feed(kind="dns", t=T0 + 1, hostname="v6.example", address="2001:db8:0:0:0:0:0:ab")
+    run.feed(kind="dns", t=T0 + 1, hostname="mapped.example", address="::ffff:5.6.7.8")
+    conn6(run, 2, 1000, "2001:db8::ab")
+    conn(run, 3, 1001, remote="5.6.7.8")
+    run.close()
+    items = run.items("ConnectionCreate")
+    # The firmware's IPv4 cache is reported before its IPv6 one.
+    assert items[0]["remote_address"] == "5.6.7.8" and items[0]["dns_hit_count"] == 1
+    assert items[0]["extended_properties"] == {"host_name": "mapped.example"}
+    assert items[1]["dns_hit_count"] == 2
+    assert items[1]["extended_properties"] == {"host_name": "v6.example"}
+
+
+def test_the_ipv6_cache_drops_new_entries_beside_the_ipv4_one():
+    run = Run(sizes=(8, 2, 8))
+    for port in range(5):
+        conn6(run, port, 1000 + port, "2001:db8::1")
+    conn(run, 6, 2000)
+    conn(run, 7, 2001)
+    run.close()
+    items = run.items("ConnectionCreate")
+    assert [i["local_port"] for i in items] == [2000, 2001, 1000, 1001]
+    assert run.items("DroppedEvents") == [{
+        "timestamp": "2026-01-01T00:00:00.000Z", "collector": "ConnectionCreateIPv6",
+        "cache_size": 2, "dropped": 3, "evicted": 0}]
+    assert len(run.warnings) == 1 and "NetworkActivity_IPv6_CacheSize" in run.warnings[0]
+    # The board's summary keeps IPv4 rows: the lost IPv6 connections are in the rest row.
+    assert run.items("ConnectionOverflow") == [{
+        "timestamp": "2026-01-01T00:00:00.000Z", "hit_count": 3, "bytes_in": 3,
+        "bytes_out": 6, "scope": "rest"}]
+
+
+def test_login_remote_address_is_canonical():
+    run = Run()
+    run.feed(kind="login", t=T0, operation="Login", pid=1, user_name="u", executable="sshd",
+             remote_address="2001:DB8:0:0::1")
+    run.close()
+    assert run.items("Login")[0]["remote_address"] == "2001:db8::1"
+
+
+def test_a_trace_address_of_neither_family_is_refused():
+    run = Run()
+    exc = raises(TraceError, lambda: run.feed(kind="connection", t=T0, protocol="TCP",
+                                              local_address="1::2::3", local_port=1,
+                                              remote_address="::1", remote_port=2))
+    assert "local_address" in str(exc) and "1::2::3" in str(exc)
 
 
 def test_a_window_too_big_for_one_message_is_split_not_truncated():

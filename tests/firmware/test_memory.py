@@ -5,8 +5,10 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_network_cache_of_256_and_engine_fit_in_64k_and_hits_allocate_nothing(micropython):
-    proc = micropython(os.path.join(HERE, "heap_probe.py"), ["256"], heap="64K", source=False)
+def test_network_cache_of_256_and_engine_fit_in_66k_and_hits_allocate_nothing(micropython):
+    # 64 KB before IPv6: the address API (microagent.events) and the engine's IPv6 entry points
+    # cost about 1.8 KB of code here, loaded from .mpy (nothing when frozen into the firmware).
+    proc = micropython(os.path.join(HERE, "heap_probe.py"), ["256"], heap="66K", source=False)
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert figures["full"] == 256
     assert figures["dropped"] == 0

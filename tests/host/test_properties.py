@@ -4,12 +4,13 @@ The cross-check must hold, and the output alone must satisfy the conservation in
 for each window and collector, kept + dropped (firmware) or kept + evicted (host) accounts for
 every distinct key seen, and hit counts and byte sums are conserved for every kept entry.
 """
+import ipaddress
 import json
 from collections import defaultdict
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from host_sim import crosscheck as cc
+from host_sim import crosscheck as cc, tracegen
 from host_sim.replay import replay_firmware, replay_host
 
 T0 = 1767225600.0
@@ -18,7 +19,8 @@ WINDOW_MS = 60000
 
 @st.composite
 def traces(draw):
-    """Event lists with key collisions, bursts at window boundaries, IPv6 and long strings."""
+    """Event lists with key collisions, bursts at window boundaries, both address families in
+    many spellings (IPv4-mapped too, A and AAAA answers) and long strings."""
     pool = draw(st.sampled_from((1, 2, 5, 20, 80, 400)))
     count = draw(st.integers(0, 600))
     t = 0
@@ -34,10 +36,18 @@ def traces(draw):
         kind = draw(st.sampled_from(("connection", "connection", "process", "dns", "login")))
         stamp = T0 + t / 1000.0
         if kind == "connection":
-            ipv6 = draw(st.integers(0, 30)) == 0
+            local = "10.0.%d.1" % (k % 4)
+            remote = "192.0.%d.%d" % (k % 5, k % 9)
+            family = draw(st.sampled_from(("4", "4", "4", "6", "6", "mapped")))
+            if family == "6":  # a few IPv6 peers, each written in many ways
+                spelling = draw(st.randoms(use_true_random=False))
+                local = tracegen.spelled([0xFE80, 0, 0, 0, 0, 0, 0, k % 4 + 1], spelling)
+                remote = tracegen.spelled([0x2001, 0xDB8, k % 5, 0, 0, 0, 0, k % 9], spelling)
+            elif family == "mapped":  # an IPv4 peer seen through a dual-stack socket
+                remote = "::ffff:" + remote
             out.append({"kind": "connection", "t": stamp, "protocol": ("TCP", "UDP", "ICMP")[k % 3],
-                        "local_address": "10.0.%d.1" % (k % 4), "local_port": k % 97,
-                        "remote_address": "fe80::1" if ipv6 else "192.0.%d.%d" % (k % 5, k % 9),
+                        "local_address": local, "local_port": k % 97,
+                        "remote_address": remote,
                         "remote_port": (443, 8883, 53, 4242)[k % 4],
                         "bytes_in": draw(st.integers(0, 1 << 20)),
                         "bytes_out": draw(st.integers(0, 1 << 20)),
@@ -48,8 +58,12 @@ def traces(draw):
                         "pid": draw(st.integers(1, 1 << 22)), "ppid": k, "uid": k % 3,
                         "commandline": ("x" * 3000 + str(k)) if long_line else "cmd %d" % k})
         elif kind == "dns":
+            address = "192.0.%d.%d" % (k % 5, k % 9)
+            if draw(st.booleans()):  # an AAAA answer
+                address = tracegen.spelled([0x2001, 0xDB8, k % 5, 0, 0, 0, 0, k % 9],
+                                           draw(st.randoms(use_true_random=False)))
             out.append({"kind": "dns", "t": stamp, "hostname": "h%d.example" % (k % 11),
-                        "address": "192.0.%d.%d" % (k % 5, k % 9)})
+                        "address": address})
         else:
             out.append({"kind": "login", "t": stamp, "operation": ("Login", "Logout",
                                                                    "LoginFailed")[k % 3],
@@ -65,12 +79,27 @@ def _write(tmp_path_factory, events):
     return str(path)
 
 
+def _canonical(address):
+    # The oracle's own reading of an address (ipaddress), not the engines'.
+    parsed = ipaddress.ip_address(address)
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
 def _key(kind, e):
     if kind == "process":
         from microagent.events import cap_string
         return (cap_string(e["commandline"]), e["uid"])
-    return (e["local_port"], e["remote_port"], e["protocol"], e["local_address"],
-            e["remote_address"])
+    return (e["local_port"], e["remote_port"], e["protocol"], _canonical(e["local_address"]),
+            _canonical(e["remote_address"]))
+
+
+def _family(kind, key):
+    """The firmware's cache of KEY: ConnectionCreateIPv6 when an address is IPv6."""
+    if kind == "connection" and (":" in key[3] or ":" in key[4]):
+        return "ConnectionCreateIPv6"
+    return "ConnectionCreate" if kind == "connection" else "ProcessCreate"
 
 
 def _item_key(name, item):
@@ -87,17 +116,25 @@ def check_invariants(events, messages, policy, cache_size):
     start = int(round(events[0]["t"] * 1000))
     seen = defaultdict(lambda: defaultdict(list))  # window -> kind -> events
     for e in events:
-        if e["kind"] == "connection" and ":" in e["remote_address"]:
-            continue
         seen[(int(round(e["t"] * 1000)) - start) // WINDOW_MS][e["kind"]].append(e)
     got = cc.group_output(messages, start, WINDOW_MS)
     for window, kinds in seen.items():
         out = got.get(window, {"items": {"ProcessCreate": [], "ConnectionCreate": [],
                                          "Login": []}, "losses": {}})
-        for kind, name in (("process", "ProcessCreate"), ("connection", "ConnectionCreate")):
-            raw = kinds.get(kind, [])
-            items = out["items"][name]
-            losses = out["losses"].get(name, {"dropped": 0, "evicted": 0})
+        # The firmware's caches: process, IPv4 and IPv6 connections; the host's: process and
+        # connections of both families.
+        caches = [("process", "ProcessCreate", "ProcessCreate")]
+        if policy == cc.FIRMWARE:
+            caches += [("connection", "ConnectionCreate", "ConnectionCreate"),
+                       ("connection", "ConnectionCreate", "ConnectionCreateIPv6")]
+        else:
+            caches += [("connection", "ConnectionCreate", None)]
+        for kind, name, cache in caches:
+            raw = [e for e in kinds.get(kind, [])
+                   if cache is None or _family(kind, _key(kind, e)) == cache]
+            items = [i for i in out["items"][name]
+                     if cache is None or _family(kind, _item_key(name, i)) == cache]
+            losses = out["losses"].get(cache or name, {"dropped": 0, "evicted": 0})
             kept = [_item_key(name, i) for i in items]
             assert len(kept) == len(set(kept)), "an entry appears twice in window %d" % window
             assert len(kept) <= cache_size

@@ -86,25 +86,26 @@ def test_truncated_last_line_keeps_the_messages_already_collected(tmp_path, engi
         schema.check(line)
 
 
-def test_host_engine_counts_ipv6_as_unsupported_and_evicts_oldest(tmp_path):
+def test_host_engine_keeps_both_families_in_one_cache_and_evicts_oldest(tmp_path):
     trace = tmp_path / "v6.jsonl"
     lines = [{"kind": "connection", "t": 1767225600 + i, "protocol": "TCP",
               "local_address": "10.0.0.1", "local_port": 1000 + i, "remote_address": "1.1.1.1",
               "remote_port": 443} for i in range(5)]
-    lines.insert(2, {"kind": "connection", "t": 1767225601.5, "protocol": "TCP",
-                     "local_address": "2001:db8::1", "local_port": 1, "remote_address": "::1",
-                     "remote_port": 2})
+    lines.append({"kind": "connection", "t": 1767225606, "protocol": "TCP",
+                  "local_address": "2001:DB8:0:0:0:0:0:1", "local_port": 1,
+                  "remote_address": "0:0:0:0:0:0:0:1", "remote_port": 2})
     trace.write_text("".join(json.dumps(e) + "\n" for e in lines))
     proc = replay(trace, "--engine", "host", "--cache-size", 2)
     assert proc.returncode == 0, proc.stderr
     for line in proc.stdout.splitlines():
         schema.check(line)
-    assert [i["local_port"] for i in items(proc.stdout, "ConnectionCreate")] == [1003, 1004]
+    connections = items(proc.stdout, "ConnectionCreate")
+    assert [(i["local_address"], i["remote_address"], i["local_port"]) for i in connections] == [
+        ("10.0.0.1", "1.1.1.1", 1004), ("2001:db8::1", "::1", 1)]
     assert items(proc.stdout, "DroppedEvents") == [{
         "timestamp": "2026-01-01T00:00:00.000Z", "collector": "ConnectionCreate",
-        "cache_size": 2, "dropped": 0, "evicted": 3, "unsupported": 1}]
+        "cache_size": 2, "dropped": 0, "evicted": 4}]
     assert "evicting oldest entries" in proc.stderr and "NetworkActivity_CacheSize" in proc.stderr
-    assert "IPv6" in proc.stderr
 
 
 def test_heap_exhaustion_is_a_clear_error():
