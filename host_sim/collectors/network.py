@@ -20,8 +20,8 @@ as follow-ups.
 Events (docs/spec.md section 1): {"kind": "connection", "t", "protocol": "TCP"|"UDP", "local_address",
 "local_port", "remote_address", "remote_port", "bytes_in", "bytes_out", "direction": "in"|"out"}
 plus "continued": True on follow-ups. Direction: "in" when the local port is a listening port
-(TCP LISTEN socket, or an unconnected bound UDP socket) on this host, or - for a listener that
-came and went between two dumps - when the local port is outside the ephemeral port range and
+(TCP LISTEN socket, or an unconnected bound UDP socket) seen in the last two dumps, or - for
+a listener that came and went between two dumps - when the local port is outside the ephemeral port range and
 the remote port inside it; else "out". Addresses are canonical text (addresses.py): IPv6 in
 RFC 5952 form, and IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, a dual-stack socket's IPv4 peer)
 as IPv4.
@@ -166,7 +166,8 @@ class NetworkCollector(EventCollector):
         self._buffer = bytearray(256 * 1024)
         self._seq = 0
         self._counted = {}          # cookie -> (bytes_in, bytes_out) already reported
-        self._listening = set()     # (protocol, local port)
+        self._listening = set()     # (protocol, local port) of the last two dumps
+        self._listened = set()      # those of the last dump alone
         self._ephemeral = ephemeral_ports()
 
     def open(self):
@@ -190,6 +191,7 @@ class NetworkCollector(EventCollector):
             self._remember_listener(s)
             if self._is_open_connection(s):
                 self._counted[s.cookie] = (s.bytes_in, s.bytes_out)
+        self._listened = set(self._listening)
 
     def close(self):
         for sock in (self._dump_sock, self._destroy_sock):
@@ -230,9 +232,13 @@ class NetworkCollector(EventCollector):
         if self._dump_sock is None:
             return 0
         sockets = self._dump_all()
-        self._listening = set()
+        # A listener closed just before this dump still names its accepted connections "in" when
+        # their destroy notifications come after it (the kernel sends them from a work queue).
+        previous, self._listening = self._listened, set()
         for s in sockets:
             self._remember_listener(s)
+        self._listened = set(self._listening)
+        self._listening |= previous
         alive = set()
         emitted = 0
         for s in sockets:
@@ -282,7 +288,7 @@ class NetworkCollector(EventCollector):
             self._listening.add((s.protocol, s.local_port))
 
     def _direction(self, s):
-        """"in" when the local side listens: its port is a listening port seen in the last dump,
+        """"in" when the local side listens: its port is a listening port seen in the last two dumps,
         or (a listener that came and went between dumps) the local port is a fixed one and the
         remote port an ephemeral one."""
         if (s.protocol, s.local_port) in self._listening:

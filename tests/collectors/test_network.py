@@ -161,6 +161,22 @@ def test_short_connection_between_dumps_is_caught_by_the_destroy_group(collector
         == ("connection", "TCP", "127.0.0.1", "127.0.0.1")
 
 
+def test_listener_closed_before_a_dump_still_makes_its_connections_inbound(collector, events):
+    """The accepted socket's destroy notification is read after a dump that no longer sees the
+    closed listener (both ports are ephemeral, so only the listener tells the direction)."""
+    listener = Listener(reply=3)
+    try:
+        collector.open()
+        client_port = exchange(listener.port, b"w" * 10)
+    finally:
+        listener.close()
+    collector.poll()                                       # the listener is gone from this dump
+    assert drain_until(collector, lambda: len(flows(events, client_port)) == 2)
+    totals = flows(events, client_port)
+    assert totals[(listener.port, client_port)]["direction"] == "in"
+    assert totals[(client_port, listener.port)]["direction"] == "out"
+
+
 def recv_exactly(sock, n):
     data = b""
     while len(data) < n:
