@@ -1,5 +1,5 @@
 # The compact encoding (docs/compact-encoding.md): CBOR (RFC 8949) with positional items, strings
-# and IPv4 addresses shared within a message through the registered stringref tags (256, 25),
+# and addresses (4 bytes IPv4, 16 bytes IPv6) shared within a message through the registered stringref tags (256, 25),
 # and timestamps as offsets. It shares the JSON encoder's message split (microagent.encode).
 # Needs only array, struct and binascii.
 import struct
@@ -109,7 +109,7 @@ class CompactEncoder(MessageEncoder):
         self._kind = KIND_GENERIC
         self._time_ms = 0
         self._previous_ms = 0
-        self._scratch = array("H", [0, 0])
+        self._scratch = array("H", bytes(16))  # an address's halves or groups
         # The message's string table (stringref): how many strings the decoder has numbered,
         # and which of them this encoder remembers (by reference to their text).
         self._count = 0
@@ -429,24 +429,26 @@ class CompactEncoder(MessageEncoder):
             self._slot_text[slot] = text
 
     def _address(self, text):
-        """A dotted IPv4 address as a shared 4-byte string (other text as shared text). Looked
-        up by its text (hashed and compared in C); parsed only when first written."""
+        """An IPv4 address as a shared 4-byte string, an IPv6 one as a shared 16-byte string
+        (other text as shared text). Looked up by its text (hashed and compared in C); parsed
+        only when first written. The text is canonical (the engine's), so one address is one
+        text."""
         bucket = self._lookup(text, _SLOT_ADDRESS)
         if bucket < 0:
             return
         halves = self._scratch
-        if not events.parse_ipv4(text, halves, 0):
+        n = events.parse_address(text, halves, 0)
+        if not n:
             self._shared_text(text)
             return
-        end = self._room(5)
+        end = self._room(1 + 2 * n)
         buffer = self.buffer
         at = self._length
-        buffer[at] = _BYTES | 4
-        buffer[at + 1] = halves[0] >> 8
-        buffer[at + 2] = halves[0] & 0xFF
-        buffer[at + 3] = halves[1] >> 8
-        buffer[at + 4] = halves[1] & 0xFF
+        buffer[at] = _BYTES | (2 * n)
+        for i in range(n):
+            buffer[at + 1 + 2 * i] = halves[i] >> 8
+            buffer[at + 2 + 2 * i] = halves[i] & 0xFF
         self._length = end
-        slot = self._remember(bucket, _SLOT_ADDRESS, self._numbered(4))
+        slot = self._remember(bucket, _SLOT_ADDRESS, self._numbered(2 * n))
         if slot >= 0:
             self._slot_text[slot] = text

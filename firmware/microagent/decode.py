@@ -227,6 +227,9 @@ def _text(value, what):
 def _address(value, what):
     if type(value) is bytes and len(value) == 4:
         return "%d.%d.%d.%d" % tuple(value)
+    if type(value) is bytes and len(value) == 16:  # IPv6, in its canonical text
+        return events.format_address([value[i] << 8 | value[i + 1] for i in range(0, 16, 2)],
+                                     0, 8)
     return _text(value, what)
 
 

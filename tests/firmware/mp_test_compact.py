@@ -86,3 +86,40 @@ def test_no_allocation_per_connection_item():
     used = gc.mem_alloc() - before
     assert used == 0, "allocated %d bytes for 50 items" % used
     encoder.finish()
+
+
+def test_an_ipv6_address_is_a_shared_16_byte_string():
+    encoder, sent = _encoder()
+    encoder.begin(1000, 0)
+    encoder.event(events.CONNECTION, "Triggered", "Security")
+    values = _connection(0, "2001:db8::ab", 40000)
+    values[1] = "fe80::1"
+    encoder.item(events.CONNECTION_FIELDS, values)
+    values[0] = 1
+    encoder.item(events.CONNECTION_FIELDS, values)
+    encoder.finish()
+    body = sent[0]
+    local = b"\x50\xfe\x80" + bytes(12) + b"\x00\x01"
+    remote = b"\x50\x20\x01\x0d\xb8" + bytes(10) + b"\x00\xab"
+    assert body.count(local) == 1 and body.count(remote) == 1
+    # the second item refers to both: strings 3 and 4 of the message
+    assert body.count(local + remote) == 1 and b"\xd8\x19\x03\xd8\x19\x04" in body
+
+
+def test_no_allocation_per_ipv6_connection_item():
+    only_on_micropython("heap allocated per IPv6 connection item")
+    encoder, sent = _encoder()
+    encoder.begin(1000, 0)
+    encoder.event(events.CONNECTION, "Triggered", "Security")
+    values = _connection(0, "2001:db8::ab", 40000)
+    values[1] = "2001:db8::2"
+    encoder.item(events.CONNECTION_FIELDS, values)
+    gc.collect()
+    before = gc.mem_alloc()
+    for i in range(50):
+        values[0] = i
+        values[3] = 40000 + i
+        encoder.item(events.CONNECTION_FIELDS, values)
+    used = gc.mem_alloc() - before
+    assert used == 0, "allocated %d bytes for 50 items" % used
+    encoder.finish()
