@@ -2,7 +2,8 @@
 # heap after importing the agent, an engine with a board's caches (16 process, 256 network,
 # 16 login entries, a 256-entry DNS table), the live heap at its peak while a full window is
 # flushed (sampled at each finished message; the window's strings included), and µs per
-# cached-key event against a dict increment in the same run. Prints one JSON line.
+# cached-key event against a dict increment in the same run; heap per slot of the IPv4 and IPv6
+# network caches and DNS tables. Prints one JSON line.
 import gc
 import json
 import time
@@ -81,5 +82,24 @@ while i < HITS:
     i += 1
 dict_us = time.ticks_diff(time.ticks_us(), start) / HITS
 
-print("BENCH " + json.dumps({"imported": imported, "engine": engine_bytes,
-                             "flush_peak": flush_peak, "hit_us": hit_us, "dict_us": dict_us}))
+# Heap per slot of the IPv4 and IPv6 network caches and DNS tables: 256 slots less 1, over 255.
+from microagent.cache6 import DnsTable6, NetworkCache6  # noqa: E402  (after the figures above)
+
+
+def _slot_bytes(cls):
+    sizes = []
+    for capacity in (1, 256):
+        gc.collect()
+        start = gc.mem_alloc()
+        cache = cls(capacity)
+        gc.collect()
+        sizes.append(gc.mem_alloc() - start)
+        del cache
+    return (sizes[1] - sizes[0]) / 255
+
+
+slots = {"slot4": _slot_bytes(NetworkCache), "slot6": _slot_bytes(NetworkCache6),
+         "dns4": _slot_bytes(DnsTable), "dns6": _slot_bytes(DnsTable6)}
+
+print("BENCH " + json.dumps(dict(slots, imported=imported, engine=engine_bytes,
+                                 flush_peak=flush_peak, hit_us=hit_us, dict_us=dict_us)))

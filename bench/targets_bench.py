@@ -38,6 +38,8 @@ from hub_emulator.process import HubProcess  # noqa: E402
 
 SCRIPT = os.path.join(HERE, "mp_target_bench.py")
 AGENT_SECONDS = 25
+# The Azure RTOS security module's network activity entry for IPv6 (issue 20).
+RTOS_IPV6_ENTRY_BYTES = 56
 WINDOW_MS = 4000
 ROWS = (("64-bit .mpy", "unix", "mpy"), ("32-bit .mpy", "micropython32", "mpy"),
         ("32-bit frozen", "micropython32", "frozen"), ("Cortex-M3 frozen", "qemu-cortex-m3", "frozen"))
@@ -179,6 +181,14 @@ def run():
                          "64-bit .mpy", _ratio(value, base[key])])
     table("Agent heap bytes per target (baseline: 64-bit unix port, agent from .mpy)",
           ["measure", "target", "bytes", "baseline", "baseline is", "ratio"], rows)
+    table("Heap bytes per cache slot, IPv6 against IPv4 (the same target, the same run; the "
+          "Azure RTOS C module: 56 per IPv6 entry, 32 per IPv4 entry)",
+          ["target", "IPv6 network slot", "IPv4 network slot", "ratio", "RTOS IPv6 entry",
+           "ratio to RTOS", "IPv6 DNS slot", "IPv4 DNS slot"],
+          [[label, results[label]["slot6"], results[label]["slot4"],
+            results[label]["slot6"] / results[label]["slot4"], RTOS_IPV6_ENTRY_BYTES,
+            results[label]["slot6"] / RTOS_IPV6_ENTRY_BYTES, results[label]["dns6"],
+            results[label]["dns4"]] for label, _b, _c in ROWS])
     table("µs per cached-key event on each target (baseline: a dict increment, same target, same run)",
           ["target", "µs cached key", "µs dict increment", "ratio"],
           [[label, results[label]["hit_us"], results[label]["dict_us"],

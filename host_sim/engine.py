@@ -68,6 +68,7 @@ class HostProcessCache(_EvictingCache):
 
 
 class HostNetworkCache(_EvictingCache):
+    both_families = True  # keyed on canonical text: IPv4 and IPv6 in one cache
     def record(self, offset_ms, protocol, local_address, local_port, remote_address,
                remote_port, bytes_in, bytes_out, direction, hit=1):
         key = (local_port, remote_port, protocol, local_address, remote_address)

@@ -31,6 +31,7 @@ SINK_WAIT_MS = 2000      # longest a full outbox may hold up a window's flush wh
 RESTART_MIN_MS = 1000
 RESTART_MAX_MS = 60000
 _CACHE_KEY = "NetworkActivity_CacheSize"
+_CACHE6_KEY = "NetworkActivity_IPv6_CacheSize"
 _PERIODIC = ("SystemInformation", "SBoM")  # the schedule's slots 1, 2; slot 0: the window
 _YEAR_2020_S = 1577836800  # a clock before this was never set (no NTP yet)
 
@@ -76,8 +77,9 @@ class Agent:
         size = self._cache_size()
         self._agent_id = agent_id(cs)
         encoder = self._encoder()
+        network6, dns6 = self._ipv6_caches(size)
         self.engine = Engine(NoCache(), NetworkCache(size), NoCache(), DnsTable(size), encoder,
-                             self._warn)
+                             self._warn, network6, dns6)
         self._message_bytes = board["max_message_bytes"]
         now = ticks_ms()
         self._window_epoch_ms = unix_time() * 1000
@@ -94,6 +96,15 @@ class Agent:
         if "NetworkActivity" not in self.collectors or not self.config.enabled("NetworkActivity"):
             return 0
         return self.config[_CACHE_KEY]
+
+    def _ipv6_caches(self, size):
+        """The IPv6 cache and DNS table, or (None, None) where the profile gives IPv6 no room
+        (its NetworkActivity_IPv6_CacheSize absent or 0): IPv6 peers are then unsupported."""
+        if not size or self.settings.board["config"].get(_CACHE6_KEY, 0) < 1:
+            return None, None
+        from microagent.cache6 import DnsTable6, NetworkCache6
+        size6 = self.config[_CACHE6_KEY]
+        return NetworkCache6(size6), DnsTable6(size6)
 
     def _encoder(self):
         return make_encoder(self.config.encoding(), self._agent_id, self._sink,

@@ -143,6 +143,7 @@ class NetworkCache(_IndexedCache):
     """
 
     last_lost = None  # drop-new: what a full cache loses is the event being recorded
+    both_families = False  # IPv4 only: IPv6 goes to microagent.cache6's cache
 
     def __init__(self, capacity):
         super().__init__(capacity)

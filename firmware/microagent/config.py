@@ -29,6 +29,8 @@ def _schema():
         PRIORITY_INTERVALS: [_INTERVALS, "30,120,1440"],
         "Process_CacheSize": [_INT, 256, 1, 65535],
         "NetworkActivity_CacheSize": [_INT, 256, 1, 65535],
+        # The firmware's IPv6 cache (the host keeps both families in NetworkActivity_CacheSize's)
+        "NetworkActivity_IPv6_CacheSize": [_INT, 64, 1, 65535],
         "Login_CacheSize": [_INT, 256, 1, 65535],
         MESSAGE_TIMEOUT: [_INT, 2880, 1, 43200],
         MESSAGE_ENCODING: [_CHOICE, "Json", ENCODING_CHOICES],

@@ -82,7 +82,10 @@ class Engine:
                 return
             local_address = events.canonical_address(local_address)
             remote_address = events.canonical_address(remote_address)
-            if local_address is None or remote_address is None:
+            if (local_address is None or remote_address is None
+                    or not (self.network.both_families
+                            or (":" not in local_address and ":" not in remote_address))):
+                # Neither family, or IPv6 on a board whose profile gives it no cache.
                 self.record_unsupported_connection()
                 return
         if self.network.record(offset_ms, protocol, local_address, local_port, remote_address,
@@ -112,16 +115,20 @@ class Engine:
                                   hit=1):
         """record_connection with IPv6 addresses as eight 16-bit groups each (sequences the
         caller owns; the board's socket tracker). IPv4-mapped groups on both ends are IPv4."""
+        if self._v6 is None:  # a board whose profile gives IPv6 no cache
+            self.record_unsupported_connection()
+            return
         self._v6.record_packed(offset_ms, protocol, local_groups, local_port, remote_groups,
                                remote_port, bytes_in, bytes_out, direction, hit)
 
     def record_unsupported_connection(self):
-        """A connection event whose addresses are neither IPv4 nor IPv6: counted in
-        DroppedEvents."""
+        """A connection event this engine cannot keep (an address of neither family, or IPv6
+        on a board without an IPv6 cache): counted in DroppedEvents."""
         self.unsupported += 1
         if self.unsupported == 1:
-            self.warn("connection events without an IPv4 or IPv6 address; counting them as "
-                      "unsupported")
+            self.warn("connection events without an IPv4 address and no IPv6 cache (or no "
+                      "address); counting them as unsupported; raise "
+                      "NetworkActivity_IPv6_CacheSize")
 
     def record_dns(self, host_name, address):
         """ADDRESS: an A or AAAA answer, in any valid spelling."""
@@ -130,7 +137,7 @@ class Engine:
                 self._v6.record_dns(host_name, address)
                 return
             address = events.canonical_address(address)
-            if address is None:
+            if address is None or (":" in address and not self.network.both_families):
                 return
         if self.dns.record(cap_string(host_name), address) == LOST:
             self._lost(events.DNS)
@@ -142,7 +149,8 @@ class Engine:
 
     def record_dns_packed6(self, host_name, groups):
         """record_dns with an IPv6 address as eight 16-bit groups (the board's getaddrinfo)."""
-        self._v6.record_dns_packed(host_name, groups)
+        if self._v6 is not None:
+            self._v6.record_dns_packed(host_name, groups)
 
     def record_login(self, offset_ms, operation, pid, user_name, executable, remote_address):
         if remote_address is not None and ":" in remote_address:

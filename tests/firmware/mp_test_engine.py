@@ -302,3 +302,27 @@ def test_continued_connection_adds_bytes_without_a_hit():
     items = run.items("ConnectionCreate")
     assert [(i["hit_count"], i["bytes_in"], i["bytes_out"]) for i in items] == [(1, 15, 6),
                                                                                 (1, 7, 0)]
+
+
+def test_a_board_without_an_ipv6_cache_counts_ipv6_as_unsupported():
+    from microagent.cache import DnsTable, NetworkCache, NoCache
+    from microagent.engine import Engine, make_encoder
+    sent = []
+    warnings = []
+    engine = Engine(NoCache(), NetworkCache(4), NoCache(), DnsTable(4),
+                    make_encoder("json", "00000000-0000-4000-8000-000000000001",
+                                 lambda buf, n: sent.append(json.loads(bytes(buf[:n]))), 4096),
+                    warnings.append)
+    engine.record_connection(0, 0, "2001:db8::2", 1000, "2001:db8::ab", 443, 1, 2, 2)
+    engine.record_connection_packed6(0, 0, [0x2001, 0xDB8, 0, 0, 0, 0, 0, 2], 1000,
+                                     [0x2001, 0xDB8, 0, 0, 0, 0, 0, 0xAB], 443, 1, 2, 2)
+    engine.record_connection(0, 0, "::ffff:10.0.0.2", 1000, "1.2.3.4", 443, 1, 2, 2)
+    engine.record_dns("v6.example", "2001:db8::ab")
+    engine.record_dns_packed6("v6.example", [0x2001, 0xDB8, 0, 0, 0, 0, 0, 0xAB])
+    engine.flush(0, 60000)
+    payloads = {e["Name"]: e["Payload"] for m in sent for e in m["Events"]}
+    assert [(i["local_address"], i["remote_address"]) for i in payloads["ConnectionCreate"]] == [
+        ("10.0.0.2", "1.2.3.4")]
+    assert payloads["DroppedEvents"][0]["unsupported"] == 2
+    assert engine.dns.count == 0
+    assert len(warnings) == 1 and "NetworkActivity_IPv6_CacheSize" in warnings[0]
