@@ -2,9 +2,11 @@
 # sys.modules before the application imports it, so every socket the application opens is a
 # TrackedSocket. It counts bytes in the stream and socket methods (send, recv, write, read,
 # readinto, sendto, recvfrom ...) and reports each connection once per window through the
-# engine's entry points (record_connection_packed, record_dns_packed,
-# record_unsupported_connection), exactly as replay does: the once-per-window cache-full warning,
-# string caps and IPv6 counting are the engine's.
+# engine's entry points (record_connection_packed and record_dns_packed for IPv4,
+# record_connection_packed6 and record_dns_packed6 for IPv6, record_unsupported_connection for
+# a peer of neither family), exactly as replay does: the once-per-window cache-full warning,
+# string caps and the IPv6 cache are the engine's. An IPv4-mapped peer of a dual-stack socket
+# (::ffff:a.b.c.d) is the IPv4 connection.
 #
 # Why a wrapper object and not a subclass: MicroPython's native socket type cannot be extended
 # with Python methods that native code (ssl, select, asyncio) would call. TrackedSocket is an
@@ -12,16 +14,19 @@
 # protocol (readinto/write/ioctl) and the TLS bytes are counted too.
 #
 # MicroPython sockets have no getsockname(): an outbound connection's local port is reported as
-# 0 (unknown), its local address as the board's address (127.0.0.1 towards loopback).
+# 0 (unknown), its local address as the board's address of the peer's family (127.0.0.1 or ::1
+# towards loopback).
 # Counting a send or receive allocates nothing: the counters are small ints on the socket, reset
-# every window, and reporting a connection records into the preallocated cache.
+# every window, and reporting a connection records into the preallocated cache. An IPv6
+# connection's addresses are eight 16-bit groups in two small arrays of its socket, allocated
+# with its first IPv6 peer and reused for the next ones.
 import io
 import select
 import sys
 from array import array
 
 from microagent.clock import ticks_diff, ticks_ms
-from microagent.events import parse_ipv4
+from microagent.events import parse_address
 
 _real = __import__("socket")
 
@@ -30,6 +35,7 @@ UDP = 1
 INBOUND = 1  # events.DIRECTIONS index
 OUTBOUND = 2
 _AF_INET = getattr(_real, "AF_INET", 2)
+_AF_INET6 = getattr(_real, "AF_INET6", 10)  # Linux's value: the unix port's sockaddr_in6
 _SOCK_DGRAM = getattr(_real, "SOCK_DGRAM", 2)
 # MicroPython stream ioctl requests (py/stream.h).
 _MP_STREAM_POLL = 3
@@ -38,21 +44,65 @@ _MP_STREAM_GET_FILENO = 10
 _LOOPBACK_HIGH = 127 << 8
 PENDING_LOOKUPS = 4  # name lookups kept while a window flushes
 PENDING_CONNECTIONS = 16  # connection reports kept while a window flushes (a UDP socket's peers)
+IPV4 = 2  # parse_address's counts of 16-bit groups
+IPV6 = 8
+PORT = 8  # where sockaddr_parse puts the port
+PENDING_CONNECTIONS6 = 4  # of which IPv6 ones (their addresses take 32 bytes each)
+_HELD_IPV6 = 16  # pending_kind's bit for an IPv6 connection
 
 
-def sockaddr_port(addr, halves):
-    """Port of socket address ADDR (sockaddr bytes on the unix port, (host, port) on lwip ports
-    and CPython) with its IPv4 address as 16-bit halves in HALVES[0:2]; -1 when not IPv4.
-    Allocates nothing."""
+def sockaddr_parse(addr, halves):
+    """Reads socket address ADDR (sockaddr bytes on the unix port, (host, port[, flowinfo,
+    scope_id]) tuples on lwip ports and CPython): IPV4 with the address's 16-bit halves in
+    HALVES[0:2], IPV6 with its eight groups in HALVES[0:8] (an IPv4-mapped one is IPV4), 0 when
+    it is neither; the port goes to HALVES[PORT]. Allocates nothing."""
     if isinstance(addr, tuple):
-        if len(addr) != 2 or not parse_ipv4(addr[0], halves, 0):
-            return -1
-        return addr[1]
-    if len(addr) < 8 or addr[0] | (addr[1] << 8) != _AF_INET:
-        return -1
-    halves[0] = (addr[4] << 8) | addr[5]
-    halves[1] = (addr[6] << 8) | addr[7]
-    return (addr[2] << 8) | addr[3]
+        if len(addr) < 2 or not isinstance(addr[0], str):
+            return 0
+        n = parse_address(addr[0], halves, 0)
+        if n:
+            halves[PORT] = addr[1]
+        return n
+    if len(addr) < 8:
+        return 0
+    family = addr[0] | (addr[1] << 8)
+    if family == _AF_INET:
+        halves[0] = (addr[4] << 8) | addr[5]
+        halves[1] = (addr[6] << 8) | addr[7]
+        halves[PORT] = (addr[2] << 8) | addr[3]
+        return IPV4
+    if family != _AF_INET6 or len(addr) < 24:
+        return 0
+    for i in range(8):  # sin6_addr follows the port and the flow label
+        halves[i] = (addr[8 + 2 * i] << 8) | addr[9 + 2 * i]
+    halves[PORT] = (addr[2] << 8) | addr[3]
+    if _is_mapped(halves):
+        halves[0] = halves[6]
+        halves[1] = halves[7]
+        return IPV4
+    return IPV6
+
+
+def _is_mapped(groups):
+    return (groups[0] == 0 and groups[1] == 0 and groups[2] == 0 and groups[3] == 0
+            and groups[4] == 0 and groups[5] == 0xFFFF)
+
+
+def _is_loopback6(groups):
+    return (groups[0] == 0 and groups[1] == 0 and groups[2] == 0 and groups[3] == 0
+            and groups[4] == 0 and groups[5] == 0 and groups[6] == 0 and groups[7] == 1)
+
+
+def _same(a, b):
+    for i in range(8):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+def _copy(source, at, target, to):
+    for i in range(8):
+        target[to + i] = source[at + i]
 
 
 class Tracker:
@@ -62,8 +112,8 @@ class Tracker:
     first sweep. While the agent flushes a window it pauses the tracker: ACTIVE is then None,
     sockets keep their counts for the next window and name lookups wait in a small table
     (PENDING_LOOKUPS; one more is counted as a DNS event lost to a full cache). LOCAL_HIGH/LOW:
-    the board's IPv4 address as 16-bit halves (0.0.0.0 when unknown), reported as the local
-    address of outbound connections.
+    the board's IPv4 address as 16-bit halves (0.0.0.0 when unknown), LOCAL6 its IPv6 address
+    as eight groups (:: when unknown), reported as the local address of outbound connections.
     """
 
     def __init__(self, capacity):
@@ -72,21 +122,33 @@ class Tracker:
         self.active = None  # the engine, or None while there is none or the tracker is paused
         self.paused = False
         self.pending_names = [None] * PENDING_LOOKUPS
-        self.pending_halves = array("H", bytes(4 * PENDING_LOOKUPS))
+        self.pending_halves = array("H", bytes(16 * PENDING_LOOKUPS))  # 8 groups per answer
+        self.pending_family = bytearray(PENDING_LOOKUPS)  # IPV4 or IPV6
         self.pending = 0
         self.pending_lost = 0
         # Connection reports that could not wait on their socket during a flush (see _settle):
-        # local high, low, port, remote high, low, port per entry; beyond the table, counted lost.
+        # local high, low, port, remote high, low, port per entry; an IPv6 entry has its index in
+        # PENDING_ADDRESSES6 (local groups, remote groups) in place of the local high. Beyond the
+        # tables, counted lost.
         self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
+        self.pending_addresses6 = array("H", bytes(32 * PENDING_CONNECTIONS6))
         self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
-        self.pending_kind = bytearray(PENDING_CONNECTIONS)  # protocol << 2 | direction
+        # protocol << 2 | direction, | _HELD_IPV6 for an IPv6 connection
+        self.pending_kind = bytearray(PENDING_CONNECTIONS)
         self.pending_count = 0
+        self.pending_count6 = 0
         self.connections_lost = 0
+        self.connections_lost6 = 0
         self.window_start = ticks_ms()
         self.local_high = 0
         self.local_low = 0
+        self.local6 = array("H", bytes(16))
         self.untracked = 0  # sockets opened while the table was full: counted, bytes unknown
-        self.halves = array("H", [0, 0])
+        self.halves = array("H", bytes(18))  # sockaddr_parse's groups and port
+        self.seen6 = array("H", bytes(16))  # getaddrinfo's last IPv6 answer
+        # A held IPv6 report's addresses, copied out of the table to be recorded
+        self.held_local = array("H", bytes(16))
+        self.held_remote = array("H", bytes(16))
 
     def attach(self, engine, window_start_ticks):
         self.engine = engine
@@ -102,42 +164,82 @@ class Tracker:
         self.paused = False
         self.active = engine = self.engine
         if engine is not None:
+            answers = self.pending_halves
             for i in range(self.pending):
-                engine.record_dns_packed(self.pending_names[i], self.pending_halves[2 * i],
-                                         self.pending_halves[2 * i + 1])
+                if self.pending_family[i] == IPV6:
+                    _copy(answers, 8 * i, self.held_remote, 0)
+                    engine.record_dns_packed6(self.pending_names[i], self.held_remote)
+                else:
+                    engine.record_dns_packed(self.pending_names[i], answers[8 * i],
+                                             answers[8 * i + 1])
             engine.dns.dropped += self.pending_lost
             held = self.pending_connections
             for i in range(self.pending_count):
                 at = 6 * i
-                engine.record_connection_packed(
-                    0, self.pending_kind[i] >> 2, held[at], held[at + 1], held[at + 2],
-                    held[at + 3], held[at + 4], held[at + 5], self.pending_bytes[2 * i],
-                    self.pending_bytes[2 * i + 1], self.pending_kind[i] & 3)
+                kind = self.pending_kind[i]
+                if kind & _HELD_IPV6:
+                    _copy(self.pending_addresses6, 16 * held[at], self.held_local, 0)
+                    _copy(self.pending_addresses6, 16 * held[at] + 8, self.held_remote, 0)
+                    engine.record_connection_packed6(
+                        0, (kind & 15) >> 2, self.held_local, held[at + 2], self.held_remote,
+                        held[at + 5], self.pending_bytes[2 * i], self.pending_bytes[2 * i + 1],
+                        kind & 3)
+                else:
+                    engine.record_connection_packed(
+                        0, kind >> 2, held[at], held[at + 1], held[at + 2], held[at + 3],
+                        held[at + 4], held[at + 5], self.pending_bytes[2 * i],
+                        self.pending_bytes[2 * i + 1], kind & 3)
             engine.network.dropped += self.connections_lost
+            if engine.network6 is not None:
+                engine.network6.dropped += self.connections_lost6
+            else:
+                for _ in range(self.connections_lost6):  # no IPv6 cache: unsupported anyway
+                    engine.record_unsupported_connection()
         self.pending_count = 0
+        self.pending_count6 = 0
         for i in range(self.pending):
             self.pending_names[i] = None
         self.pending = 0
         self.pending_lost = 0
         self.connections_lost = 0
+        self.connections_lost6 = 0
 
     def lookup(self, host, high, low):
         """A name lookup's IPv4 answer: into the engine, or kept until resume()."""
         if self.active is not None:
             self.active.record_dns_packed(host, high, low)
-        elif self.paused and self.engine is not None:
-            if self.pending < PENDING_LOOKUPS:
-                self.pending_names[self.pending] = host
-                self.pending_halves[2 * self.pending] = high
-                self.pending_halves[2 * self.pending + 1] = low
-                self.pending += 1
-            else:
-                self.pending_lost += 1
+        elif self._pend(host, IPV4):
+            self.pending_halves[8 * (self.pending - 1)] = high
+            self.pending_halves[8 * (self.pending - 1) + 1] = low
+
+    def lookup6(self, host, groups):
+        """A name lookup's IPv6 answer (eight groups at GROUPS[0:8], the caller's): into the
+        engine, or kept until resume()."""
+        if self.active is not None:
+            self.active.record_dns_packed6(host, groups)
+        elif self._pend(host, IPV6):
+            _copy(groups, 0, self.pending_halves, 8 * (self.pending - 1))
+
+    def _pend(self, host, family):
+        # A lookup made while paused takes the next row of the pending table, if any.
+        if not (self.paused and self.engine is not None):
+            return False
+        if self.pending >= PENDING_LOOKUPS:
+            self.pending_lost += 1
+            return False
+        self.pending_names[self.pending] = host
+        self.pending_family[self.pending] = family
+        self.pending += 1
+        return True
 
     def set_local_address(self, text):
-        if text and parse_ipv4(text, self.halves, 0):
+        """The board's address of either family (an IPv6 one is kept beside the IPv4 one)."""
+        n = parse_address(text, self.halves, 0) if text else 0
+        if n == IPV4:
             self.local_high = self.halves[0]
             self.local_low = self.halves[1]
+        elif n == IPV6:
+            _copy(self.halves, 0, self.local6, 0)
 
     def add(self, sock):
         sockets = self.sockets
@@ -190,6 +292,9 @@ class TrackedSocket(io.IOBase):
         self.remote_high = 0
         self.remote_low = 0
         self.remote_port = -1  # -1: no peer yet
+        self.ipv6 = False  # the peer is IPv6: the addresses are LOCAL6 and REMOTE6
+        self.local6 = None  # eight groups each, allocated with the first IPv6 peer or bind
+        self.remote6 = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.opened = 0
@@ -198,29 +303,37 @@ class TrackedSocket(io.IOBase):
     # ---- peers and reports ------------------------------------------------------------------
 
     def _set_peer(self, addr, direction):
-        """Makes ADDR the connection this socket reports; False when it is not IPv4 (an IPv6
-        peer is counted once as an unsupported connection event)."""
-        port = sockaddr_port(addr, self._t.halves)
-        if port < 0:
+        """Makes ADDR the connection this socket reports; False when it is neither IPv4 nor IPv6
+        (counted once as an unsupported connection event)."""
+        halves = self._t.halves
+        n = sockaddr_parse(addr, halves)
+        if not n:
             if self.remote_port != -2:
-                self.remote_port = -2  # -2: an IPv6 peer, counted
+                self.remote_port = -2  # -2: a peer of no known family, counted
                 engine = self._t.active
                 if engine is not None:
                     engine.record_unsupported_connection()
             return False
-        halves = self._t.halves
-        if (port == self.remote_port and halves[0] == self.remote_high
-                and halves[1] == self.remote_low):
+        port = halves[PORT]
+        if port == self.remote_port and (n == IPV6) == self.ipv6 and (
+                _same(halves, self.remote6) if self.ipv6 else
+                halves[0] == self.remote_high and halves[1] == self.remote_low):
             return True
         if self.remote_port >= 0:
             self._settle()  # a datagram socket turned to another peer: the last one is done
-        self.remote_high = halves[0]
-        self.remote_low = halves[1]
+        self.ipv6 = n == IPV6
+        if self.ipv6:
+            if self.remote6 is None:
+                self.remote6 = array("H", bytes(16))
+            _copy(halves, 0, self.remote6, 0)
+        else:
+            self.remote_high = halves[0]
+            self.remote_low = halves[1]
         self.remote_port = port
         if self.direction == 0:
             self.direction = direction
-        if self.local_port == 0 or direction == OUTBOUND:
-            self._local_towards(self.remote_high)
+        if self.local_port == 0 or direction == OUTBOUND or (self.ipv6 and self.local6 is None):
+            self._local_towards()
         self.opened = ticks_ms()
         self.fresh = True
         if not self._tracked:
@@ -229,8 +342,17 @@ class TrackedSocket(io.IOBase):
                 self._settle()  # no room to follow it: at least the connection is counted
         return True
 
-    def _local_towards(self, remote_high):
-        if remote_high & 0xFF00 == _LOOPBACK_HIGH:
+    def _local_towards(self):
+        # The board's address of the peer's family, or loopback towards loopback.
+        if self.ipv6:
+            if self.local6 is None:
+                self.local6 = array("H", bytes(16))
+            _copy(self._t.local6, 0, self.local6, 0)
+            if _is_loopback6(self.remote6):
+                self.local6[7] = 1  # ::1 (the board's address is never loopback)
+                for i in range(7):
+                    self.local6[i] = 0
+        elif self.remote_high & 0xFF00 == _LOOPBACK_HIGH:
             self.local_high = _LOOPBACK_HIGH
             self.local_low = 1
         else:
@@ -251,19 +373,30 @@ class TrackedSocket(io.IOBase):
         if tracker.active is None and tracker.paused and tracker.engine is not None \
                 and self.remote_port >= 0 and (self.fresh or self.bytes_in or self.bytes_out):
             i = tracker.pending_count
-            if i < PENDING_CONNECTIONS:
+            i6 = tracker.pending_count6
+            if i < PENDING_CONNECTIONS and (not self.ipv6 or i6 < PENDING_CONNECTIONS6):
                 held = tracker.pending_connections
                 at = 6 * i
-                held[at] = self.local_high
-                held[at + 1] = self.local_low
+                kind = (self.protocol << 2) | self.direction
+                if self.ipv6:
+                    held[at] = i6
+                    _copy(self.local6, 0, tracker.pending_addresses6, 16 * i6)
+                    _copy(self.remote6, 0, tracker.pending_addresses6, 16 * i6 + 8)
+                    tracker.pending_count6 = i6 + 1
+                    kind |= _HELD_IPV6
+                else:
+                    held[at] = self.local_high
+                    held[at + 1] = self.local_low
+                    held[at + 3] = self.remote_high
+                    held[at + 4] = self.remote_low
                 held[at + 2] = self.local_port
-                held[at + 3] = self.remote_high
-                held[at + 4] = self.remote_low
                 held[at + 5] = self.remote_port
                 tracker.pending_bytes[2 * i] = self.bytes_in
                 tracker.pending_bytes[2 * i + 1] = self.bytes_out
-                tracker.pending_kind[i] = (self.protocol << 2) | self.direction
+                tracker.pending_kind[i] = kind
                 tracker.pending_count = i + 1
+            elif self.ipv6:
+                tracker.connections_lost6 += 1
             else:
                 tracker.connections_lost += 1
             self.fresh = False
@@ -280,10 +413,17 @@ class TrackedSocket(io.IOBase):
         if not (self.fresh or self.bytes_in or self.bytes_out):
             return
         offset = ticks_diff(self.opened, self._t.window_start)
-        engine.record_connection_packed(offset if offset > 0 else 0, self.protocol,
-                                        self.local_high, self.local_low, self.local_port,
-                                        self.remote_high, self.remote_low, self.remote_port,
-                                        self.bytes_in, self.bytes_out, self.direction)
+        if self.ipv6:
+            engine.record_connection_packed6(offset if offset > 0 else 0, self.protocol,
+                                             self.local6, self.local_port, self.remote6,
+                                             self.remote_port, self.bytes_in, self.bytes_out,
+                                             self.direction)
+        else:
+            engine.record_connection_packed(offset if offset > 0 else 0, self.protocol,
+                                            self.local_high, self.local_low, self.local_port,
+                                            self.remote_high, self.remote_low,
+                                            self.remote_port, self.bytes_in, self.bytes_out,
+                                            self.direction)
         self.bytes_in = 0
         self.bytes_out = 0
         self.fresh = False
@@ -302,11 +442,17 @@ class TrackedSocket(io.IOBase):
 
     def bind(self, addr):
         self._s.bind(addr)
-        port = sockaddr_port(addr, self._t.halves)
-        if port >= 0:
-            self.local_port = port
-            self.local_high = self._t.halves[0]
-            self.local_low = self._t.halves[1]
+        halves = self._t.halves
+        n = sockaddr_parse(addr, halves)
+        if n:
+            self.local_port = halves[PORT]
+        if n == IPV4:
+            self.local_high = halves[0]
+            self.local_low = halves[1]
+        elif n == IPV6:
+            if self.local6 is None:
+                self.local6 = array("H", bytes(16))
+            _copy(halves, 0, self.local6, 0)
 
     def listen(self, backlog=2):
         self._s.listen(backlog)
@@ -318,8 +464,16 @@ class TrackedSocket(io.IOBase):
         accepted.local_high = self.local_high
         accepted.local_low = self.local_low
         accepted._set_peer(addr, INBOUND)
-        if self.local_high == 0 and self.local_low == 0:
-            accepted._local_towards(accepted.remote_high)
+        if accepted.ipv6:
+            # the listener's bound address, unless it listens on every address (::)
+            if self.local6 is not None and not _same(self.local6, _ANY6):
+                if accepted.local6 is None:
+                    accepted.local6 = array("H", bytes(16))
+                _copy(self.local6, 0, accepted.local6, 0)
+            else:
+                accepted._local_towards()
+        elif self.local_high == 0 and self.local_low == 0:
+            accepted._local_towards()
         return accepted, addr
 
     # ---- data: the hot path, no allocation beyond what the real call makes --------------------
@@ -433,23 +587,40 @@ class TrackedSocket(io.IOBase):
 
 
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
-    """The port's getaddrinfo(); each distinct IPv4 address it returns is a DNS event."""
+    """The port's getaddrinfo(); each distinct address it returns (A or AAAA answer) is a DNS
+    event."""
     result = _real.getaddrinfo(host, port, af, type, proto, flags)
-    if TRACKER.engine is None or not isinstance(host, str) or parse_ipv4(host, TRACKER.halves, 0):
-        return result  # an address literal is no name lookup
+    if TRACKER.engine is not None and isinstance(host, str) \
+            and not parse_address(host, TRACKER.halves, 0):  # a literal is no name lookup
+        record_answers(host, result)
+    return result
+
+
+def record_answers(host, result):
+    """Records the distinct addresses of getaddrinfo RESULT as answers for HOST."""
+    tracker = TRACKER
+    halves = tracker.halves
     seen_high = -1
     seen_low = -1
+    seen6 = False
     for entry in result:
-        if entry[0] != _AF_INET or sockaddr_port(entry[-1], TRACKER.halves) < 0:
+        if entry[0] != _AF_INET and entry[0] != _AF_INET6:
             continue
-        high = TRACKER.halves[0]
-        low = TRACKER.halves[1]
-        if high == seen_high and low == seen_low:
-            continue  # the same address for another socket type
-        seen_high = high
-        seen_low = low
-        TRACKER.lookup(host, high, low)
-    return result
+        n = sockaddr_parse(entry[-1], halves)
+        if n == IPV4:
+            high = halves[0]
+            low = halves[1]
+            if high == seen_high and low == seen_low:
+                continue  # the same address for another socket type
+            seen_high = high
+            seen_low = low
+            tracker.lookup(host, high, low)
+        elif n == IPV6:
+            if seen6 and _same(halves, tracker.seen6):
+                continue
+            seen6 = True
+            _copy(halves, 0, tracker.seen6, 0)
+            tracker.lookup6(host, halves)
 
 
 class _SocketModule:
@@ -457,6 +628,7 @@ class _SocketModule:
     socket and getaddrinfo replaced."""
 
 
+_ANY6 = array("H", bytes(16))  # ::
 TRACKER = Tracker(0)
 _installed = None
 
