@@ -113,6 +113,10 @@ def check(data, source):
         parse_intervals(config["CollectorsCore_PriorityIntervals"])
     except ValueError as exc:
         _fail(source, "config.CollectorsCore_PriorityIntervals", str(exc))
+    size6 = config.get("NetworkActivity_IPv6_CacheSize", 0)  # optional: 0, no IPv6 cache
+    if type(size6) is not int or size6 < 0 or size6 > MAX_CACHE_SIZE:
+        _fail(source, "config.NetworkActivity_IPv6_CacheSize", "%s is not an integer in 0..%d"
+              % (size6, MAX_CACHE_SIZE))
     for name in CACHED_COLLECTORS:
         key = name + "_CacheSize"
         size = config[key]
