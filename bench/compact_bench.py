@@ -1,5 +1,5 @@
 """The compact encoding against JSON: bytes per aggregated IPv4 connection (the Azure RTOS
-module sent 36), IoT Hub blocks per simulated busy-gateway day against one message per raw
+module sent 36) and IPv6 connection, IoT Hub blocks per simulated busy-gateway day against one message per raw
 event, the encoders on MicroPython (µs and heap per item), and decoding throughput on CPython."""
 import json
 import os
@@ -21,25 +21,31 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import build_firmware  # noqa: E402
 BUSY = os.path.join(REPO, "tests", "fixtures", "traces", "busy-gateway.jsonl")
 RTOS_WIRE_BYTES_PER_IPV4_CONNECTION = 36  # Azure RTOS security module, FlatBuffers (anchors.md)
+RTOS_RAM_BYTES_PER_IPV6_CONNECTION = 56  # its IPv6 cache entry in C (issue 20)
 AGENT = "6f1c2d3e-4a5b-4c6d-8e7f-0123456789ab"
 CONNECTIONS = 1000
 WINDOW_MS = 60000
 T0 = 1767225600000
 
 
-def _window_of_connections(encoding, hosts, named):
-    """Bytes of the messages one 60 s window of CONNECTIONS distinct outbound IPv4 connections
-    makes through the host engine (4 KB messages): a gateway's device talking to HOSTS remote
-    services (with their DNS names when NAMED), each connection from its own ephemeral port."""
+def _window_of_connections(encoding, hosts, named, ipv6=False):
+    """Bytes of the messages one 60 s window of CONNECTIONS distinct outbound IPv4 (IPV6: IPv6)
+    connections makes through the host engine (4 KB messages): a gateway's device talking to
+    HOSTS remote services (with their DNS names when NAMED), each connection from its own
+    ephemeral port."""
     sizes = []
     engine = build_host_engine(CONNECTIONS + 24, lambda b, n: sizes.append(n), lambda w: None,
                                AGENT, 4096, encoding=encoding)
+    local = "2001:db8:0:1::10" if ipv6 else "192.168.1.10"
     for i in range(CONNECTIONS):
         h = (i * 7919) % hosts
-        remote = "52.%d.%d.%d" % (h >> 8 & 255, h & 255, 7 + h % 200)
+        if ipv6:
+            remote = "2600:1f18:%x:%x::%x" % (h >> 8 & 255, h & 255, 7 + h % 200)
+        else:
+            remote = "52.%d.%d.%d" % (h >> 8 & 255, h & 255, 7 + h % 200)
         if named:
             engine.record_dns("svc%d.example.net" % h, remote)
-        engine.record_connection(i * 59, h % 3 // 2, "192.168.1.10", 32768 + i, remote,
+        engine.record_connection(i * 59, h % 3 // 2, local, 32768 + i, remote,
                                  (443, 8883, 53)[h % 3], (1200 * i) % 70000, (300 * i) % 9000,
                                  2, 1)
     engine.flush(T0, T0 + WINDOW_MS)
@@ -60,6 +66,28 @@ def _bytes_per_connection():
         rows.append(["%s: compact" % label, per, as_json / float(CONNECTIONS),
                      "JSON (%d messages)" % json_messages, compact / float(as_json)])
     table("Bytes per aggregated IPv4 connection: one window of %d distinct connections, 4 KB "
+          "messages, whole messages counted" % CONNECTIONS,
+          ["case", "bytes", "baseline", "baseline is", "ratio"], rows)
+    return rows
+
+
+def _bytes_per_ipv6_connection():
+    rows = []
+    for hosts, named, label in ((CONNECTIONS, False, "1,000 distinct remote hosts"),
+                                (50, True, "50 remote services + DNS host names")):
+        compact, messages = _window_of_connections(COMPACT, hosts, named, ipv6=True)
+        as_json, json_messages = _window_of_connections(JSON, hosts, named, ipv6=True)
+        compact4, _ = _window_of_connections(COMPACT, hosts, named)
+        per = compact / float(CONNECTIONS)
+        rows.append(["%s: compact IPv6 (%d messages)" % (label, messages), per,
+                     as_json / float(CONNECTIONS), "JSON IPv6 (%d messages)" % json_messages,
+                     compact / float(as_json)])
+        rows.append(["%s: compact IPv6" % label, per, compact4 / float(CONNECTIONS),
+                     "compact IPv4, same hosts", compact / float(compact4)])
+        rows.append(["%s: compact IPv6" % label, per, RTOS_RAM_BYTES_PER_IPV6_CONNECTION,
+                     "Azure RTOS module's RAM per IPv6 entry",
+                     per / RTOS_RAM_BYTES_PER_IPV6_CONNECTION])
+    table("Bytes per aggregated IPv6 connection: one window of %d distinct connections, 4 KB "
           "messages, whole messages counted" % CONNECTIONS,
           ["case", "bytes", "baseline", "baseline is", "ratio"], rows)
     return rows
@@ -145,6 +173,7 @@ def _decoding():
 def run():
     progress("compact encoding: a window of %d distinct connections" % CONNECTIONS)
     _bytes_per_connection()
+    _bytes_per_ipv6_connection()
     progress("compact encoding: a simulated busy-gateway day")
     _busy_gateway_day()
     progress("compact encoding: the encoders on MicroPython")

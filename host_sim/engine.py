@@ -235,6 +235,25 @@ class HostConnectionOverflow(ConnectionOverflow):
         self._numbered.clear()
 
 
+class CanonicalTexts:
+    """canonical_address memoised: a host sees the same few IPv6 spellings over and over, and
+    parsing one in Python costs more than recording its event. Bounded: emptied when full."""
+
+    def __init__(self, limit=4096):
+        self.limit = limit
+        self.known = {}
+
+    def __call__(self, text):
+        try:
+            return self.known[text]
+        except KeyError:
+            canonical = events.canonical_address(text)
+            if len(self.known) >= self.limit:
+                self.known.clear()
+            self.known[text] = canonical
+            return canonical
+
+
 def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,
                       utc_offset_minutes=0, cache_sizes=None, encoding=JSON):
     """An Engine with Linux semantics; CACHE_SIZES may override per collector name; ENCODING
@@ -248,4 +267,5 @@ def build_host_engine(cache_size, sink, warn, agent_id, max_message_size=4096,
                     HostLoginCache(sizes[events.LOGIN]), HostDnsTable(sizes[events.DNS]),
                     encoder, warn)
     engine.overflow = HostConnectionOverflow()  # the core's summary, found by address text
+    engine.canonical = CanonicalTexts()
     return engine

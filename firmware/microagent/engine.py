@@ -27,6 +27,8 @@ class Engine:
         self.dns = dns
         self.network6 = network6
         self.dns6 = dns6
+        # Address text -> canonical text or None; the host sets a memoised one.
+        self.canonical = events.canonical_address
         self._v6 = None
         if network6 is not None:
             # A module of its own: a board without IPv6 caches never loads its code.
@@ -80,8 +82,8 @@ class Engine:
                                      remote_address, remote_port, bytes_in, bytes_out,
                                      direction, hit)
                 return
-            local_address = events.canonical_address(local_address)
-            remote_address = events.canonical_address(remote_address)
+            local_address = self.canonical(local_address)
+            remote_address = self.canonical(remote_address)
             if (local_address is None or remote_address is None
                     or not (self.network.both_families
                             or (":" not in local_address and ":" not in remote_address))):
@@ -136,7 +138,7 @@ class Engine:
             if self._v6 is not None:
                 self._v6.record_dns(host_name, address)
                 return
-            address = events.canonical_address(address)
+            address = self.canonical(address)
             if address is None or (":" in address and not self.network.both_families):
                 return
         if self.dns.record(cap_string(host_name), address) == LOST:
@@ -155,7 +157,7 @@ class Engine:
     def record_login(self, offset_ms, operation, pid, user_name, executable, remote_address):
         if remote_address is not None and ":" in remote_address:
             # Canonical, or as sent when it is no address (a log's host name).
-            remote_address = events.canonical_address(remote_address) or remote_address
+            remote_address = self.canonical(remote_address) or remote_address
         if self.login.record(offset_ms, operation, pid, cap_string(user_name),
                              cap_string(executable), remote_address) == LOST:
             self._lost(events.LOGIN)
