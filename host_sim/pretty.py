@@ -33,10 +33,10 @@ _MAX_ROWS = 12
 
 
 def _value(item, field):
-    if field == "local":
-        return "%s:%s" % (item["local_address"], item["local_port"])
-    if field == "remote":
-        return "%s:%s" % (item["remote_address"], item["remote_port"])
+    if field in ("local", "remote"):
+        address = item[field + "_address"]
+        # An IPv6 address in brackets, so its port reads apart from its groups (RFC 3986).
+        return ("[%s]:%s" if ":" in address else "%s:%s") % (address, item[field + "_port"])
     if field == "host_name":
         return item.get("extended_properties", {}).get("host_name", "")
     if field == "timestamp":
