@@ -11,17 +11,23 @@ text of each IPv6 address by construction (not with the ipaddress module the cod
 import json
 import re
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from microagent.events import canonical_address
 
-from alert_helpers import START, evaluate, merged, of_rule, quiet, replay
+from alert_helpers import START, evaluate, live, merged, of_rule, quiet, replay
 from host_sim.cloud.alerts import addresses
-from host_sim.cloud.alerts.messages import format_time
+from host_sim import tracegen
+from host_sim.cloud.alerts.engine import AlertEngine
+from host_sim.cloud.alerts.messages import format_time, read_message
 from host_sim.cloud.alerts.rules import load_rules
 from host_sim.cloud.alerts.sources import HubStore
 from host_sim.cloud.console.model import FleetModel
 from host_sim.cloud.console.server import HubSite
+from host_sim.replay import replay_firmware, replay_host
 from hub_emulator import store
+from microagent.decode import body_of_line
+from microagent.encode import COMPACT, JSON
 from hub_emulator.database import open_db
 
 T0 = START + 1800
@@ -314,3 +320,57 @@ def test_the_cloud_reads_every_spelling_as_the_agent_does(groups, rng):
     if rng.random() < 0.2:
         text += rng.choice(("%eth0", "%", "%1"))
     assert addresses.canonical(text) == canonical_address(text)
+
+
+def _trace_respelled(events):
+    """EVENTS with every IPv4 address of a connection or login written as an IPv6 spelling,
+    turning over the spellings as respelled() does."""
+    turn = [0]
+    out = []
+    for event in events:
+        event = dict(event)
+        for field in ("local_address", "remote_address"):
+            if DOTTED.match(str(event.get(field, ""))):
+                forms = spellings6(event[field])
+                turn[0] += 1
+                event[field] = forms[turn[0] % len(forms)]
+        out.append(event)
+    return out
+
+
+def _engine_bodies(engine, encoding, trace):
+    lines = []
+    if engine == "host":
+        replay_host(str(trace), 60000, 1024, lines.append, lambda line: None, encoding=encoding)
+    else:
+        assert replay_firmware(str(trace), 60000, 1024, lines.append, lambda line: None,
+                               runtime="micropython", heap="4M", encoding=encoding) == 0
+    return [body_of_line(line if isinstance(line, str) else line.decode()) for line in lines]
+
+
+def _alerts_of(bodies, rules_path):
+    engine = AlertEngine(load_rules(rules_path))
+    for body in bodies:
+        message = read_message(body, {})
+        engine.feed("dev1", {}, message, live(message))
+    engine.check_silence()
+    return [a.as_dict() for a in engine.sorted_alerts()]
+
+
+@pytest.mark.parametrize("engine,encoding", [("host", JSON), ("host", COMPACT),
+                                             ("firmware", JSON), ("firmware", COMPACT)])
+def test_an_ipv6_trace_through_each_engine_raises_the_ipv4_trace_s_alerts(engine, encoding,
+                                                                          tmp_path):
+    """The attacks as the device saw them in IPv6, spelled every way, through the engines
+    (which make them canonical and carry them as text or 16-byte strings) to the rules."""
+    events = merged(quiet(hours=1.0), _attacks())
+    trace4, trace6 = tmp_path / "v4.jsonl", tmp_path / "v6.jsonl"
+    tracegen.write(events, str(trace4))
+    tracegen.write(_trace_respelled(events), str(trace6))
+    rules4 = _rules(tmp_path, "v4", ["198.51.100.66", "203.0.113.128/26"])
+    rules6 = _rules(tmp_path, "v6", ["2001:db8::c633:6442", "2001:DB8::CB00:7180/122"])
+    expected = _alerts_of(_engine_bodies(engine, encoding, trace4), rules4)
+    assert {"outbound-sweep", "successful-brute-force", "threat-list"} <= {
+        a["rule"] for a in expected}
+    alerts6 = _alerts_of(_engine_bodies(engine, encoding, trace6), rules6)
+    assert _summary(alerts6) == _summary(expected, _key6)
