@@ -20,17 +20,21 @@ class Engine:
     own); without them (the host) both families share NETWORK and DNS, keyed on canonical text.
     """
 
+    # Class defaults, so that a board without IPv6 caches holds no more attributes than before.
+    network6 = None
+    dns6 = None
+    _v6 = None
+    # Address text -> canonical text or None; the host sets a memoised one.
+    canonical = staticmethod(events.canonical_address)
+
     def __init__(self, process, network, login, dns, encoder, warn, network6=None, dns6=None):
         self.process = process
         self.network = network
         self.login = login
         self.dns = dns
-        self.network6 = network6
-        self.dns6 = dns6
-        # Address text -> canonical text or None; the host sets a memoised one.
-        self.canonical = events.canonical_address
-        self._v6 = None
         if network6 is not None:
+            self.network6 = network6
+            self.dns6 = dns6
             # A module of its own: a board without IPv6 caches never loads its code.
             from microagent.engine6 import IPv6Paths
             self._v6 = IPv6Paths(self)
