@@ -131,7 +131,7 @@ class Tracker:
         # PENDING_ADDRESSES6 (local groups, remote groups) in place of the local high. Beyond the
         # tables, counted lost.
         self.pending_connections = array("H", bytes(12 * PENDING_CONNECTIONS))
-        self.pending_addresses6 = array("H", bytes(32 * PENDING_CONNECTIONS6))
+        self.pending_addresses6 = None  # the IPv6 tables: see ipv6_tables
         self.pending_bytes = array("I", bytes(8 * PENDING_CONNECTIONS))  # in, out
         # protocol << 2 | direction, | _HELD_IPV6 for an IPv6 connection
         self.pending_kind = bytearray(PENDING_CONNECTIONS)
@@ -142,13 +142,23 @@ class Tracker:
         self.window_start = ticks_ms()
         self.local_high = 0
         self.local_low = 0
-        self.local6 = array("H", bytes(16))
+        self.local6 = None
         self.untracked = 0  # sockets opened while the table was full: counted, bytes unknown
         self.halves = array("H", bytes(18))  # sockaddr_parse's groups and port
-        self.seen6 = array("H", bytes(16))  # getaddrinfo's last IPv6 answer
+        self.seen6 = None  # getaddrinfo's last IPv6 answer
         # A held IPv6 report's addresses, copied out of the table to be recorded
-        self.held_local = array("H", bytes(16))
-        self.held_remote = array("H", bytes(16))
+        self.held_local = None
+        self.held_remote = None
+
+    def ipv6_tables(self):
+        """Allocates the IPv6 tables once, with the first IPv6 peer, answer or address: a board
+        that never sees IPv6 keeps their few hundred bytes (its heap budget has no more)."""
+        if self.local6 is None:
+            self.local6 = array("H", bytes(16))
+            self.seen6 = array("H", bytes(16))
+            self.held_local = array("H", bytes(16))
+            self.held_remote = array("H", bytes(16))
+            self.pending_addresses6 = array("H", bytes(32 * PENDING_CONNECTIONS6))
 
     def attach(self, engine, window_start_ticks):
         self.engine = engine
@@ -239,6 +249,7 @@ class Tracker:
             self.local_high = self.halves[0]
             self.local_low = self.halves[1]
         elif n == IPV6:
+            self.ipv6_tables()
             _copy(self.halves, 0, self.local6, 0)
 
     def add(self, sock):
@@ -323,6 +334,7 @@ class TrackedSocket(io.IOBase):
             self._settle()  # a datagram socket turned to another peer: the last one is done
         self.ipv6 = n == IPV6
         if self.ipv6:
+            self._t.ipv6_tables()
             if self.remote6 is None:
                 self.remote6 = array("H", bytes(16))
             _copy(halves, 0, self.remote6, 0)
@@ -619,6 +631,7 @@ def record_answers(host, result):
             if seen6 and _same(halves, tracker.seen6):
                 continue
             seen6 = True
+            tracker.ipv6_tables()
             _copy(halves, 0, tracker.seen6, 0)
             tracker.lookup6(host, halves)
 
