@@ -64,6 +64,18 @@ class RawClient:
             data += chunk
         return data
 
+    def read_packet(self):
+        """(first byte, body) of the next packet from the hub."""
+        first = self.recv_exact(1)[0]
+        length, shift = 0, 0
+        while True:
+            byte = self.recv_exact(1)[0]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        return first, self.recv_exact(length)
+
     def closed_by_server(self):
         """True when the server closes the connection (EOF or reset) before the timeout."""
         try:

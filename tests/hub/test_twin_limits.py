@@ -32,22 +32,10 @@ def thirty_kb_patch(n):
     return {"p%d_%d" % (n, j): chr(ord("a") + j) * 3000 for j in range(10)}
 
 
-def read_packet(client):
-    first = client.recv_exact(1)[0]
-    length, shift = 0, 0
-    while True:
-        byte = client.recv_exact(1)[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return first, client.recv_exact(length)
-
-
 def read_publish(client):
     """(topic, payload) of the next PUBLISH from the hub (QoS 0), skipping other packets."""
     while True:
-        first, body = read_packet(client)
+        first, body = client.read_packet()
         if first >> 4 == 3:
             size = int.from_bytes(body[:2], "big")
             return body[2:2 + size].decode(), body[2 + size:]
@@ -59,7 +47,7 @@ class TwinClient:
     def __init__(self, hub, identity="dev1"):
         self.client = RawClient(hub, timeout=30).login(hub, identity)
         self.client.send(subscribe(1, RESPONSES))
-        assert read_packet(self.client)[0] == 0x90   # SUBACK
+        assert self.client.read_packet()[0] == 0x90   # SUBACK
         self.rid = 0
 
     def send_patch(self, patch):
@@ -173,7 +161,7 @@ def test_a_device_hammering_its_twin_does_not_stop_another_devices_telemetry(hub
         count = 100
         for n in range(count):
             quiet.send(telemetry(n))
-            first, body = read_packet(quiet)
+            first, body = quiet.read_packet()
             assert (first, body) == (0x40, (n % 65535 + 1).to_bytes(2, "big"))   # its PUBACK
         answered_during = len(answered) - answered_before
     finally:

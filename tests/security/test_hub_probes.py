@@ -16,22 +16,9 @@ MICROAGENT = os.path.join(os.path.dirname(sys.executable), "microagent")
 EVENTS = "devices/dev1/messages/events/"
 
 
-def read_packet(client):
-    """(first byte, body) of the next packet from the hub."""
-    first = client.recv_exact(1)[0]
-    length, shift = 0, 0
-    while True:
-        byte = client.recv_exact(1)[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return first, client.recv_exact(length)
-
-
 def publish_qos1(client, topic, payload, packet_id=1):
     client.send(raw_mqtt.publish(topic, payload, qos=1, packet_id=packet_id))
-    assert read_packet(client) == (0x40, packet_id.to_bytes(2, "big"))
+    assert client.read_packet() == (0x40, packet_id.to_bytes(2, "big"))
 
 
 def strict_json(line):
@@ -68,13 +55,13 @@ def test_one_devices_bodies_cannot_break_hub_messages(hub):
 def test_deeply_nested_twin_patch_gets_400_and_the_connection_stays(hub):
     client = RawClient(hub).login(hub)
     client.send(raw_mqtt.subscribe(1, "$iothub/twin/res/#"))
-    assert read_packet(client)[0] == 0x90
+    assert client.read_packet()[0] == 0x90
     patch = b'{"a":' * 5000 + b"1" + b"}" * 5000  # 25 KB: under the 32 KB twin limit
     client.send(raw_mqtt.publish("$iothub/twin/PATCH/properties/reported/?$rid=7", patch))
-    first, body = read_packet(client)
+    first, body = client.read_packet()
     assert first >> 4 == 3 and b"$iothub/twin/res/400/?$rid=7" in body
     client.send(raw_mqtt.PINGREQ)
-    assert read_packet(client) == (0xD0, b"")
+    assert client.read_packet() == (0xD0, b"")
     client.close()
     assert "Traceback" not in hub.log() and "internal error" not in hub.log()
     assert hub.twin("dev1")["reported"] == {"$version": 1}
